@@ -1,0 +1,95 @@
+import path from 'node:path';
+
+export type Role = 'all' | 'api' | 'worker';
+
+export interface Config {
+  /** PostgreSQL to use; undefined starts the embedded one under dataDir. */
+  databaseUrl: string | undefined;
+  port: number;
+  host: string;
+  publicUrl: string;
+  role: Role;
+  /** Folder of the embedded PostgreSQL and other local state. */
+  dataDir: string;
+  /** An endpoint failing every attempt this long is disabled. */
+  disableAfterSeconds: number;
+  /** CIDRs deliveries may reach despite the outbound-safety rule. */
+  allowNetworks: string[];
+  /** Largest serialized message data accepted by sendMessage. */
+  maxPayloadBytes: number;
+  /** Largest HTTP request body the API reads. */
+  maxRequestBytes: number;
+  /** Requests per second one API key may make; 0 means unlimited. */
+  apiKeyRateLimit: number;
+  /** Most deliveries a worker process sends at once. */
+  workerConcurrency: number;
+  /** Most attempts in flight to one endpoint at once, per worker process. */
+  endpointConcurrency: number;
+  /** Days payloads and attempts are kept. */
+  retentionDays: number;
+  /** Value of the Content-Security-Policy frame-ancestors directive for the portal. */
+  portalFrameAncestors: string;
+  logLevel: 'debug' | 'info' | 'warn' | 'error' | 'silent';
+}
+
+export class ConfigError extends Error {}
+
+function int(env: NodeJS.ProcessEnv, name: string, fallback: number, min = 0): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < min) {
+    throw new ConfigError(`${name} must be an integer >= ${min}, got ${JSON.stringify(raw)}`);
+  }
+  return value;
+}
+
+function oneOf<T extends string>(env: NodeJS.ProcessEnv, name: string, allowed: readonly T[], fallback: T): T {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  if (!(allowed as readonly string[]).includes(raw)) {
+    throw new ConfigError(`${name} must be one of ${allowed.join(', ')}, got ${JSON.stringify(raw)}`);
+  }
+  return raw as T;
+}
+
+function cidrList(env: NodeJS.ProcessEnv, name: string): string[] {
+  const raw = env[name];
+  if (!raw) return [];
+  const items = raw.split(',').map((s) => s.trim()).filter(Boolean);
+  for (const item of items) {
+    if (!/^[0-9a-fA-F:.]+\/\d{1,3}$/.test(item)) {
+      throw new ConfigError(`${name}: ${JSON.stringify(item)} is not a CIDR such as 127.0.0.0/8 or ::1/128`);
+    }
+  }
+  return items;
+}
+
+/** Every setting, parsed and validated once. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const port = int(env, 'PORT', 4000);
+  const publicUrl = (env.PUBLIC_URL || `http://localhost:${port}`).replace(/\/+$/, '');
+  try {
+    new URL(publicUrl);
+  } catch {
+    throw new ConfigError(`PUBLIC_URL must be an absolute URL, got ${JSON.stringify(publicUrl)}`);
+  }
+  return {
+    databaseUrl: env.DATABASE_URL || undefined,
+    port,
+    host: env.HOST || '0.0.0.0',
+    publicUrl,
+    role: oneOf(env, 'DISPATCH_ROLE', ['all', 'api', 'worker'] as const, 'all'),
+    dataDir: path.resolve(env.DISPATCH_DATA_DIR || '.dispatch'),
+    disableAfterSeconds: int(env, 'DISPATCH_DISABLE_AFTER_SECONDS', 432_000, 1),
+    allowNetworks: cidrList(env, 'DISPATCH_ALLOW_NETWORKS'),
+    maxPayloadBytes: int(env, 'DISPATCH_MAX_PAYLOAD_BYTES', 1024 * 1024, 1),
+    maxRequestBytes: int(env, 'DISPATCH_MAX_REQUEST_BYTES', 2 * 1024 * 1024, 1024),
+    apiKeyRateLimit: int(env, 'DISPATCH_API_KEY_RATE_LIMIT', 0),
+    workerConcurrency: int(env, 'DISPATCH_WORKER_CONCURRENCY', 64, 1),
+    endpointConcurrency: int(env, 'DISPATCH_ENDPOINT_CONCURRENCY', 8, 1),
+    retentionDays: int(env, 'DISPATCH_RETENTION_DAYS', 30, 1),
+    portalFrameAncestors: env.DISPATCH_PORTAL_FRAME_ANCESTORS || "'self'",
+    logLevel: oneOf(env, 'LOG_LEVEL', ['debug', 'info', 'warn', 'error', 'silent'] as const, 'info'),
+  };
+}

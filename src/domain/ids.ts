@@ -1,0 +1,78 @@
+import { randomBytes } from 'node:crypto';
+
+/** Every id prefix, so an id tells its type (and serves as a Relay global id). */
+export const ID_PREFIX = {
+  Workspace: 'ws',
+  ApiKey: 'key',
+  App: 'app',
+  EventType: 'evt',
+  Recipient: 'rcp',
+  Endpoint: 'ep',
+  EndpointSecret: 'sec',
+  Message: 'msg',
+  Delivery: 'dlv',
+  Attempt: 'atm',
+  PortalSession: 'pts',
+} as const;
+
+export type IdType = keyof typeof ID_PREFIX;
+
+const CROCKFORD = '0123456789abcdefghjkmnpqrstvwxyz';
+let lastTime = 0;
+let lastRandom = Buffer.alloc(0);
+
+/**
+ * A ULID-like body: 10 characters of milliseconds then 16 of randomness,
+ * monotonic within a millisecond, so ids sort by creation time and serve as
+ * pagination cursors.
+ */
+function sortableBody(): string {
+  const now = Date.now();
+  let rand: Buffer;
+  if (now === lastTime) {
+    rand = Buffer.from(lastRandom);
+    for (let i = rand.length - 1; i >= 0; i--) {
+      if (rand[i]! < 255) {
+        rand[i]!++;
+        break;
+      }
+      rand[i] = 0;
+    }
+  } else {
+    rand = randomBytes(10);
+    lastTime = now;
+  }
+  lastRandom = rand;
+  let time = '';
+  let t = now;
+  for (let i = 0; i < 10; i++) {
+    time = CROCKFORD[t % 32] + time;
+    t = Math.floor(t / 32);
+  }
+  let bits = 0n;
+  for (const byte of rand) bits = (bits << 8n) | BigInt(byte);
+  let random = '';
+  for (let i = 0; i < 16; i++) {
+    random = CROCKFORD[Number(bits & 31n)] + random;
+    bits >>= 5n;
+  }
+  return time + random;
+}
+
+export function newId(type: IdType): string {
+  return `${ID_PREFIX[type]}_${sortableBody()}`;
+}
+
+const byPrefix = new Map<string, IdType>(Object.entries(ID_PREFIX).map(([type, prefix]) => [prefix, type as IdType]));
+
+/** The type an id names, or undefined when it has no known prefix. */
+export function idType(id: string): IdType | undefined {
+  const underscore = id.indexOf('_');
+  if (underscore <= 0) return undefined;
+  return byPrefix.get(id.slice(0, underscore));
+}
+
+/** A secret token: prefix + base64url of random bytes. */
+export function newToken(prefix: 'dk' | 'dpt', bytes = 32): string {
+  return `${prefix}_${randomBytes(bytes).toString('base64url')}`;
+}
