@@ -1,0 +1,59 @@
+import type pg from 'pg';
+import type { PrismaClient } from '../db/client.ts';
+import type { Actor } from './actor.ts';
+
+/** Runs SQL on one connection: inside a transaction, every statement goes through it. */
+export interface SqlExecutor {
+  query<R extends pg.QueryResultRow = pg.QueryResultRow>(text: string, values?: unknown[]): Promise<pg.QueryResult<R>>;
+}
+
+/** A delivery just created, as the queue needs it. */
+export interface NewDelivery {
+  id: string;
+  messageId: string;
+  endpointId: string;
+  appId: string;
+  recipientId: string;
+}
+
+/**
+ * Where the delivery engine plugs into the domain. `deliveriesCreated` runs
+ * inside the transaction that stores the message and its deliveries, so jobs
+ * and rows commit together or not at all.
+ */
+export interface DeliveryHooks {
+  deliveriesCreated(sql: SqlExecutor, deliveries: NewDelivery[], options: { manual: boolean }): Promise<void>;
+  /** Resend every failed delivery of an endpoint in a window, as background work. */
+  recoverRequested?(sql: SqlExecutor, request: { endpointId: string; since: Date; until: Date | null }): Promise<void>;
+}
+
+export interface DomainSettings {
+  maxPayloadBytes: number;
+  publicUrl: string;
+  /** CIDRs endpoint URLs may name despite the outbound-safety rule. */
+  allowNetworks: string[];
+}
+
+export interface DomainContext {
+  prisma: PrismaClient;
+  pool: pg.Pool;
+  actor: Actor;
+  settings: DomainSettings;
+  hooks: DeliveryHooks;
+}
+
+/** Runs `work` in a transaction on one pooled connection. */
+export async function inTransaction<T>(pool: pg.Pool, work: (sql: SqlExecutor) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN');
+    const result = await work(client);
+    await client.query('COMMIT');
+    return result;
+  } catch (error) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw error;
+  } finally {
+    client.release();
+  }
+}

@@ -1,0 +1,32 @@
+/** The one list of error codes clients see in `extensions.code`. */
+export const ERROR_CODES = [
+  'UNAUTHENTICATED',
+  'FORBIDDEN',
+  'NOT_FOUND',
+  'BAD_USER_INPUT',
+  'UNKNOWN_EVENT_TYPE',
+  'INVALID_PAYLOAD',
+  'PAYLOAD_TOO_LARGE',
+  'IDEMPOTENCY_CONFLICT',
+  'UNSAFE_URL',
+  'ENDPOINT_DISABLED',
+  'RATE_LIMITED',
+] as const;
+
+export type ErrorCode = (typeof ERROR_CODES)[number];
+
+/** An error meant for the client: its message and code are shown as they are. */
+export class DispatchError extends Error {
+  readonly code: ErrorCode;
+  readonly details: Record<string, unknown> | undefined;
+  constructor(code: ErrorCode, message: string, details?: Record<string, unknown>) {
+    super(message);
+    this.name = 'DispatchError';
+    this.code = code;
+    this.details = details;
+  }
+}
+
+export const notFound = (what: string) => new DispatchError('NOT_FOUND', `${what} not found`);
+export const badInput = (message: string, details?: Record<string, unknown>) => new DispatchError('BAD_USER_INPUT', message, details);
+export const forbidden = (message = 'this token may not do that') => new DispatchError('FORBIDDEN', message);
