@@ -122,6 +122,7 @@ function expectedDefault(model: Model, field: Field, enums: Datamodel['enums']):
     const fn = value as { name: string; args: readonly (string | number)[] };
     switch (fn.name) {
       case 'now': return 'CURRENT_TIMESTAMP';
+      // Compared verbatim: write it in the schema as PostgreSQL prints it back.
       case 'dbgenerated': return String(fn.args[0] ?? '');
       // Filled in by the client, not the database.
       case 'uuid': case 'cuid': case 'nanoid': case 'ulid': return null;
