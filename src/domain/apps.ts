@@ -5,6 +5,8 @@ import type { DomainContext } from './context.ts';
 import { badInput, forbidden, notFound } from './errors.ts';
 import { newId } from './ids.ts';
 
+/** How long one try may take when the app does not say. */
+export const DEFAULT_ATTEMPT_TIMEOUT_MS = 15_000;
 export const MIN_ATTEMPT_TIMEOUT_MS = 100;
 export const MAX_ATTEMPT_TIMEOUT_MS = 60_000;
 

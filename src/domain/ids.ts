@@ -19,7 +19,7 @@ export type IdType = keyof typeof ID_PREFIX;
 
 const CROCKFORD = '0123456789abcdefghjkmnpqrstvwxyz';
 let lastTime = 0;
-let lastRandom = Buffer.alloc(0);
+let lastRandom: Buffer = Buffer.alloc(0);
 
 /**
  * A ULID-like body: 10 characters of milliseconds then 16 of randomness,

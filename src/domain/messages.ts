@@ -28,7 +28,7 @@ export interface SendMessageInput {
   appId: string;
   recipientId: string;
   eventType: string;
-  data: unknown;
+  data?: unknown;
   messageId?: string | null;
   idempotencyKey?: string | null;
 }

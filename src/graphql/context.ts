@@ -1,0 +1,10 @@
+import type { Actor } from '../domain/actor.ts';
+import type { DomainContext } from '../domain/context.ts';
+import type { LiveBus } from '../live/bus.ts';
+
+/** What every resolver gets: the domain context of the authenticated actor. */
+export interface GraphQLContext {
+  actor: Actor;
+  domain: DomainContext;
+  live: LiveBus | undefined;
+}

@@ -1,0 +1,11 @@
+import { builder } from './builder.ts';
+import './types/scalars.ts';
+import './types/enums.ts';
+import './types/viewer.ts';
+import './types/workspace.ts';
+import './types/app.ts';
+import './types/endpoint.ts';
+import './types/message.ts';
+import './types/portal-session.ts';
+
+export const schema = builder.toSchema({ sortSchema: true });

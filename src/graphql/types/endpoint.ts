@@ -1,0 +1,124 @@
+import { visible } from '../../domain/access.ts';
+import { createEndpoint, deleteEndpoint, rotateEndpointSecret, updateEndpoint } from '../../domain/endpoints.ts';
+import { builder } from '../builder.ts';
+import { PAGE } from '../paging.ts';
+import { DeliveryStatusEnum } from './enums.ts';
+import { AttemptConnection, DeliveryConnection } from './message.ts';
+
+export const EndpointRef = builder.prismaNode('Endpoint', {
+  id: { field: 'id' },
+  findUnique: (id, ctx) => ({ id, AND: [visible.endpoint(ctx.actor)] }),
+  fields: (t) => ({
+    url: t.exposeString('url'),
+    description: t.exposeString('description', { nullable: true }),
+    eventTypes: t.exposeStringList('eventTypes', { description: 'Event types this endpoint receives; empty means all.' }),
+    disabled: t.exposeBoolean('disabled'),
+    disabledReason: t.exposeString('disabledReason', { nullable: true }),
+    disabledAt: t.expose('disabledAt', { type: 'DateTime', nullable: true }),
+    headers: t.expose('headers', { type: 'JSON', description: 'Custom headers sent with every delivery.' }),
+    secret: t.string({
+      description: 'The newest signing secret (whsec_…). Only the operator and the recipient can read it.',
+      select: { secrets: { orderBy: { id: 'desc' }, take: 1, select: { secret: true } } },
+      resolve: (endpoint) => endpoint.secrets[0]?.secret ?? '',
+    }),
+    createdAt: t.expose('createdAt', { type: 'DateTime' }),
+    updatedAt: t.expose('updatedAt', { type: 'DateTime' }),
+    app: t.relation('app'),
+    recipient: t.relation('recipient'),
+    recipientId: t.string({
+      description: "The operator's id of the recipient.",
+      select: { recipient: { select: { uid: true } } },
+      resolve: (e) => e.recipient.uid,
+    }),
+    deliveries: t.relatedConnection('deliveries', {
+      ...PAGE,
+      cursor: 'id',
+      description: 'Newest first.',
+      args: { status: t.arg({ type: DeliveryStatusEnum }) },
+      query: (args, ctx) => ({
+        where: { AND: [visible.delivery(ctx.actor), args.status ? { status: args.status } : {}] },
+        orderBy: { id: 'desc' },
+      }),
+    }, DeliveryConnection),
+    attempts: t.relatedConnection('attempts', {
+      ...PAGE,
+      cursor: 'id',
+      description: 'Newest first.',
+      query: (_args, ctx) => ({ where: visible.attempt(ctx.actor), orderBy: { id: 'desc' } }),
+    }, AttemptConnection),
+  }),
+});
+
+export const EndpointConnection = builder.connectionObject({ type: EndpointRef, name: 'EndpointConnection' });
+
+builder.queryField('endpoint', (t) =>
+  t.prismaField({
+    type: 'Endpoint',
+    nullable: true,
+    args: { id: t.arg.id({ required: true }) },
+    resolve: (query, _root, args, ctx) => ctx.domain.prisma.endpoint.findFirst({ ...query, where: { id: args.id, AND: [visible.endpoint(ctx.actor)] } }),
+  }),
+);
+
+const CreateEndpointInput = builder.inputType('CreateEndpointInput', {
+  fields: (t) => ({
+    appId: t.id({ required: true }),
+    recipientId: t.string({ required: true, description: "The operator's own id of the recipient; created on first use." }),
+    url: t.string({ required: true }),
+    eventTypes: t.stringList({ description: 'Event types to receive; empty or absent means all.' }),
+    description: t.string(),
+    disabled: t.boolean(),
+    headers: t.field({ type: 'JSON', description: 'Custom headers as an object of names to string values.' }),
+  }),
+});
+
+const UpdateEndpointInput = builder.inputType('UpdateEndpointInput', {
+  fields: (t) => ({
+    id: t.id({ required: true }),
+    url: t.string(),
+    eventTypes: t.stringList(),
+    description: t.string(),
+    disabled: t.boolean(),
+    headers: t.field({ type: 'JSON' }),
+  }),
+});
+
+const DeleteEndpointInput = builder.inputType('DeleteEndpointInput', { fields: (t) => ({ id: t.id({ required: true }) }) });
+
+const RotateEndpointSecretInput = builder.inputType('RotateEndpointSecretInput', {
+  fields: (t) => ({
+    id: t.id({ required: true }),
+    gracePeriodSeconds: t.int({ description: 'How long the old secret keeps signing: default 86400 (24 h), at most 604800 (7 days).' }),
+  }),
+});
+
+builder.mutationFields((t) => ({
+  createEndpoint: t.prismaField({
+    type: 'Endpoint',
+    args: { input: t.arg({ type: CreateEndpointInput, required: true }) },
+    resolve: async (query, _root, { input }, ctx) =>
+      ctx.domain.prisma.endpoint.findUniqueOrThrow({ ...query, where: { id: (await createEndpoint(ctx.domain, input)).id } }),
+  }),
+  updateEndpoint: t.prismaField({
+    type: 'Endpoint',
+    args: { input: t.arg({ type: UpdateEndpointInput, required: true }) },
+    resolve: async (query, _root, { input }, ctx) =>
+      ctx.domain.prisma.endpoint.findUniqueOrThrow({ ...query, where: { id: (await updateEndpoint(ctx.domain, input)).id } }),
+  }),
+  deleteEndpoint: t.prismaField({
+    type: 'Endpoint',
+    args: { input: t.arg({ type: DeleteEndpointInput, required: true }) },
+    resolve: async (query, _root, { input }, ctx) => {
+      // Read what the client selected before the row is gone.
+      const snapshot = await ctx.domain.prisma.endpoint.findFirst({ ...query, where: { id: input.id, AND: [visible.endpoint(ctx.actor)] } });
+      const deleted = await deleteEndpoint(ctx.domain, input);
+      return snapshot ?? deleted;
+    },
+  }),
+  rotateEndpointSecret: t.prismaField({
+    type: 'Endpoint',
+    args: { input: t.arg({ type: RotateEndpointSecretInput, required: true }) },
+    resolve: async (query, _root, { input }, ctx) =>
+      ctx.domain.prisma.endpoint.findUniqueOrThrow({ ...query, where: { id: (await rotateEndpointSecret(ctx.domain, input)).id } }),
+  }),
+}));

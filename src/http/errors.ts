@@ -1,0 +1,30 @@
+import { PothosValidationError } from '@pothos/core';
+import { GraphQLError } from 'graphql';
+import { DispatchError } from '../domain/errors.ts';
+
+/**
+ * Turns what a resolver threw into what the client sees: our own errors keep
+ * their message and code; input validation becomes BAD_USER_INPUT; anything
+ * else is logged and masked.
+ */
+export function maskError(error: unknown, log: (message: string, error: unknown) => void): Error {
+  const graphqlError = error instanceof GraphQLError ? error : undefined;
+  const original = graphqlError?.originalError ?? error;
+  const at = { nodes: graphqlError?.nodes, path: graphqlError?.path, positions: graphqlError?.positions, source: graphqlError?.source };
+  if (original instanceof DispatchError) {
+    return new GraphQLError(original.message, { ...at, extensions: { code: original.code, ...(original.details ?? {}) } });
+  }
+  if (original instanceof PothosValidationError) {
+    return new GraphQLError(original.message, { ...at, extensions: { code: 'BAD_USER_INPUT' } });
+  }
+  if (original instanceof GraphQLError) {
+    // Errors graphql-js raises for bad input (scalar parsing, variables) already carry a code or are the client's fault.
+    if (original.extensions?.code) return original;
+    return new GraphQLError(original.message, { ...at, extensions: { code: 'BAD_USER_INPUT' } });
+  }
+  if (graphqlError && !graphqlError.originalError) {
+    return graphqlError.extensions?.code ? graphqlError : new GraphQLError(graphqlError.message, { ...at, extensions: { code: 'BAD_USER_INPUT' } });
+  }
+  log('unexpected error in a resolver', original);
+  return new GraphQLError('Unexpected error.', { ...at, extensions: { code: 'INTERNAL_SERVER_ERROR' } });
+}

@@ -1,0 +1,34 @@
+import client from 'prom-client';
+
+/** One Prometheus registry per process; delivery and live add their own series to it. */
+export const registry = new client.Registry();
+client.collectDefaultMetrics({ register: registry, prefix: 'dispatch_process_' });
+
+export const httpRequests = new client.Counter({
+  name: 'dispatch_http_requests_total',
+  help: 'HTTP requests served, by route and status code.',
+  labelNames: ['route', 'status'] as const,
+  registers: [registry],
+});
+
+export const httpDuration = new client.Histogram({
+  name: 'dispatch_http_request_duration_seconds',
+  help: 'Time to answer an HTTP request (to the first byte of a streamed response).',
+  labelNames: ['route'] as const,
+  buckets: [0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+  registers: [registry],
+});
+
+export const graphqlOperations = new client.Counter({
+  name: 'dispatch_graphql_operations_total',
+  help: 'GraphQL operations executed, by type and operation name.',
+  labelNames: ['type', 'name'] as const,
+  registers: [registry],
+});
+
+export const graphqlErrors = new client.Counter({
+  name: 'dispatch_graphql_errors_total',
+  help: 'GraphQL errors returned, by extensions.code.',
+  labelNames: ['code'] as const,
+  registers: [registry],
+});

@@ -1,0 +1,225 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { costLimitPlugin } from '@escape.tech/graphql-armor-cost-limit';
+import { maxAliasesPlugin } from '@escape.tech/graphql-armor-max-aliases';
+import { maxDepthPlugin } from '@escape.tech/graphql-armor-max-depth';
+import { createYoga, type Plugin, type YogaServerInstance } from 'graphql-yoga';
+import { GraphQLError, type GraphQLSchema } from 'graphql';
+import type { Config } from '../config.ts';
+import type { Database } from '../db/client.ts';
+import { pendingMigrations } from '../db/migrate.ts';
+import type { Actor } from '../domain/actor.ts';
+import { authenticate } from '../domain/auth.ts';
+import type { DeliveryHooks } from '../domain/context.ts';
+import type { GraphQLContext } from '../graphql/context.ts';
+import type { LiveBus } from '../live/bus.ts';
+import type { Logger } from '../logger.ts';
+import { maskError } from './errors.ts';
+import { graphqlErrors, graphqlOperations, httpDuration, httpRequests, registry } from './metrics.ts';
+import { RateLimiter } from './rate-limit.ts';
+
+export interface HttpDeps {
+  config: Config;
+  db: Database;
+  schema: GraphQLSchema;
+  hooks: DeliveryHooks;
+  live?: LiveBus;
+  logger: Logger;
+  /** Serves the API (GraphQL, portal); a worker-only process serves health and metrics alone. */
+  api: boolean;
+  /** Extra readiness checks of the roles in this process (queue started, …). */
+  readiness?: () => Promise<string | null>;
+  /** Other routes (the portal's static files) tried before 404. */
+  extraRoutes?: (req: IncomingMessage, res: ServerResponse) => Promise<boolean> | boolean;
+}
+
+export interface HttpServer {
+  server: Server;
+  yoga: YogaServerInstance<{ req: IncomingMessage; res: ServerResponse }, GraphQLContext> | undefined;
+  /** Resolves the actor of a request's Authorization value (shared with the WebSocket server). */
+  contextFor(authorization: string | null | undefined): Promise<GraphQLContext>;
+  listen(port: number, host: string): Promise<number>;
+  close(): Promise<void>;
+}
+
+export class UnauthenticatedError extends GraphQLError {
+  constructor() {
+    super('a valid API key or portal token is required: Authorization: Bearer <token>', {
+      extensions: { code: 'UNAUTHENTICATED', http: { status: 401 } },
+    });
+  }
+}
+
+function graphqlErrorBody(status: number, message: string, code: string): string {
+  return JSON.stringify({ errors: [{ message, extensions: { code, http: { status } } }] });
+}
+
+/** Counts operations and error codes for /metrics. */
+function metricsPlugin(): Plugin {
+  return {
+    onExecute({ args }) {
+      const operation = args.document.definitions.find((d: { kind: string }) => d.kind === 'OperationDefinition');
+      const type = operation && 'operation' in operation ? operation.operation : 'unknown';
+      graphqlOperations.inc({ type, name: (args.operationName ?? (operation && 'name' in operation ? operation.name?.value : undefined)) || 'anonymous' });
+    },
+    onResultProcess({ result }) {
+      const results = Array.isArray(result) ? result : [result];
+      for (const r of results) {
+        const errors = (r as { errors?: readonly GraphQLError[] } | undefined)?.errors ?? [];
+        for (const e of errors) graphqlErrors.inc({ code: String(e.extensions?.code ?? 'UNKNOWN') });
+      }
+    },
+  };
+}
+
+/** Rejections of the depth, cost and alias limits carry no code; they are the client's doing. */
+function limitErrorsPlugin(): Plugin {
+  return {
+    onValidate() {
+      return ({ result, setResult }) => {
+        if (result.length === 0) return;
+        setResult(
+          result.map((e) =>
+            e.extensions?.code
+              ? e
+              : new GraphQLError(e.message, {
+                  nodes: e.nodes,
+                  source: e.source,
+                  positions: e.positions,
+                  extensions: { code: /depth|cost|aliases/i.test(e.message) ? 'BAD_USER_INPUT' : 'GRAPHQL_VALIDATION_FAILED' },
+                }),
+          ),
+        );
+      };
+    },
+  };
+}
+
+export function createHttpServer(deps: HttpDeps): HttpServer {
+  const { config, db, logger } = deps;
+  const limiter = new RateLimiter(config.apiKeyRateLimit);
+  const settings = { maxPayloadBytes: config.maxPayloadBytes, publicUrl: config.publicUrl, allowNetworks: config.allowNetworks };
+
+  function contextForActor(actor: Actor): GraphQLContext {
+    return {
+      actor,
+      live: deps.live,
+      domain: { prisma: db.prisma, pool: db.pool, actor, settings, hooks: deps.hooks },
+    };
+  }
+
+  async function contextFor(authorization: string | null | undefined): Promise<GraphQLContext> {
+    const actor = await authenticate(db.prisma, authorization);
+    if (!actor) throw new UnauthenticatedError();
+    if (actor.kind === 'operator' && !limiter.take(actor.apiKeyId)) {
+      throw new GraphQLError(`this API key is over its rate of ${config.apiKeyRateLimit} requests per second`, {
+        extensions: { code: 'RATE_LIMITED', http: { status: 429, headers: { 'retry-after': '1' } } },
+      });
+    }
+    return contextForActor(actor);
+  }
+
+  const yoga = deps.api
+    ? createYoga<{ req: IncomingMessage; res: ServerResponse }, GraphQLContext>({
+        schema: deps.schema,
+        graphqlEndpoint: '/graphql',
+        landingPage: false,
+        graphiql: false,
+        logging: false,
+        context: ({ request }) => contextFor(request.headers.get('authorization')),
+        maskedErrors: { maskError: (error) => maskError(error, (message, e) => logger.error(message, e)) },
+        plugins: [
+          maxDepthPlugin({ n: 12, exposeLimits: true }),
+          maxAliasesPlugin({ n: 20, exposeLimits: true }),
+          costLimitPlugin({ maxCost: 5000, exposeLimits: true }),
+          limitErrorsPlugin(),
+          metricsPlugin(),
+        ],
+      })
+    : undefined;
+
+  async function ready(): Promise<string | null> {
+    try {
+      const pending = await pendingMigrations(db.pool);
+      if (pending.length) return `migrations pending: ${pending.join(', ')}`;
+    } catch (error) {
+      return `database unreachable: ${(error as Error).message}`;
+    }
+    return (await deps.readiness?.()) ?? null;
+  }
+
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<string> {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    if (url.pathname === '/healthz') {
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ status: 'ok', role: config.role }));
+      return 'healthz';
+    }
+    if (url.pathname === '/readyz') {
+      const problem = await ready();
+      res
+        .writeHead(problem ? 503 : 200, { 'content-type': 'application/json' })
+        .end(JSON.stringify(problem ? { status: 'unavailable', reason: problem } : { status: 'ready' }));
+      return 'readyz';
+    }
+    if (url.pathname === '/metrics') {
+      res.writeHead(200, { 'content-type': registry.contentType }).end(await registry.metrics());
+      return 'metrics';
+    }
+    if (yoga && url.pathname === '/graphql') {
+      const length = Number(req.headers['content-length'] ?? 0);
+      if (length > config.maxRequestBytes) {
+        res
+          .writeHead(413, { 'content-type': 'application/json', connection: 'close' })
+          .end(graphqlErrorBody(413, `request body is over ${config.maxRequestBytes} bytes`, 'PAYLOAD_TOO_LARGE'));
+        req.resume();
+        return 'graphql';
+      }
+      if (req.headers['transfer-encoding'] && !req.headers['content-length'] && req.method === 'POST') {
+        // A body of unknown length is counted as it arrives.
+        let seen = 0;
+        req.on('data', (chunk: Buffer) => {
+          seen += chunk.length;
+          if (seen > config.maxRequestBytes) req.destroy(new Error('request body too large'));
+        });
+      }
+      await yoga.requestListener(req, res);
+      return 'graphql';
+    }
+    if (deps.extraRoutes && (await deps.extraRoutes(req, res))) return 'static';
+    res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ error: 'not found' }));
+    return 'not_found';
+  }
+
+  const server = createServer((req, res) => {
+    const end = httpDuration.startTimer();
+    handle(req, res)
+      .then((route) => {
+        end({ route });
+        httpRequests.inc({ route, status: String(res.statusCode) });
+      })
+      .catch((error) => {
+        logger.error('http handler failed', error);
+        if (!res.headersSent) res.writeHead(500, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ error: 'internal error' }));
+        httpRequests.inc({ route: 'error', status: '500' });
+      });
+  });
+  server.keepAliveTimeout = 65_000;
+
+  return {
+    server,
+    yoga,
+    contextFor,
+    listen: (port, host) =>
+      new Promise((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(port, host, () => resolve((server.address() as AddressInfo).port));
+      }),
+    close: () =>
+      new Promise((resolve) => {
+        server.close(() => resolve());
+        server.closeIdleConnections();
+        setTimeout(() => server.closeAllConnections(), 2000).unref();
+      }),
+  };
+}

@@ -1,0 +1,27 @@
+/**
+ * The live-feed bus: workers publish attempt and message events (ids only),
+ * API processes fan them out to subscribers. Implemented over PostgreSQL
+ * LISTEN/NOTIFY by the live feed; in-process when no bus is configured.
+ */
+export interface AttemptEvent {
+  attemptId: string;
+  appId: string;
+  recipientId: string;
+  messageId: string;
+  endpointId: string;
+  status: 'SENDING' | 'SUCCEEDED' | 'FAILED';
+}
+
+export interface MessageEvent {
+  messageId: string;
+  appId: string;
+  recipientId: string;
+}
+
+export interface LiveBus {
+  publishAttempt(event: AttemptEvent): Promise<void>;
+  publishMessage(event: MessageEvent): Promise<void>;
+  subscribeAttempts(listener: (event: AttemptEvent) => void): () => void;
+  subscribeMessages(listener: (event: MessageEvent) => void): () => void;
+  close(): Promise<void>;
+}

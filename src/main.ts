@@ -1,0 +1,91 @@
+import { pathToFileURL } from 'node:url';
+import { loadConfig, type Config } from './config.ts';
+import { startDatabase, type StartedDatabase } from './db/index.ts';
+import type { DeliveryHooks } from './domain/context.ts';
+import { schema } from './graphql/schema.ts';
+import { createHttpServer, type HttpServer } from './http/server.ts';
+import { createLogger, type Logger } from './logger.ts';
+
+export interface Dispatch {
+  config: Config;
+  db: StartedDatabase;
+  http: HttpServer;
+  /** The port the HTTP server listens on (PORT, or the one the OS chose for 0). */
+  port: number;
+  url: string;
+  stop(): Promise<void>;
+}
+
+/**
+ * Until the delivery engine is started in this process, deliveries are stored
+ * PENDING and no job is queued for them.
+ */
+const storeOnly: DeliveryHooks = {
+  async deliveriesCreated() {},
+};
+
+/** Start-up: config -> database -> migrations -> roles (api, worker). */
+export async function startDispatch(config: Config = loadConfig(), options: { logger?: Logger } = {}): Promise<Dispatch> {
+  const logger = options.logger ?? createLogger(config.logLevel);
+  const db = await startDatabase(config, { log: (line) => logger.info(line) });
+  const api = config.role === 'all' || config.role === 'api';
+  const hooks = storeOnly;
+  const http = createHttpServer({ config, db, schema, hooks, logger, api });
+  let port: number;
+  try {
+    port = await http.listen(config.port, config.host);
+  } catch (error) {
+    await db.shutdown();
+    throw error;
+  }
+  const url = `http://127.0.0.1:${port}`;
+  logger.info(`Dispatch (${config.role}) listening on ${url}; GraphQL at ${url}/graphql`);
+  let stopping: Promise<void> | undefined;
+  return {
+    config,
+    db,
+    http,
+    port,
+    url,
+    stop() {
+      stopping ??= (async () => {
+        await http.close();
+        await db.shutdown();
+      })();
+      return stopping;
+    },
+  };
+}
+
+async function main() {
+  let config: Config;
+  try {
+    config = loadConfig();
+  } catch (error) {
+    process.stderr.write(`dispatch: ${(error as Error).message}\n`);
+    process.exit(2);
+  }
+  const logger = createLogger(config.logLevel);
+  const dispatch = await startDispatch(config, { logger });
+  const shutdown = (signal: string) => {
+    logger.info(`${signal}: finishing in-flight work and stopping`);
+    const force = setTimeout(() => process.exit(1), 30_000);
+    force.unref();
+    dispatch.stop().then(
+      () => process.exit(0),
+      (error) => {
+        logger.error('stop failed', error);
+        process.exit(1);
+      },
+    );
+  };
+  process.once('SIGTERM', () => shutdown('SIGTERM'));
+  process.once('SIGINT', () => shutdown('SIGINT'));
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  main().catch((error) => {
+    process.stderr.write(`dispatch failed to start: ${(error as Error).stack ?? error}\n`);
+    process.exit(1);
+  });
+}
