@@ -7,8 +7,13 @@ import { DispatchError } from '../domain/errors.ts';
  * their message and code; input validation becomes BAD_USER_INPUT; anything
  * else is logged and masked.
  */
+/** graphql-js may be loaded twice (its CommonJS and ESM builds), so classes are compared by name too. */
+function isGraphQLError(error: unknown): error is GraphQLError {
+  return error instanceof GraphQLError || (error instanceof Error && error.name === 'GraphQLError');
+}
+
 export function maskError(error: unknown, log: (message: string, error: unknown) => void): Error {
-  const graphqlError = error instanceof GraphQLError ? error : undefined;
+  const graphqlError = isGraphQLError(error) ? error : undefined;
   const original = graphqlError?.originalError ?? error;
   const at = { nodes: graphqlError?.nodes, path: graphqlError?.path, positions: graphqlError?.positions, source: graphqlError?.source };
   if (original instanceof DispatchError) {
@@ -17,7 +22,7 @@ export function maskError(error: unknown, log: (message: string, error: unknown)
   if (original instanceof PothosValidationError) {
     return new GraphQLError(original.message, { ...at, extensions: { code: 'BAD_USER_INPUT' } });
   }
-  if (original instanceof GraphQLError) {
+  if (isGraphQLError(original)) {
     // Errors graphql-js raises for bad input (scalar parsing, variables) already carry a code or are the client's fault.
     if (original.extensions?.code) return original;
     return new GraphQLError(original.message, { ...at, extensions: { code: 'BAD_USER_INPUT' } });

@@ -131,7 +131,7 @@ export function createHttpServer(deps: HttpDeps): HttpServer {
         plugins: [
           maxDepthPlugin({ n: 12, exposeLimits: true }),
           maxAliasesPlugin({ n: 20, exposeLimits: true }),
-          costLimitPlugin({ maxCost: 5000, exposeLimits: true }),
+          costLimitPlugin({ maxCost: 50_000, exposeLimits: true }),
           limitErrorsPlugin(),
           metricsPlugin(),
         ],

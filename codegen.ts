@@ -1,0 +1,19 @@
+import type { CodegenConfig } from '@graphql-codegen/cli';
+
+// Typed documents from schema.graphql: the operator client's operations
+// (src/client/operations.graphql). Generated at install and by `npm run codegen`.
+const scalars = { DateTime: 'string', JSON: 'unknown', ID: 'string' };
+
+const config: CodegenConfig = {
+  schema: 'schema.graphql',
+  overwrite: true,
+  generates: {
+    'src/client/generated.ts': {
+      documents: ['src/client/operations.graphql'],
+      plugins: ['typescript-operations', 'typed-document-node'],
+      config: { scalars, enumsAsTypes: true, useTypeImports: true, avoidOptionals: { field: true, inputValue: false, object: true } },
+    },
+  },
+};
+
+export default config;
