@@ -326,7 +326,12 @@ const KIND_TEXT: Record<SendErrorKind, string> = {
 
 function describeFailure(error: unknown): { errorKind: SendErrorKind; error: string } {
   const errorKind = errorCodes(error).map(kindOf).find((kind) => kind !== undefined) ?? 'network';
-  const message = error instanceof Error ? error.message : String(error);
+  const e = (typeof error === 'object' && error !== null ? error : {}) as ErrorLike & { reason?: unknown };
+  let message = (error instanceof Error ? error.message : String(error)).trim();
+  // OpenSSL's message is a raw error-queue line; its reason and code read better.
+  if (typeof e.reason === 'string' && e.reason !== '') {
+    message = typeof e.code === 'string' ? `${e.reason} (${e.code})` : e.reason;
+  }
   // UnsafeAddressError explains itself fully.
   if (errorKind === 'unsafe_address') return { errorKind, error: message };
   return { errorKind, error: message ? `${KIND_TEXT[errorKind]}: ${message}` : KIND_TEXT[errorKind] };

@@ -73,11 +73,11 @@ async function startReceiver() {
         res.writeHead(200, { 'content-type': 'text/plain' });
         endlessClosed = once(res, 'close').then(() => undefined);
         const chunk = Buffer.alloc(1024, 'z');
-        let open = true;
-        res.on('close', () => (open = false));
-        while (open) {
-          if (!res.write(chunk)) await Promise.race([once(res, 'drain'), once(res, 'close')]);
-        }
+        const pump = () => {
+          while (!res.destroyed && res.write(chunk));
+        };
+        res.on('drain', pump);
+        pump();
         return;
       }
       case '/trickle': {
@@ -122,6 +122,7 @@ async function startGarbageServer() {
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
     socket.on('error', () => {});
+    socket.resume(); // read the request, so the client's close is seen
     socket.end('SSH-2.0-OpenSSH_9.6\r\n\r\n');
   });
   server.listen(0, '127.0.0.1');
@@ -163,10 +164,10 @@ describe('sending one webhook', () => {
   });
 
   afterAll(async () => {
-    await receiver?.close(); console.log('closed', performance.now());
-    await garbage?.close();console.log('closed', performance.now());
-    await sender?.close();console.log('closed', performance.now());
-    await strictSender?.close();console.log('closed', performance.now());
+    await sender?.close();
+    await strictSender?.close();
+    await receiver?.close();
+    await garbage?.close();
   });
 
   const post = (path: string, timeoutMs = 5_000, headers: Record<string, string> = {}) =>
@@ -372,9 +373,20 @@ describe('sending one webhook', () => {
     });
   });
 
-  it('reports a URL it cannot send to without touching the network', async () => {
-    const result = await sender.send({ url: 'ftp://127.0.0.1/', headers: {}, body: '{}' });
-    expect(result).toMatchObject({ ok: false, errorKind: 'invalid_request' });
+  it('reports a request it cannot make (bad URL, bad header) as invalid, not as the receiver failing', async () => {
+    const badUrl = await sender.send({ url: 'ftp://127.0.0.1/', headers: {}, body: '{}' });
+    expect(badUrl).toMatchObject({ ok: false, errorKind: 'invalid_request' });
+    const requestsBefore = receiver.received.length;
+    const badHeader = await post('/ok', 5_000, { 'x-injected': 'a\r\nx-evil: 1' });
+    expect(badHeader).toMatchObject({ ok: false, errorKind: 'invalid_request' });
+    expect(receiver.received.length).toBe(requestsBefore);
+  });
+
+  it('reports a failed TLS handshake as a TLS error', async () => {
+    // https to a plain-HTTP port: the handshake cannot succeed.
+    const result = await sender.send({ url: `https://127.0.0.1:${receiver.port()}/ok`, headers: {}, body: '{}', timeoutMs: 5_000 });
+    expect(result).toMatchObject({ ok: false, errorKind: 'tls' });
+    expect(result.error).toMatch(/^TLS failed: wrong version number/);
   });
 
   it('reports a name that does not resolve as a DNS failure', async () => {
