@@ -37,7 +37,7 @@ export interface DispatchClient {
   /** Runs a typed operation; resolves its data, or rejects with a DispatchClientError. */
   request<TResult, TVariables extends Record<string, unknown>>(
     document: TypedDocumentNode<TResult, TVariables>,
-    ...variables: keyof TVariables extends never ? [TVariables?] : [TVariables]
+    ...variables: {} extends TVariables ? [TVariables?] : [TVariables]
   ): Promise<TResult>;
   /** Runs any GraphQL text and returns the whole response, errors included. */
   raw<T = Record<string, unknown>>(query: string, variables?: Record<string, unknown>): Promise<{ data?: T | null; errors?: GraphQLErrorShape[]; status: number }>;

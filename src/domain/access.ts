@@ -43,9 +43,3 @@ export const visible = {
     return actor.kind === 'operator' ? { app: { workspaceId: actor.workspaceId } } : NOTHING;
   },
 };
-
-/** Whether the actor may see rows of this recipient (by internal id). */
-export function canSeeRecipient(actor: Actor, row: { recipientId: string; appId: string }, workspaceOfApp?: string): boolean {
-  if (actor.kind === 'portal') return row.recipientId === actor.recipientId;
-  return workspaceOfApp === undefined || workspaceOfApp === actor.workspaceId;
-}

@@ -1,7 +1,6 @@
-import { createHash } from 'node:crypto';
 import type { ApiKey, Prisma, PrismaClient, Workspace } from '../db/client.ts';
 import { badInput } from './errors.ts';
-import { newId, newToken } from './ids.ts';
+import { hashToken, newId, newToken } from './ids.ts';
 
 /** How many leading characters of a token are kept, to tell keys apart in listings. */
 export const API_KEY_PREFIX_LENGTH = 10;
@@ -44,7 +43,6 @@ export interface ApiKeyIdentity {
   apiKeyId: string;
 }
 
-const hashToken = (token: string) => createHash('sha256').update(token).digest('hex');
 
 function checkName(value: string, what: string): string {
   const trimmed = value.trim();

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 
 /** Every id prefix, so an id tells its type (and serves as a Relay global id). */
 export const ID_PREFIX = {
@@ -75,4 +75,9 @@ export function idType(id: string): IdType | undefined {
 /** A secret token: prefix + base64url of random bytes. */
 export function newToken(prefix: 'dk' | 'dpt', bytes = 32): string {
   return `${prefix}_${randomBytes(bytes).toString('base64url')}`;
+}
+
+/** What is stored of a secret token (API key, portal token): its SHA-256, hex. */
+export function hashToken(token: string): string {
+  return createHash('sha256').update(token).digest('hex');
 }

@@ -1,16 +1,14 @@
-import { createHash } from 'node:crypto';
 import type { PrismaClient } from '../db/client.ts';
 import type { PortalActor } from './actor.ts';
 import { requireApp, requireOperator } from './apps.ts';
 import { inTransaction, type DomainContext } from './context.ts';
 import { badInput } from './errors.ts';
-import { newId, newToken } from './ids.ts';
+import { hashToken, newId, newToken } from './ids.ts';
 import { checkExternalId, ensureRecipient } from './recipients.ts';
 
 export const DEFAULT_PORTAL_SESSION_SECONDS = 3600;
 export const MAX_PORTAL_SESSION_SECONDS = 7 * 24 * 3600;
 
-const hashToken = (token: string) => createHash('sha256').update(token).digest('hex');
 
 export interface CreatedPortalSession {
   id: string;
