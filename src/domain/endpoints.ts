@@ -33,6 +33,8 @@ export function checkHeaders(headers: unknown): Record<string, string> {
     if (RESERVED_HEADERS.has(lower) || lower.startsWith('webhook-')) throw badInput(`header ${name} is set by Dispatch and cannot be customised`);
     if (typeof value !== 'string') throw badInput(`header ${name} must have a string value`);
     if (value.length > 4096 || /[\r\n\0]/.test(value)) throw badInput(`header ${name} has an invalid value`);
+    // Names are case-insensitive: two spellings of one name would silently drop one value.
+    if (lower in out) throw badInput(`header ${name} is given twice`);
     out[lower] = value;
   }
   return out;
