@@ -9,16 +9,21 @@ import { MessageConnection, messageFilter, messageFilterArgs } from './message.t
 
 export const AppRef = builder.prismaNode('App', {
   id: { field: 'id' },
+  // Every node type: node(id:)/nodes(ids:) load a foreign or missing id as null, not as an error.
+  nullable: true,
   findUnique: (id, ctx) => ({ id, AND: [visible.app(ctx.actor)] }),
   fields: (t) => ({
     name: t.exposeString('name'),
     retrySchedule: t.field({
       type: ['Int'],
-      description: 'Delays in seconds between tries, after the first (the default schedule unless overridden).',
+      description: 'Delays in seconds between tries, after the first (the default schedule unless overridden). Operators only.',
+      authScopes: { operator: true },
       select: { retrySchedule: true },
       resolve: (app) => (app.retrySchedule.length ? app.retrySchedule : DEFAULT_RETRY_SCHEDULE),
     }),
     attemptTimeoutMs: t.int({
+      description: 'Operators only.',
+      authScopes: { operator: true },
       select: { attemptTimeoutMs: true },
       resolve: (app) => app.attemptTimeoutMs ?? DEFAULT_ATTEMPT_TIMEOUT_MS,
     }),
@@ -74,6 +79,7 @@ export const AppRef = builder.prismaNode('App', {
 
 builder.prismaNode('EventType', {
   id: { field: 'id' },
+  nullable: true,
   findUnique: (id, ctx) => ({ id, AND: [visible.eventType(ctx.actor)] }),
   fields: (t) => ({
     name: t.exposeString('name'),
@@ -87,6 +93,7 @@ builder.prismaNode('EventType', {
 
 export const RecipientRef = builder.prismaNode('Recipient', {
   id: { field: 'id' },
+  nullable: true,
   findUnique: (id, ctx) => ({ id, AND: [visible.recipient(ctx.actor)] }),
   fields: (t) => ({
     recipientId: t.exposeString('uid', { description: "The operator's own id of this recipient." }),

@@ -7,6 +7,7 @@ import { AttemptConnection, DeliveryConnection } from './message.ts';
 
 export const EndpointRef = builder.prismaNode('Endpoint', {
   id: { field: 'id' },
+  nullable: true,
   findUnique: (id, ctx) => ({ id, AND: [visible.endpoint(ctx.actor)] }),
   fields: (t) => ({
     url: t.exposeString('url'),

@@ -30,6 +30,7 @@ export function messageFilter(args: {
 
 export const MessageRef = builder.prismaNode('Message', {
   id: { field: 'id' },
+  nullable: true,
   findUnique: (id, ctx) => ({ id, AND: [visible.message(ctx.actor)] }),
   fields: (t) => ({
     messageId: t.exposeString('uid', { description: "The caller's messageId (idempotency key), else the same as id. Sent as webhook-id." }),
@@ -63,6 +64,7 @@ export const MessageRef = builder.prismaNode('Message', {
 
 export const DeliveryRef = builder.prismaNode('Delivery', {
   id: { field: 'id' },
+  nullable: true,
   findUnique: (id, ctx) => ({ id, AND: [visible.delivery(ctx.actor)] }),
   fields: (t) => ({
     status: t.expose('status', { type: DeliveryStatusEnum }),
@@ -84,6 +86,7 @@ export const DeliveryRef = builder.prismaNode('Delivery', {
 
 export const AttemptRef = builder.prismaNode('Attempt', {
   id: { field: 'id' },
+  nullable: true,
   findUnique: (id, ctx) => ({ id, AND: [visible.attempt(ctx.actor)] }),
   fields: (t) => ({
     status: t.expose('status', { type: AttemptStatusEnum }),

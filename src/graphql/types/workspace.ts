@@ -7,6 +7,7 @@ import { PAGE } from '../paging.ts';
 
 builder.prismaNode('Workspace', {
   id: { field: 'id' },
+  nullable: true,
   authScopes: { operator: true },
   findUnique: (id, ctx) => ({ id, AND: [visible.workspace(ctx.actor)] }),
   fields: (t) => ({
@@ -26,6 +27,7 @@ builder.prismaNode('Workspace', {
 
 export const ApiKeyRef = builder.prismaNode('ApiKey', {
   id: { field: 'id' },
+  nullable: true,
   authScopes: { operator: true },
   findUnique: (id, ctx) => ({ id, AND: [visible.apiKey(ctx.actor)] }),
   fields: (t) => ({
