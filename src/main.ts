@@ -5,6 +5,7 @@ import type { DeliveryHooks } from './domain/context.ts';
 import { schema } from './graphql/schema.ts';
 import { createHttpServer, type HttpServer } from './http/server.ts';
 import { createLogger, type Logger } from './logger.ts';
+import { startRetentionSchedule } from './domain/retention.ts';
 
 export interface Dispatch {
   config: Config;
@@ -38,6 +39,18 @@ export async function startDispatch(config: Config = loadConfig(), options: { lo
     await db.shutdown();
     throw error;
   }
+  // Workers purge expired messages and attempts; an advisory lock lets one process at a time do it.
+  const retention =
+    config.role === 'api'
+      ? undefined
+      : startRetentionSchedule({
+          pool: db.pool,
+          retentionMs: config.retentionDays * 24 * 3600 * 1000,
+          onPurged: (counts) => {
+            if (counts.batches) logger.info('retention: purged expired messages and attempts', counts);
+          },
+          onError: (error) => logger.warn('retention: purge failed; retrying at the next interval', error),
+        });
   const url = `http://127.0.0.1:${port}`;
   logger.info(`Dispatch (${config.role}) listening on ${url}; GraphQL at ${url}/graphql`);
   let stopping: Promise<void> | undefined;
@@ -50,6 +63,7 @@ export async function startDispatch(config: Config = loadConfig(), options: { lo
     stop() {
       stopping ??= (async () => {
         await http.close();
+        await retention?.stop();
         await db.shutdown();
       })();
       return stopping;

@@ -21,6 +21,17 @@ const CROCKFORD = '0123456789abcdefghjkmnpqrstvwxyz';
 let lastTime = 0;
 let lastRandom: Buffer = Buffer.alloc(0);
 
+/** Milliseconds since the epoch as 10 Crockford base-32 characters, so they sort as text. */
+function encodeTime(ms: number): string {
+  let time = '';
+  let t = ms;
+  for (let i = 0; i < 10; i++) {
+    time = CROCKFORD[t % 32] + time;
+    t = Math.floor(t / 32);
+  }
+  return time;
+}
+
 /**
  * A ULID-like body: 10 characters of milliseconds then 16 of randomness,
  * monotonic within a millisecond, so ids sort by creation time and serve as
@@ -43,12 +54,7 @@ function sortableBody(): string {
     lastTime = now;
   }
   lastRandom = rand;
-  let time = '';
-  let t = now;
-  for (let i = 0; i < 10; i++) {
-    time = CROCKFORD[t % 32] + time;
-    t = Math.floor(t / 32);
-  }
+  const time = encodeTime(now);
   let bits = 0n;
   for (const byte of rand) bits = (bits << 8n) | BigInt(byte);
   let random = '';
@@ -61,6 +67,15 @@ function sortableBody(): string {
 
 export function newId(type: IdType): string {
   return `${ID_PREFIX[type]}_${sortableBody()}`;
+}
+
+/**
+ * The smallest id of `type` that could be made at `time`: every id made
+ * earlier sorts below it, so `id < idFloorAt(type, t)` finds rows older than
+ * t through the primary key.
+ */
+export function idFloorAt(type: IdType, time: Date): string {
+  return `${ID_PREFIX[type]}_${encodeTime(Math.max(0, time.getTime()))}${'0'.repeat(16)}`;
 }
 
 const byPrefix = new Map<string, IdType>(Object.entries(ID_PREFIX).map(([type, prefix]) => [prefix, type as IdType]));
