@@ -3,6 +3,7 @@ import PrismaPlugin from '@pothos/plugin-prisma';
 import RelayPlugin from '@pothos/plugin-relay';
 import ScopeAuthPlugin from '@pothos/plugin-scope-auth';
 import ValidationPlugin from '@pothos/plugin-validation';
+import type { GraphQLSchema } from 'graphql';
 import type PrismaTypes from '../db/generated/pothos-types.ts';
 import { getDatamodel } from '../db/generated/pothos-types.ts';
 import { DispatchError } from '../domain/errors.ts';
@@ -11,6 +12,12 @@ import type { GraphQLContext } from './context.ts';
 
 export const DEFAULT_PAGE_SIZE = 20;
 export const MAX_PAGE_SIZE = 100;
+
+/** Whether `typename` is a type of the schema that implements Node (read by shape: graphql-js may be loaded twice). */
+function isNodeType(schema: GraphQLSchema, typename: string): boolean {
+  const type = typename ? schema.getType(typename) : undefined;
+  return !!type && 'getInterfaces' in type && type.getInterfaces().some((i) => i.name === 'Node');
+}
 
 export const builder = new SchemaBuilder<{
   Context: GraphQLContext;
@@ -42,10 +49,18 @@ export const builder = new SchemaBuilder<{
     cursorType: 'String',
     // Prefixed ids already tell their type, so they are the global ids.
     encodeGlobalID: (_typename, id) => String(id),
-    decodeGlobalID: (globalID) => {
-      const type = idType(globalID);
-      if (!type) throw new DispatchError('NOT_FOUND', 'no object has that id');
-      return { typename: type, id: globalID };
+    // An id of no loadable type (garbage, a secret's, a session's) is looked up as
+    // nothing, so node(id:)/nodes(ids:) answer it like a missing one: null.
+    decodeGlobalID: (globalID) => ({ typename: idType(globalID) ?? '', id: globalID }),
+    nodeQueryOptions: {
+      resolve: (_root, args, _ctx, info, resolveNode) => (isNodeType(info.schema, args.id.typename) ? resolveNode(args.id) : null),
+    },
+    nodesQueryOptions: {
+      resolve: (_root, args, _ctx, info, resolveNodes) => {
+        // resolveNodes loads args.ids and skips null entries.
+        args.ids = args.ids.map((id) => (id && isNodeType(info.schema, id.typename) ? id : null)) as typeof args.ids;
+        return resolveNodes(args.ids);
+      },
     },
     nodesOnConnection: true,
     defaultConnectionTypeOptions: {},

@@ -1,6 +1,5 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { costLimitPlugin } from '@escape.tech/graphql-armor-cost-limit';
 import { maxAliasesPlugin } from '@escape.tech/graphql-armor-max-aliases';
 import { maxDepthPlugin } from '@escape.tech/graphql-armor-max-depth';
 import { createYoga, type Plugin, type YogaServerInstance } from 'graphql-yoga';
@@ -12,6 +11,7 @@ import type { Actor } from '../domain/actor.ts';
 import { authenticate } from '../domain/auth.ts';
 import type { DeliveryHooks } from '../domain/context.ts';
 import type { GraphQLContext } from '../graphql/context.ts';
+import { estimateNodes, MAX_QUERY_NODES } from '../graphql/cost.ts';
 import type { LiveBus } from '../live/bus.ts';
 import type { Logger } from '../logger.ts';
 import { maskError } from './errors.ts';
@@ -72,7 +72,29 @@ function metricsPlugin(): Plugin {
   };
 }
 
-/** Rejections of the depth, cost and alias limits carry no code; they are the client's doing. */
+/** Refuses, before any resolver runs, an operation whose pages could add up to more than MAX_QUERY_NODES objects. */
+function costPlugin(): Plugin {
+  const check = (args: { schema: GraphQLSchema; document: Parameters<typeof estimateNodes>[1]; operationName?: string | null; variableValues?: Record<string, unknown> | null }) => {
+    const nodes = estimateNodes(args.schema, args.document, args.operationName, args.variableValues);
+    if (nodes <= MAX_QUERY_NODES) return undefined;
+    return new GraphQLError(
+      `this operation could return ${nodes} objects; the limit is ${MAX_QUERY_NODES}: ask for smaller pages or fewer nested connections`,
+      { extensions: { code: 'BAD_USER_INPUT', cost: nodes, limit: MAX_QUERY_NODES } },
+    );
+  };
+  return {
+    onExecute({ args, setResultAndStopExecution }) {
+      const error = check(args);
+      if (error) setResultAndStopExecution({ errors: [error] });
+    },
+    onSubscribe({ args, setResultAndStopExecution }) {
+      const error = check(args);
+      if (error) setResultAndStopExecution({ errors: [error] });
+    },
+  };
+}
+
+/** Rejections of the depth and alias limits carry no code; they are the client's doing. */
 function limitErrorsPlugin(): Plugin {
   return {
     onValidate() {
@@ -86,7 +108,8 @@ function limitErrorsPlugin(): Plugin {
                   nodes: e.nodes,
                   source: e.source,
                   positions: e.positions,
-                  extensions: { code: /depth|cost|aliases/i.test(e.message) ? 'BAD_USER_INPUT' : 'GRAPHQL_VALIDATION_FAILED' },
+                  // Keeps yoga's http extension, so a refused document answers 400 as before.
+                  extensions: { ...e.extensions, code: /depth|aliases/i.test(e.message) ? 'BAD_USER_INPUT' : 'GRAPHQL_VALIDATION_FAILED' },
                 }),
           ),
         );
@@ -131,7 +154,7 @@ export function createHttpServer(deps: HttpDeps): HttpServer {
         plugins: [
           maxDepthPlugin({ n: 12, exposeLimits: true }),
           maxAliasesPlugin({ n: 20, exposeLimits: true }),
-          costLimitPlugin({ maxCost: 50_000, exposeLimits: true }),
+          costPlugin(),
           limitErrorsPlugin(),
           metricsPlugin(),
         ],
