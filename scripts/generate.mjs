@@ -1,6 +1,7 @@
 // Generates what is derived from the committed sources, after every install:
 // the Prisma client and Pothos types (from prisma/schema.prisma) and the typed
-// GraphQL documents (from schema.graphql). Prisma's CLI insists on a
+// GraphQL documents (from schema.graphql), then the portal SPA's build
+// (portal-app/dist, served at /portal), so `npm start` needs no build step. Prisma's CLI insists on a
 // schema-engine binary it would download; generate never runs it, so a stub
 // stands in for it.
 import { spawnSync } from 'node:child_process';
@@ -22,3 +23,4 @@ function run(script, args) {
 
 run('node_modules/prisma/build/index.js', ['generate', '--schema', 'prisma/schema.prisma']);
 run('node_modules/@graphql-codegen/cli/cjs/bin.js', ['--config', 'codegen.ts']);
+run('node_modules/vite/bin/vite.js', ['build', '--config', 'portal-app/vite.config.ts', '--logLevel', 'warn']);

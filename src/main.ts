@@ -3,6 +3,7 @@ import { loadConfig, type Config } from './config.ts';
 import { startDatabase, type StartedDatabase } from './db/index.ts';
 import type { DeliveryHooks } from './domain/context.ts';
 import { schema } from './graphql/schema.ts';
+import { createPortalRoutes } from './http/portal.ts';
 import { createHttpServer, type HttpServer } from './http/server.ts';
 import { createLogger, type Logger } from './logger.ts';
 import { startRetentionSchedule } from './domain/retention.ts';
@@ -31,7 +32,8 @@ export async function startDispatch(config: Config = loadConfig(), options: { lo
   const db = await startDatabase(config, { log: (line) => logger.info(line) });
   const api = config.role === 'all' || config.role === 'api';
   const hooks = storeOnly;
-  const http = createHttpServer({ config, db, schema, hooks, logger, api });
+  const extraRoutes = api ? createPortalRoutes({ frameAncestors: config.portalFrameAncestors }) : undefined;
+  const http = createHttpServer({ config, db, schema, hooks, logger, api, extraRoutes });
   let port: number;
   try {
     port = await http.listen(config.port, config.host);

@@ -1,0 +1,189 @@
+import { html, nothing } from 'lit-html';
+import { gql, session } from './api.ts';
+import {
+  DashboardAppDocument,
+  DashboardAppsDocument,
+  DashboardArchiveEventTypeDocument,
+  DashboardCreateAppDocument,
+  DashboardCreateEventTypeDocument,
+  DashboardCreatePortalSessionDocument,
+  DashboardViewerDocument,
+} from './generated.ts';
+import { act, badge, empty, notice, pretty, resource, show, time, toApiError, type Notice, type Redraw } from './ui.ts';
+
+export function signInPage(redraw: Redraw, onSignedIn: () => void) {
+  let n: Notice | undefined;
+  let busy = false;
+  const submit = async (e: Event) => {
+    e.preventDefault();
+    const key = String(new FormData(e.currentTarget as HTMLFormElement).get('apiKey') ?? '').trim();
+    busy = true;
+    n = undefined;
+    redraw();
+    try {
+      const { viewer } = await gql(key, DashboardViewerDocument);
+      if (viewer.kind !== 'OPERATOR') throw new Error('That is a portal token, not an API key.');
+      session.signIn(key);
+      onSignedIn();
+    } catch (error) {
+      const apiError = toApiError(error);
+      n = { kind: 'error', text: apiError.code === 'UNAUTHENTICATED' ? 'That API key is not valid.' : apiError.message };
+    }
+    busy = false;
+    redraw();
+  };
+  return () => html`<section class="narrow">
+    <h2>Operator sign-in</h2>
+    <p class="muted">Your API key (<code>dk_…</code>) stays in this browser tab only and is never put in a URL.</p>
+    <form class="form" @submit=${submit}>
+      <label>API key<input name="apiKey" type="password" autocomplete="off" required placeholder="dk_…" /></label>
+      ${notice(n)}
+      <div class="actions"><button type="submit" ?disabled=${busy}>Sign in</button></div>
+    </form>
+  </section>`;
+}
+
+export function appsPage(apiKey: string, redraw: Redraw) {
+  let n: Notice | undefined;
+  const apps = resource(async () => (await gql(apiKey, DashboardAppsDocument, {})).apps.nodes, redraw);
+  const create = (e: Event) => {
+    e.preventDefault();
+    const form = e.currentTarget as HTMLFormElement;
+    const name = String(new FormData(form).get('name') ?? '');
+    void act((x) => (n = x), redraw, async () => {
+      await gql(apiKey, DashboardCreateAppDocument, { input: { name } });
+      form.reset();
+      await apps.reload();
+      return `App ${name} created.`;
+    });
+  };
+  return () => html`<section>
+    <h2>Apps</h2>
+    ${show(apps, 'dashboard', (list) =>
+      list.length
+        ? html`<ul class="cards">${list.map((a) => html`<li class="card"><a class="card-link" href="#/dashboard/apps/${a.id}"><strong>${a.name}</strong><span class="mono muted">${a.id}</span></a></li>`)}</ul>`
+        : empty('No apps yet. Create one below.'),
+    )}
+    <div class="panel">
+      <h3>New app</h3>
+      <form class="form inline" @submit=${create}>
+        <label>Name<input name="name" required maxlength="200" placeholder="Billing events" /></label>
+        <div class="actions"><button type="submit">Create app</button></div>
+      </form>
+      ${notice(n)}
+    </div>
+  </section>`;
+}
+
+export function appPage(apiKey: string, appId: string, redraw: Redraw) {
+  let etNotice: Notice | undefined;
+  const links = new Map<string, { url?: string; expiresAt?: string; notice?: Notice }>();
+  const app = resource(async () => (await gql(apiKey, DashboardAppDocument, { id: appId })).app, redraw);
+
+  const createEventType = (e: Event) => {
+    e.preventDefault();
+    const form = e.currentTarget as HTMLFormElement;
+    const data = new FormData(form);
+    void act((x) => (etNotice = x), redraw, async () => {
+      const raw = String(data.get('schema') ?? '').trim();
+      let schema: unknown;
+      if (raw) {
+        try {
+          schema = JSON.parse(raw);
+        } catch {
+          throw new Error('The schema is not valid JSON.');
+        }
+      }
+      const name = String(data.get('name') ?? '').trim();
+      await gql(apiKey, DashboardCreateEventTypeDocument, {
+        input: { appId, name, description: String(data.get('description') ?? '').trim() || null, schema },
+      });
+      form.reset();
+      await app.reload();
+      return `Event type ${name} created.`;
+    });
+  };
+  const archive = (name: string) => {
+    if (!confirm(`Archive ${name}? Sending it will be refused, and endpoints can no longer subscribe to it.`)) return;
+    void act((x) => (etNotice = x), redraw, async () => {
+      await gql(apiKey, DashboardArchiveEventTypeDocument, { input: { appId, name } });
+      await app.reload();
+      return `${name} archived.`;
+    });
+  };
+  const portalLink = async (recipientId: string) => {
+    const entry = { notice: undefined as Notice | undefined } as { url?: string; expiresAt?: string; notice?: Notice };
+    links.set(recipientId, entry);
+    redraw();
+    try {
+      const { createPortalSession } = await gql(apiKey, DashboardCreatePortalSessionDocument, { input: { appId, recipientId } });
+      entry.url = createPortalSession.url;
+      entry.expiresAt = createPortalSession.expiresAt;
+    } catch (error) {
+      entry.notice = { kind: 'error', text: toApiError(error).message };
+    }
+    redraw();
+  };
+
+  return () => html`<section>
+    <p><a href="#/dashboard">← Apps</a></p>
+    ${show(app, 'dashboard', (a) =>
+      !a
+        ? empty('This app does not exist.')
+        : html`<div class="section-head">
+              <h2>${a.name}</h2>
+              <a class="button secondary" href="#/dashboard/apps/${a.id}/messages">Messages</a>
+            </div>
+            <p class="muted"><span class="mono">${a.id}</span> · retries after ${a.retrySchedule.join(', ')} s · timeout ${a.attemptTimeoutMs} ms</p>
+            <div class="panel">
+              <h3>Event types</h3>
+              ${a.eventTypes.length
+                ? html`<ul class="rows">
+                    ${a.eventTypes.map(
+                      (t) => html`<li class=${t.archived ? 'archived' : ''}>
+                        <div class="row-head"><code>${t.name}</code> ${t.archived ? badge('archived') : html`<button class="secondary small" @click=${() => archive(t.name)}>Archive</button>`}</div>
+                        ${t.description ? html`<p class="muted">${t.description}</p>` : nothing}
+                        ${t.schema ? html`<details><summary>Schema</summary><pre class="json">${pretty(t.schema)}</pre></details>` : nothing}
+                      </li>`,
+                    )}
+                  </ul>`
+                : html`<p class="muted">No event types yet.</p>`}
+              <form class="form" @submit=${createEventType}>
+                <h4>New event type</h4>
+                <label>Name<input name="name" required placeholder="invoice.paid" /></label>
+                <label>Description<input name="description" placeholder="An invoice was paid." /></label>
+                <label>JSON Schema (optional)<textarea name="schema" rows="4" placeholder='{"type": "object"}'></textarea></label>
+                <div class="actions"><button type="submit">Create event type</button></div>
+              </form>
+              ${notice(etNotice)}
+            </div>
+            <div class="panel">
+              <h3>Recipients</h3>
+              ${a.recipients.nodes.length
+                ? html`<ul class="rows">
+                    ${a.recipients.nodes.map((r) => {
+                      const link = links.get(r.recipientId);
+                      return html`<li class="recipient">
+                        <div class="row-head">
+                          <strong>${r.recipientId}</strong>
+                          <span>
+                            <a class="button secondary small" href="#/dashboard/apps/${a.id}/messages?recipientId=${encodeURIComponent(r.recipientId)}">Messages</a>
+                            <button class="small" @click=${() => void portalLink(r.recipientId)}>Portal link</button>
+                          </span>
+                        </div>
+                        ${link?.url
+                          ? html`<p class="portal-link"><input readonly aria-label="Portal link" .value=${link.url} @focus=${(e: Event) => (e.target as HTMLInputElement).select()} />
+                              <a href=${link.url} target="_blank" rel="noopener">Open</a> <span class="muted">valid until ${time(link.expiresAt)}</span></p>`
+                          : nothing}
+                        ${notice(link?.notice)}
+                        ${r.endpoints.nodes.length
+                          ? html`<ul class="sub">${r.endpoints.nodes.map((e) => html`<li><span class="url">${e.url}</span> ${e.disabled ? badge('disabled') : badge('enabled')} <span class="muted">${e.eventTypes.join(', ') || 'all event types'}</span></li>`)}</ul>`
+                          : html`<p class="muted">No endpoints.</p>`}
+                      </li>`;
+                    })}
+                  </ul>`
+                : html`<p class="muted">No recipients yet: they appear with their first message, endpoint or portal link.</p>`}
+            </div>`,
+    )}
+  </section>`;
+}

@@ -1,0 +1,243 @@
+import { html, nothing, type TemplateResult } from 'lit-html';
+import { gql } from './api.ts';
+import {
+  CreatePortalEndpointDocument,
+  DeletePortalEndpointDocument,
+  EndpointDetailDocument,
+  EndpointSecretDocument,
+  EventTypeCatalogDocument,
+  PortalViewerDocument,
+  RotatePortalEndpointSecretDocument,
+  UpdatePortalEndpointDocument,
+  type EndpointDetailQuery,
+  type EventTypeCatalogQuery,
+  type PortalEndpointFragment,
+} from './generated.ts';
+import { act, badge, empty, notice, resource, show, time, type Notice, type Redraw } from './ui.ts';
+
+/** Who the portal acts for: one recipient of one app. */
+export interface PortalContext {
+  token: string;
+  appId: string;
+  appName: string;
+  recipientUid: string;
+}
+
+const go = (hash: string) => {
+  location.hash = hash;
+};
+
+function endpointCard(e: PortalEndpointFragment): TemplateResult {
+  return html`<li class="card endpoint">
+    <a class="card-link" href="#/endpoints/${e.id}">
+      <span class="url">${e.url}</span>
+      ${e.disabled ? badge('disabled') : badge('enabled')}
+    </a>
+    ${e.description ? html`<p class="muted">${e.description}</p>` : nothing}
+    ${e.disabled && e.disabledReason ? html`<p class="muted">Disabled: ${e.disabledReason}</p>` : nothing}
+    <p class="chips">${e.eventTypes.length ? e.eventTypes.map((t) => html`<span class="chip">${t}</span>`) : html`<span class="chip">all event types</span>`}</p>
+  </li>`;
+}
+
+export function endpointsPage(ctx: PortalContext, redraw: Redraw) {
+  const list = resource(async () => (await gql(ctx.token, PortalViewerDocument)).viewer.recipient?.endpoints.nodes ?? [], redraw);
+  return () => html`<section>
+    <div class="section-head">
+      <h2>Endpoints</h2>
+      <a class="button" href="#/endpoints/new">Add endpoint</a>
+    </div>
+    ${show(list, 'portal', (endpoints) =>
+      endpoints.length
+        ? html`<ul class="cards">${endpoints.map(endpointCard)}</ul>`
+        : empty('No endpoints yet. Add one to start receiving webhooks.', html`<a class="button" href="#/endpoints/new">Add your first endpoint</a>`),
+    )}
+  </section>`;
+}
+
+type Catalog = NonNullable<EventTypeCatalogQuery['app']>['eventTypes'];
+type Detail = NonNullable<EndpointDetailQuery['endpoint']>;
+
+interface FormState {
+  headers: { name: string; value: string }[];
+  notice: Notice | undefined;
+  busy: boolean;
+}
+
+/** The add/edit form: URL, description, event types from the catalog, enabled, custom headers. */
+function endpointForm(catalog: Catalog, endpoint: Detail | undefined, state: FormState, redraw: Redraw, onSubmit: (form: HTMLFormElement) => void) {
+  const selected = new Set(endpoint?.eventTypes ?? []);
+  return html`<form class="form" @submit=${(e: Event) => {
+    e.preventDefault();
+    onSubmit(e.currentTarget as HTMLFormElement);
+  }}>
+    <label>Endpoint URL
+      <input name="url" type="url" required placeholder="https://example.com/webhooks" .value=${endpoint?.url ?? ''} />
+    </label>
+    <label>Description
+      <input name="description" type="text" maxlength="2000" placeholder="What this endpoint is for" .value=${endpoint?.description ?? ''} />
+    </label>
+    <fieldset>
+      <legend>Event types <span class="muted">(none checked: all of them)</span></legend>
+      ${catalog.length
+        ? catalog.map(
+            (t) => html`<label class="check">
+              <input type="checkbox" name="eventTypes" value=${t.name} ?checked=${selected.has(t.name)} />
+              <span><code>${t.name}</code>${t.description ? html`<span class="muted"> — ${t.description}</span>` : nothing}</span>
+            </label>`,
+          )
+        : html`<p class="muted">This application has no event types yet.</p>`}
+    </fieldset>
+    <label class="check">
+      <input type="checkbox" name="enabled" ?checked=${!(endpoint?.disabled ?? false)} />
+      <span>Enabled</span>
+    </label>
+    <fieldset>
+      <legend>Custom headers</legend>
+      ${state.headers.map(
+        (h, i) => html`<div class="header-row">
+          <input aria-label="Header name" placeholder="X-Header-Name" .value=${h.name} @input=${(e: Event) => (h.name = (e.target as HTMLInputElement).value)} />
+          <input aria-label="Header value" placeholder="value" .value=${h.value} @input=${(e: Event) => (h.value = (e.target as HTMLInputElement).value)} />
+          <button type="button" class="secondary" aria-label="Remove header" @click=${() => {
+            state.headers.splice(i, 1);
+            redraw();
+          }}>✕</button>
+        </div>`,
+      )}
+      <button type="button" class="secondary" @click=${() => {
+        state.headers.push({ name: '', value: '' });
+        redraw();
+      }}>Add header</button>
+    </fieldset>
+    ${notice(state.notice)}
+    <div class="actions"><button type="submit" ?disabled=${state.busy}>${endpoint ? 'Save changes' : 'Add endpoint'}</button></div>
+  </form>`;
+}
+
+function readForm(form: HTMLFormElement, state: FormState) {
+  const data = new FormData(form);
+  const headers: Record<string, string> = {};
+  for (const h of state.headers) if (h.name.trim()) headers[h.name.trim()] = h.value;
+  return {
+    url: String(data.get('url') ?? '').trim(),
+    description: String(data.get('description') ?? '').trim() || null,
+    eventTypes: data.getAll('eventTypes').map(String),
+    disabled: !data.get('enabled'),
+    headers,
+  };
+}
+
+export function newEndpointPage(ctx: PortalContext, redraw: Redraw) {
+  const catalog = resource(async () => (await gql(ctx.token, EventTypeCatalogDocument, { appId: ctx.appId })).app?.eventTypes ?? [], redraw);
+  const state: FormState = { headers: [], notice: undefined, busy: false };
+  const submit = async (form: HTMLFormElement) => {
+    state.busy = true;
+    let createdId: string | undefined;
+    await act((n) => (state.notice = n), redraw, async () => {
+      const input = readForm(form, state);
+      const { createEndpoint } = await gql(ctx.token, CreatePortalEndpointDocument, { input: { appId: ctx.appId, recipientId: ctx.recipientUid, ...input } });
+      createdId = createEndpoint.id;
+      return 'Endpoint added.';
+    });
+    state.busy = false;
+    if (createdId) go(`#/endpoints/${createdId}`);
+    else redraw();
+  };
+  return () => html`<section>
+    <p><a href="#/endpoints">← Endpoints</a></p>
+    <h2>Add endpoint</h2>
+    ${show(catalog, 'portal', (types) => endpointForm(types, undefined, state, redraw, (f) => void submit(f)))}
+  </section>`;
+}
+
+export function endpointPage(ctx: PortalContext, id: string, redraw: Redraw) {
+  const state: FormState = { headers: [], notice: undefined, busy: false };
+  let secret: string | undefined;
+  let secretNotice: Notice | undefined;
+  let dangerNotice: Notice | undefined;
+  const data = resource(async () => {
+    const [detail, catalog] = await Promise.all([
+      gql(ctx.token, EndpointDetailDocument, { id }),
+      gql(ctx.token, EventTypeCatalogDocument, { appId: ctx.appId }),
+    ]);
+    const endpoint = detail.endpoint;
+    if (endpoint) state.headers = Object.entries((endpoint.headers ?? {}) as Record<string, string>).map(([name, value]) => ({ name, value }));
+    return { endpoint, catalog: catalog.app?.eventTypes ?? [] };
+  }, redraw);
+
+  const save = async (form: HTMLFormElement) => {
+    state.busy = true;
+    await act((n) => (state.notice = n), redraw, async () => {
+      await gql(ctx.token, UpdatePortalEndpointDocument, { input: { id, ...readForm(form, state) } });
+      return 'Saved.';
+    });
+    state.busy = false;
+    await data.reload();
+  };
+  const reveal = () =>
+    act((n) => (secretNotice = n?.kind === 'error' ? n : undefined), redraw, async () => {
+      secret = (await gql(ctx.token, EndpointSecretDocument, { id })).endpoint?.secret;
+      return '';
+    });
+  const rotate = () => {
+    if (!confirm('Make a new signing secret? The current one keeps working for 24 hours.')) return;
+    void act((n) => (secretNotice = n), redraw, async () => {
+      secret = (await gql(ctx.token, RotatePortalEndpointSecretDocument, { input: { id } })).rotateEndpointSecret.secret;
+      return 'New secret made. The previous one keeps signing for 24 hours, so you can switch over.';
+    });
+  };
+  const remove = () => {
+    if (!confirm('Delete this endpoint? It stops receiving webhooks at once.')) return;
+    void act((n) => (dangerNotice = n), redraw, async () => {
+      await gql(ctx.token, DeletePortalEndpointDocument, { input: { id } });
+      go('#/endpoints');
+      return 'Deleted.';
+    });
+  };
+
+  return () => html`<section>
+    <p><a href="#/endpoints">← Endpoints</a></p>
+    ${show(data, 'portal', ({ endpoint, catalog }) =>
+      !endpoint
+        ? empty('This endpoint does not exist (any more).', html`<a class="button" href="#/endpoints">Back to endpoints</a>`)
+        : html`<h2 class="url">${endpoint.url}</h2>
+            <p>${endpoint.disabled ? badge('disabled') : badge('enabled')} ${endpoint.disabledReason ? html`<span class="muted">${endpoint.disabledReason}</span>` : nothing}</p>
+            <div class="panel">
+              <h3>Signing secret</h3>
+              <p class="muted">Verify each webhook's <code>webhook-signature</code> header with this secret (Standard Webhooks).</p>
+              <p class="secret"><code data-testid="secret">${secret ?? 'whsec_' + '•'.repeat(24)}</code></p>
+              <div class="actions">
+                ${secret
+                  ? html`<button class="secondary" @click=${() => {
+                      secret = undefined;
+                      redraw();
+                    }}>Hide</button>`
+                  : html`<button class="secondary" @click=${() => void reveal()}>Reveal</button>`}
+                <button class="secondary" @click=${rotate}>Rotate secret</button>
+              </div>
+              ${notice(secretNotice)}
+            </div>
+            <div class="panel">
+              <h3>Settings</h3>
+              ${endpointForm(catalog, endpoint, state, redraw, (f) => void save(f))}
+            </div>
+            <div class="panel">
+              <h3>Recent deliveries</h3>
+              ${endpoint.deliveries.nodes.length
+                ? html`<ul class="rows">
+                    ${endpoint.deliveries.nodes.map(
+                      (d) => html`<li>
+                        <a href="#/messages/${d.message.id}"><code>${d.message.eventType}</code></a>
+                        ${badge(d.status)} <span class="muted">${d.attemptCount} attempt(s) · ${time(d.lastAttemptAt ?? d.message.createdAt)}</span>
+                      </li>`,
+                    )}
+                  </ul>`
+                : html`<p class="muted">Nothing delivered to this endpoint yet.</p>`}
+            </div>
+            <div class="panel danger">
+              <h3>Delete</h3>
+              <button class="danger" @click=${remove}>Delete endpoint</button>
+              ${notice(dangerNotice)}
+            </div>`,
+    )}
+  </section>`;
+}

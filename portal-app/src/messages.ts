@@ -1,0 +1,167 @@
+import { html, nothing } from 'lit-html';
+import { gql } from './api.ts';
+import {
+  EventTypeCatalogDocument,
+  MessageDetailDocument,
+  MessageLogDocument,
+  type DeliveryStatus,
+  type MessageLogQuery,
+  type PortalAttemptFragment,
+} from './generated.ts';
+import { badge, empty, isoToLocal, localToIso, pretty, resource, show, time, toApiError, type Mode, type Redraw } from './ui.ts';
+
+const STATUSES: DeliveryStatus[] = ['PENDING', 'SENDING', 'SUCCEEDED', 'FAILED', 'CANCELED'];
+
+export interface LogOptions {
+  token: string;
+  appId: string;
+  mode: Mode;
+  /** The hash of this log, e.g. #/messages; a message is at `${base}/${id}`. */
+  base: string;
+  /** Current filters, from the hash's query string. */
+  filters: URLSearchParams;
+  /** The dashboard filters by recipient too; the portal has one. */
+  byRecipient: boolean;
+}
+
+type Summary = NonNullable<MessageLogQuery['app']>['messages']['nodes'][number];
+
+export function messageLogPage(o: LogOptions, redraw: Redraw) {
+  const f = {
+    eventType: o.filters.get('eventType') || undefined,
+    status: (STATUSES as string[]).includes(o.filters.get('status') ?? '') ? (o.filters.get('status') as DeliveryStatus) : undefined,
+    since: o.filters.get('since') || undefined,
+    until: o.filters.get('until') || undefined,
+    recipientId: (o.byRecipient && o.filters.get('recipientId')) || undefined,
+  };
+  const catalog = resource(async () => (await gql(o.token, EventTypeCatalogDocument, { appId: o.appId })).app?.eventTypes ?? [], redraw);
+  let messages: Summary[] = [];
+  let next: string | null = null;
+  let loadingMore = false;
+  let moreError: string | undefined;
+  const page = resource(async () => {
+    const result = await gql(o.token, MessageLogDocument, { appId: o.appId, first: 25, ...f });
+    messages = result.app?.messages.nodes ?? [];
+    next = result.app?.messages.pageInfo.hasNextPage ? result.app.messages.pageInfo.endCursor : null;
+    return true;
+  }, redraw);
+  const more = async () => {
+    loadingMore = true;
+    moreError = undefined;
+    redraw();
+    try {
+      const result = await gql(o.token, MessageLogDocument, { appId: o.appId, first: 25, after: next, ...f });
+      messages = [...messages, ...(result.app?.messages.nodes ?? [])];
+      next = result.app?.messages.pageInfo.hasNextPage ? result.app.messages.pageInfo.endCursor : null;
+    } catch (error) {
+      moreError = toApiError(error).message;
+    }
+    loadingMore = false;
+    redraw();
+  };
+  const apply = (e: Event) => {
+    e.preventDefault();
+    const data = new FormData(e.currentTarget as HTMLFormElement);
+    const q = new URLSearchParams();
+    for (const key of ['eventType', 'status', 'recipientId']) {
+      const v = String(data.get(key) ?? '').trim();
+      if (v) q.set(key, v);
+    }
+    for (const key of ['since', 'until']) {
+      const v = localToIso(data.get(key));
+      if (v) q.set(key, v);
+    }
+    location.hash = `${o.base}${q.size ? `?${q}` : ''}`;
+  };
+  const filtered = Object.values(f).some(Boolean);
+
+  return () => html`<section>
+    <h2>Messages</h2>
+    <form class="filters" @submit=${apply}>
+      <label>Event type
+        <select name="eventType">
+          <option value="">All</option>
+          ${(catalog.data ?? []).map((t) => html`<option value=${t.name} ?selected=${t.name === f.eventType}>${t.name}</option>`)}
+        </select>
+      </label>
+      <label>Delivery status
+        <select name="status">
+          <option value="">Any</option>
+          ${STATUSES.map((s) => html`<option value=${s} ?selected=${s === f.status}>${s.toLowerCase()}</option>`)}
+        </select>
+      </label>
+      ${o.byRecipient ? html`<label>Recipient<input name="recipientId" .value=${f.recipientId ?? ''} placeholder="customer id" /></label>` : nothing}
+      <label>From<input type="datetime-local" name="since" .value=${isoToLocal(f.since)} /></label>
+      <label>Until<input type="datetime-local" name="until" .value=${isoToLocal(f.until)} /></label>
+      <div class="actions">
+        <button type="submit">Filter</button>
+        ${filtered ? html`<a class="button secondary" href=${o.base}>Clear</a>` : nothing}
+      </div>
+    </form>
+    ${show(page, o.mode, () =>
+      messages.length
+        ? html`<ul class="cards messages">
+              ${messages.map(
+                (m) => html`<li class="card message">
+                  <a class="card-link" href="${o.base}/${m.id}">
+                    <code>${m.eventType}</code>
+                    <span class="badges">${m.deliveries.nodes.length ? m.deliveries.nodes.map((d) => badge(d.status)) : html`<span class="muted">no deliveries</span>`}</span>
+                  </a>
+                  <p class="muted">${time(m.createdAt)}${o.byRecipient ? html` · ${m.recipientId}` : nothing} · <span class="mono">${m.messageId}</span></p>
+                </li>`,
+              )}
+            </ul>
+            ${moreError ? html`<p class="notice notice-error">${moreError}</p>` : nothing}
+            ${next ? html`<div class="actions"><button class="secondary" ?disabled=${loadingMore} @click=${() => void more()}>${loadingMore ? 'Loading…' : 'Load more'}</button></div>` : nothing}`
+        : empty(filtered ? 'No messages match these filters.' : 'No messages yet.'),
+    )}
+  </section>`;
+}
+
+function attemptRow(a: PortalAttemptFragment) {
+  return html`<li class="attempt" data-testid="attempt">
+    <div class="attempt-head">
+      ${badge(a.status)}
+      <span>${a.responseStatusCode != null ? html`HTTP <strong>${a.responseStatusCode}</strong>` : nothing}</span>
+      <span class="muted">${a.durationMs != null ? `${a.durationMs} ms` : ''} · ${a.trigger === 'MANUAL' ? 'manual' : 'scheduled'} · ${time(a.createdAt)}</span>
+    </div>
+    ${a.error ? html`<p class="error-text">${a.error}${a.errorKind ? html` <span class="muted">(${a.errorKind})</span>` : nothing}</p>` : nothing}
+    ${a.responseBody ? html`<details><summary>Response body</summary><pre>${a.responseBody}</pre></details>` : nothing}
+  </li>`;
+}
+
+export function messageDetailPage(o: { token: string; appId: string; mode: Mode; base: string; id: string }, redraw: Redraw) {
+  const data = resource(async () => (await gql(o.token, MessageDetailDocument, { appId: o.appId, id: o.id })).message, redraw);
+  return () => html`<section>
+    <div class="section-head">
+      <p><a href=${o.base}>← Messages</a></p>
+      <button class="secondary" @click=${() => void data.reload()}>Refresh</button>
+    </div>
+    ${show(data, o.mode, (m) =>
+      !m
+        ? empty('This message does not exist.')
+        : html`<h2><code>${m.eventType}</code></h2>
+            <p class="muted">${time(m.createdAt)} · id <span class="mono">${m.messageId}</span>${o.mode === 'dashboard' ? html` · recipient ${m.recipientId}` : nothing}</p>
+            <div class="panel">
+              <h3>Data</h3>
+              <pre class="json">${pretty(m.data)}</pre>
+            </div>
+            <div class="panel">
+              <h3>Deliveries</h3>
+              ${m.deliveries.nodes.length
+                ? html`<ul class="deliveries">
+                    ${m.deliveries.nodes.map(
+                      (d) => html`<li class="delivery" data-testid="delivery">
+                        <div class="delivery-head">
+                          ${badge(d.status)} <span class="url">${d.endpoint.url}</span>
+                        </div>
+                        <p class="muted">${d.attemptCount} attempt(s)${d.nextAttemptAt ? html` · next try ${time(d.nextAttemptAt)}` : nothing}</p>
+                        ${d.attempts.nodes.length ? html`<ul class="attempts">${d.attempts.nodes.map(attemptRow)}</ul>` : html`<p class="muted">No attempt yet.</p>`}
+                      </li>`,
+                    )}
+                  </ul>`
+                : html`<p class="muted">No endpoint was subscribed to this event when it was sent.</p>`}
+            </div>`,
+    )}
+  </section>`;
+}

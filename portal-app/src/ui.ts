@@ -1,0 +1,124 @@
+import { html, nothing, type TemplateResult } from 'lit-html';
+import { ApiError } from './api.ts';
+
+export type Redraw = () => void;
+
+/** Data loaded for a screen, with its loading and error states. */
+export interface Resource<T> {
+  state: 'loading' | 'ready' | 'error';
+  data: T | undefined;
+  error: ApiError | undefined;
+  reload(): Promise<void>;
+}
+
+export function resource<T>(load: () => Promise<T>, redraw: Redraw): Resource<T> {
+  const r: Resource<T> = {
+    state: 'loading',
+    data: undefined,
+    error: undefined,
+    async reload() {
+      r.state = r.data === undefined ? 'loading' : r.state;
+      redraw();
+      try {
+        r.data = await load();
+        r.state = 'ready';
+        r.error = undefined;
+      } catch (error) {
+        r.error = toApiError(error);
+        r.state = 'error';
+      }
+      redraw();
+    },
+  };
+  void r.reload();
+  return r;
+}
+
+export function toApiError(error: unknown): ApiError {
+  return error instanceof ApiError ? error : new ApiError(error instanceof Error ? error.message : String(error), 'INTERNAL_SERVER_ERROR');
+}
+
+/** Which side of the SPA is showing, for what an expired credential means. */
+export type Mode = 'portal' | 'dashboard';
+
+export const loading = (what = 'Loading') => html`<p class="state loading" role="status">${what}…</p>`;
+
+export const empty = (text: string, action: TemplateResult | typeof nothing = nothing) =>
+  html`<div class="state empty"><p>${text}</p>${action}</div>`;
+
+export function errorBox(error: ApiError, mode: Mode, retry?: () => void): TemplateResult {
+  if (error.code === 'UNAUTHENTICATED') {
+    return mode === 'portal'
+      ? html`<div class="state expired" role="alert" data-state="expired">
+          <h2>This link has expired</h2>
+          <p>Portal links are short-lived. Go back to the application that sent you here and open the webhooks page again.</p>
+        </div>`
+      : html`<div class="state expired" role="alert" data-state="expired">
+          <h2>API key not accepted</h2>
+          <p>The key was revoked or mistyped. <a href="#/dashboard" @click=${signOutLink}>Sign in again</a>.</p>
+        </div>`;
+  }
+  return html`<div class="state error" role="alert">
+    <p><strong>Something went wrong.</strong> ${error.message}</p>
+    ${retry ? html`<button class="secondary" @click=${retry}>Try again</button>` : nothing}
+  </div>`;
+}
+
+function signOutLink() {
+  sessionStorage.removeItem('dispatch.apiKey');
+}
+
+/** The standard rendering of a resource: loading, error, or its content. */
+export function show<T>(r: Resource<T>, mode: Mode, content: (data: T) => TemplateResult): TemplateResult {
+  if (r.state === 'loading' || (r.state !== 'error' && r.data === undefined)) return loading();
+  if (r.state === 'error') return errorBox(r.error!, mode, () => void r.reload());
+  return content(r.data as T);
+}
+
+export function time(iso: string | null | undefined): TemplateResult | string {
+  if (!iso) return '—';
+  const d = new Date(iso);
+  return html`<time datetime=${iso} title=${iso}>${d.toLocaleString(undefined, { dateStyle: 'medium', timeStyle: 'medium' })}</time>`;
+}
+
+export const badge = (status: string) => html`<span class="badge badge-${status.toLowerCase()}">${status.toLowerCase()}</span>`;
+
+export const pretty = (value: unknown) => JSON.stringify(value, null, 2);
+
+/** An inline message after an action: what happened, or why it failed. */
+export interface Notice {
+  kind: 'ok' | 'error';
+  text: string;
+}
+
+export const notice = (n: Notice | undefined) =>
+  n ? html`<p class="notice notice-${n.kind}" role=${n.kind === 'error' ? 'alert' : 'status'}>${n.text}</p>` : nothing;
+
+/** Runs an action, turning its outcome into a notice; returns whether it worked. */
+export async function act(set: (n: Notice | undefined) => void, redraw: Redraw, work: () => Promise<string>): Promise<boolean> {
+  set(undefined);
+  redraw();
+  try {
+    set({ kind: 'ok', text: await work() });
+    return true;
+  } catch (error) {
+    set({ kind: 'error', text: toApiError(error).message });
+    return false;
+  } finally {
+    redraw();
+  }
+}
+
+/** A datetime-local input's value as an ISO instant (it is local time), or undefined. */
+export function localToIso(value: FormDataEntryValue | null): string | undefined {
+  if (typeof value !== 'string' || !value) return undefined;
+  const d = new Date(value);
+  return Number.isNaN(d.getTime()) ? undefined : d.toISOString();
+}
+
+export function isoToLocal(iso: string | undefined): string {
+  if (!iso) return '';
+  const d = new Date(iso);
+  const pad = (n: number) => String(n).padStart(2, '0');
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
+}
