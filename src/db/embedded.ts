@@ -42,6 +42,8 @@ export async function startEmbeddedPostgres(options: {
   database?: string;
   port?: number;
   log?: (line: string) => void;
+  /** More server settings, e.g. ['-c', 'shared_preload_libraries=pg_stat_statements'] for profiling. */
+  postgresFlags?: string[];
 }): Promise<EmbeddedDatabase> {
   const dir = path.resolve(options.dir);
   const port = await freePort(options.port ?? 0);
@@ -61,6 +63,7 @@ export async function startEmbeddedPostgres(options: {
       '-c', "unix_socket_directories=",
       '-c', 'max_connections=300',
       '-c', 'fsync=on',
+      ...(options.postgresFlags ?? []),
     ],
     onLog: (message) => options.log?.(message),
     onError: (error) => options.log?.(String(error)),

@@ -1,0 +1,698 @@
+/**
+ * `npm run bench`: Dispatch's published benchmark, one command on one machine.
+ *
+ * Starts an embedded PostgreSQL in a temporary folder (or uses
+ * BENCH_DATABASE_URL), a receiver process on 127.0.0.1, Dispatch as its own
+ * process (`node --import tsx src/main.ts`), and measures:
+ *   a. ingest: sendMessage/s at concurrency 32, recipients without endpoints;
+ *   b. end-to-end deliveries/s at fan-out 1 and 3 (a fixed batch sent fast,
+ *      first send to last arrival at the receiver);
+ *   c. send-to-delivered latency p50/p95/p99 at a fixed rate, fan-out 1;
+ *   d. the same b and c for two baselines (bench/baseline.ts): a hand-rolled
+ *      pg-boss pipeline and the plain-SQL floor.
+ * Writes bench/results/<timestamp>.json and the table in docs/benchmarks.md.
+ *
+ * Settings (environment): BENCH_DATABASE_URL, BENCH_CONCURRENCY (32),
+ * BENCH_INGEST_WARMUP_S (5), BENCH_INGEST_S (15), BENCH_E2E_WARMUP (500
+ * messages), BENCH_E2E_MESSAGES_1 (6000), BENCH_E2E_MESSAGES_3 (3000),
+ * BENCH_LATENCY_RATE (100), BENCH_LATENCY_WARMUP_S (3), BENCH_LATENCY_S (20),
+ * BENCH_RECIPIENTS (50), BENCH_ONLY (comma list of dispatch, sql, pgboss),
+ * BENCH_PROFILE=1 (pg_stat_statements on the embedded PostgreSQL and
+ * --cpu-prof on Dispatch; written beside the JSON), BENCH_NO_DOCS=1 (leave
+ * docs/benchmarks.md alone).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import fs from 'node:fs/promises';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import { Agent, request } from 'undici';
+import { connectDatabase } from '../src/db/client.ts';
+import { startEmbeddedPostgres, type EmbeddedDatabase } from '../src/db/embedded.ts';
+import { createApiKey } from '../src/domain/api-keys.ts';
+import type { BaselineCommand, BaselineMode, BaselineReply } from './baseline.ts';
+import { summariseCpuProfile, type ProfileSummary } from './profile.ts';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const NODE = path.join(ROOT, 'node_modules/.bin/node');
+
+function setting(name: string, fallback: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isFinite(value) || value <= 0) throw new Error(`${name} must be a positive number, got ${raw}`);
+  return value;
+}
+
+const S = {
+  concurrency: setting('BENCH_CONCURRENCY', 32),
+  ingestWarmupS: setting('BENCH_INGEST_WARMUP_S', 5),
+  ingestS: setting('BENCH_INGEST_S', 15),
+  e2eWarmup: setting('BENCH_E2E_WARMUP', 500),
+  e2eMessages1: setting('BENCH_E2E_MESSAGES_1', 6000),
+  e2eMessages3: setting('BENCH_E2E_MESSAGES_3', 3000),
+  latencyRate: setting('BENCH_LATENCY_RATE', 100),
+  latencyWarmupS: setting('BENCH_LATENCY_WARMUP_S', 3),
+  latencyS: setting('BENCH_LATENCY_S', 20),
+  recipients: setting('BENCH_RECIPIENTS', 50),
+  /** A scenario gives up when no delivery arrives for this long. */
+  stallS: setting('BENCH_STALL_S', 15),
+};
+const ONLY = new Set((process.env.BENCH_ONLY ?? 'dispatch,sql,pgboss').split(',').map((s) => s.trim()));
+const PROFILE = process.env.BENCH_PROFILE === '1';
+
+const now = () => performance.timeOrigin + performance.now();
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const log = (line: string) => process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${line}\n`);
+const agent = new Agent({ connections: 256, keepAliveTimeout: 30_000, pipelining: 1 });
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+function percentile(sorted: number[], p: number): number | null {
+  if (sorted.length === 0) return null;
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
+}
+
+const round = (value: number | null, digits = 1) => (value === null ? null : Math.round(value * 10 ** digits) / 10 ** digits);
+
+// ---------------------------------------------------------------- processes
+
+const children = new Set<ChildProcess>();
+
+function spawnNode(args: string[], env: Record<string, string>, ipc = false): ChildProcess {
+  const child = spawn(NODE, args, {
+    cwd: ROOT,
+    env: { ...process.env, ...env },
+    stdio: ipc ? ['ignore', 'inherit', 'inherit', 'ipc'] : ['ignore', 'inherit', 'inherit'],
+  });
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+  return child;
+}
+
+async function stopChild(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  child.kill(signal);
+  const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
+  await exited;
+  clearTimeout(timer);
+}
+
+function firstMessage<T>(child: ChildProcess): Promise<T> {
+  return new Promise((resolve, reject) => {
+    child.once('message', (message) => resolve(message as T));
+    child.once('exit', (code) => reject(new Error(`process exited (${code}) before answering`)));
+  });
+}
+
+// ---------------------------------------------------------------- receiver
+
+interface Receiver {
+  url: string;
+  stats(tag: string): Promise<{ count: number; distinct: number; first: number | null; last: number | null }>;
+  arrivals(tag: string): Promise<Record<string, number>>;
+}
+
+async function startReceiver(): Promise<Receiver> {
+  const child = spawnNode(['--import', 'tsx', 'bench/receiver.ts'], {}, true);
+  const { port } = await firstMessage<{ port: number }>(child);
+  const url = `http://127.0.0.1:${port}`;
+  const get = async <T>(p: string): Promise<T> => {
+    const res = await request(`${url}${p}`, { dispatcher: agent });
+    return (await res.body.json()) as T;
+  };
+  return {
+    url,
+    stats: (tag) => get(`/_bench/stats?tag=${encodeURIComponent(tag)}`),
+    arrivals: (tag) => get(`/_bench/arrivals?tag=${encodeURIComponent(tag)}`),
+  };
+}
+
+/** Waits until `expected` deliveries of `tag` arrived, or none arrived for stallS. */
+async function waitForDeliveries(receiver: Receiver, tag: string, expected: number) {
+  let lastCount = -1;
+  let lastProgress = Date.now();
+  for (;;) {
+    const stats = await receiver.stats(tag);
+    if (stats.distinct >= expected) return { ...stats, complete: true };
+    if (stats.count !== lastCount) {
+      lastCount = stats.count;
+      lastProgress = Date.now();
+    } else if (Date.now() - lastProgress > S.stallS * 1000) {
+      log(`  ${tag}: only ${stats.distinct} of ${expected} deliveries arrived; no progress for ${S.stallS} s, giving up`);
+      return { ...stats, complete: false };
+    }
+    await sleep(50);
+  }
+}
+
+// ---------------------------------------------------------------- Dispatch
+
+interface DispatchUnderTest {
+  url: string;
+  apiKey: string;
+  appId: string;
+  child: ChildProcess;
+}
+
+async function gql<T>(target: { url: string; apiKey: string }, query: string, variables: Record<string, unknown>): Promise<T> {
+  const res = await request(`${target.url}/graphql`, {
+    method: 'POST',
+    dispatcher: agent,
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${target.apiKey}` },
+    body: JSON.stringify({ query, variables }),
+  });
+  const body = (await res.body.json()) as { data?: T; errors?: { message: string }[] };
+  if (body.errors?.length || !body.data) throw new Error(`GraphQL: ${body.errors?.map((e) => e.message).join('; ') ?? `HTTP ${res.statusCode}`}`);
+  return body.data;
+}
+
+async function startDispatchProcess(databaseUrl: string, dataDir: string, profileDir: string | undefined): Promise<{ url: string; child: ChildProcess }> {
+  const port = await freePort();
+  const args = ['--import', 'tsx'];
+  if (profileDir) args.push('--cpu-prof', `--cpu-prof-dir=${profileDir}`);
+  args.push('src/main.ts');
+  const child = spawnNode(args, {
+    DATABASE_URL: databaseUrl,
+    PORT: String(port),
+    HOST: '127.0.0.1',
+    DISPATCH_ALLOW_NETWORKS: '127.0.0.0/8',
+    DISPATCH_DATA_DIR: dataDir,
+    LOG_LEVEL: 'warn',
+  });
+  const url = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 120_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`Dispatch exited with code ${child.exitCode} while starting`);
+    try {
+      const res = await request(`${url}/readyz`, { dispatcher: agent });
+      await res.body.text();
+      if (res.statusCode === 200) return { url, child };
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) throw new Error('Dispatch did not become ready in 120 s');
+    await sleep(200);
+  }
+}
+
+const CREATE_ENDPOINT = `mutation($input: CreateEndpointInput!) { createEndpoint(input: $input) { id } }`;
+const SEND = `mutation($input: SendMessageInput!) { sendMessage(input: $input) { deduplicated message { id } } }`;
+
+async function setUpDispatch(databaseUrl: string, url: string, receiver: Receiver, child: ChildProcess): Promise<DispatchUnderTest> {
+  const db = connectDatabase(databaseUrl, { max: 2 });
+  const { token } = await createApiKey(db.prisma, { workspaceName: `bench-${Date.now()}` });
+  await db.close();
+  const target = { url, apiKey: token };
+  const { createApp } = await gql<{ createApp: { id: string } }>(target, `mutation($input: CreateAppInput!) { createApp(input: $input) { id } }`, {
+    input: { name: 'Benchmark' },
+  });
+  await gql(target, `mutation($input: CreateEventTypeInput!) { createEventType(input: $input) { name } }`, {
+    input: { appId: createApp.id, name: 'bench.event' },
+  });
+  for (let k = 0; k < S.recipients; k++) {
+    await gql(target, CREATE_ENDPOINT, { input: { appId: createApp.id, recipientId: `f1_${k}`, url: `${receiver.url}/hook/d1_${k}` } });
+    for (let e = 0; e < 3; e++) {
+      await gql(target, CREATE_ENDPOINT, { input: { appId: createApp.id, recipientId: `f3_${k}`, url: `${receiver.url}/hook/d3_${k}_${e}` } });
+    }
+  }
+  return { ...target, appId: createApp.id, child };
+}
+
+async function sendToDispatch(d: DispatchUnderTest, seq: string, recipientId: string): Promise<boolean> {
+  try {
+    const res = await request(`${d.url}/graphql`, {
+      method: 'POST',
+      dispatcher: agent,
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${d.apiKey}` },
+      body: JSON.stringify({
+        query: SEND,
+        variables: { input: { appId: d.appId, recipientId, eventType: 'bench.event', data: { seq, amount: 4200, currency: 'EUR', customer: recipientId } } },
+      }),
+    });
+    const body = (await res.body.json()) as { errors?: unknown[] };
+    return res.statusCode === 200 && !body.errors;
+  } catch {
+    return false;
+  }
+}
+
+// ---------------------------------------------------------------- scenarios
+
+interface IngestResult {
+  messagesPerSecond: number;
+  windowS: number;
+  completed: number;
+  errors: number;
+  p50Ms: number | null;
+  p99Ms: number | null;
+}
+
+async function ingest(d: DispatchUnderTest): Promise<IngestResult> {
+  const start = now();
+  const windowStart = start + S.ingestWarmupS * 1000;
+  const windowEnd = windowStart + S.ingestS * 1000;
+  let n = 0;
+  let completed = 0;
+  let errors = 0;
+  const durations: number[] = [];
+  await Promise.all(
+    Array.from({ length: S.concurrency }, async () => {
+      while (now() < windowEnd) {
+        const i = n++;
+        const sentAt = now();
+        const ok = await sendToDispatch(d, `ingest:${i}`, `nobody_${i % 1000}`);
+        const doneAt = now();
+        if (doneAt >= windowStart && doneAt < windowEnd) {
+          if (ok) {
+            completed++;
+            durations.push(doneAt - sentAt);
+          } else errors++;
+        }
+      }
+    }),
+  );
+  durations.sort((a, b) => a - b);
+  return {
+    messagesPerSecond: Math.round(completed / S.ingestS),
+    windowS: S.ingestS,
+    completed,
+    errors,
+    p50Ms: round(percentile(durations, 50)),
+    p99Ms: round(percentile(durations, 99)),
+  };
+}
+
+interface ThroughputResult {
+  messages: number;
+  deliveries: number;
+  arrived: number;
+  duplicates: number;
+  complete: boolean;
+  /** First send to last arrival. */
+  seconds: number;
+  deliveriesPerSecond: number;
+  /** How long sending the batch took (the producer's side alone). */
+  sendSeconds: number;
+  sendErrors: number;
+}
+
+interface System {
+  name: 'dispatch' | 'sql' | 'pgboss';
+  batch(fanout: 1 | 3, n: number, tag: string): Promise<{ firstSendAt: number; lastReturnedAt: number; errors: number }>;
+  rate(fanout: 1 | 3, rate: number, seconds: number, tag: string): Promise<{ sentAt: Record<string, number>; returnedAt: Record<string, number>; errors: number }>;
+}
+
+function dispatchSystem(d: DispatchUnderTest): System {
+  return {
+    name: 'dispatch',
+    async batch(fanout, n, tag) {
+      let next = 0;
+      let errors = 0;
+      const firstSendAt = now();
+      await Promise.all(
+        Array.from({ length: S.concurrency }, async () => {
+          while (next < n) {
+            const i = next++;
+            if (!(await sendToDispatch(d, `${tag}:${i}`, `f${fanout}_${i % S.recipients}`))) errors++;
+          }
+        }),
+      );
+      return { firstSendAt, lastReturnedAt: now(), errors };
+    },
+    async rate(fanout, rate, seconds, tag) {
+      const total = Math.round(rate * seconds);
+      const sentAt: Record<string, number> = {};
+      const returnedAt: Record<string, number> = {};
+      let errors = 0;
+      const start = now() + 20;
+      const pending: Promise<void>[] = [];
+      for (let i = 0; i < total; i++) {
+        const wait = start + (i * 1000) / rate - now();
+        if (wait > 1) await sleep(wait);
+        const seq = `${tag}:${i}`;
+        sentAt[seq] = now();
+        pending.push(
+          sendToDispatch(d, seq, `f${fanout}_${i % S.recipients}`).then((ok) => {
+            if (ok) returnedAt[seq] = now();
+            else errors++;
+          }),
+        );
+      }
+      await Promise.all(pending);
+      return { sentAt, returnedAt, errors };
+    },
+  };
+}
+
+async function baselineSystem(mode: BaselineMode, databaseUrl: string, receiver: Receiver): Promise<System & { stop(): Promise<void> }> {
+  const child = spawnNode(['--import', 'tsx', 'bench/baseline.ts'], {}, true);
+  const send = (command: BaselineCommand) => child.send(command);
+  let ids = 0;
+  const ask = <T>(command: BaselineCommand & { id: number }) =>
+    new Promise<T>((resolve, reject) => {
+      const onMessage = (message: BaselineReply) => {
+        if (message.id !== command.id) return;
+        child.off('message', onMessage);
+        resolve(message as T);
+      };
+      child.on('message', onMessage);
+      child.once('exit', (code) => reject(new Error(`baseline ${mode} exited (${code})`)));
+      send(command);
+    });
+  const ready = firstMessage<BaselineReply>(child);
+  send({ cmd: 'setup', mode, databaseUrl, receiverUrl: receiver.url, recipients: S.recipients });
+  await ready;
+  return {
+    name: mode,
+    batch: (fanout, n, tag) => ask({ cmd: 'batch', id: ++ids, fanout, n, tag, concurrency: S.concurrency }),
+    rate: (fanout, rate, seconds, tag) => ask({ cmd: 'rate', id: ++ids, fanout, rate, seconds, tag }),
+    async stop() {
+      const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+      send({ cmd: 'stop' });
+      const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}
+
+async function throughput(system: System, receiver: Receiver, fanout: 1 | 3, n: number): Promise<ThroughputResult> {
+  const warmTag = `${system.name}w${fanout}`;
+  await system.batch(fanout, S.e2eWarmup, warmTag);
+  await waitForDeliveries(receiver, warmTag, S.e2eWarmup * fanout);
+  const tag = `${system.name}t${fanout}`;
+  const sent = await system.batch(fanout, n, tag);
+  const arrived = await waitForDeliveries(receiver, tag, n * fanout);
+  const seconds = ((arrived.last ?? now()) - sent.firstSendAt) / 1000;
+  const result: ThroughputResult = {
+    messages: n,
+    deliveries: n * fanout,
+    arrived: arrived.distinct,
+    duplicates: arrived.count - arrived.distinct,
+    complete: arrived.complete,
+    seconds: round(seconds, 2)!,
+    deliveriesPerSecond: Math.round(arrived.distinct / seconds),
+    sendSeconds: round((sent.lastReturnedAt - sent.firstSendAt) / 1000, 2)!,
+    sendErrors: sent.errors,
+  };
+  log(`  ${system.name} fan-out ${fanout}: ${result.deliveriesPerSecond} deliveries/s (${result.arrived}/${result.deliveries} in ${result.seconds} s; sending took ${result.sendSeconds} s)`);
+  return result;
+}
+
+interface LatencyResult {
+  rate: number;
+  measured: number;
+  lost: number;
+  /** Arrival at the receiver minus the moment the send call returned (the message was committed). */
+  fromReturn: { p50: number | null; p95: number | null; p99: number | null; max: number | null };
+  /** Arrival minus the moment the send call was made (includes the API call itself). */
+  fromSend: { p50: number | null; p95: number | null; p99: number | null; max: number | null };
+}
+
+async function latency(system: System, receiver: Receiver): Promise<LatencyResult> {
+  const tag = `${system.name}l`;
+  const seconds = S.latencyWarmupS + S.latencyS;
+  const sent = await system.rate(1, S.latencyRate, seconds, tag);
+  const total = Math.round(S.latencyRate * seconds);
+  await waitForDeliveries(receiver, tag, total - sent.errors);
+  const arrivals = await receiver.arrivals(tag);
+  const skip = Math.round(S.latencyRate * S.latencyWarmupS);
+  const fromReturn: number[] = [];
+  const fromSend: number[] = [];
+  let lost = 0;
+  for (let i = skip; i < total; i++) {
+    const seq = `${tag}:${i}`;
+    const arrived = arrivals[seq];
+    const returned = sent.returnedAt[seq];
+    if (arrived === undefined || returned === undefined) {
+      lost++;
+      continue;
+    }
+    fromReturn.push(arrived - returned);
+    fromSend.push(arrived - sent.sentAt[seq]!);
+  }
+  const stats = (values: number[]) => {
+    values.sort((a, b) => a - b);
+    return { p50: round(percentile(values, 50)), p95: round(percentile(values, 95)), p99: round(percentile(values, 99)), max: round(values.at(-1) ?? null) };
+  };
+  const result = { rate: S.latencyRate, measured: fromReturn.length, lost, fromReturn: stats(fromReturn), fromSend: stats(fromSend) };
+  log(`  ${system.name} latency at ${S.latencyRate}/s: p50 ${result.fromReturn.p50} ms, p95 ${result.fromReturn.p95} ms, p99 ${result.fromReturn.p99} ms (${lost} lost)`);
+  return result;
+}
+
+// ---------------------------------------------------------------- machine, profile, report
+
+async function machineFacts(databaseUrl: string) {
+  const cpuinfo = existsSync('/proc/cpuinfo') ? readFileSync('/proc/cpuinfo', 'utf8') : '';
+  const model = /^model name\s*:\s*(.+)$/m.exec(cpuinfo)?.[1] ?? os.cpus()[0]?.model ?? 'unknown';
+  const client = new pg.Client({ connectionString: databaseUrl });
+  await client.connect();
+  const version = (await client.query<{ server_version: string }>('SHOW server_version')).rows[0]!.server_version;
+  const settings = (await client.query<{ name: string; setting: string }>(
+    `SELECT name, setting FROM pg_settings WHERE name IN ('fsync', 'synchronous_commit', 'shared_buffers', 'max_connections')`,
+  )).rows;
+  await client.end();
+  const nodeVersion = await new Promise<string>((resolve) => {
+    const child = spawn(NODE, ['--version'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    let out = '';
+    child.stdout.on('data', (chunk) => (out += chunk));
+    child.on('exit', () => resolve(out.trim()));
+  });
+  return {
+    cores: os.cpus().length,
+    model,
+    memoryGiB: Math.round(os.totalmem() / 2 ** 30),
+    os: `${os.type()} ${os.release()}`,
+    postgres: version,
+    postgresSettings: Object.fromEntries(settings.map((s) => [s.name, s.setting])),
+    node: nodeVersion,
+  };
+}
+
+async function topStatements(databaseUrl: string, limit = 12) {
+  const client = new pg.Client({ connectionString: databaseUrl });
+  await client.connect();
+  try {
+    const { rows } = await client.query(
+      `SELECT calls, round(total_exec_time::numeric, 1) AS total_ms, round(mean_exec_time::numeric, 3) AS mean_ms, rows,
+              left(regexp_replace(query, '\\s+', ' ', 'g'), 200) AS query
+       FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+       ORDER BY total_exec_time DESC LIMIT $1`,
+      [limit],
+    );
+    return rows;
+  } finally {
+    await client.end();
+  }
+}
+
+async function resetStatements(databaseUrl: string) {
+  const client = new pg.Client({ connectionString: databaseUrl });
+  await client.connect();
+  await client.query('SELECT pg_stat_statements_reset()');
+  await client.end();
+}
+
+type Results = Awaited<ReturnType<typeof runAll>>;
+
+const fmt = (value: number | null | undefined, unit = '') => (value === null || value === undefined ? 'n/a' : `${value.toLocaleString('en-US')}${unit}`);
+const ratio = (a: number | undefined, b: number | undefined) => (a && b ? `${(a / b).toFixed(2)}×` : 'n/a');
+
+function markdown(r: Results): string {
+  const t = r.throughput;
+  const l = r.latency;
+  const row = (label: string, get: (name: 'dispatch' | 'sql' | 'pgboss') => string) =>
+    `| ${label} | ${get('dispatch')} | ${get('sql')} | ${get('pgboss')} |`;
+  const lines = [
+    `Run of ${r.startedAt} (${r.durationS} s), \`npm run bench\`, commit \`${r.commit}\`.`,
+    '',
+    `Machine: ${r.machine.cores} cores (${r.machine.model}), ${r.machine.memoryGiB} GiB memory, ${r.machine.os}; PostgreSQL ${r.machine.postgres} (embedded, fsync ${r.machine.postgresSettings.fsync}, synchronous_commit ${r.machine.postgresSettings.synchronous_commit}); Node ${r.machine.node}. Load average before the run ${r.loadBefore.map((x) => x.toFixed(2)).join(', ')}, after ${r.loadAfter.map((x) => x.toFixed(2)).join(', ')}. Everything (PostgreSQL, Dispatch, the receiver, the load generator) shares these cores, so the absolute numbers say more about the machine than about Dispatch; **the ratios, measured in one run against baselines doing the same work on the same machine, are the result.**`,
+    '',
+    '| measure | Dispatch | plain-SQL floor | hand-rolled pg-boss |',
+    '| --- | ---: | ---: | ---: |',
+    row('deliveries/s, fan-out 1', (s) => fmt(t[s]?.[1]?.deliveriesPerSecond)),
+    row('deliveries/s, fan-out 3', (s) => fmt(t[s]?.[3]?.deliveriesPerSecond)),
+    row(`latency p50 at ${S.latencyRate} msg/s`, (s) => fmt(l[s]?.fromReturn.p50, ' ms')),
+    row(`latency p95 at ${S.latencyRate} msg/s`, (s) => fmt(l[s]?.fromReturn.p95, ' ms')),
+    row(`latency p99 at ${S.latencyRate} msg/s`, (s) => fmt(l[s]?.fromReturn.p99, ' ms')),
+    row(`latency p99 incl. the send call`, (s) => fmt(l[s]?.fromSend.p99, ' ms')),
+    row('ingest, sendMessage/s at concurrency 32', (s) => (s === 'dispatch' ? fmt(r.ingest?.messagesPerSecond) : '–')),
+    '',
+    '| ratio | value | target |',
+    '| --- | ---: | ---: |',
+    `| Dispatch / floor, fan-out 1 | ${ratio(t.dispatch?.[1]?.deliveriesPerSecond, t.sql?.[1]?.deliveriesPerSecond)} | ≥ 0.85× |`,
+    `| Dispatch / floor, fan-out 3 | ${ratio(t.dispatch?.[3]?.deliveriesPerSecond, t.sql?.[3]?.deliveriesPerSecond)} | ≥ 0.85× |`,
+    `| Dispatch / pg-boss pipeline, fan-out 1 | ${ratio(t.dispatch?.[1]?.deliveriesPerSecond, t.pgboss?.[1]?.deliveriesPerSecond)} | ≥ 3× |`,
+    `| Dispatch / pg-boss pipeline, fan-out 3 | ${ratio(t.dispatch?.[3]?.deliveriesPerSecond, t.pgboss?.[3]?.deliveriesPerSecond)} | ≥ 3× |`,
+    `| Dispatch latency p99 at ${S.latencyRate} msg/s | ${fmt(l.dispatch?.fromReturn.p99, ' ms')} | < 50 ms |`,
+    `| Dispatch ingest | ${fmt(r.ingest?.messagesPerSecond, '/s')} | ≥ 1,000/s |`,
+    '',
+    `Settings: concurrency ${S.concurrency}; ingest ${S.ingestWarmupS} s warm-up then ${S.ingestS} s measured, to ${1000} recipients without endpoints; throughput batches of ${S.e2eMessages1} messages (fan-out 1) and ${S.e2eMessages3} (fan-out 3) after a ${S.e2eWarmup}-message warm-up, over ${S.recipients} recipients, timed from the first send to the last arrival at the receiver; latency ${S.latencyWarmupS} s warm-up then ${S.latencyS} s at ${S.latencyRate} messages/s, measured as arrival at the receiver minus the moment the send call returned (the message was committed), the row "incl. the send call" from the moment it was made.`,
+  ];
+  const incomplete = (['dispatch', 'sql', 'pgboss'] as const).flatMap((s) =>
+    ([1, 3] as const).filter((f) => t[s]?.[f] && !t[s]![f]!.complete).map((f) => `${s} fan-out ${f} (${t[s]![f]!.arrived}/${t[s]![f]!.deliveries})`),
+  );
+  if (incomplete.length) lines.push('', `Incomplete (deliveries missing when the run gave up): ${incomplete.join(', ')}.`);
+  return lines.join('\n');
+}
+
+async function writeDocs(r: Results) {
+  const file = path.join(ROOT, 'docs/benchmarks.md');
+  const BEGIN = '<!-- bench:begin (written by npm run bench) -->';
+  const END = '<!-- bench:end -->';
+  const block = `${BEGIN}\n${markdown(r)}\n${END}`;
+  let text: string;
+  try {
+    text = await fs.readFile(file, 'utf8');
+  } catch {
+    text = `# Benchmarks\n\n${BEGIN}\n${END}\n`;
+  }
+  const from = text.indexOf(BEGIN);
+  const to = text.indexOf(END);
+  text = from >= 0 && to > from ? text.slice(0, from) + block + text.slice(to + END.length) : `${text.trimEnd()}\n\n${block}\n`;
+  await fs.writeFile(file, text);
+}
+
+// ---------------------------------------------------------------- main
+
+async function runAll(databaseUrl: string, tmp: string, resultsDir: string, stamp: string) {
+  const startedAt = new Date().toISOString();
+  const loadBefore = os.loadavg();
+  const machine = await machineFacts(databaseUrl);
+  log(`machine: ${machine.cores} cores, ${machine.model}, PostgreSQL ${machine.postgres}, Node ${machine.node}; load ${loadBefore.map((x) => x.toFixed(2)).join(' ')}`);
+  const receiver = await startReceiver();
+  const throughputs: Partial<Record<System['name'], Partial<Record<1 | 3, ThroughputResult>>>> = {};
+  const latencies: Partial<Record<System['name'], LatencyResult>> = {};
+  const statements: Record<string, unknown[]> = {};
+  let ingestResult: IngestResult | undefined;
+  let profile: ProfileSummary | undefined;
+
+  if (ONLY.has('dispatch')) {
+    const profileDir = PROFILE ? path.join(resultsDir, `${stamp}-cpuprofile`) : undefined;
+    const started = await startDispatchProcess(databaseUrl, path.join(tmp, 'dispatch-data'), profileDir);
+    const d = await setUpDispatch(databaseUrl, started.url, receiver, started.child);
+    const system = dispatchSystem(d);
+    log('Dispatch: ingest');
+    if (PROFILE) await resetStatements(databaseUrl);
+    ingestResult = await ingest(d);
+    if (PROFILE) statements.ingest = await topStatements(databaseUrl);
+    log(`  ${ingestResult.messagesPerSecond} sendMessage/s (p50 ${ingestResult.p50Ms} ms, p99 ${ingestResult.p99Ms} ms, ${ingestResult.errors} errors)`);
+    log('Dispatch: deliveries');
+    throughputs.dispatch = {};
+    if (PROFILE) await resetStatements(databaseUrl);
+    throughputs.dispatch[1] = await throughput(system, receiver, 1, S.e2eMessages1);
+    throughputs.dispatch[3] = await throughput(system, receiver, 3, S.e2eMessages3);
+    if (PROFILE) statements.deliveries = await topStatements(databaseUrl);
+    latencies.dispatch = await latency(system, receiver);
+    await stopChild(started.child);
+    if (profileDir) {
+      const files = (await fs.readdir(profileDir)).filter((f) => f.endsWith('.cpuprofile'));
+      if (files[0]) profile = await summariseCpuProfile(path.join(profileDir, files[0]), ROOT);
+    }
+  }
+  for (const mode of ['sql', 'pgboss'] as const) {
+    if (!ONLY.has(mode)) continue;
+    log(`${mode === 'sql' ? 'plain-SQL floor' : 'hand-rolled pg-boss pipeline'}: deliveries`);
+    const system = await baselineSystem(mode, databaseUrl, receiver);
+    try {
+      throughputs[mode] = {
+        1: await throughput(system, receiver, 1, S.e2eMessages1),
+        3: await throughput(system, receiver, 3, S.e2eMessages3),
+      };
+      latencies[mode] = await latency(system, receiver);
+    } finally {
+      await system.stop();
+    }
+  }
+  return {
+    startedAt,
+    durationS: 0,
+    commit: await gitCommit(),
+    machine,
+    settings: S,
+    loadBefore,
+    loadAfter: os.loadavg(),
+    ingest: ingestResult,
+    throughput: throughputs,
+    latency: latencies,
+    ...(PROFILE ? { pgStatStatements: statements, cpuProfile: profile } : {}),
+  };
+}
+
+async function gitCommit(): Promise<string> {
+  return new Promise((resolve) => {
+    const child = spawn('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'ignore'] });
+    let out = '';
+    child.stdout.on('data', (chunk) => (out += chunk));
+    child.on('exit', () => resolve(out.trim() || 'unknown'));
+  });
+}
+
+async function main() {
+  const began = Date.now();
+  const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+  const resultsDir = path.join(ROOT, 'bench/results');
+  await fs.mkdir(resultsDir, { recursive: true });
+  const tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'dispatch-bench-'));
+  await fs.chmod(tmp, 0o755);
+  let embedded: EmbeddedDatabase | undefined;
+  let databaseUrl = process.env.BENCH_DATABASE_URL;
+  try {
+    if (!databaseUrl) {
+      log('starting an embedded PostgreSQL');
+      embedded = await startEmbeddedPostgres({
+        dir: path.join(tmp, 'postgres'),
+        database: 'dispatch_bench',
+        postgresFlags: PROFILE ? ['-c', 'shared_preload_libraries=pg_stat_statements', '-c', 'pg_stat_statements.track=all'] : [],
+      });
+      databaseUrl = embedded.url;
+    }
+    if (PROFILE) {
+      const client = new pg.Client({ connectionString: databaseUrl });
+      await client.connect();
+      await client.query('CREATE EXTENSION IF NOT EXISTS pg_stat_statements');
+      await client.end();
+    }
+    const results = await runAll(databaseUrl, tmp, resultsDir, stamp);
+    results.durationS = Math.round((Date.now() - began) / 1000);
+    const jsonFile = path.join(resultsDir, `${stamp}.json`);
+    await fs.writeFile(jsonFile, `${JSON.stringify(results, null, 2)}\n`);
+    log(`results in ${path.relative(ROOT, jsonFile)}`);
+    process.stdout.write(`${markdown(results)}\n`);
+    if (process.env.BENCH_NO_DOCS !== '1') {
+      await writeDocs(results);
+      log('table written to docs/benchmarks.md');
+    }
+  } finally {
+    for (const child of children) await stopChild(child, 'SIGKILL');
+    await agent.close().catch(() => undefined);
+    await embedded?.stop().catch(() => undefined);
+    await fs.rm(tmp, { recursive: true, force: true });
+  }
+}
+
+process.once('SIGINT', () => {
+  for (const child of children) child.kill('SIGKILL');
+  process.exit(130);
+});
+
+main().catch((error) => {
+  process.stderr.write(`bench failed: ${(error as Error).stack ?? error}\n`);
+  for (const child of children) child.kill('SIGKILL');
+  process.exit(1);
+});
