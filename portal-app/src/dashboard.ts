@@ -183,6 +183,17 @@ export function appPage(apiKey: string, appId: string, redraw: Redraw) {
                     })}
                   </ul>`
                 : html`<p class="muted">No recipients yet: they appear with their first message, endpoint or portal link.</p>`}
+              <form class="form inline" @submit=${(e: Event) => {
+                e.preventDefault();
+                const recipientId = String(new FormData(e.currentTarget as HTMLFormElement).get('recipientId') ?? '').trim();
+                if (recipientId) void portalLink(recipientId).then(() => app.reload());
+              }}>
+                <label>Portal link for recipient<input name="recipientId" required placeholder="customer_123" /></label>
+                <div class="actions"><button type="submit">Create link</button></div>
+              </form>
+              ${[...links].filter(([id]) => !a.recipients.nodes.some((r) => r.recipientId === id)).map(([id, link]) =>
+                link.url ? html`<p class="portal-link">${id}: <input readonly aria-label="Portal link" .value=${link.url} /></p>` : notice(link.notice),
+              )}
             </div>`,
     )}
   </section>`;
