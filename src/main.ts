@@ -5,6 +5,7 @@ import type { DeliveryHooks } from './domain/context.ts';
 import { schema } from './graphql/schema.ts';
 import { createPortalRoutes } from './http/portal.ts';
 import { createHttpServer, type HttpServer } from './http/server.ts';
+import { createPgLiveBus, type PgLiveBus } from './live/pg-bus.ts';
 import { createLogger, type Logger } from './logger.ts';
 import { startRetentionSchedule } from './domain/retention.ts';
 
@@ -12,6 +13,8 @@ export interface Dispatch {
   config: Config;
   db: StartedDatabase;
   http: HttpServer;
+  /** The live-feed bus (LISTEN/NOTIFY): attempts and messages published here reach subscribers on every API process. */
+  live: PgLiveBus;
   /** The port the HTTP server listens on (PORT, or the one the OS chose for 0). */
   port: number;
   url: string;
@@ -31,13 +34,17 @@ export async function startDispatch(config: Config = loadConfig(), options: { lo
   const logger = options.logger ?? createLogger(config.logLevel);
   const db = await startDatabase(config, { log: (line) => logger.info(line) });
   const api = config.role === 'all' || config.role === 'api';
+  // Every role publishes live events; only a role with subscribers (api) listens.
+  const live = createPgLiveBus({ url: db.url, pool: db.pool, logger, listen: api });
+  if (api) await live.listening();
   const hooks = storeOnly;
   const extraRoutes = api ? createPortalRoutes({ frameAncestors: config.portalFrameAncestors }) : undefined;
-  const http = createHttpServer({ config, db, schema, hooks, logger, api, extraRoutes });
+  const http = createHttpServer({ config, db, schema, hooks, logger, api, extraRoutes, live });
   let port: number;
   try {
     port = await http.listen(config.port, config.host);
   } catch (error) {
+    await live.close();
     await db.shutdown();
     throw error;
   }
@@ -60,12 +67,14 @@ export async function startDispatch(config: Config = loadConfig(), options: { lo
     config,
     db,
     http,
+    live,
     port,
     url,
     stop() {
       stopping ??= (async () => {
         await http.close();
         await retention?.stop();
+        await live.close();
         await db.shutdown();
       })();
       return stopping;

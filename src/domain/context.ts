@@ -27,6 +27,14 @@ export interface DeliveryHooks {
   recoverRequested?(sql: SqlExecutor, request: { endpointId: string; since: Date; until: Date | null }): Promise<void>;
 }
 
+/**
+ * Facts the domain announces once they are committed (the live feed listens).
+ * Best effort: announcing never fails or delays the operation.
+ */
+export interface DomainEvents {
+  messageCreated(message: { messageId: string; appId: string; recipientId: string }): void;
+}
+
 export interface DomainSettings {
   maxPayloadBytes: number;
   publicUrl: string;
@@ -40,6 +48,7 @@ export interface DomainContext {
   actor: Actor;
   settings: DomainSettings;
   hooks: DeliveryHooks;
+  events?: DomainEvents;
 }
 
 /** Runs `work` in a transaction on one pooled connection. */

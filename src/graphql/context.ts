@@ -7,4 +7,9 @@ export interface GraphQLContext {
   actor: Actor;
   domain: DomainContext;
   live: LiveBus | undefined;
+  /**
+   * Ends the connection of a subscriber that stopped reading (the live feed
+   * calls it on overflow), after its transport had a moment to send `reason`.
+   */
+  cutOff?: (reason: string) => void;
 }

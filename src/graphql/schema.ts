@@ -7,5 +7,6 @@ import './types/app.ts';
 import './types/endpoint.ts';
 import './types/message.ts';
 import './types/portal-session.ts';
+import './types/subscriptions.ts';
 
 export const schema = builder.toSchema({ sortSchema: true });

@@ -12,11 +12,12 @@ import { authenticate } from '../domain/auth.ts';
 import type { DeliveryHooks } from '../domain/context.ts';
 import type { GraphQLContext } from '../graphql/context.ts';
 import { estimateNodes, MAX_QUERY_NODES } from '../graphql/cost.ts';
-import type { LiveBus } from '../live/bus.ts';
+import type { LiveBus, MessageEvent } from '../live/bus.ts';
 import type { Logger } from '../logger.ts';
 import { maskError } from './errors.ts';
 import { graphqlErrors, graphqlOperations, httpDuration, httpRequests, registry } from './metrics.ts';
 import { RateLimiter } from './rate-limit.ts';
+import { attachGraphQLWebSocket } from './websocket.ts';
 
 export interface HttpDeps {
   config: Config;
@@ -35,12 +36,15 @@ export interface HttpDeps {
 
 export interface HttpServer {
   server: Server;
-  yoga: YogaServerInstance<{ req: IncomingMessage; res: ServerResponse }, GraphQLContext> | undefined;
+  yoga: YogaServerInstance<ServerContext, GraphQLContext> | undefined;
   /** Resolves the actor of a request's Authorization value (shared with the WebSocket server). */
   contextFor(authorization: string | null | undefined): Promise<GraphQLContext>;
   listen(port: number, host: string): Promise<number>;
   close(): Promise<void>;
 }
+
+/** What yoga's context starts from: the HTTP request, or (graphql-ws) the context of the socket's token. */
+type ServerContext = { req: IncomingMessage; res: ServerResponse } | { dispatch: GraphQLContext };
 
 export class UnauthenticatedError extends GraphQLError {
   constructor() {
@@ -123,11 +127,14 @@ export function createHttpServer(deps: HttpDeps): HttpServer {
   const limiter = new RateLimiter(config.apiKeyRateLimit);
   const settings = { maxPayloadBytes: config.maxPayloadBytes, publicUrl: config.publicUrl, allowNetworks: config.allowNetworks };
 
+  const live = deps.live;
+  const events = live ? { messageCreated: (message: MessageEvent) => void live.publishMessage(message) } : undefined;
+
   function contextForActor(actor: Actor): GraphQLContext {
     return {
       actor,
       live: deps.live,
-      domain: { prisma: db.prisma, pool: db.pool, actor, settings, hooks: deps.hooks },
+      domain: { prisma: db.prisma, pool: db.pool, actor, settings, hooks: deps.hooks, events },
     };
   }
 
@@ -143,13 +150,20 @@ export function createHttpServer(deps: HttpDeps): HttpServer {
   }
 
   const yoga = deps.api
-    ? createYoga<{ req: IncomingMessage; res: ServerResponse }, GraphQLContext>({
+    ? createYoga<ServerContext, GraphQLContext>({
         schema: deps.schema,
         graphqlEndpoint: '/graphql',
         landingPage: false,
         graphiql: false,
         logging: false,
-        context: ({ request }) => contextFor(request.headers.get('authorization')),
+        context: async (initial) => {
+          if ('dispatch' in initial) return initial.dispatch;
+          const context = await contextFor(initial.request.headers.get('authorization'));
+          const { res } = initial;
+          // An SSE subscriber cut off gets the error as its last event; one that does not read at all loses the connection.
+          const cutOff = () => setTimeout(() => res.writableFinished || res.destroy(), 2_000).unref();
+          return { ...context, cutOff };
+        },
         maskedErrors: { maskError: (error) => maskError(error, (message, e) => logger.error(message, e)) },
         plugins: [
           maxDepthPlugin({ n: 12, exposeLimits: true }),
@@ -228,6 +242,10 @@ export function createHttpServer(deps: HttpDeps): HttpServer {
       });
   });
   server.keepAliveTimeout = 65_000;
+  // Subscriptions over WebSocket on the same path; SSE is yoga's own (Accept: text/event-stream).
+  const websocket = yoga
+    ? attachGraphQLWebSocket({ server, path: '/graphql', yoga, contextFor, logger, maxPayloadBytes: config.maxRequestBytes })
+    : undefined;
 
   return {
     server,
@@ -238,11 +256,13 @@ export function createHttpServer(deps: HttpDeps): HttpServer {
         server.once('error', reject);
         server.listen(port, host, () => resolve((server.address() as AddressInfo).port));
       }),
-    close: () =>
-      new Promise((resolve) => {
+    close: async () => {
+      await websocket?.close();
+      await new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeIdleConnections();
         setTimeout(() => server.closeAllConnections(), 2000).unref();
-      }),
+      });
+    },
   };
 }

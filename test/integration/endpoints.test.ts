@@ -32,7 +32,8 @@ describe('endpoints', () => {
     t.dispatch.db.prisma.endpointSecret.findMany({ where: { endpointId }, orderBy: { id: 'asc' } });
 
   beforeAll(async () => {
-    t = await startTestDispatch();
+    // API role only: deliveries stay as sendMessage left them, and nothing is sent to the example.com endpoints.
+    t = await startTestDispatch({ DISPATCH_ROLE: 'api' });
     appId = (await t.client.request(CreateAppDocument, { input: { name: 'Endpoints' } })).createApp.id;
     for (const name of ['invoice.paid', 'invoice.voided', 'old.type']) {
       await t.client.request(CreateEventTypeDocument, { input: { appId, name } });
@@ -268,7 +269,7 @@ describe('endpoint URLs where no network is allowed (the production default)', (
   let strict: TestDispatch;
   let appId: string;
   beforeAll(async () => {
-    strict = await startTestDispatch({ DISPATCH_ALLOW_NETWORKS: '' });
+    strict = await startTestDispatch({ DISPATCH_ALLOW_NETWORKS: '', DISPATCH_ROLE: 'api' });
     appId = (await strict.client.request(CreateAppDocument, { input: { name: 'Strict' } })).createApp.id;
   });
   afterAll(async () => strict.stop());

@@ -14,7 +14,8 @@ describe('idempotency of sendMessage', () => {
   });
 
   beforeAll(async () => {
-    t = await startTestDispatch();
+    // API role only: deliveries stay as sendMessage left them, and nothing is sent to the example.com endpoints.
+    t = await startTestDispatch({ DISPATCH_ROLE: 'api' });
     appId = (await t.client.request(CreateAppDocument, { input: { name: 'Idempotency' } })).createApp.id;
     await t.client.request(CreateEventTypeDocument, { input: { appId, name: 'order.placed' } });
     await t.client.request(CreateEventTypeDocument, { input: { appId, name: 'order.shipped' } });

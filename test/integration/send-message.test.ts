@@ -31,7 +31,8 @@ describe('sendMessage', () => {
       .createEndpoint.id;
 
   beforeAll(async () => {
-    t = await startTestDispatch();
+    // API role only: deliveries stay as sendMessage left them, and nothing is sent to the example.com endpoints.
+    t = await startTestDispatch({ DISPATCH_ROLE: 'api' });
     appId = (await t.client.request(CreateAppDocument, { input: { name: 'Sending' } })).createApp.id;
     await t.client.request(CreateEventTypeDocument, { input: { appId, name: 'invoice.paid' } });
     await t.client.request(CreateEventTypeDocument, { input: { appId, name: 'invoice.voided' } });

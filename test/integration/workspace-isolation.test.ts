@@ -32,7 +32,8 @@ describe('workspace isolation', () => {
   const first = {} as typeof missing & { messageUid: string; recipientUid: string };
 
   beforeAll(async () => {
-    t = await startTestDispatch();
+    // API role only: deliveries stay as sendMessage left them, and nothing is sent to the example.com endpoints.
+    t = await startTestDispatch({ DISPATCH_ROLE: 'api' });
     other = await t.newWorkspace('Other workspace');
     const viewer = await t.client.request(ViewerDocument);
     first.workspace = viewer.viewer.workspace!.id;

@@ -1,0 +1,193 @@
+import { queryFromInfo } from '@pothos/plugin-prisma';
+import type { GraphQLResolveInfo } from 'graphql';
+import type { PrismaClient } from '../../db/client.ts';
+import { DispatchError } from '../../domain/errors.ts';
+import { attemptAtEvent, attemptFeedScope, inScope, messageFeedScope, type FeedScope } from '../../domain/live-feed.ts';
+import type { AttemptEvent, LiveBus, MessageEvent } from '../../live/bus.ts';
+import { liveEventsDelivered, liveEventsDropped, liveSubscribers } from '../../live/metrics.ts';
+import { SubscriberQueue } from '../../live/subscriber-queue.ts';
+import { builder } from '../builder.ts';
+import type { GraphQLContext } from '../context.ts';
+import { AttemptRef, MessageRef } from './message.ts';
+
+/** Events one subscriber may fall behind before it is cut off (see SubscriberQueue). */
+export const SUBSCRIBER_BUFFER = 1000;
+/** Ids per batched read. */
+const BATCH_SIZE = 500;
+
+type Row = { id: string };
+type Model = 'attempt' | 'message';
+
+/**
+ * Reads the rows of live events in batches: every subscriber asking the same
+ * selection under the same visibility filter in the same tick shares one
+ * findMany, so 50 subscribers of one app cost one query per batch of events,
+ * not 50 per event.
+ */
+class RowBatcher {
+  private pending = new Map<string, { model: Model; args: { where: object; select?: object; include?: object }; ids: Map<string, ((row: Row | null) => void)[]>; fail: ((e: unknown) => void)[] }>();
+  private scheduled = false;
+
+  constructor(private readonly prisma: PrismaClient) {}
+
+  load(key: string, model: Model, args: { where: object; select?: object; include?: object }, id: string): Promise<Row | null> {
+    return new Promise((resolve, reject) => {
+      let batch = this.pending.get(key);
+      if (!batch) {
+        batch = { model, args, ids: new Map(), fail: [] };
+        this.pending.set(key, batch);
+      }
+      const waiting = batch.ids.get(id);
+      if (waiting) waiting.push(resolve);
+      else batch.ids.set(id, [resolve]);
+      batch.fail.push(reject);
+      if (!this.scheduled) {
+        this.scheduled = true;
+        setImmediate(() => this.flush());
+      }
+    });
+  }
+
+  private flush() {
+    this.scheduled = false;
+    const batches = [...this.pending.values()];
+    this.pending.clear();
+    for (const batch of batches) {
+      const ids = [...batch.ids.keys()];
+      const reads: Promise<Row[]>[] = [];
+      for (let i = 0; i < ids.length; i += BATCH_SIZE) {
+        const chunk = ids.slice(i, i + BATCH_SIZE);
+        const args = { ...batch.args, where: { AND: [{ id: { in: chunk } }, batch.args.where] } };
+        const delegate = this.prisma[batch.model] as unknown as { findMany(args: object): Promise<Row[]> };
+        reads.push(delegate.findMany(args));
+      }
+      Promise.all(reads).then(
+        (results) => {
+          const byId = new Map<string, Row>();
+          for (const rows of results) for (const row of rows) byId.set(row.id, row);
+          for (const [id, waiting] of batch.ids) for (const resolve of waiting) resolve(byId.get(id) ?? null);
+        },
+        (error) => {
+          for (const reject of batch.fail) reject(error);
+        },
+      );
+    }
+  }
+}
+
+const batchers = new WeakMap<PrismaClient, RowBatcher>();
+function batcherFor(prisma: PrismaClient): RowBatcher {
+  let batcher = batchers.get(prisma);
+  if (!batcher) {
+    batcher = new RowBatcher(prisma);
+    batchers.set(prisma, batcher);
+  }
+  return batcher;
+}
+
+function requireBus(ctx: GraphQLContext): LiveBus {
+  // Every API process is started with a bus; a schema executed without one has no feed to offer.
+  if (!ctx.live) throw new Error('the live feed is not configured in this process');
+  return ctx.live;
+}
+
+/**
+ * The selection the subscriber asked for, as a Prisma query, with `id` always
+ * read so batched rows can be matched to their events.
+ */
+function selectionOf(ctx: GraphQLContext, info: GraphQLResolveInfo): { select?: object; include?: object } {
+  const query = queryFromInfo({ context: ctx, info }) as { select?: Record<string, unknown>; include?: object };
+  return query.select ? { ...query, select: { ...query.select, id: true } } : query;
+}
+
+function feed<E extends { appId: string; recipientId: string; messageId: string; endpointId?: string }, R>(options: {
+  field: string;
+  ctx: GraphQLContext;
+  info: GraphQLResolveInfo;
+  model: Model;
+  scope: FeedScope<object>;
+  subscribe(listener: (event: E) => void): () => void;
+  id(event: E): string;
+  present(row: Row, event: E): R;
+}) {
+  const { field, ctx, scope, model } = options;
+  const query = selectionOf(ctx, options.info);
+  const args = { ...query, where: scope.where };
+  const key = `${model}\u0000${JSON.stringify(args)}`;
+  const batcher = batcherFor(ctx.domain.prisma);
+  liveSubscribers.inc({ field });
+  return new SubscriberQueue<E, R>({
+    capacity: SUBSCRIBER_BUFFER,
+    subscribe: options.subscribe,
+    accept: (event) => inScope(scope, event),
+    load: async (event) => {
+      const row = await batcher.load(key, model, args, options.id(event));
+      return row ? options.present(row, event) : null;
+    },
+    overflowError: (capacity) =>
+      new DispatchError(
+        'RATE_LIMITED',
+        `this subscriber fell more than ${capacity} events behind and was cut off; subscribe again (and read faster, or narrow the filter)`,
+      ),
+    onOverflow: (error) => ctx.cutOff?.(error.message),
+    onDelivered: () => liveEventsDelivered.inc({ field }),
+    onDropped: (count, reason) => liveEventsDropped.inc({ field, reason }, count),
+    onEnd: () => liveSubscribers.dec({ field }),
+  });
+}
+
+builder.subscriptionFields((t) => ({
+  attemptUpdated: t.field({
+    type: AttemptRef,
+    description:
+      'Each attempt of the app when it starts (status SENDING) and when it ends (SUCCEEDED or FAILED), within a second, whichever process made it. ' +
+      "Narrowed by recipient (the operator's id), message (msg_… or the caller's messageId) and endpoint. " +
+      'A portal token only receives its own recipient\'s attempts. A subscriber more than 1000 events behind is cut off with RATE_LIMITED.',
+    args: {
+      appId: t.arg.id({ required: true }),
+      recipientId: t.arg.string(),
+      messageId: t.arg.id(),
+      endpointId: t.arg.id(),
+    },
+    subscribe: async (_root, args, ctx, info) => {
+      const bus = requireBus(ctx);
+      const scope = await attemptFeedScope(ctx.domain, args);
+      return feed<AttemptEvent, object>({
+        field: 'attemptUpdated',
+        ctx,
+        info,
+        model: 'attempt',
+        scope,
+        subscribe: (listener) => bus.subscribeAttempts(listener),
+        id: (event) => event.attemptId,
+        present: (row, event) => attemptAtEvent(row, event.status),
+      });
+    },
+    resolve: (row) => row as never,
+  }),
+  messageCreated: t.field({
+    type: MessageRef,
+    description:
+      'Each new message of the app (deduplicated sends are not new), including messages no endpoint receives. ' +
+      'A portal token only receives its own recipient\'s messages. A subscriber more than 1000 events behind is cut off with RATE_LIMITED.',
+    args: {
+      appId: t.arg.id({ required: true }),
+      recipientId: t.arg.string(),
+    },
+    subscribe: async (_root, args, ctx, info) => {
+      const bus = requireBus(ctx);
+      const scope = await messageFeedScope(ctx.domain, args);
+      return feed<MessageEvent, object>({
+        field: 'messageCreated',
+        ctx,
+        info,
+        model: 'message',
+        scope,
+        subscribe: (listener) => bus.subscribeMessages(listener),
+        id: (event) => event.messageId,
+        present: (row) => ({ ...row }),
+      });
+    },
+    resolve: (row) => row as never,
+  }),
+}));

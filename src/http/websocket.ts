@@ -1,0 +1,155 @@
+import type { IncomingMessage, Server } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { GraphQLError, type ExecutionArgs } from 'graphql';
+import { useServer } from 'graphql-ws/use/ws';
+import { WebSocketServer, type WebSocket } from 'ws';
+import type { GraphQLContext } from '../graphql/context.ts';
+import type { Logger } from '../logger.ts';
+
+/** What yoga's envelop needs to run an operation arriving on a socket. */
+export interface EnvelopedYoga {
+  getEnveloped(initial: Record<string, unknown>): {
+    schema: ExecutionArgs['schema'];
+    execute: (args: ExecutionArgs) => unknown;
+    subscribe: (args: ExecutionArgs) => unknown;
+    contextFactory: () => Promise<unknown> | unknown;
+    parse: (source: string) => ExecutionArgs['document'];
+    validate: (schema: ExecutionArgs['schema'], document: ExecutionArgs['document']) => readonly GraphQLError[];
+  };
+}
+
+export interface GraphQLWebSocketOptions {
+  server: Server;
+  path: string;
+  yoga: EnvelopedYoga;
+  contextFor(authorization: string | null | undefined): Promise<GraphQLContext>;
+  logger: Logger;
+  maxPayloadBytes: number;
+  /**
+   * Bytes a socket may have queued but unsent before its client counts as not
+   * reading and is cut off. graphql-ws already waits for each message to be
+   * written before it reads the next event, so this bounds the few messages
+   * of many concurrent subscriptions on one socket.
+   */
+  maxBufferedBytes?: number;
+}
+
+type EnvelopedArgs = ExecutionArgs & { execute(args: ExecutionArgs): unknown; subscribe(args: ExecutionArgs): unknown };
+
+/** Close codes, in graphql-ws's 4xxx range; reasons must stay under 123 bytes. */
+export const WS_CLOSE = {
+  unauthenticated: { code: 4401, reason: 'UNAUTHENTICATED: connectionParams.authorization must be "Bearer <API key or portal token>"' },
+  rateLimited: { code: 4429, reason: 'RATE_LIMITED: this API key is over its request rate' },
+  slowConsumer: { code: 4429, reason: 'RATE_LIMITED: the client is not reading its socket; cut off' },
+} as const;
+
+/** Close reasons are limited to 123 bytes. */
+function closeReason(text: string): string {
+  const prefixed = `RATE_LIMITED: ${text}`;
+  return Buffer.byteLength(prefixed) <= 123 ? prefixed : `${Buffer.from(prefixed).subarray(0, 120).toString('utf8').replace(/\uFFFD$/, '')}...`;
+}
+
+/** A thrown DispatchError/GraphQLError as a close reason, when it is one the client should see. */
+function codeOf(error: unknown): string | undefined {
+  const code = (error as GraphQLError | undefined)?.extensions?.code;
+  return typeof code === 'string' ? code : undefined;
+}
+
+/**
+ * GraphQL over WebSocket (graphql-ws protocol) on the HTTP server's `path`,
+ * sharing yoga's envelop (so its plugins, error masking and limits apply).
+ * The token comes in `connectionParams.authorization`; a socket without a
+ * valid one is closed at connection_init with 4401. It is authenticated
+ * again at every subscribe, so a revoked key or expired portal session
+ * cannot start new operations on an old socket.
+ */
+export function attachGraphQLWebSocket(options: GraphQLWebSocketOptions): { close(): Promise<void> } {
+  const { logger } = options;
+  const maxBuffered = options.maxBufferedBytes ?? 4 * 1024 * 1024;
+  const wss = new WebSocketServer({ noServer: true, maxPayload: options.maxPayloadBytes });
+  const authorizationOf = new WeakMap<WebSocket, string>();
+
+  const onUpgrade = (request: IncomingMessage, socket: Duplex, head: Buffer) => {
+    const url = new URL(request.url ?? '/', 'http://localhost');
+    if (url.pathname !== options.path) {
+      socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+      return;
+    }
+    wss.handleUpgrade(request, socket, head, (ws) => wss.emit('connection', ws, request));
+  };
+  options.server.on('upgrade', onUpgrade);
+
+  const closeWith = (socket: WebSocket, close: { code: number; reason: string }) => {
+    socket.close(close.code, close.reason);
+    // A client that does not read never answers the close frame either.
+    setTimeout(() => socket.terminate(), 2_000).unref();
+  };
+
+  const disposable = useServer(
+    {
+      execute: (args) => (args as EnvelopedArgs).execute(args) as never,
+      subscribe: (args) => (args as EnvelopedArgs).subscribe(args) as never,
+      onConnect: async (ctx) => {
+        const authorization = ctx.connectionParams?.authorization;
+        try {
+          await options.contextFor(typeof authorization === 'string' ? authorization : null);
+        } catch (error) {
+          closeWith(ctx.extra.socket, codeOf(error) === 'RATE_LIMITED' ? WS_CLOSE.rateLimited : WS_CLOSE.unauthenticated);
+          return false;
+        }
+        authorizationOf.set(ctx.extra.socket, authorization as string);
+        return true;
+      },
+      onSubscribe: async (ctx, _id, payload) => {
+        let context: GraphQLContext;
+        try {
+          context = await options.contextFor(authorizationOf.get(ctx.extra.socket));
+        } catch (error) {
+          if (codeOf(error)) return [error as GraphQLError];
+          throw error;
+        }
+        const enveloped = options.yoga.getEnveloped({
+          ...ctx,
+          req: ctx.extra.request,
+          socket: ctx.extra.socket,
+          params: payload,
+          dispatch: { ...context, cutOff: (reason: string) => closeWith(ctx.extra.socket, { code: 4429, reason: closeReason(reason) }) },
+        });
+        let document: ExecutionArgs['document'];
+        try {
+          document = enveloped.parse(payload.query);
+        } catch (error) {
+          return [new GraphQLError((error as Error).message, { extensions: { code: 'GRAPHQL_PARSE_FAILED' } })];
+        }
+        const errors = enveloped.validate(enveloped.schema, document);
+        if (errors.length) return errors;
+        const args: EnvelopedArgs = {
+          schema: enveloped.schema,
+          operationName: payload.operationName,
+          document,
+          variableValues: payload.variables,
+          contextValue: await enveloped.contextFactory(),
+          execute: enveloped.execute,
+          subscribe: enveloped.subscribe,
+        };
+        return args;
+      },
+      onNext: (ctx) => {
+        const socket = ctx.extra.socket;
+        if (socket.bufferedAmount > maxBuffered && socket.readyState === socket.OPEN) {
+          logger.warn(`live feed: a WebSocket client has ${socket.bufferedAmount} bytes unread; closing it`);
+          closeWith(socket, WS_CLOSE.slowConsumer);
+        }
+      },
+    },
+    wss,
+  );
+
+  return {
+    async close() {
+      options.server.off('upgrade', onUpgrade);
+      for (const client of wss.clients) closeWith(client, { code: 1001, reason: 'server shutting down' });
+      await disposable.dispose();
+    },
+  };
+}

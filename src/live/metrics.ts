@@ -1,0 +1,51 @@
+import client from 'prom-client';
+import { registry } from '../http/metrics.ts';
+
+/** Series of the live feed, on the process's one registry. */
+export const liveSubscribers = new client.Gauge({
+  name: 'dispatch_live_subscribers',
+  help: 'Live-feed subscriptions open in this process, by field.',
+  labelNames: ['field'] as const,
+  registers: [registry],
+});
+
+export const liveEventsPublished = new client.Counter({
+  name: 'dispatch_live_events_published_total',
+  help: 'Live events this process published (NOTIFY sent), by kind.',
+  labelNames: ['kind'] as const,
+  registers: [registry],
+});
+
+export const livePublishFailures = new client.Counter({
+  name: 'dispatch_live_publish_failures_total',
+  help: 'Live events this process failed to publish (database unreachable); the feed is best effort, the work that published them is not affected.',
+  labelNames: ['kind'] as const,
+  registers: [registry],
+});
+
+export const liveEventsReceived = new client.Counter({
+  name: 'dispatch_live_events_received_total',
+  help: 'Live events this process received from PostgreSQL (LISTEN), by kind.',
+  labelNames: ['kind'] as const,
+  registers: [registry],
+});
+
+export const liveEventsDelivered = new client.Counter({
+  name: 'dispatch_live_events_delivered_total',
+  help: 'Live events handed to subscribers, by field.',
+  labelNames: ['field'] as const,
+  registers: [registry],
+});
+
+export const liveEventsDropped = new client.Counter({
+  name: 'dispatch_live_events_dropped_total',
+  help: 'Live events not delivered to a subscriber: overflow (the subscriber fell too far behind and was cut off) or load_failed (the database could not be read).',
+  labelNames: ['field', 'reason'] as const,
+  registers: [registry],
+});
+
+export const liveReconnects = new client.Counter({
+  name: 'dispatch_live_reconnects_total',
+  help: 'Times the LISTEN connection was lost and re-established.',
+  registers: [registry],
+});

@@ -1,0 +1,254 @@
+import pg from 'pg';
+import type { Logger } from '../logger.ts';
+import type { AttemptEvent, LiveBus, MessageEvent } from './bus.ts';
+import { liveEventsPublished, liveEventsReceived, livePublishFailures, liveReconnects } from './metrics.ts';
+
+export const LIVE_CHANNEL = 'dispatch_live';
+/** application_name of the LISTEN connection, so operators (and tests) can find it in pg_stat_activity. */
+export const LIVE_APPLICATION_NAME = 'dispatch-live';
+/** PostgreSQL refuses NOTIFY payloads of 8000 bytes or more; ours carry ids only. */
+const MAX_PAYLOAD_BYTES = 7999;
+
+type Wire = ({ kind: 'attempt' } & AttemptEvent) | ({ kind: 'message' } & MessageEvent);
+
+const ATTEMPT_STATUSES = new Set(['SENDING', 'SUCCEEDED', 'FAILED']);
+const isId = (value: unknown): value is string => typeof value === 'string' && value.length > 0 && value.length <= 200;
+
+/** A payload from the channel, or undefined when it is not ours (anyone may NOTIFY on it). */
+function parseWire(text: string): Wire | undefined {
+  let value: Record<string, unknown>;
+  try {
+    value = JSON.parse(text) as Record<string, unknown>;
+  } catch {
+    return undefined;
+  }
+  if (!value || typeof value !== 'object') return undefined;
+  const { kind, appId, recipientId, messageId } = value;
+  if (!isId(appId) || !isId(recipientId) || !isId(messageId)) return undefined;
+  if (kind === 'message') return { kind, appId, recipientId, messageId };
+  if (kind === 'attempt') {
+    const { attemptId, endpointId, status } = value;
+    if (!isId(attemptId) || !isId(endpointId) || typeof status !== 'string' || !ATTEMPT_STATUSES.has(status)) return undefined;
+    return { kind, attemptId, appId, recipientId, messageId, endpointId, status: status as AttemptEvent['status'] };
+  }
+  return undefined;
+}
+
+export interface PgLiveBusOptions {
+  /** The database; the bus opens one dedicated connection to it for LISTEN. */
+  url: string;
+  /** Where NOTIFY is sent from. */
+  pool: pg.Pool;
+  /** Whether this process has subscribers and so LISTENs (default true); a worker only publishes. */
+  listen?: boolean;
+  logger: Logger;
+  channel?: string;
+  /** Reconnect delays: doubling from minMs to maxMs, with jitter. */
+  reconnect?: { minMs?: number; maxMs?: number };
+  /** How often the LISTEN connection is checked, so a half-open TCP connection is noticed too. */
+  healthCheckMs?: number;
+}
+
+export interface PgLiveBus extends LiveBus {
+  /** Resolves once LISTEN is active (again); at once when it is. Never resolves on a bus that does not listen. */
+  listening(): Promise<void>;
+  readonly isListening: boolean;
+  /** In-process listeners now (one per open subscription). */
+  listenerCount(): number;
+  /** Listeners ever registered in this process (a subscription is live once its listener is). */
+  listenersAdded(): number;
+  /** Resolves once `listenersAdded()` reaches `total`. */
+  whenListenersAdded(total: number): Promise<void>;
+}
+
+/**
+ * The live-feed bus over PostgreSQL LISTEN/NOTIFY. Every process publishes
+ * with `pg_notify` on its pool; every process that has subscribers keeps one
+ * dedicated connection LISTENing and fans each notification out to its
+ * in-process listeners. Its own notifications come back through that same
+ * connection, so local and remote events take one path and keep their order.
+ *
+ * Best effort by design: publishing never throws (a failure is logged and
+ * counted; the delivery that published is not affected), and events sent
+ * while the LISTEN connection is down are not seen by this process. The
+ * connection comes back by itself after a database restart.
+ */
+export function createPgLiveBus(options: PgLiveBusOptions): PgLiveBus {
+  const { pool, logger } = options;
+  const channel = options.channel ?? LIVE_CHANNEL;
+  const minDelay = options.reconnect?.minMs ?? 100;
+  const maxDelay = options.reconnect?.maxMs ?? 5_000;
+  const healthCheckMs = options.healthCheckMs ?? 10_000;
+
+  const attemptListeners = new Set<(event: AttemptEvent) => void>();
+  const messageListeners = new Set<(event: MessageEvent) => void>();
+  let current: pg.Client | undefined;
+  let closed = false;
+  let failures = 0;
+  let everConnected = false;
+  let retryTimer: NodeJS.Timeout | undefined;
+  let healthTimer: NodeJS.Timeout | undefined;
+  let waiters: (() => void)[] = [];
+  let added = 0;
+  let addedWaiters: { total: number; resolve: () => void }[] = [];
+  const listenerAdded = () => {
+    added++;
+    addedWaiters = addedWaiters.filter((w) => (added >= w.total ? (w.resolve(), false) : true));
+  };
+  const dead = new WeakSet<pg.Client>();
+
+  function fanOut<E>(listeners: Set<(event: E) => void>, event: E) {
+    for (const listener of listeners) {
+      try {
+        listener(event);
+      } catch (error) {
+        logger.error('live listener failed', error);
+      }
+    }
+  }
+
+  function receive(text: string | undefined) {
+    const wire = text === undefined ? undefined : parseWire(text);
+    if (!wire) {
+      logger.debug(`ignored a notification on ${channel} that is not a live event`);
+      return;
+    }
+    liveEventsReceived.inc({ kind: wire.kind });
+    if (wire.kind === 'attempt') {
+      const { kind: _, ...event } = wire;
+      fanOut(attemptListeners, event);
+    } else {
+      const { kind: _, ...event } = wire;
+      fanOut(messageListeners, event);
+    }
+  }
+
+  function lost(client: pg.Client, error?: unknown) {
+    if (dead.has(client)) return;
+    dead.add(client);
+    const wasListening = current === client;
+    if (wasListening) current = undefined;
+    clearInterval(healthTimer);
+    // Ending a connection whose server is gone may itself error; that is expected.
+    client.end().catch(() => undefined);
+    if (closed) return;
+    const delay = Math.min(maxDelay, minDelay * 2 ** failures) * (0.5 + Math.random() / 2);
+    failures++;
+    if (wasListening || failures === 1) {
+      logger.warn(`live feed: LISTEN connection lost (${(error as Error | undefined)?.message ?? 'closed'}); reconnecting`);
+    }
+    retryTimer = setTimeout(connect, delay);
+    retryTimer.unref();
+  }
+
+  function checkHealth(client: pg.Client) {
+    const timeout = new Promise<never>((_, reject) => {
+      setTimeout(() => reject(new Error('health check timed out')), Math.min(5_000, healthCheckMs)).unref();
+    });
+    Promise.race([client.query('SELECT 1'), timeout]).catch((error) => lost(client, error));
+  }
+
+  async function connect() {
+    if (closed) return;
+    const client = new pg.Client({ connectionString: options.url, application_name: LIVE_APPLICATION_NAME, keepAlive: true });
+    // Registered before connect: a connection dropping at any time must never become an uncaught error.
+    client.on('error', (error) => lost(client, error));
+    client.on('end', () => lost(client));
+    client.on('notification', (message) => {
+      if (message.channel === channel) receive(message.payload);
+    });
+    try {
+      await client.connect();
+      await client.query(`LISTEN ${client.escapeIdentifier(channel)}`);
+    } catch (error) {
+      lost(client, error);
+      return;
+    }
+    if (closed || dead.has(client)) {
+      client.end().catch(() => undefined);
+      return;
+    }
+    current = client;
+    if (everConnected) {
+      liveReconnects.inc();
+      logger.info('live feed: LISTEN connection re-established');
+    }
+    everConnected = true;
+    failures = 0;
+    healthTimer = setInterval(() => checkHealth(client), healthCheckMs);
+    healthTimer.unref();
+    const ready = waiters;
+    waiters = [];
+    for (const resolve of ready) resolve();
+  }
+
+  async function publish(wire: Wire) {
+    const text = JSON.stringify(wire);
+    if (Buffer.byteLength(text) > MAX_PAYLOAD_BYTES) {
+      livePublishFailures.inc({ kind: wire.kind });
+      logger.error(`live feed: an event of ${Buffer.byteLength(text)} bytes is over the NOTIFY limit; not sent`);
+      return;
+    }
+    try {
+      await pool.query('SELECT pg_notify($1, $2)', [channel, text]);
+      liveEventsPublished.inc({ kind: wire.kind });
+    } catch (error) {
+      livePublishFailures.inc({ kind: wire.kind });
+      logger.warn(`live feed: could not publish a ${wire.kind} event: ${(error as Error).message}`);
+    }
+  }
+
+  if (options.listen !== false) void connect();
+
+  return {
+    get isListening() {
+      return current !== undefined;
+    },
+    listening() {
+      if (current) return Promise.resolve();
+      return new Promise((resolve) => waiters.push(resolve));
+    },
+    publishAttempt: (event) =>
+      publish({
+        kind: 'attempt',
+        attemptId: event.attemptId,
+        appId: event.appId,
+        recipientId: event.recipientId,
+        messageId: event.messageId,
+        endpointId: event.endpointId,
+        status: event.status,
+      }),
+    publishMessage: (event) => publish({ kind: 'message', messageId: event.messageId, appId: event.appId, recipientId: event.recipientId }),
+    listenerCount: () => attemptListeners.size + messageListeners.size,
+    listenersAdded: () => added,
+    whenListenersAdded(total) {
+      if (added >= total) return Promise.resolve();
+      return new Promise((resolve) => addedWaiters.push({ total, resolve }));
+    },
+    subscribeAttempts(listener) {
+      attemptListeners.add(listener);
+      listenerAdded();
+      return () => attemptListeners.delete(listener);
+    },
+    subscribeMessages(listener) {
+      messageListeners.add(listener);
+      listenerAdded();
+      return () => messageListeners.delete(listener);
+    },
+    async close() {
+      closed = true;
+      clearTimeout(retryTimer);
+      clearInterval(healthTimer);
+      attemptListeners.clear();
+      messageListeners.clear();
+      const client = current;
+      current = undefined;
+      for (const resolve of waiters) resolve();
+      waiters = [];
+      if (client) {
+        dead.add(client);
+        await client.end().catch(() => undefined);
+      }
+    },
+  };
+}

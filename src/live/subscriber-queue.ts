@@ -1,0 +1,135 @@
+/**
+ * What one subscriber has not read yet: a bounded queue of bus events that
+ * is also the subscription's async iterator. Events are small (ids), the
+ * rows they name are loaded one at a time as the subscriber pulls, so a
+ * subscriber that does not read holds at most `capacity` ids.
+ *
+ * Overflow ends the subscription: the queue is emptied, the bus listener
+ * removed, and the subscriber's next read fails with `overflowError` (after
+ * whatever its transport had already buffered). Dropping silently would
+ * leave a feed that looks complete but is not.
+ */
+export interface SubscriberQueueOptions<E, R> {
+  capacity: number;
+  /** Registers the queue's listener on the bus; returns the function that removes it. */
+  subscribe(listener: (event: E) => void): () => void;
+  /** Cheap, synchronous: whether an event concerns this subscriber at all. */
+  accept(event: E): boolean;
+  /** The value to hand the subscriber, or null to skip the event (not visible, gone). */
+  load(event: E): Promise<R | null>;
+  overflowError(capacity: number): Error;
+  /** The subscriber was cut off; its transport should be closed, as it may never read the error. */
+  onOverflow?(error: Error): void;
+  onDelivered?(): void;
+  /** `count` events were dropped: `overflow` (cut off) or `load_failed`. */
+  onDropped?(count: number, reason: 'overflow' | 'load_failed', error?: unknown): void;
+  /** Called once when the subscription ends, however it ends. */
+  onEnd?(): void;
+}
+
+export class SubscriberQueue<E, R> implements AsyncIterableIterator<R> {
+  private buffer: (E | undefined)[] = [];
+  private head = 0;
+  private failure: Error | undefined;
+  private ended = false;
+  private wake: (() => void) | undefined;
+  private readonly unsubscribe: () => void;
+
+  constructor(private readonly options: SubscriberQueueOptions<E, R>) {
+    this.unsubscribe = options.subscribe((event) => this.push(event));
+  }
+
+  get size(): number {
+    return this.buffer.length - this.head;
+  }
+
+  private push(event: E) {
+    if (this.ended || this.failure || !this.options.accept(event)) return;
+    if (this.size >= this.options.capacity) {
+      this.options.onDropped?.(this.size + 1, 'overflow');
+      this.failure = this.options.overflowError(this.options.capacity);
+      this.buffer = [];
+      this.head = 0;
+      this.detach();
+      this.options.onOverflow?.(this.failure);
+    } else {
+      this.buffer.push(event);
+    }
+    this.wakeUp();
+  }
+
+  private shift(): E | undefined {
+    if (this.head >= this.buffer.length) return undefined;
+    const event = this.buffer[this.head];
+    this.buffer[this.head++] = undefined;
+    // Compact now and then so a long-lived queue does not keep a long array.
+    if (this.head > 1024 && this.head * 2 > this.buffer.length) {
+      this.buffer = this.buffer.slice(this.head);
+      this.head = 0;
+    }
+    return event;
+  }
+
+  private wakeUp() {
+    const wake = this.wake;
+    this.wake = undefined;
+    wake?.();
+  }
+
+  private detach() {
+    this.unsubscribe();
+  }
+
+  private finish() {
+    if (this.ended) return;
+    this.ended = true;
+    this.buffer = [];
+    this.head = 0;
+    this.detach();
+    this.options.onEnd?.();
+    this.wakeUp();
+  }
+
+  async next(): Promise<IteratorResult<R>> {
+    for (;;) {
+      if (this.ended) return { done: true, value: undefined };
+      const event = this.shift();
+      if (event === undefined) {
+        if (this.failure) {
+          const failure = this.failure;
+          this.finish();
+          throw failure;
+        }
+        await new Promise<void>((resolve) => (this.wake = resolve));
+        continue;
+      }
+      let value: R | null;
+      try {
+        value = await this.options.load(event);
+      } catch (error) {
+        // A read failing (database restarting) skips this event; the subscription carries on.
+        this.options.onDropped?.(1, 'load_failed', error);
+        continue;
+      }
+      if (this.ended) return { done: true, value: undefined };
+      if (value !== null) {
+        this.options.onDelivered?.();
+        return { done: false, value };
+      }
+    }
+  }
+
+  async return(): Promise<IteratorResult<R>> {
+    this.finish();
+    return { done: true, value: undefined };
+  }
+
+  async throw(error?: unknown): Promise<IteratorResult<R>> {
+    this.finish();
+    throw error;
+  }
+
+  [Symbol.asyncIterator]() {
+    return this;
+  }
+}

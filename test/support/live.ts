@@ -1,0 +1,168 @@
+import { createClient, type Client } from 'graphql-ws';
+import WebSocket from 'ws';
+import type { GraphQLErrorShape } from '../../src/client/index.ts';
+
+export interface FeedResult<T> {
+  data?: T | null;
+  errors?: GraphQLErrorShape[];
+}
+
+/**
+ * What one subscription received, in order, with a way to wait for the next
+ * result (no sleeping: each waiter is woken by the result itself).
+ */
+export class Feed<T> {
+  readonly results: FeedResult<T>[] = [];
+  readonly receivedAt: number[] = [];
+  ended: { error?: unknown } | undefined;
+  private waiters: (() => void)[] = [];
+  private read = 0;
+
+  push(result: FeedResult<T>) {
+    this.results.push(result);
+    this.receivedAt.push(performance.now());
+    this.wake();
+  }
+
+  end(error?: unknown) {
+    this.ended = { error };
+    this.wake();
+  }
+
+  private wake() {
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const w of waiters) w();
+  }
+
+  /** Resolves once `predicate` holds, or rejects after timeoutMs with what was received. */
+  async until(predicate: (feed: this) => boolean, timeoutMs = 5_000, what = 'the feed'): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!predicate(this)) {
+      const left = deadline - Date.now();
+      if (left <= 0) {
+        throw new Error(`${what}: timed out after ${timeoutMs} ms with ${this.results.length} results${this.ended ? ' (ended)' : ''}: ${JSON.stringify(this.results.slice(-3))}`);
+      }
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, left);
+        this.waiters.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
+  }
+
+  /** The next result not yet taken by next(). */
+  async next(timeoutMs = 5_000): Promise<FeedResult<T>> {
+    await this.until((f) => f.results.length > this.read || f.ended !== undefined, timeoutMs, 'next result');
+    if (this.results.length <= this.read) throw new Error(`the feed ended: ${String((this.ended?.error as Error | undefined)?.message ?? this.ended?.error ?? 'complete')}`);
+    return this.results[this.read++]!;
+  }
+
+  /** The data of the next result; fails on errors. */
+  async nextData(timeoutMs = 5_000): Promise<T> {
+    const result = await this.next(timeoutMs);
+    if (result.errors?.length || !result.data) throw new Error(`expected data, got ${JSON.stringify(result)}`);
+    return result.data;
+  }
+
+  get data(): T[] {
+    return this.results.filter((r) => r.data).map((r) => r.data!);
+  }
+}
+
+/** A graphql-ws client on Dispatch's /graphql, authenticated with `token` (or none). */
+export function wsClient(baseUrl: string, token: string | undefined, options: { onClosed?: (event: { code: number; reason: string }) => void } = {}): Client {
+  return createClient({
+    url: `${baseUrl.replace(/^http/, 'ws')}/graphql`,
+    webSocketImpl: WebSocket,
+    connectionParams: token === undefined ? {} : { authorization: `Bearer ${token}` },
+    retryAttempts: 0,
+    lazy: false,
+    // Errors surface through the feed; nothing is retried behind the test's back.
+    shouldRetry: () => false,
+    onNonLazyError: () => undefined,
+    on: {
+      closed: (event) => options.onClosed?.(event as { code: number; reason: string }),
+    },
+  });
+}
+
+/** Subscribes over graphql-ws; the feed collects every result until complete or error. */
+export function subscribeWs<T>(client: Client, query: string, variables?: Record<string, unknown>): Feed<T> & { unsubscribe(): void } {
+  const feed = new Feed<T>() as Feed<T> & { unsubscribe(): void };
+  feed.unsubscribe = client.subscribe<T>(
+    { query, variables },
+    {
+      next: (result) => feed.push(result as FeedResult<T>),
+      error: (error) => {
+        // graphql-ws hands protocol-level errors as an array of GraphQL errors, a close as a CloseEvent.
+        if (Array.isArray(error)) feed.push({ errors: error as GraphQLErrorShape[] });
+        feed.end(error);
+      },
+      complete: () => feed.end(),
+    },
+  );
+  return feed;
+}
+
+/**
+ * Subscribes over SSE (yoga's GraphQL over SSE, distinct connections mode):
+ * a POST with Accept: text/event-stream, read as a stream of `event:`/`data:` blocks.
+ */
+export async function subscribeSse<T>(
+  baseUrl: string,
+  token: string | undefined,
+  query: string,
+  variables?: Record<string, unknown>,
+): Promise<Feed<T> & { status: number; close(): void }> {
+  const controller = new AbortController();
+  const response = await fetch(`${baseUrl}/graphql`, {
+    method: 'POST',
+    headers: {
+      accept: 'text/event-stream',
+      'content-type': 'application/json',
+      ...(token === undefined ? {} : { authorization: `Bearer ${token}` }),
+    },
+    body: JSON.stringify({ query, variables }),
+    signal: controller.signal,
+  });
+  const feed = new Feed<T>() as Feed<T> & { status: number; close(): void };
+  feed.status = response.status;
+  feed.close = () => controller.abort();
+  if (!(response.headers.get('content-type') ?? '').startsWith('text/event-stream')) {
+    feed.push((await response.json()) as FeedResult<T>);
+    feed.end();
+    return feed;
+  }
+  void (async () => {
+    const decoder = new TextDecoder();
+    let buffer = '';
+    try {
+      for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
+        buffer += decoder.decode(chunk, { stream: true });
+        let split: number;
+        while ((split = buffer.indexOf('\n\n')) >= 0) {
+          const block = buffer.slice(0, split);
+          buffer = buffer.slice(split + 2);
+          let event = 'message';
+          const data: string[] = [];
+          for (const line of block.split('\n')) {
+            if (line.startsWith('event:')) event = line.slice(6).trim();
+            else if (line.startsWith('data:')) data.push(line.slice(5).trimStart());
+          }
+          if (event === 'complete') {
+            feed.end();
+            return;
+          }
+          if (data.length) feed.push(JSON.parse(data.join('\n')) as FeedResult<T>);
+        }
+      }
+      feed.end();
+    } catch (error) {
+      feed.end(error);
+    }
+  })();
+  return feed;
+}
