@@ -120,7 +120,8 @@ describe('cursor pagination', () => {
     const seen: string[] = [];
     let after: string | null = null;
     for (;;) {
-      const result = await t.client.raw<{ app: { endpoints: { nodes: { id: string }[]; pageInfo: { hasNextPage: boolean; endCursor: string } } } }>(query, { id: appId, after });
+      type Page = { app: { endpoints: { nodes: { id: string }[]; pageInfo: { hasNextPage: boolean; endCursor: string } } } };
+      const result: { data?: Page | null } = await t.client.raw<Page>(query, { id: appId, after });
       seen.push(...result.data!.app.endpoints.nodes.map((n) => n.id));
       if (!result.data!.app.endpoints.pageInfo.hasNextPage) break;
       after = result.data!.app.endpoints.pageInfo.endCursor;
