@@ -23,8 +23,10 @@ export interface Config {
   apiKeyRateLimit: number;
   /** Most deliveries a worker process sends at once. */
   workerConcurrency: number;
-  /** Most attempts in flight to one endpoint at once, per worker process. */
+  /** Most attempts in flight to one endpoint at once, counted across all worker processes. */
   endpointConcurrency: number;
+  /** Seconds between queue maintenance passes; a job of a killed worker is retried after its heartbeat (10 s) and one pass. */
+  queueSuperviseSeconds: number;
   /** Days payloads and attempts are kept. */
   retentionDays: number;
   /** Value of the Content-Security-Policy frame-ancestors directive for the portal. */
@@ -88,6 +90,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     apiKeyRateLimit: int(env, 'DISPATCH_API_KEY_RATE_LIMIT', 0),
     workerConcurrency: int(env, 'DISPATCH_WORKER_CONCURRENCY', 64, 1),
     endpointConcurrency: int(env, 'DISPATCH_ENDPOINT_CONCURRENCY', 8, 1),
+    queueSuperviseSeconds: int(env, 'DISPATCH_QUEUE_SUPERVISE_SECONDS', 15, 1),
     retentionDays: int(env, 'DISPATCH_RETENTION_DAYS', 30, 1),
     portalFrameAncestors: env.DISPATCH_PORTAL_FRAME_ANCESTORS || "'self'",
     logLevel: oneOf(env, 'LOG_LEVEL', ['debug', 'info', 'warn', 'error', 'silent'] as const, 'info'),

@@ -1,7 +1,7 @@
 import { pathToFileURL } from 'node:url';
 import { loadConfig, type Config } from './config.ts';
 import { startDatabase, type StartedDatabase } from './db/index.ts';
-import type { DeliveryHooks } from './domain/context.ts';
+import { startDeliveryEngine } from './delivery/engine.ts';
 import { schema } from './graphql/schema.ts';
 import { createPortalRoutes } from './http/portal.ts';
 import { createHttpServer, type HttpServer } from './http/server.ts';
@@ -21,14 +21,6 @@ export interface Dispatch {
   stop(): Promise<void>;
 }
 
-/**
- * Until the delivery engine is started in this process, deliveries are stored
- * PENDING and no job is queued for them.
- */
-const storeOnly: DeliveryHooks = {
-  async deliveriesCreated() {},
-};
-
 /** Start-up: config -> database -> migrations -> roles (api, worker). */
 export async function startDispatch(config: Config = loadConfig(), options: { logger?: Logger } = {}): Promise<Dispatch> {
   const logger = options.logger ?? createLogger(config.logLevel);
@@ -37,13 +29,23 @@ export async function startDispatch(config: Config = loadConfig(), options: { lo
   // Every role publishes live events; only a role with subscribers (api) listens.
   const live = createPgLiveBus({ url: db.url, pool: db.pool, logger, listen: api });
   if (api) await live.listening();
-  const hooks = storeOnly;
+  // Every role queues deliveries; the api role sends none.
+  let engine;
+  try {
+    engine = await startDeliveryEngine({ config, db, logger, live, work: config.role !== 'api' });
+  } catch (error) {
+    await live.close();
+    await db.shutdown();
+    throw error;
+  }
+  const hooks = engine.hooks;
   const extraRoutes = api ? createPortalRoutes({ frameAncestors: config.portalFrameAncestors }) : undefined;
-  const http = createHttpServer({ config, db, schema, hooks, logger, api, extraRoutes, live });
+  const http = createHttpServer({ config, db, schema, hooks, logger, api, extraRoutes, readiness: engine.readiness, live });
   let port: number;
   try {
     port = await http.listen(config.port, config.host);
   } catch (error) {
+    await engine.stop();
     await live.close();
     await db.shutdown();
     throw error;
@@ -72,7 +74,8 @@ export async function startDispatch(config: Config = loadConfig(), options: { lo
     url,
     stop() {
       stopping ??= (async () => {
-        await http.close();
+        // Attempts in flight finish and are recorded while the API stops taking requests.
+        await Promise.all([http.close(), engine.stop()]);
         await retention?.stop();
         await live.close();
         await db.shutdown();

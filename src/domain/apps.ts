@@ -30,7 +30,7 @@ export async function createApp(
   const schedule = input.retrySchedule ?? [];
   if (input.retrySchedule) {
     const problem = validateRetrySchedule(schedule);
-    if (problem) throw badInput(`retrySchedule: ${problem}`);
+    if (problem) throw badInput(problem);
   }
   const timeout = input.attemptTimeoutMs ?? null;
   if (timeout !== null && (!Number.isInteger(timeout) || timeout < MIN_ATTEMPT_TIMEOUT_MS || timeout > MAX_ATTEMPT_TIMEOUT_MS)) {
@@ -52,7 +52,7 @@ export async function updateApp(
   if (input.name != null) data.name = checkName(input.name);
   if (input.retrySchedule != null) {
     const problem = input.retrySchedule.length ? validateRetrySchedule(input.retrySchedule) : null;
-    if (problem) throw badInput(`retrySchedule: ${problem}`);
+    if (problem) throw badInput(problem);
     data.retrySchedule = input.retrySchedule;
   }
   if (input.attemptTimeoutMs !== undefined) {

@@ -7,6 +7,7 @@ import './types/app.ts';
 import './types/endpoint.ts';
 import './types/message.ts';
 import './types/portal-session.ts';
+import './types/replay.ts';
 import './types/subscriptions.ts';
 
 export const schema = builder.toSchema({ sortSchema: true });

@@ -118,7 +118,8 @@ describe('a portal token sees only its own recipient, through every path', () =>
   }
 
   beforeAll(async () => {
-    t = await startTestDispatch();
+    // An api-only Dispatch queues deliveries and sends none: the seeded attempts are the only ones.
+    t = await startTestDispatch({ DISPATCH_ROLE: 'api' });
     const operator = t.client;
     const workspaceId = (await t.dispatch.db.prisma.workspace.findFirstOrThrow()).id;
     const app1 = await newApp(operator, 'Billing');

@@ -1,0 +1,38 @@
+import type pg from 'pg';
+import type { Job } from 'pg-boss';
+import { inTransaction } from '../domain/context.ts';
+import { RECOVER_QUEUE, type DeliveryQueue, type RecoverJob } from './queue.ts';
+
+/** Deliveries queued per transaction, so a large recovery neither holds locks long nor builds one huge insert. */
+const BATCH = 500;
+
+/**
+ * recoverEndpoint's background work: every FAILED delivery of the endpoint
+ * created in [since, until) gets a manual attempt. Each batch marks its
+ * deliveries PENDING and queues their jobs in one transaction, so a crash
+ * midway resumes (the job runs again) without queueing anything twice.
+ */
+export async function runRecoverJob(deps: { pool: pg.Pool; queue: DeliveryQueue }, job: Job<RecoverJob>): Promise<void> {
+  const { endpointId, since, until } = job.data;
+  // A cursor, not "while any are FAILED": a resent delivery can fail again before the loop ends.
+  let after = '';
+  for (;;) {
+    const queued = await inTransaction(deps.pool, async (sql) => {
+      const { rows } = await sql.query<{ id: string }>(
+        `UPDATE "Delivery" SET status = 'PENDING', "updatedAt" = now()
+         WHERE id IN (
+           SELECT id FROM "Delivery"
+           WHERE "endpointId" = $1 AND status = 'FAILED' AND "createdAt" >= $2 AND "createdAt" < $3 AND id > $4
+           ORDER BY id LIMIT ${BATCH}
+           FOR UPDATE SKIP LOCKED)
+         RETURNING id`,
+        [endpointId, since, until, after],
+      );
+      await deps.queue.enqueue(sql, rows.map((r) => ({ deliveryId: r.id, endpointId, trigger: 'MANUAL' as const })));
+      return rows.map((r) => r.id).sort();
+    });
+    if (queued.length < BATCH) break;
+    after = queued.at(-1)!;
+  }
+  await deps.queue.boss.complete(RECOVER_QUEUE, { id: job.id, retryCount: job.retryCount });
+}
