@@ -7,7 +7,7 @@ import { badInput, DispatchError, notFound } from './errors.ts';
 import { checkEventTypeName } from './event-types.ts';
 import { newId } from './ids.ts';
 import { validateAgainstSchema } from './json-schema.ts';
-import { checkExternalId, ensureRecipient } from './recipients.ts';
+import { checkExternalId } from './recipients.ts';
 
 /** JSON with object keys sorted, so equal data hashes equal whatever its key order. */
 export function canonicalJson(value: unknown): string {
@@ -94,11 +94,29 @@ export async function sendMessage(ctx: DomainContext, input: SendMessageInput): 
     });
   }
 
-  const { rows } = await ctx.pool.query<{ appId: string; eventTypeId: string | null; schema: object | null; archivedAt: Date | null }>(
-    `SELECT a.id AS "appId", et.id AS "eventTypeId", et.schema, et."archivedAt"
-     FROM "App" a LEFT JOIN "EventType" et ON et."appId" = a.id AND et.name = $2
+  // One round trip for everything known before writing: the app, the event
+  // type, and the recipient's matching endpoints (none when it is new). Each
+  // round trip to PostgreSQL costs the API process more CPU than the
+  // statement costs the server (see docs/benchmarks.md), so sending does as
+  // few as it can: one statement without endpoints, a four-statement
+  // transaction with them.
+  const { rows } = await ctx.pool.query<{
+    appId: string;
+    eventTypeId: string | null;
+    schema: object | null;
+    archivedAt: Date | null;
+    recipientKey: string | null;
+    endpointIds: string[];
+  }>(
+    `SELECT a.id AS "appId", et.id AS "eventTypeId", et.schema, et."archivedAt", r.id AS "recipientKey",
+       ARRAY(SELECT e.id FROM "Endpoint" e
+             WHERE e."recipientId" = r.id AND NOT e.disabled AND (cardinality(e."eventTypes") = 0 OR $2 = ANY(e."eventTypes"))
+             ORDER BY e.id) AS "endpointIds"
+     FROM "App" a
+     LEFT JOIN "EventType" et ON et."appId" = a.id AND et.name = $2
+     LEFT JOIN "Recipient" r ON r."appId" = a.id AND r.uid = $4
      WHERE a.id = $1 AND a."workspaceId" = $3`,
-    [input.appId, input.eventType, operator.workspaceId],
+    [input.appId, input.eventType, operator.workspaceId, input.recipientId],
   );
   const found = rows[0];
   if (!found) throw notFound('app');
@@ -122,41 +140,66 @@ export async function sendMessage(ctx: DomainContext, input: SendMessageInput): 
 
   const id = newId('Message');
   const uid = givenUid ?? id;
-  const outcome = await inTransaction(ctx.pool, async (sql) => {
-    const recipient = await ensureRecipient(sql, found.appId, input.recipientId);
-    const inserted = await sql.query<Message>(
-      `INSERT INTO "Message" (id, "appId", "recipientId", uid, "eventType", data, "dataHash")
-       VALUES ($1, $2, $3, $4, $5, $6, $7)
+  const messageValues = [id, found.appId, uid, input.eventType, serialized, dataHash];
+  let outcome: { raced: true } | { raced: false; message: Message; deliveries: NewDelivery[] };
+  if (found.endpointIds.length === 0) {
+    // Nothing to deliver: one statement (creating the recipient if new) is its own transaction.
+    const inserted = await ctx.pool.query<Message>(
+      `WITH created AS (
+         INSERT INTO "Recipient" (id, "appId", uid) SELECT $8, $2, $9 WHERE $7::text IS NULL
+         ON CONFLICT ("appId", uid) DO UPDATE SET uid = EXCLUDED.uid
+         RETURNING id
+       ), recipient AS (
+         SELECT $7::text AS id WHERE $7::text IS NOT NULL
+         UNION ALL
+         SELECT id FROM created
+       )
+       INSERT INTO "Message" (id, "appId", "recipientId", uid, "eventType", data, "dataHash")
+       SELECT $1, $2, recipient.id, $3, $4, $5, $6 FROM recipient
        ON CONFLICT ("appId", uid) DO NOTHING
        RETURNING *`,
-      [id, found.appId, recipient.id, uid, input.eventType, serialized, dataHash],
+      [...messageValues, found.recipientKey, newId('Recipient'), input.recipientId],
     );
     // Another request stored this id first (it waited for that one to commit).
-    if (inserted.rowCount === 0) return { raced: true as const };
-    const message = inserted.rows[0]!;
-    const endpoints = await sql.query<{ id: string }>(
-      `SELECT id FROM "Endpoint"
-       WHERE "recipientId" = $1 AND NOT disabled AND (cardinality("eventTypes") = 0 OR $2 = ANY("eventTypes"))
-       ORDER BY id`,
-      [recipient.id, input.eventType],
-    );
-    const deliveries: NewDelivery[] = endpoints.rows.map((e) => ({
-      id: newId('Delivery'),
-      messageId: message.id,
-      endpointId: e.id,
-      appId: found.appId,
-      recipientId: recipient.id,
-    }));
-    if (deliveries.length) {
-      await sql.query(
-        `INSERT INTO "Delivery" (id, "appId", "recipientId", "messageId", "endpointId", "nextAttemptAt", "updatedAt")
-         SELECT unnest($1::text[]), $2, $3, $4, unnest($5::text[]), now(), now()`,
-        [deliveries.map((d) => d.id), found.appId, recipient.id, message.id, deliveries.map((d) => d.endpointId)],
+    outcome = inserted.rowCount === 0 ? { raced: true } : { raced: false, message: inserted.rows[0]!, deliveries: [] };
+  } else {
+    const recipientId = found.recipientKey!;
+    const planned = found.endpointIds.map((endpointId) => ({ id: newId('Delivery'), endpointId }));
+    outcome = await inTransaction(ctx.pool, async (sql) => {
+      // The message and its deliveries in one statement; an endpoint deleted
+      // or disabled since it was read gets no delivery.
+      const inserted = await sql.query<Message & { deliveryIds: string[]; deliveryEndpointIds: string[] }>(
+        `WITH message AS (
+           INSERT INTO "Message" (id, "appId", "recipientId", uid, "eventType", data, "dataHash")
+           VALUES ($1, $2, $7, $3, $4, $5, $6)
+           ON CONFLICT ("appId", uid) DO NOTHING
+           RETURNING *
+         ), delivery AS (
+           INSERT INTO "Delivery" (id, "appId", "recipientId", "messageId", "endpointId", "nextAttemptAt", "updatedAt")
+           SELECT planned.id, message."appId", message."recipientId", message.id, e.id, now(), now()
+           FROM message, unnest($8::text[], $9::text[]) AS planned(id, "endpointId")
+           JOIN "Endpoint" e ON e.id = planned."endpointId" AND NOT e.disabled
+           RETURNING id, "endpointId"
+         )
+         SELECT message.*,
+           ARRAY(SELECT id FROM delivery ORDER BY "endpointId") AS "deliveryIds",
+           ARRAY(SELECT "endpointId" FROM delivery ORDER BY "endpointId") AS "deliveryEndpointIds"
+         FROM message`,
+        [...messageValues, recipientId, planned.map((d) => d.id), planned.map((d) => d.endpointId)],
       );
-      await ctx.hooks.deliveriesCreated(sql, deliveries, { manual: false });
-    }
-    return { raced: false as const, message, deliveries };
-  });
+      if (inserted.rowCount === 0) return { raced: true as const };
+      const { deliveryIds, deliveryEndpointIds, ...message } = inserted.rows[0]!;
+      const deliveries: NewDelivery[] = deliveryIds.map((deliveryId, i) => ({
+        id: deliveryId,
+        messageId: message.id,
+        endpointId: deliveryEndpointIds[i]!,
+        appId: found.appId,
+        recipientId,
+      }));
+      if (deliveries.length) await ctx.hooks.deliveriesCreated(sql, deliveries, { manual: false });
+      return { raced: false as const, message, deliveries };
+    });
+  }
   if (outcome.raced) {
     const existing = await findByUid(ctx.pool, found.appId, uid);
     if (!existing) throw new Error(`message ${uid} conflicted on insert but cannot be read`);
