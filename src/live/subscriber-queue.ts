@@ -1,8 +1,10 @@
 /**
  * What one subscriber has not read yet: a bounded queue of bus events that
- * is also the subscription's async iterator. Events are small (ids), the
- * rows they name are loaded one at a time as the subscriber pulls, so a
- * subscriber that does not read holds at most `capacity` ids.
+ * is also the subscription's async iterator. Events are small (ids); the
+ * rows they name are loaded as the subscriber pulls, up to `loadBatch` at a
+ * time (one read per batch, not per event, so a subscriber keeps up with a
+ * fast feed), so a subscriber that does not read holds at most `capacity`
+ * ids and `loadBatch` rows.
  *
  * Overflow ends the subscription: the queue is emptied, the bus listener
  * removed, and the subscriber's next read fails with `overflowError` (after
@@ -15,8 +17,10 @@ export interface SubscriberQueueOptions<E, R> {
   subscribe(listener: (event: E) => void): () => void;
   /** Cheap, synchronous: whether an event concerns this subscriber at all. */
   accept(event: E): boolean;
-  /** The value to hand the subscriber, or null to skip the event (not visible, gone). */
-  load(event: E): Promise<R | null>;
+  /** Most events loaded at once (default 100). */
+  loadBatch?: number;
+  /** For each event, the value to hand the subscriber, or null to skip it (not visible, gone). */
+  load(events: E[]): Promise<(R | null)[]>;
   overflowError(capacity: number): Error;
   /** The subscriber was cut off; its transport should be closed, as it may never read the error. */
   onOverflow?(error: Error): void;
@@ -29,6 +33,7 @@ export interface SubscriberQueueOptions<E, R> {
 
 export class SubscriberQueue<E, R> implements AsyncIterableIterator<R> {
   private buffer: (E | undefined)[] = [];
+  private ready: R[] = [];
   private head = 0;
   private failure: Error | undefined;
   private ended = false;
@@ -84,6 +89,7 @@ export class SubscriberQueue<E, R> implements AsyncIterableIterator<R> {
     if (this.ended) return;
     this.ended = true;
     this.buffer = [];
+    this.ready = [];
     this.head = 0;
     this.detach();
     this.options.onEnd?.();
@@ -91,10 +97,16 @@ export class SubscriberQueue<E, R> implements AsyncIterableIterator<R> {
   }
 
   async next(): Promise<IteratorResult<R>> {
+    const batchSize = this.options.loadBatch ?? 100;
     for (;;) {
       if (this.ended) return { done: true, value: undefined };
-      const event = this.shift();
-      if (event === undefined) {
+      if (this.ready.length) {
+        this.options.onDelivered?.();
+        return { done: false, value: this.ready.shift()! };
+      }
+      const events: E[] = [];
+      for (let event = this.shift(); event !== undefined; event = events.length < batchSize ? this.shift() : undefined) events.push(event);
+      if (!events.length) {
         if (this.failure) {
           const failure = this.failure;
           this.finish();
@@ -103,18 +115,11 @@ export class SubscriberQueue<E, R> implements AsyncIterableIterator<R> {
         await new Promise<void>((resolve) => (this.wake = resolve));
         continue;
       }
-      let value: R | null;
       try {
-        value = await this.options.load(event);
+        for (const value of await this.options.load(events)) if (value !== null) this.ready.push(value);
       } catch (error) {
-        // A read failing (database restarting) skips this event; the subscription carries on.
-        this.options.onDropped?.(1, 'load_failed', error);
-        continue;
-      }
-      if (this.ended) return { done: true, value: undefined };
-      if (value !== null) {
-        this.options.onDelivered?.();
-        return { done: false, value };
+        // A read failing (database restarting) skips these events; the subscription carries on.
+        this.options.onDropped?.(events.length, 'load_failed', error);
       }
     }
   }

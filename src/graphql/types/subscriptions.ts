@@ -120,9 +120,9 @@ function feed<E extends { appId: string; recipientId: string; messageId: string;
     capacity: SUBSCRIBER_BUFFER,
     subscribe: options.subscribe,
     accept: (event) => inScope(scope, event),
-    load: async (event) => {
-      const row = await batcher.load(key, model, args, options.id(event));
-      return row ? options.present(row, event) : null;
+    load: async (events) => {
+      const rows = await Promise.all(events.map((event) => batcher.load(key, model, args, options.id(event))));
+      return rows.map((row, i) => (row ? options.present(row, events[i]!) : null));
     },
     overflowError: (capacity) =>
       new DispatchError(
