@@ -20,7 +20,9 @@ describe('SQL statements per page', () => {
     (pool as unknown as { query: (...args: unknown[]) => unknown }).query = (...args: unknown[]) => {
       if (counting) {
         const first = args[0];
-        statements.push(typeof first === 'string' ? first : String((first as { text?: string }).text));
+        const text = typeof first === 'string' ? first : String((first as { text?: string }).text);
+        // Authentication is cached for a second, so a slow run may look the key up again: not part of the page.
+        if (!/"ApiKey"/.test(text)) statements.push(text);
       }
       return query(...args);
     };
@@ -66,7 +68,7 @@ describe('SQL statements per page', () => {
       for (const d of node.deliveries.nodes) expect(d.endpoint.url).toMatch(/^https:\/\/example\.com\/r[12]\/\d$/);
     }
     console.info(`messages page: ${few.statements.length} statements for 5 messages, ${many.statements.length} for 50`);
-    expect(many.statements.length).toBe(few.statements.length);
+    expect(many.statements.length, many.statements.join('\n')).toBe(few.statements.length);
     expect(many.statements.length).toBeLessThanOrEqual(5);
   });
 
@@ -85,7 +87,7 @@ describe('SQL statements per page', () => {
     expect(few.result.errors).toBeUndefined();
     expect(many.result.errors).toBeUndefined();
     console.info(`nested page: ${few.statements.length} statements for 5 messages, ${many.statements.length} for 50`);
-    expect(many.statements.length).toBe(few.statements.length);
+    expect(many.statements.length, many.statements.join('\n')).toBe(few.statements.length);
     expect(many.statements.length).toBeLessThanOrEqual(12);
   });
 
