@@ -14,6 +14,8 @@ export interface FeedResult<T> {
 export class Feed<T> {
   readonly results: FeedResult<T>[] = [];
   readonly receivedAt: number[] = [];
+  /** Wall-clock receipt times, to compare with timestamps another process wrote. */
+  readonly receivedWallAt: number[] = [];
   ended: { error?: unknown } | undefined;
   private waiters: (() => void)[] = [];
   private read = 0;
@@ -21,6 +23,7 @@ export class Feed<T> {
   push(result: FeedResult<T>) {
     this.results.push(result);
     this.receivedAt.push(performance.now());
+    this.receivedWallAt.push(Date.now());
     this.wake();
   }
 
@@ -165,4 +168,11 @@ export async function subscribeSse<T>(
     }
   })();
   return feed;
+}
+
+/** Live subscriptions of `field` open in the Dispatch process at `baseUrl`, read from its /metrics. */
+export async function liveSubscribers(baseUrl: string, field: string): Promise<number> {
+  const text = await (await fetch(`${baseUrl}/metrics`)).text();
+  const match = new RegExp(`^dispatch_live_subscribers\\{field="${field}"\\} (\\d+)`, 'm').exec(text);
+  return match ? Number(match[1]) : 0;
 }

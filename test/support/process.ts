@@ -1,0 +1,54 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const projectNode = path.join(root, 'node_modules', '.bin', 'node');
+
+export interface DispatchProcess {
+  url: string;
+  child: ChildProcess;
+  /** Everything the process wrote to stderr so far (its log). */
+  log(): string;
+  stop(): Promise<void>;
+}
+
+/**
+ * `npm start` as its own process (src/main.ts under tsx on the project's
+ * Node 24), on a free port of 127.0.0.1; resolves once it listens.
+ */
+export async function spawnDispatch(env: Record<string, string>): Promise<DispatchProcess> {
+  const childEnv: NodeJS.ProcessEnv = { ...process.env, PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info', ...env };
+  const node = existsSync(projectNode) ? projectNode : process.execPath;
+  const child = spawn(node, ['--import', 'tsx', path.join(root, 'src', 'main.ts')], { cwd: root, env: childEnv, stdio: ['ignore', 'ignore', 'pipe'] });
+  let log = '';
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`Dispatch (${env.DISPATCH_ROLE}) did not start in 60 s:\n${log}`)), 60_000);
+    child.stderr!.on('data', (chunk: Buffer) => {
+      log += chunk.toString('utf8');
+      const match = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(log);
+      if (match) {
+        clearTimeout(timer);
+        resolve(match[1]!);
+      }
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`Dispatch (${env.DISPATCH_ROLE}) exited with ${code}:\n${log}`));
+    });
+  });
+  return {
+    url,
+    child,
+    log: () => log,
+    async stop() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill('SIGTERM');
+      const force = setTimeout(() => child.kill('SIGKILL'), 10_000);
+      await exited;
+      clearTimeout(force);
+    },
+  };
+}
