@@ -132,7 +132,10 @@ export function appPage(apiKey: string, appId: string, redraw: Redraw) {
         ? empty('This app does not exist.')
         : html`<div class="section-head">
               <h2>${a.name}</h2>
-              <a class="button secondary" href="#/dashboard/apps/${a.id}/messages">Messages</a>
+              <span class="actions">
+                <a class="button secondary" href="#/dashboard/apps/${a.id}/messages">Messages</a>
+                <a class="button secondary" href="#/dashboard/apps/${a.id}/live">Live attempts</a>
+              </span>
             </div>
             <p class="muted"><span class="mono">${a.id}</span> · retries after ${a.retrySchedule.join(', ')} s · timeout ${a.attemptTimeoutMs} ms</p>
             <div class="panel">

@@ -7,13 +7,14 @@ import {
   EndpointSecretDocument,
   EventTypeCatalogDocument,
   PortalViewerDocument,
+  RecoverFromPortalDocument,
   RotatePortalEndpointSecretDocument,
   UpdatePortalEndpointDocument,
   type EndpointDetailQuery,
   type EventTypeCatalogQuery,
   type PortalEndpointFragment,
 } from './generated.ts';
-import { act, badge, empty, notice, resource, show, time, type Notice, type Redraw } from './ui.ts';
+import { act, badge, empty, isoToLocal, localToIso, notice, resource, show, time, type Notice, type Redraw } from './ui.ts';
 
 /** Who the portal acts for: one recipient of one app. */
 export interface PortalContext {
@@ -154,6 +155,7 @@ export function endpointPage(ctx: PortalContext, id: string, redraw: Redraw) {
   let secret: string | undefined;
   let secretNotice: Notice | undefined;
   let dangerNotice: Notice | undefined;
+  let recoverNotice: Notice | undefined;
   const data = resource(async () => {
     const [detail, catalog] = await Promise.all([
       gql(ctx.token, EndpointDetailDocument, { id }),
@@ -183,6 +185,16 @@ export function endpointPage(ctx: PortalContext, id: string, redraw: Redraw) {
     void act((n) => (secretNotice = n), redraw, async () => {
       secret = (await gql(ctx.token, RotatePortalEndpointSecretDocument, { input: { id } })).rotateEndpointSecret.secret;
       return 'New secret made. The previous one keeps signing for 24 hours, so you can switch over.';
+    });
+  };
+  const recover = (e: Event) => {
+    e.preventDefault();
+    const since = localToIso(new FormData(e.currentTarget as HTMLFormElement).get('since'));
+    if (!since) return;
+    void act((n) => (recoverNotice = n), redraw, async () => {
+      const { recoverEndpoint } = await gql(ctx.token, RecoverFromPortalDocument, { input: { endpointId: id, since } });
+      await data.reload();
+      return recoverEndpoint.queued ? `${recoverEndpoint.queued} failed deliveries queued to be sent again.` : 'No failed deliveries in that time.';
     });
   };
   const remove = () => {
@@ -232,6 +244,15 @@ export function endpointPage(ctx: PortalContext, id: string, redraw: Redraw) {
                     )}
                   </ul>`
                 : html`<p class="muted">Nothing delivered to this endpoint yet.</p>`}
+            </div>
+            <div class="panel">
+              <h3>Recover failed deliveries</h3>
+              <p class="muted">Send again every delivery to this endpoint that failed since a time, e.g. after an outage on your side.</p>
+              <form class="form inline" @submit=${recover}>
+                <label>Failed since<input type="datetime-local" name="since" required .value=${isoToLocal(new Date(Date.now() - 24 * 3600_000).toISOString())} /></label>
+                <div class="actions"><button type="submit">Recover</button></div>
+              </form>
+              ${notice(recoverNotice)}
             </div>
             <div class="panel danger">
               <h3>Delete</h3>

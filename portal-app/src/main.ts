@@ -3,6 +3,7 @@ import { gql, session, takeTokenFromFragment } from './api.ts';
 import { appPage, appsPage, signInPage } from './dashboard.ts';
 import { endpointPage, endpointsPage, newEndpointPage, type PortalContext } from './endpoints.ts';
 import { PortalViewerDocument } from './generated.ts';
+import { livePage } from './live.ts';
 import { messageDetailPage, messageLogPage } from './messages.ts';
 import { errorBox, loading, toApiError, type Redraw } from './ui.ts';
 import './style.css';
@@ -60,7 +61,9 @@ function dashboardRoute(parts: string[], query: URLSearchParams, redraw: Redraw)
   let page: () => TemplateResult;
   let active = '#/dashboard';
   const [, appId, sub, messageId] = parts;
-  if (parts[0] === 'apps' && appId && sub === 'messages' && messageId) {
+  if (parts[0] === 'apps' && appId && sub === 'live') {
+    page = livePage({ token: apiKey, appId, mode: 'dashboard', messageBase: `#/dashboard/apps/${appId}/messages` }, redraw);
+  } else if (parts[0] === 'apps' && appId && sub === 'messages' && messageId) {
     page = messageDetailPage({ token: apiKey, appId, mode: 'dashboard', base: `#/dashboard/apps/${appId}/messages`, id: messageId }, redraw);
   } else if (parts[0] === 'apps' && appId && sub === 'messages') {
     page = messageLogPage({ token: apiKey, appId, mode: 'dashboard', base: `#/dashboard/apps/${appId}/messages`, filters: query, byRecipient: true }, redraw);
@@ -106,6 +109,7 @@ function portalRoute(parts: string[], query: URLSearchParams, redraw: Redraw, ge
   const nav: [string, string][] = [
     ['#/endpoints', 'Endpoints'],
     ['#/messages', 'Messages'],
+    ['#/live', 'Live'],
   ];
   let page: () => TemplateResult;
   let active = '#/endpoints';
@@ -115,6 +119,9 @@ function portalRoute(parts: string[], query: URLSearchParams, redraw: Redraw, ge
   } else if (parts[0] === 'messages') {
     page = messageLogPage({ token, appId: ctx.appId, mode: 'portal', base: '#/messages', filters: query, byRecipient: false }, redraw);
     active = '#/messages';
+  } else if (parts[0] === 'live') {
+    page = livePage({ token, appId: ctx.appId, mode: 'portal', messageBase: '#/messages' }, redraw);
+    active = '#/live';
   } else if (parts[0] === 'endpoints' && parts[1] === 'new') {
     page = newEndpointPage(ctx, redraw);
   } else if (parts[0] === 'endpoints' && parts[1]) {

@@ -1,14 +1,18 @@
 import { html, nothing } from 'lit-html';
+import { repeat } from 'lit-html/directives/repeat.js';
 import { gql } from './api.ts';
+import { subscribe } from './live.ts';
 import {
   EventTypeCatalogDocument,
+  LiveAttemptsDocument,
   MessageDetailDocument,
   MessageLogDocument,
+  ResendFromPortalDocument,
   type DeliveryStatus,
   type MessageLogQuery,
   type PortalAttemptFragment,
 } from './generated.ts';
-import { badge, empty, isoToLocal, localToIso, pretty, resource, show, time, toApiError, type Mode, type Redraw } from './ui.ts';
+import { act, badge, empty, isoToLocal, localToIso, notice, pretty, resource, show, time, toApiError, type Mode, type Notice, type Redraw } from './ui.ts';
 
 const STATUSES: DeliveryStatus[] = ['PENDING', 'SENDING', 'SUCCEEDED', 'FAILED', 'CANCELED'];
 
@@ -132,11 +136,45 @@ function attemptRow(a: PortalAttemptFragment) {
 
 export function messageDetailPage(o: { token: string; appId: string; mode: Mode; base: string; id: string }, redraw: Redraw) {
   const data = resource(async () => (await gql(o.token, MessageDetailDocument, { appId: o.appId, id: o.id })).message, redraw);
+  let resendNotice: Notice | undefined;
+  let busy = false;
+  // Attempts of this message appear as they start and end: each live event rereads the message.
+  let reloading = false;
+  let again = false;
+  const refresh = async () => {
+    if (reloading) {
+      again = true;
+      return;
+    }
+    reloading = true;
+    do {
+      again = false;
+      await data.reload();
+    } while (again);
+    reloading = false;
+  };
+  const stop = subscribe(o.token, LiveAttemptsDocument, { appId: o.appId, messageId: o.id }, () => void refresh(), () => undefined);
+  window.addEventListener('hashchange', stop, { once: true });
+  const resend = (endpointId?: string) =>
+    act((n) => (resendNotice = n), redraw, async () => {
+      busy = true;
+      try {
+        const { resendMessage } = await gql(o.token, ResendFromPortalDocument, { input: { appId: o.appId, messageId: o.id, endpointId } });
+        await data.reload();
+        return resendMessage.length === 1 ? 'Resent: a new attempt is on its way.' : `Resent to ${resendMessage.length} endpoints.`;
+      } finally {
+        busy = false;
+      }
+    });
   return () => html`<section>
     <div class="section-head">
       <p><a href=${o.base}>← Messages</a></p>
-      <button class="secondary" @click=${() => void data.reload()}>Refresh</button>
+      <span class="actions">
+        <button class="secondary" @click=${() => void data.reload()}>Refresh</button>
+        <button ?disabled=${busy} @click=${() => void resend()}>Resend</button>
+      </span>
     </div>
+    ${notice(resendNotice)}
     ${show(data, o.mode, (m) =>
       !m
         ? empty('This message does not exist.')
@@ -154,9 +192,12 @@ export function messageDetailPage(o: { token: string; appId: string; mode: Mode;
                       (d) => html`<li class="delivery" data-testid="delivery">
                         <div class="delivery-head">
                           ${badge(d.status)} <span class="url">${d.endpoint.url}</span>
+                          ${d.endpoint.disabled
+                            ? html`<span class="muted">(endpoint disabled)</span>`
+                            : html`<button class="secondary small" ?disabled=${busy} @click=${() => void resend(d.endpoint.id)}>Resend here</button>`}
                         </div>
                         <p class="muted">${d.attemptCount} attempt(s)${d.nextAttemptAt ? html` · next try ${time(d.nextAttemptAt)}` : nothing}</p>
-                        ${d.attempts.nodes.length ? html`<ul class="attempts">${d.attempts.nodes.map(attemptRow)}</ul>` : html`<p class="muted">No attempt yet.</p>`}
+                        ${d.attempts.nodes.length ? html`<ul class="attempts">${repeat(d.attempts.nodes, (a) => a.id, attemptRow)}</ul>` : html`<p class="muted">No attempt yet.</p>`}
                       </li>`,
                     )}
                   </ul>`

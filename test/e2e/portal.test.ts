@@ -103,7 +103,7 @@ describe('the portal SPA in a real browser', () => {
     expect(dashboard.headers.get('location')).toBe('/portal/#/dashboard');
   });
 
-  it('a customer opens a portal link, adds an endpoint, and sees a message delivered to it', async () => {
+  it('a customer opens a portal link, adds an endpoint, sees a message delivered to it, and resends it', async () => {
     const page = await newPage();
     const { url, token } = await portalUrl('customer_42');
     await page.goto(url);
@@ -138,9 +138,25 @@ describe('the portal SPA in a real browser', () => {
     await page.screenshot({ path: `${SCREENSHOTS}/portal-messages-desktop.png` });
     await page.locator('.message a').first().click();
     await page.getByText('"amount": 4200').waitFor();
+    expect(sendMessage.message.deliveries.nodes).toHaveLength(1);
+    // The delivery engine sends it, signed, with the custom header; the page follows the live feed.
+    await receiver.until(1);
+    expect(receiver.received[0]!.headers).toMatchObject({ 'x-customer': 'forty-two', 'webhook-id': sendMessage.message.messageId });
+    expect(JSON.parse(receiver.received[0]!.body)).toMatchObject({ type: 'invoice.paid', data: { invoice: 'inv_1', amount: 4200 } });
     const delivery = page.getByTestId('delivery');
     await expect.poll(() => delivery.textContent()).toContain(receiver.url);
-    expect(sendMessage.message.deliveries.nodes).toHaveLength(1);
+    const attempts = page.getByTestId('attempt');
+    await expect.poll(() => attempts.first().textContent()).toMatch(/succeeded\s*HTTP 200.*scheduled/s);
+    expect(await delivery.locator('.badge').first().textContent()).toBe('succeeded');
+    await page.getByText('Response body').first().click();
+    await page.getByText('thanks').waitFor();
+
+    // Resend: a manual attempt now, which the receiver gets and the log shows.
+    await page.getByRole('button', { name: 'Resend', exact: true }).click();
+    await page.getByText('Resent: a new attempt is on its way.').waitFor();
+    await receiver.until(2);
+    await expect.poll(() => attempts.count()).toBe(2);
+    await expect.poll(() => attempts.first().textContent()).toMatch(/succeeded\s*HTTP 200.*manual/s);
     await page.screenshot({ path: `${SCREENSHOTS}/portal-message-desktop.png`, fullPage: true });
 
     await page.setViewportSize(PHONE);
@@ -153,6 +169,21 @@ describe('the portal SPA in a real browser', () => {
     await page.screenshot({ path: `${SCREENSHOTS}/portal-endpoints-phone.png`, fullPage: true });
     await page.close();
   }, 60_000);
+
+  it('the live feed shows an attempt of a new message as it happens', async () => {
+    const page = await newPage();
+    await page.goto((await portalUrl('customer_42')).url);
+    await page.getByRole('link', { name: 'Live' }).click();
+    await page.getByText('● live').waitFor();
+    const before = receiver.received.length;
+    await t.client.request(SendMessageDocument, { input: { appId, recipientId: 'customer_42', eventType: 'invoice.paid', data: { invoice: 'inv_2' } } });
+    await receiver.until(before + 1);
+    const live = page.getByTestId('live-attempt');
+    await expect.poll(() => live.first().textContent()).toMatch(/invoice\.paid\s*succeeded.*HTTP 200/s);
+    await page.setViewportSize(PHONE);
+    await page.screenshot({ path: `${SCREENSHOTS}/portal-live-phone.png`, fullPage: true });
+    await page.close();
+  });
 
   it('filters the message log by event type', async () => {
     await t.client.request(SendMessageDocument, { input: { appId, recipientId: 'customer_7', eventType: 'invoice.paid', data: { n: 1 } } });

@@ -1,3 +1,4 @@
+import { createClient, type Client } from 'graphql-ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   ArchiveEventTypeDocument,
@@ -41,6 +42,40 @@ const nodeIdOf = (o: Owned, type: (typeof NODE_TYPES)[number]) =>
     Delivery: o.deliveryId,
     Attempt: o.attemptId,
   })[type];
+
+type WsOutcome = { data?: unknown; errors?: { message: string; extensions?: { code?: string } }[]; closed?: { code: number; reason: string } };
+
+/** A graphql-ws client over Node's WebSocket with `token` in connectionParams. */
+function wsClient(url: string, token: string): Client {
+  return createClient({
+    url: `${url.replace(/^http/, 'ws')}/graphql`,
+    webSocketImpl: WebSocket,
+    connectionParams: { authorization: `Bearer ${token}` },
+    retryAttempts: 0,
+    lazy: true,
+  });
+}
+
+/** Subscribes and resolves the first thing that comes back: an event, errors, or the socket closing. */
+function firstOutcome(client: Client, query: string, variables: Record<string, unknown>): Promise<WsOutcome> {
+  return new Promise((resolve) => {
+    const stop = client.subscribe(
+      { query, variables },
+      {
+        next: (value) => {
+          stop();
+          resolve(value as WsOutcome);
+        },
+        error: (error) => {
+          if (Array.isArray(error)) resolve({ errors: error });
+          else if (error && typeof error === 'object' && 'code' in error) resolve({ closed: { code: (error as CloseEvent).code, reason: (error as CloseEvent).reason } });
+          else resolve({ errors: [{ message: String(error) }] });
+        },
+        complete: () => undefined,
+      },
+    );
+  });
+}
 
 /** Every "id" anywhere in a response. */
 function idsIn(value: unknown, out = new Set<string>()): Set<string> {
@@ -118,8 +153,7 @@ describe('a portal token sees only its own recipient, through every path', () =>
   }
 
   beforeAll(async () => {
-    // An api-only Dispatch queues deliveries and sends none: the seeded attempts are the only ones.
-    t = await startTestDispatch({ DISPATCH_ROLE: 'api' });
+    t = await startTestDispatch();
     const operator = t.client;
     const workspaceId = (await t.dispatch.db.prisma.workspace.findFirstOrThrow()).id;
     const app1 = await newApp(operator, 'Billing');
@@ -255,8 +289,22 @@ describe('a portal token sees only its own recipient, through every path', () =>
       expect(result.errors, query).toBeUndefined();
       idsIn(result.data, seen);
     }
-    const ownIds = new Set([own.appId, own.eventTypeId, own.recipientNodeId, own.endpointId, own.messageId, own.deliveryId, own.attemptId]);
-    expect([...seen].sort()).toEqual([...ownIds].sort());
+    // Everything the recipient owns, read after the queries (the delivery engine may add attempts meanwhile).
+    const prisma = t.dispatch.db.prisma;
+    const mine = { recipientId: own.recipientNodeId };
+    const ownAll = new Set([
+      own.appId,
+      own.eventTypeId,
+      own.recipientNodeId,
+      ...(await prisma.endpoint.findMany({ where: mine })).map((r) => r.id),
+      ...(await prisma.message.findMany({ where: mine })).map((r) => r.id),
+      ...(await prisma.delivery.findMany({ where: mine })).map((r) => r.id),
+      ...(await prisma.attempt.findMany({ where: mine })).map((r) => r.id),
+    ]);
+    expect([...seen].filter((id) => !ownAll.has(id))).toEqual([]);
+    for (const id of [own.appId, own.eventTypeId, own.recipientNodeId, own.endpointId, own.messageId, own.deliveryId, own.attemptId]) {
+      expect(seen.has(id), id).toBe(true);
+    }
 
     const byName = await portal.raw(
       `query ($app: ID!) {
@@ -323,6 +371,76 @@ describe('a portal token sees only its own recipient, through every path', () =>
     expect(rotated.data).toEqual({ rotateEndpointSecret: { secret: expect.not.stringMatching(createEndpoint.secret) } });
     const deleted = await portal.raw('mutation ($input: DeleteEndpointInput!) { deleteEndpoint(input: $input) { id } }', { input: { id: createEndpoint.id } });
     expect(deleted.data).toEqual({ deleteEndpoint: { id: createEndpoint.id } });
+  });
+
+  describe('the live feed (attemptUpdated over graphql-ws)', () => {
+    const SUBSCRIPTION = `subscription ($app: ID!, $rcp: String, $msg: ID, $ep: ID) {
+      attemptUpdated(appId: $app, recipientId: $rcp, messageId: $msg, endpointId: $ep) { id status responseBody message { id } }
+    }`;
+    let ws: Client;
+    beforeAll(() => {
+      ws = wsClient(t.url, portalToken);
+    });
+    afterAll(async () => ws?.dispose());
+
+    it("carries only its own recipient's attempts, whatever is published on the bus", async () => {
+      const received: string[] = [];
+      let resolveOwn!: () => void;
+      const ownArrived = new Promise<void>((resolve) => (resolveOwn = resolve));
+      const before = t.dispatch.live.listenersAdded();
+      const stop = ws.subscribe<{ attemptUpdated: { id: string } }>(
+        { query: SUBSCRIPTION, variables: { app: own.appId } },
+        {
+          next: (value) => {
+            expect(value.errors).toBeUndefined();
+            received.push(value.data!.attemptUpdated.id);
+            if (value.data!.attemptUpdated.id === own.attemptId) resolveOwn();
+          },
+          error: (error) => {
+            throw error;
+          },
+          complete: () => undefined,
+        },
+      );
+      await t.dispatch.live.whenListenersAdded(before + 1);
+      const prisma = t.dispatch.db.prisma;
+      const eventOf = async (attemptId: string) => {
+        const a = await prisma.attempt.findUniqueOrThrow({ where: { id: attemptId } });
+        return { attemptId: a.id, appId: a.appId, recipientId: a.recipientId, messageId: a.messageId, endpointId: a.endpointId, status: 'FAILED' as const };
+      };
+      for (const f of foreign) await t.dispatch.live.publishAttempt(await eventOf(f.attemptId));
+      // An event that names its own app and recipient but another's attempt: the row's own visibility still decides.
+      await t.dispatch.live.publishAttempt({ ...(await eventOf(foreign[0]!.attemptId)), appId: own.appId, recipientId: own.recipientNodeId });
+      await t.dispatch.live.publishAttempt(await eventOf(own.attemptId));
+      await ownArrived;
+      stop();
+      expect(received).toEqual([own.attemptId]);
+    });
+
+    it('subscribing to data of another app, recipient or endpoint answers NOT_FOUND, exactly as for a missing one', async () => {
+      const cases: [Record<string, unknown>, Record<string, unknown>][] = [
+        [{ app: foreign[1]!.appId }, { app: newId('App') }],
+        [{ app: foreign[2]!.appId }, { app: newId('App') }],
+        [{ app: own.appId, rcp: 'customer_2' }, { app: own.appId, rcp: 'nobody_at_all' }],
+        [{ app: own.appId, ep: foreign[0]!.endpointId }, { app: own.appId, ep: newId('Endpoint') }],
+      ];
+      for (const [foreignVars, missingVars] of cases) {
+        const [a, b] = [await firstOutcome(ws, SUBSCRIPTION, foreignVars), await firstOutcome(ws, SUBSCRIPTION, missingVars)];
+        expect(a, JSON.stringify(foreignVars)).toEqual(b);
+        expect(a.errors?.map((e) => e.extensions?.code), JSON.stringify(foreignVars)).toEqual(['NOT_FOUND']);
+      }
+    });
+
+    it('a revoked or expired token cannot open a socket', async () => {
+      const { createPortalSession } = await t.client.request(CreatePortalSessionDocument, { input: { appId: own.appId, recipientId: 'customer_4' } });
+      await t.client.raw('mutation ($input: RevokePortalSessionsInput!) { revokePortalSessions(input: $input) }', {
+        input: { appId: own.appId, recipientId: 'customer_4' },
+      });
+      const revoked = wsClient(t.url, createPortalSession.token);
+      const outcome = await firstOutcome(revoked, SUBSCRIPTION, { app: own.appId });
+      await revoked.dispose();
+      expect(outcome.closed).toMatchObject({ code: 4401, reason: expect.stringMatching(/^UNAUTHENTICATED/) });
+    });
   });
 
   it('a revoked token answers UNAUTHENTICATED; revoking one recipient leaves the others signed in', async () => {
