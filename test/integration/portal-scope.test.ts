@@ -262,6 +262,31 @@ describe('a portal token sees only its own recipient, through every path', () =>
         expect(row.secrets).toHaveLength(1);
       });
 
+      it('resending its message and recovering its endpoint answer NOT_FOUND, exactly as for missing ones, and queue nothing', async () => {
+        const prisma = t.dispatch.db.prisma;
+        const attemptsBefore = await prisma.attempt.count({ where: { recipientId: f().recipientNodeId, trigger: 'MANUAL' } });
+        const resend = 'mutation ($input: ResendMessageInput!) { resendMessage(input: $input) { id } }';
+        for (const appId of [f().appId, own.appId]) {
+          for (const messageId of [f().messageId, f().messageUid]) {
+            const result = await sameAsMissing(resend, { input: { appId, messageId } }, { input: { appId, messageId: messageId.startsWith('msg_') ? newId('Message') : 'order-nobody' } });
+            expect(codesOf(result), `${appId} ${messageId}`).toEqual(['NOT_FOUND']);
+          }
+        }
+        const toForeignEndpoint = await sameAsMissing(
+          resend,
+          { input: { appId: own.appId, messageId: own.messageId, endpointId: f().endpointId } },
+          { input: { appId: own.appId, messageId: own.messageId, endpointId: newId('Endpoint') } },
+        );
+        expect(codesOf(toForeignEndpoint)).toEqual(['NOT_FOUND']);
+        const recover = await sameAsMissing(
+          'mutation ($input: RecoverEndpointInput!) { recoverEndpoint(input: $input) { queued } }',
+          { input: { endpointId: f().endpointId, since: '2000-01-01T00:00:00Z' } },
+          { input: { endpointId: newId('Endpoint'), since: '2000-01-01T00:00:00Z' } },
+        );
+        expect(codesOf(recover)).toEqual(['NOT_FOUND']);
+        expect(await prisma.attempt.count({ where: { recipientId: f().recipientNodeId, trigger: 'MANUAL' } })).toBe(attemptsBefore);
+      });
+
       it('creating an endpoint for that recipient answers NOT_FOUND, exactly as for a missing recipient or app', async () => {
         const query = 'mutation ($input: CreateEndpointInput!) { createEndpoint(input: $input) { id } }';
         const input = { appId: f().appId, recipientId: f().recipientUid, url: 'http://127.0.0.1:9/planted' };
@@ -426,6 +451,20 @@ describe('a portal token sees only its own recipient, through every path', () =>
       ];
       for (const [foreignVars, missingVars] of cases) {
         const [a, b] = [await firstOutcome(ws, SUBSCRIPTION, foreignVars), await firstOutcome(ws, SUBSCRIPTION, missingVars)];
+        expect(a, JSON.stringify(foreignVars)).toEqual(b);
+        expect(a.errors?.map((e) => e.extensions?.code), JSON.stringify(foreignVars)).toEqual(['NOT_FOUND']);
+      }
+    });
+
+    it('messageCreated of another app or recipient answers NOT_FOUND too', async () => {
+      const query = 'subscription ($app: ID!, $rcp: String) { messageCreated(appId: $app, recipientId: $rcp) { id } }';
+      const cases: [Record<string, unknown>, Record<string, unknown>][] = [
+        [{ app: foreign[1]!.appId }, { app: newId('App') }],
+        [{ app: foreign[2]!.appId }, { app: newId('App') }],
+        [{ app: own.appId, rcp: 'customer_2' }, { app: own.appId, rcp: 'nobody_at_all' }],
+      ];
+      for (const [foreignVars, missingVars] of cases) {
+        const [a, b] = [await firstOutcome(ws, query, foreignVars), await firstOutcome(ws, query, missingVars)];
         expect(a, JSON.stringify(foreignVars)).toEqual(b);
         expect(a.errors?.map((e) => e.extensions?.code), JSON.stringify(foreignVars)).toEqual(['NOT_FOUND']);
       }
