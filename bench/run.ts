@@ -22,7 +22,7 @@
  * docs/benchmarks.md alone).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
@@ -88,6 +88,68 @@ function percentile(sorted: number[], p: number): number | null {
 
 const round = (value: number | null, digits = 1) => (value === null ? null : Math.round(value * 10 ** digits) / 10 ** digits);
 
+// ---------------------------------------------------------------- CPU accounting
+// On a shared machine throughput moves with everyone else's load; CPU time
+// spent per delivery by each process does much less, so it is reported too.
+
+const TICK_MS = 10; // USER_HZ is 100 on Linux
+
+/** utime + stime (+ reaped children's) of a process, in ms; 0 when it is gone. */
+function processCpuMs(pid: number | undefined, withChildren = false): number {
+  if (!pid) return 0;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // fields[0] is the state (field 3); utime is field 14, stime 15, cutime 16, cstime 17.
+    const own = Number(fields[11]) + Number(fields[12]);
+    return (withChildren ? own + Number(fields[13]) + Number(fields[14]) : own) * TICK_MS;
+  } catch {
+    return 0;
+  }
+}
+
+/** CPU of a PostgreSQL server: the postmaster, its live backends and those that exited. */
+function postgresCpuMs(postmasterPid: number | undefined): number {
+  if (!postmasterPid) return 0;
+  let total = processCpuMs(postmasterPid, true);
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (ppid === postmasterPid) total += processCpuMs(Number(entry));
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return total;
+}
+
+interface CpuSample {
+  system: number;
+  postgres: number;
+  receiver: number;
+  loadGenerator: number;
+}
+
+const cpuPids: { postmaster?: number; receiver?: number } = {};
+
+function cpuSample(systemPid: number | undefined): CpuSample {
+  const own = process.cpuUsage();
+  return {
+    system: processCpuMs(systemPid),
+    postgres: postgresCpuMs(cpuPids.postmaster),
+    receiver: processCpuMs(cpuPids.receiver),
+    loadGenerator: (own.user + own.system) / 1000,
+  };
+}
+
+/** CPU milliseconds per unit of work between two samples, per process. */
+function cpuPer(before: CpuSample, after: CpuSample, units: number): CpuSample {
+  const per = (k: keyof CpuSample) => round((after[k] - before[k]) / Math.max(1, units), 3)!;
+  return { system: per('system'), postgres: per('postgres'), receiver: per('receiver'), loadGenerator: per('loadGenerator') };
+}
+
 // ---------------------------------------------------------------- processes
 
 const children = new Set<ChildProcess>();
@@ -129,6 +191,7 @@ interface Receiver {
 
 async function startReceiver(): Promise<Receiver> {
   const child = spawnNode(['--import', 'tsx', 'bench/receiver.ts'], {}, true);
+  cpuPids.receiver = child.pid;
   const { port } = await firstMessage<{ port: number }>(child);
   const url = `http://127.0.0.1:${port}`;
   const get = async <T>(p: string): Promise<T> => {
@@ -260,9 +323,12 @@ interface IngestResult {
   errors: number;
   p50Ms: number | null;
   p99Ms: number | null;
+  /** CPU ms per message over the whole ingest run (warm-up included), by process. */
+  cpuMsPerMessage: CpuSample;
 }
 
 async function ingest(d: DispatchUnderTest): Promise<IngestResult> {
+  const cpuBefore = cpuSample(d.child.pid);
   const start = now();
   const windowStart = start + S.ingestWarmupS * 1000;
   const windowEnd = windowStart + S.ingestS * 1000;
@@ -288,6 +354,7 @@ async function ingest(d: DispatchUnderTest): Promise<IngestResult> {
   );
   durations.sort((a, b) => a - b);
   return {
+    cpuMsPerMessage: cpuPer(cpuBefore, cpuSample(d.child.pid), n),
     messagesPerSecond: Math.round(completed / S.ingestS),
     windowS: S.ingestS,
     completed,
@@ -309,10 +376,13 @@ interface ThroughputResult {
   /** How long sending the batch took (the producer's side alone). */
   sendSeconds: number;
   sendErrors: number;
+  /** CPU ms per delivery of the batch, by process (system = Dispatch or the baseline's process). */
+  cpuMsPerDelivery: CpuSample;
 }
 
 interface System {
   name: 'dispatch' | 'sql' | 'pgboss';
+  pid: number | undefined;
   batch(fanout: 1 | 3, n: number, tag: string): Promise<{ firstSendAt: number; lastReturnedAt: number; errors: number }>;
   rate(fanout: 1 | 3, rate: number, seconds: number, tag: string): Promise<{ sentAt: Record<string, number>; returnedAt: Record<string, number>; errors: number }>;
 }
@@ -320,6 +390,7 @@ interface System {
 function dispatchSystem(d: DispatchUnderTest): System {
   return {
     name: 'dispatch',
+    pid: d.child.pid,
     async batch(fanout, n, tag) {
       let next = 0;
       let errors = 0;
@@ -379,6 +450,7 @@ async function baselineSystem(mode: BaselineMode, databaseUrl: string, receiver:
   await ready;
   return {
     name: mode,
+    pid: child.pid,
     batch: (fanout, n, tag) => ask({ cmd: 'batch', id: ++ids, fanout, n, tag, concurrency: S.concurrency }),
     rate: (fanout, rate, seconds, tag) => ask({ cmd: 'rate', id: ++ids, fanout, rate, seconds, tag }),
     async stop() {
@@ -396,8 +468,10 @@ async function throughput(system: System, receiver: Receiver, fanout: 1 | 3, n: 
   await system.batch(fanout, S.e2eWarmup, warmTag);
   await waitForDeliveries(receiver, warmTag, S.e2eWarmup * fanout);
   const tag = `${system.name}t${fanout}`;
+  const cpuBefore = cpuSample(system.pid);
   const sent = await system.batch(fanout, n, tag);
   const arrived = await waitForDeliveries(receiver, tag, n * fanout);
+  const cpu = cpuPer(cpuBefore, cpuSample(system.pid), arrived.distinct);
   const seconds = ((arrived.last ?? now()) - sent.firstSendAt) / 1000;
   const result: ThroughputResult = {
     messages: n,
@@ -409,8 +483,12 @@ async function throughput(system: System, receiver: Receiver, fanout: 1 | 3, n: 
     deliveriesPerSecond: Math.round(arrived.distinct / seconds),
     sendSeconds: round((sent.lastReturnedAt - sent.firstSendAt) / 1000, 2)!,
     sendErrors: sent.errors,
+    cpuMsPerDelivery: cpu,
   };
-  log(`  ${system.name} fan-out ${fanout}: ${result.deliveriesPerSecond} deliveries/s (${result.arrived}/${result.deliveries} in ${result.seconds} s; sending took ${result.sendSeconds} s)`);
+  log(
+    `  ${system.name} fan-out ${fanout}: ${result.deliveriesPerSecond} deliveries/s (${result.arrived}/${result.deliveries} in ${result.seconds} s; sending took ${result.sendSeconds} s); ` +
+      `CPU ms per delivery: ${system.name} ${cpu.system}, PostgreSQL ${cpu.postgres}, receiver ${cpu.receiver}, load generator ${cpu.loadGenerator}`,
+  );
   return result;
 }
 
@@ -484,7 +562,7 @@ async function machineFacts(databaseUrl: string) {
   };
 }
 
-async function topStatements(databaseUrl: string, limit = 12) {
+async function topStatements(databaseUrl: string, limit = 30) {
   const client = new pg.Client({ connectionString: databaseUrl });
   await client.connect();
   try {
@@ -495,7 +573,11 @@ async function topStatements(databaseUrl: string, limit = 12) {
        ORDER BY total_exec_time DESC LIMIT $1`,
       [limit],
     );
-    return rows;
+    const total = await client.query(
+      `SELECT sum(calls)::bigint AS calls, round(sum(total_exec_time)::numeric, 1) AS total_ms, 'all statements' AS query
+       FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())`,
+    );
+    return [...total.rows, ...rows];
   } finally {
     await client.end();
   }
@@ -511,6 +593,7 @@ async function resetStatements(databaseUrl: string) {
 type Results = Awaited<ReturnType<typeof runAll>>;
 
 const fmt = (value: number | null | undefined, unit = '') => (value === null || value === undefined ? 'n/a' : `${value.toLocaleString('en-US')}${unit}`);
+const cpuCell = (cpu: CpuSample | undefined) => (cpu ? `${cpu.system.toFixed(2)} / ${cpu.postgres.toFixed(2)}` : 'n/a');
 const ratio = (a: number | undefined, b: number | undefined) => (a && b ? `${(a / b).toFixed(2)}×` : 'n/a');
 
 function markdown(r: Results): string {
@@ -532,6 +615,9 @@ function markdown(r: Results): string {
     row(`latency p99 at ${S.latencyRate} msg/s`, (s) => fmt(l[s]?.fromReturn.p99, ' ms')),
     row(`latency p99 incl. the send call`, (s) => fmt(l[s]?.fromSend.p99, ' ms')),
     row('ingest, sendMessage/s at concurrency 32', (s) => (s === 'dispatch' ? fmt(r.ingest?.messagesPerSecond) : '–')),
+    row('CPU ms per delivery, fan-out 1: pipeline process / PostgreSQL', (s) => cpuCell(t[s]?.[1]?.cpuMsPerDelivery)),
+    row('CPU ms per delivery, fan-out 3: pipeline process / PostgreSQL', (s) => cpuCell(t[s]?.[3]?.cpuMsPerDelivery)),
+    row('CPU ms per ingested message: Dispatch / PostgreSQL', (s) => (s === 'dispatch' ? cpuCell(r.ingest?.cpuMsPerMessage) : '–')),
     '',
     '| ratio | value | target |',
     '| --- | ---: | ---: |',
@@ -542,7 +628,7 @@ function markdown(r: Results): string {
     `| Dispatch latency p99 at ${S.latencyRate} msg/s | ${fmt(l.dispatch?.fromReturn.p99, ' ms')} | < 50 ms |`,
     `| Dispatch ingest | ${fmt(r.ingest?.messagesPerSecond, '/s')} | ≥ 1,000/s |`,
     '',
-    `Settings: concurrency ${S.concurrency}; ingest ${S.ingestWarmupS} s warm-up then ${S.ingestS} s measured, to ${1000} recipients without endpoints; throughput batches of ${S.e2eMessages1} messages (fan-out 1) and ${S.e2eMessages3} (fan-out 3) after a ${S.e2eWarmup}-message warm-up, over ${S.recipients} recipients, timed from the first send to the last arrival at the receiver; latency ${S.latencyWarmupS} s warm-up then ${S.latencyS} s at ${S.latencyRate} messages/s, measured as arrival at the receiver minus the moment the send call returned (the message was committed), the row "incl. the send call" from the moment it was made.`,
+    `Settings: concurrency ${S.concurrency}; ingest ${S.ingestWarmupS} s warm-up then ${S.ingestS} s measured, to ${1000} recipients without endpoints; throughput batches of ${S.e2eMessages1} messages (fan-out 1) and ${S.e2eMessages3} (fan-out 3) after a ${S.e2eWarmup}-message warm-up, over ${S.recipients} recipients, timed from the first send to the last arrival at the receiver; latency ${S.latencyWarmupS} s warm-up then ${S.latencyS} s at ${S.latencyRate} messages/s, measured as arrival at the receiver minus the moment the send call returned (the message was committed), the row "incl. the send call" from the moment it was made. CPU ms per delivery: user + system CPU time (from /proc) each process spent during the measured batch, divided by the deliveries; on a shared machine it moves much less with other people's load than throughput does.`,
   ];
   const incomplete = (['dispatch', 'sql', 'pgboss'] as const).flatMap((s) =>
     ([1, 3] as const).filter((f) => t[s]?.[f] && !t[s]![f]!.complete).map((f) => `${s} fan-out ${f} (${t[s]![f]!.arrived}/${t[s]![f]!.deliveries})`),
@@ -661,6 +747,7 @@ async function main() {
         postgresFlags: PROFILE ? ['-c', 'shared_preload_libraries=pg_stat_statements', '-c', 'pg_stat_statements.track=all'] : [],
       });
       databaseUrl = embedded.url;
+      cpuPids.postmaster = Number(readFileSync(path.join(tmp, 'postgres', 'postmaster.pid'), 'utf8').split('\n')[0]);
     }
     if (PROFILE) {
       const client = new pg.Client({ connectionString: databaseUrl });
