@@ -152,4 +152,15 @@ describe('delivering a message', () => {
     expect(disabled.received).toHaveLength(0);
     expect(JSON.parse(voided.received[0]!.body).type).toBe('invoice.voided');
   });
+
+  it('counts attempts by outcome, their duration and the queue on /metrics', async () => {
+    const text = await (await fetch(`${t.url}/metrics`)).text();
+    expect(text).toMatch(/^dispatch_delivery_attempts_total\{outcome="succeeded",trigger="SCHEDULED"\} [1-9]\d*$/m);
+    expect(text).toMatch(/^dispatch_delivery_attempts_total\{outcome="http_status",trigger="SCHEDULED"\} [1-9]\d*$/m);
+    expect(text).toMatch(/^dispatch_delivery_attempts_total\{outcome="timeout",trigger="SCHEDULED"\} [1-9]\d*$/m);
+    expect(text).toMatch(/^dispatch_delivery_attempt_duration_seconds_count [1-9]\d*$/m);
+    expect(text).toMatch(/^dispatch_delivery_first_attempt_latency_seconds_count [1-9]\d*$/m);
+    expect(text).toMatch(/^dispatch_delivery_queue_jobs\{state="ready"\} \d+$/m);
+    expect(text).toMatch(/^dispatch_delivery_endpoints_disabled_total\{reason="gone"\} 1$/m);
+  });
 });
