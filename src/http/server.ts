@@ -122,6 +122,27 @@ function limitErrorsPlugin(): Plugin {
   };
 }
 
+/** The request body, or null once it grows past `limit` (the rest is drained and dropped). */
+function readBody(req: IncomingMessage, limit: number): Promise<Buffer | null> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let over = false;
+    req.on('data', (chunk: Buffer) => {
+      if (over) return;
+      size += chunk.length;
+      if (size > limit) {
+        over = true;
+        chunks.length = 0;
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.on('end', () => resolve(over ? null : Buffer.concat(chunks)));
+    req.on('error', reject);
+  });
+}
+
 export function createHttpServer(deps: HttpDeps): HttpServer {
   const { config, db, logger } = deps;
   const limiter = new RateLimiter(config.apiKeyRateLimit);
@@ -211,13 +232,19 @@ export function createHttpServer(deps: HttpDeps): HttpServer {
         req.resume();
         return 'graphql';
       }
-      if (req.headers['transfer-encoding'] && !req.headers['content-length'] && req.method === 'POST') {
-        // A body of unknown length is counted as it arrives.
-        let seen = 0;
-        req.on('data', (chunk: Buffer) => {
-          seen += chunk.length;
-          if (seen > config.maxRequestBytes) req.destroy(new Error('request body too large'));
-        });
+      if (req.method === 'POST') {
+        // Read the body here, counting as it arrives, so a body of unknown
+        // length (chunked) meets the same limit; yoga takes it as read.
+        const body = await readBody(req, config.maxRequestBytes);
+        if (body === null) {
+          res
+            .writeHead(413, { 'content-type': 'application/json', connection: 'close' })
+            .end(graphqlErrorBody(413, `request body is over ${config.maxRequestBytes} bytes`, 'PAYLOAD_TOO_LARGE'));
+          return 'graphql';
+        }
+        delete req.headers['transfer-encoding'];
+        req.headers['content-length'] = String(body.length);
+        (req as IncomingMessage & { body?: Uint8Array }).body = body;
       }
       await yoga.requestListener(req, res);
       return 'graphql';

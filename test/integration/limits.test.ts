@@ -1,3 +1,4 @@
+import { request } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CreateAppDocument, MessageDocument } from '../../src/client/index.ts';
 import { MAX_QUERY_NODES } from '../../src/graphql/cost.ts';
@@ -132,6 +133,32 @@ describe('limits and malformed requests', () => {
       const body = (await response.json()) as { errors: { extensions: { code: string } }[] };
       expect(body.errors[0]!.extensions.code).toBe('PAYLOAD_TOO_LARGE');
       expect(await t.dispatch.db.prisma.message.count()).toBe(before);
+    });
+
+    it('a chunked body (no Content-Length) is held to the same limit: over it 413, under it served', async () => {
+      const chunked = (payload: string) =>
+        new Promise<{ status: number; body: string }>((resolve, reject) => {
+          const url = new URL(`${t.url}/graphql`);
+          const req = request(
+            { host: url.hostname, port: url.port, path: url.pathname, method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${t.apiKey}` } },
+            (res) => {
+              let body = '';
+              res.on('data', (c) => (body += c));
+              res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+            },
+          );
+          req.on('error', reject);
+          // Several writes without a length: Node sends Transfer-Encoding: chunked.
+          for (let i = 0; i < payload.length; i += 256 * 1024) req.write(payload.slice(i, i + 256 * 1024));
+          req.end();
+        });
+      const big = JSON.stringify({ query: '{ viewer { kind } }', variables: { pad: 'x'.repeat(3 * 1024 * 1024) } });
+      const over = await chunked(big);
+      expect(over.status).toBe(413);
+      expect(JSON.parse(over.body).errors[0].extensions.code).toBe('PAYLOAD_TOO_LARGE');
+      const small = await chunked(JSON.stringify({ query: '{ viewer { kind } }' }));
+      expect(small.status).toBe(200);
+      expect(JSON.parse(small.body)).toEqual({ data: { viewer: { kind: 'OPERATOR' } } });
     });
 
     it('malformed JSON, a non-string query, batches and mutations over GET are 4xx, never 500', async () => {
