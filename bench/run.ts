@@ -134,6 +134,35 @@ interface CpuSample {
 
 const cpuPids: { postmaster?: number; receiver?: number } = {};
 
+/**
+ * WAL position and the next transaction id: transaction ids are given only
+ * to transactions that write, so their difference counts write
+ * transactions (each one a WAL flush at commit), exactly and at once.
+ */
+async function walSample(databaseUrl: string): Promise<{ lsn: string; commits: number }> {
+  const client = new pg.Client({ connectionString: databaseUrl });
+  await client.connect();
+  try {
+    const { rows } = await client.query<{ lsn: string; commits: string }>(
+      `SELECT pg_current_wal_lsn()::text AS lsn, pg_snapshot_xmax(pg_current_snapshot())::text AS commits`,
+    );
+    return { lsn: rows[0]!.lsn, commits: Number(rows[0]!.commits) };
+  } finally {
+    await client.end();
+  }
+}
+
+async function walBytesBetween(databaseUrl: string, from: string, to: string): Promise<number> {
+  const client = new pg.Client({ connectionString: databaseUrl });
+  await client.connect();
+  try {
+    const { rows } = await client.query<{ bytes: string }>('SELECT pg_wal_lsn_diff($2::pg_lsn, $1::pg_lsn) AS bytes', [from, to]);
+    return Number(rows[0]!.bytes);
+  } finally {
+    await client.end();
+  }
+}
+
 function cpuSample(systemPid: number | undefined): CpuSample {
   const own = process.cpuUsage();
   return {
@@ -378,6 +407,9 @@ interface ThroughputResult {
   sendErrors: number;
   /** CPU ms per delivery of the batch, by process (system = Dispatch or the baseline's process). */
   cpuMsPerDelivery: CpuSample;
+  /** Write transactions (transaction ids used) per delivery, every process and background work included. */
+  commitsPerDelivery: number;
+  walBytesPerDelivery: number;
 }
 
 interface System {
@@ -463,15 +495,18 @@ async function baselineSystem(mode: BaselineMode, databaseUrl: string, receiver:
   };
 }
 
-async function throughput(system: System, receiver: Receiver, fanout: 1 | 3, n: number): Promise<ThroughputResult> {
+async function throughput(system: System, receiver: Receiver, fanout: 1 | 3, n: number, databaseUrl: string): Promise<ThroughputResult> {
   const warmTag = `${system.name}w${fanout}`;
   await system.batch(fanout, S.e2eWarmup, warmTag);
   await waitForDeliveries(receiver, warmTag, S.e2eWarmup * fanout);
   const tag = `${system.name}t${fanout}`;
+  const walBefore = await walSample(databaseUrl);
   const cpuBefore = cpuSample(system.pid);
   const sent = await system.batch(fanout, n, tag);
   const arrived = await waitForDeliveries(receiver, tag, n * fanout);
   const cpu = cpuPer(cpuBefore, cpuSample(system.pid), arrived.distinct);
+  const walAfter = await walSample(databaseUrl);
+  const walBytes = await walBytesBetween(databaseUrl, walBefore.lsn, walAfter.lsn);
   const seconds = ((arrived.last ?? now()) - sent.firstSendAt) / 1000;
   const result: ThroughputResult = {
     messages: n,
@@ -484,10 +519,13 @@ async function throughput(system: System, receiver: Receiver, fanout: 1 | 3, n: 
     sendSeconds: round((sent.lastReturnedAt - sent.firstSendAt) / 1000, 2)!,
     sendErrors: sent.errors,
     cpuMsPerDelivery: cpu,
+    commitsPerDelivery: round((walAfter.commits - walBefore.commits) / Math.max(1, arrived.distinct), 2)!,
+    walBytesPerDelivery: Math.round(walBytes / Math.max(1, arrived.distinct)),
   };
   log(
     `  ${system.name} fan-out ${fanout}: ${result.deliveriesPerSecond} deliveries/s (${result.arrived}/${result.deliveries} in ${result.seconds} s; sending took ${result.sendSeconds} s); ` +
-      `CPU ms per delivery: ${system.name} ${cpu.system}, PostgreSQL ${cpu.postgres}, receiver ${cpu.receiver}, load generator ${cpu.loadGenerator}`,
+      `CPU ms per delivery: ${system.name} ${cpu.system}, PostgreSQL ${cpu.postgres}, receiver ${cpu.receiver}, load generator ${cpu.loadGenerator}; ` +
+      `per delivery ${result.commitsPerDelivery} write transactions, ${result.walBytesPerDelivery} WAL bytes`,
   );
   return result;
 }
@@ -617,6 +655,8 @@ function markdown(r: Results): string {
     row('ingest, sendMessage/s at concurrency 32', (s) => (s === 'dispatch' ? fmt(r.ingest?.messagesPerSecond) : '–')),
     row('CPU ms per delivery, fan-out 1: pipeline process / PostgreSQL', (s) => cpuCell(t[s]?.[1]?.cpuMsPerDelivery)),
     row('CPU ms per delivery, fan-out 3: pipeline process / PostgreSQL', (s) => cpuCell(t[s]?.[3]?.cpuMsPerDelivery)),
+    row('write transactions per delivery, fan-out 1 / fan-out 3', (s) => `${fmt(t[s]?.[1]?.commitsPerDelivery)} / ${fmt(t[s]?.[3]?.commitsPerDelivery)}`),
+    row('WAL bytes per delivery, fan-out 1 / fan-out 3', (s) => `${fmt(t[s]?.[1]?.walBytesPerDelivery)} / ${fmt(t[s]?.[3]?.walBytesPerDelivery)}`),
     row('CPU ms per ingested message: Dispatch / PostgreSQL', (s) => (s === 'dispatch' ? cpuCell(r.ingest?.cpuMsPerMessage) : '–')),
     '',
     '| ratio | value | target |',
@@ -681,8 +721,8 @@ async function runAll(databaseUrl: string, tmp: string, resultsDir: string, stam
     log('Dispatch: deliveries');
     throughputs.dispatch = {};
     if (PROFILE) await resetStatements(databaseUrl);
-    throughputs.dispatch[1] = await throughput(system, receiver, 1, S.e2eMessages1);
-    throughputs.dispatch[3] = await throughput(system, receiver, 3, S.e2eMessages3);
+    throughputs.dispatch[1] = await throughput(system, receiver, 1, S.e2eMessages1, databaseUrl);
+    throughputs.dispatch[3] = await throughput(system, receiver, 3, S.e2eMessages3, databaseUrl);
     if (PROFILE) statements.deliveries = await topStatements(databaseUrl);
     latencies.dispatch = await latency(system, receiver);
     await stopChild(started.child);
@@ -697,8 +737,8 @@ async function runAll(databaseUrl: string, tmp: string, resultsDir: string, stam
     const system = await baselineSystem(mode, databaseUrl, receiver);
     try {
       throughputs[mode] = {
-        1: await throughput(system, receiver, 1, S.e2eMessages1),
-        3: await throughput(system, receiver, 3, S.e2eMessages3),
+        1: await throughput(system, receiver, 1, S.e2eMessages1, databaseUrl),
+        3: await throughput(system, receiver, 3, S.e2eMessages3, databaseUrl),
       };
       latencies[mode] = await latency(system, receiver);
     } finally {
