@@ -1,7 +1,8 @@
 import type { IncomingMessage, Server } from 'node:http';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { GraphQLError, type ExecutionArgs } from 'graphql';
-import { useServer } from 'graphql-ws/use/ws';
+import { CloseCode, handleProtocols, makeServer, type ServerOptions } from 'graphql-ws';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { GraphQLContext } from '../graphql/context.ts';
 import type { Logger } from '../logger.ts';
@@ -27,11 +28,107 @@ export interface GraphQLWebSocketOptions {
   maxPayloadBytes: number;
   /**
    * Bytes a socket may have queued but unsent before its client counts as not
-   * reading and is cut off. graphql-ws already waits for each message to be
-   * written before it reads the next event, so this bounds the few messages
-   * of many concurrent subscriptions on one socket.
+   * reading and is cut off. graphql-ws waits to send a subscription's next
+   * event while a socket has SEND_HIGH_WATER_BYTES unsent, so this bounds the
+   * few messages of many concurrent subscriptions on one socket.
    */
   maxBufferedBytes?: number;
+}
+
+/** What graphql-ws hands our hooks besides the message: the socket and its upgrade request. */
+interface Extra {
+  socket: WebSocket;
+  request: IncomingMessage;
+}
+
+/** Unsent bytes on a socket below which a message counts as sent as soon as it is queued. */
+const SEND_HIGH_WATER_BYTES = 64 * 1024;
+/** Ping interval; a client that has not answered the previous ping by the next one is dropped. */
+const KEEP_ALIVE_MS = 12_000;
+
+/**
+ * A graphql-ws `send` that batches. graphql-ws awaits each send before it
+ * pulls the subscription's next event; waiting for every message to reach
+ * the kernel made one write() per message, and at 50 subscribers x 1,000
+ * events/s those writes (through loopback TCP) were half of the API's CPU.
+ * So a message counts as sent once queued while the socket has little
+ * unsent, and the TCP socket is corked until the end of the tick: the
+ * messages of one tick leave in one write. A client that stops reading
+ * still makes graphql-ws wait (unsent bytes stay above the mark), so its
+ * events pile up in its bounded SubscriberQueue and it is cut off there.
+ */
+function batchingSend(socket: WebSocket, tcp: Socket) {
+  let corked = false;
+  return (data: string) =>
+    new Promise<void>((resolve, reject) => {
+      if (socket.readyState !== socket.OPEN) return resolve();
+      if (!corked) {
+        corked = true;
+        tcp.cork();
+        process.nextTick(() => {
+          corked = false;
+          tcp.uncork();
+        });
+      }
+      if (socket.bufferedAmount < SEND_HIGH_WATER_BYTES) {
+        // A write failing later closes the socket, which graphql-ws hears about.
+        socket.send(data, () => undefined);
+        resolve();
+      } else {
+        socket.send(data, (error) => (error ? reject(error) : resolve()));
+      }
+    });
+}
+
+/**
+ * graphql-ws's server on a `ws` server: what graphql-ws/use/ws does (protocol
+ * negotiation, keep-alive pings, closing on internal errors), with the
+ * batching send above.
+ */
+function serveGraphQLWs(wss: WebSocketServer, options: ServerOptions<Record<string, unknown>, Extra>, logger: Logger) {
+  const server = makeServer(options);
+  wss.options.handleProtocols = handleProtocols;
+  const internalError = (socket: WebSocket, what: string, error: unknown) => {
+    logger.error(`graphql-ws: ${what}`, error);
+    socket.close(CloseCode.InternalServerError, 'Internal server error');
+  };
+  wss.on('connection', (socket: WebSocket, request: IncomingMessage) => {
+    socket.once('error', (error) => internalError(socket, 'socket error', error));
+    let answered = true;
+    const keepAlive = setInterval(() => {
+      if (!answered) return socket.terminate();
+      answered = false;
+      socket.ping();
+    }, KEEP_ALIVE_MS);
+    socket.on('pong', () => (answered = true));
+    const closed = server.opened(
+      {
+        protocol: socket.protocol,
+        send: batchingSend(socket, request.socket),
+        close: (code, reason) => socket.close(code, reason),
+        onMessage: (handle) =>
+          socket.on('message', async (data) => {
+            try {
+              await handle(String(data));
+            } catch (error) {
+              internalError(socket, 'message handling failed', error);
+            }
+          }),
+      },
+      { socket, request },
+    );
+    socket.once('close', (code, reason) => {
+      clearInterval(keepAlive);
+      void closed(code, String(reason));
+    });
+  });
+  return {
+    async dispose() {
+      for (const client of wss.clients) client.close(1001, 'Going away');
+      wss.removeAllListeners();
+      await new Promise<void>((resolve, reject) => wss.close((error) => (error ? reject(error) : resolve())));
+    },
+  };
 }
 
 type EnvelopedArgs = ExecutionArgs & { execute(args: ExecutionArgs): unknown; subscribe(args: ExecutionArgs): unknown };
@@ -85,7 +182,8 @@ export function attachGraphQLWebSocket(options: GraphQLWebSocketOptions): { clos
     setTimeout(() => socket.terminate(), 2_000).unref();
   };
 
-  const disposable = useServer(
+  const disposable = serveGraphQLWs(
+    wss,
     {
       execute: (args) => (args as EnvelopedArgs).execute(args) as never,
       subscribe: (args) => (args as EnvelopedArgs).subscribe(args) as never,
@@ -142,7 +240,7 @@ export function attachGraphQLWebSocket(options: GraphQLWebSocketOptions): { clos
         }
       },
     },
-    wss,
+    logger,
   );
 
   return {

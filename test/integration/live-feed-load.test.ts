@@ -1,4 +1,6 @@
-import pg from 'pg';
+import { fork } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { createClient, type Client } from 'graphql-ws';
@@ -6,22 +8,69 @@ import { createDispatchClient, CreateAppDocument, CreateEndpointDocument, Create
 import { connectDatabase, type Database } from '../../src/db/client.ts';
 import { createApiKey } from '../../src/domain/api-keys.ts';
 import { newId } from '../../src/domain/ids.ts';
-import { createPgLiveBus } from '../../src/live/pg-bus.ts';
-import { createLogger } from '../../src/logger.ts';
 import { createTestDatabase } from '../support/database.ts';
-import { liveSubscribers, subscribeWs, wsClient, type Feed } from '../support/live.ts';
+import { liveSubscribers, subscribeWs } from '../support/live.ts';
+import type { LoadCommand, LoadMessage } from '../support/live-load-worker.ts';
 import { spawnDispatch, type DispatchProcess } from '../support/process.ts';
 
-// The issue's target is 1,000 attempts/s to 50 subscribers. On a 2-core machine that also
-// runs every client (ws frames + JSON.parse for 50 x 1,000 messages/s) in this one test
-// process, the clients are what fall behind beyond ~10 subscribers alone, ~5 beside other test files: the API process was
-// half idle in a CPU profile of the 50-subscriber run. LIVE_LOAD_SUBSCRIBERS=50 runs the target.
+// The issue's target: 1,000 attempts/s to 50 subscribers for 3 s, no loss for subscribers that
+// keep up. The API, the publisher and the subscribers (spread over LIVE_LOAD_PROCESSES child
+// processes) each run in their own process, so a client falling behind is not mistaken for the
+// server doing so. The default is sized to pass beside another test file on 2 cores;
+// LIVE_LOAD_SUBSCRIBERS=50 runs the target, LIVE_LOAD_CPU_PROF=<dir> profiles the api process.
 const RATE = Number(process.env.LIVE_LOAD_RATE ?? 1_000); // attempts per second
 const SECONDS = Number(process.env.LIVE_LOAD_SECONDS ?? 3);
 const SUBSCRIBERS = Number(process.env.LIVE_LOAD_SUBSCRIBERS ?? 5);
+const PROCESSES = Math.min(SUBSCRIBERS, Number(process.env.LIVE_LOAD_PROCESSES ?? 2));
+const CPU_PROF = process.env.LIVE_LOAD_CPU_PROF;
 const TOTAL = RATE * SECONDS;
 
-type Data = { attemptUpdated: { id: string; status: string } };
+const workerPath = fileURLToPath(new URL('../support/live-load-worker.ts', import.meta.url));
+const projectNode = fileURLToPath(new URL('../../node_modules/.bin/node', import.meta.url));
+
+/** A live-load-worker child: its messages in order, and a way to wait for the next of a type. */
+function forkWorker(command: LoadCommand) {
+  const child = fork(workerPath, [], {
+    execPath: existsSync(projectNode) ? projectNode : process.execPath,
+    execArgv: ['--import', 'tsx'],
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const messages: LoadMessage[] = [];
+  let wake: (() => void) | undefined;
+  child.on('message', (m) => {
+    messages.push(m as LoadMessage);
+    wake?.();
+  });
+  child.once('exit', () => wake?.());
+  child.send(command);
+  return {
+    send: (m: LoadCommand) => child.send(m),
+    async next<T extends LoadMessage['type']>(type: T, timeoutMs: number): Promise<Extract<LoadMessage, { type: T }>> {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const failed = messages.find((m) => m.type === 'failed');
+        if (failed) throw new Error(`load worker failed: ${(failed as { error: string }).error}`);
+        const found = messages.find((m) => m.type === type);
+        if (found) return found as Extract<LoadMessage, { type: T }>;
+        if (child.exitCode !== null || child.signalCode !== null) throw new Error(`load worker exited before "${type}"`);
+        const left = deadline - Date.now();
+        if (left <= 0) throw new Error(`load worker: no "${type}" in ${timeoutMs} ms`);
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, left);
+          wake = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+      }
+    },
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) child.kill();
+      await exited;
+    },
+  };
+}
 
 /** Events the api process dropped because a subscriber overflowed, from its /metrics. */
 async function overflowDrops(baseUrl: string): Promise<number> {
@@ -49,7 +98,12 @@ describe('live feed under load', () => {
   beforeAll(async () => {
     database = await createTestDatabase();
     db = connectDatabase(database.url, { max: 4 });
-    api = await spawnDispatch({ DATABASE_URL: database.url, DISPATCH_ROLE: 'api', DISPATCH_ALLOW_NETWORKS: '127.0.0.0/8' });
+    api = await spawnDispatch({
+      DATABASE_URL: database.url,
+      DISPATCH_ROLE: 'api',
+      DISPATCH_ALLOW_NETWORKS: '127.0.0.0/8',
+      ...(CPU_PROF ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${CPU_PROF}` } : {}),
+    });
     apiKey = (await createApiKey(db.prisma, { workspaceName: 'Live load' })).token;
     const client = createDispatchClient({ url: api.url, apiKey });
     const { createApp } = await client.request(CreateAppDocument, { input: { name: 'Load' } });
@@ -101,85 +155,74 @@ describe('live feed under load', () => {
   });
 
   it(`delivers ${RATE} attempts/s for ${SECONDS} s to ${SUBSCRIBERS} subscribers without loss, and cuts off one that stops reading`, async () => {
-    const feeds: Feed<Data>[] = [];
-    for (let i = 0; i < SUBSCRIBERS; i++) {
-      const client = wsClient(api.url, apiKey);
-      clients.push(client);
-      feeds.push(subscribeWs<Data>(client, 'subscription($appId: ID!) { attemptUpdated(appId: $appId) { id status } }', { appId }));
-    }
-
-    // The slow subscriber asks for the 16 KiB bodies and then stops reading its socket.
-    let slowSocket: WebSocket | undefined;
-    class CapturingWebSocket extends WebSocket {
-      constructor(...args: ConstructorParameters<typeof WebSocket>) {
-        super(...args);
-        slowSocket = this;
-      }
-    }
-    let slowClosed: { code: number; reason: string } | undefined;
-    const slowClient: Client = createClient({
-      url: `${api.url.replace(/^http/, 'ws')}/graphql`,
-      webSocketImpl: CapturingWebSocket,
-      connectionParams: { authorization: `Bearer ${apiKey}` },
-      retryAttempts: 0,
-      lazy: false,
-      onNonLazyError: () => undefined,
-      on: {
-        closed: (event) => {
-          const { code, reason } = event as { code: number; reason: string };
-          slowClosed = { code, reason };
-        },
-      },
-    });
-    clients.push(slowClient);
-    const slow = subscribeWs<{ attemptUpdated: { id: string; responseBody: string } }>(
-      slowClient,
-      'subscription($appId: ID!) { attemptUpdated(appId: $appId) { id responseBody } }',
-      { appId },
+    const ids = attempts.map((a) => a.attemptId);
+    const workers = Array.from({ length: PROCESSES }, (_, p) =>
+      forkWorker({
+        role: 'subscribers',
+        url: api.url,
+        apiKey,
+        query: 'subscription($appId: ID!) { attemptUpdated(appId: $appId) { id status } }',
+        variables: { appId },
+        // An even share each, the remainder to the first ones.
+        count: Math.floor(SUBSCRIBERS / PROCESSES) + (p < SUBSCRIBERS % PROCESSES ? 1 : 0),
+        ids,
+      }),
     );
-    await expect.poll(() => liveSubscribers(api.url, 'attemptUpdated'), { timeout: 10_000 }).toBe(SUBSCRIBERS + 1);
-    slowSocket!.pause();
-
-    // The publisher is another process's bus: its own pool, NOTIFY only.
-    const pool = new pg.Pool({ connectionString: database.url, max: 8 });
-    const publisher = createPgLiveBus({ url: database.url, pool, logger: createLogger('warn', 'load-publisher'), listen: false });
-    const publishedAt = new Map<string, number>();
-    const started = performance.now();
+    let publisher: ReturnType<typeof forkWorker> | undefined;
     try {
-      // Paced in 10 ms slices: each slice publishes what the schedule says is due by then.
-      let sent = 0;
-      while (sent < TOTAL) {
-        const due = Math.min(TOTAL, Math.floor(((performance.now() - started) / 1000) * RATE) + 10);
-        const batch: Promise<void>[] = [];
-        for (; sent < due; sent++) {
-          const a = attempts[sent]!;
-          publishedAt.set(a.attemptId, performance.now());
-          batch.push(publisher.publishAttempt({ ...a, status: 'FAILED' }));
+      await Promise.all(workers.map((w) => w.next('started', 30_000)));
+
+      // The slow subscriber asks for the 16 KiB bodies and then stops reading its socket.
+      let slowSocket: WebSocket | undefined;
+      class CapturingWebSocket extends WebSocket {
+        constructor(...args: ConstructorParameters<typeof WebSocket>) {
+          super(...args);
+          slowSocket = this;
         }
-        await Promise.all(batch);
-        await new Promise((resolve) => setTimeout(resolve, 10));
       }
-      const publishSeconds = (performance.now() - started) / 1000;
+      let slowClosed: { code: number; reason: string } | undefined;
+      const slowClient: Client = createClient({
+        url: `${api.url.replace(/^http/, 'ws')}/graphql`,
+        webSocketImpl: CapturingWebSocket,
+        connectionParams: { authorization: `Bearer ${apiKey}` },
+        retryAttempts: 0,
+        lazy: false,
+        onNonLazyError: () => undefined,
+        on: {
+          closed: (event) => {
+            const { code, reason } = event as { code: number; reason: string };
+            slowClosed = { code, reason };
+          },
+        },
+      });
+      clients.push(slowClient);
+      const slow = subscribeWs<{ attemptUpdated: { id: string; responseBody: string } }>(
+        slowClient,
+        'subscription($appId: ID!) { attemptUpdated(appId: $appId) { id responseBody } }',
+        { appId },
+      );
+      await expect.poll(() => liveSubscribers(api.url, 'attemptUpdated'), { timeout: 30_000 }).toBe(SUBSCRIBERS + 1);
+      slowSocket!.pause();
 
-      for (const feed of feeds) await feed.until((f) => f.results.length >= TOTAL || f.ended !== undefined, 30_000, 'a subscriber that keeps up');
-      const doneSeconds = (performance.now() - started) / 1000;
+      // The publisher is another process with its own bus: NOTIFY only, like a worker.
+      publisher = forkWorker({ role: 'publisher', databaseUrl: database.url, rate: RATE, attempts });
+      const published = await publisher.next('published', 60_000);
+      for (const w of workers) w.send({ type: 'finish', publishedAt: published.publishedAt, timeoutMs: 30_000 });
+      const reports = await Promise.all(workers.map((w) => w.next('report', 60_000)));
+      const doneSeconds = (Date.now() - published.publishedAt[0]!) / 1000;
 
-      const summary = feeds.map((f) => `${f.results.length}${f.ended ? `/ended ${(f.ended.error as { code?: number } | undefined)?.code}` : ''}`);
-      process.stdout.write(`live feed load: publish ${publishSeconds.toFixed(2)} s, done ${doneSeconds.toFixed(2)} s, per subscriber: ${summary.join(' ')}\n`);
-      const latencies: number[] = [];
+      const subscribers = reports.flatMap((r) => r.subscribers);
+      const latencies = reports.flatMap((r) => r.latencies).sort((a, b) => a - b);
+      process.stdout.write(
+        `live feed load: per subscriber: ${subscribers.map((s) => `${s.received}${s.closed ? `/closed ${s.closed.code} ${s.closed.reason}` : ''}`).join(' ')}\n`,
+      );
+      expect(subscribers).toHaveLength(SUBSCRIBERS);
+      for (const s of subscribers) {
+        // Every attempt exactly once, no errors, never cut off.
+        expect(s, `a subscriber received ${s.received} of ${TOTAL}`).toMatchObject({ received: TOTAL, unexpected: 0, errors: 0 });
+      }
       // Concurrent publishes commit in any order; every subscriber sees that one order.
-      const busOrder = feeds[0]!.data.map((d) => d.attemptUpdated.id);
-      expect([...busOrder].sort()).toEqual(attempts.map((a) => a.attemptId).sort());
-      for (const feed of feeds) {
-        const closed = feed.ended?.error as { code?: number; reason?: string } | undefined;
-        expect(feed.ended, `a subscriber ended after ${feed.results.length} results: ${closed?.code} ${closed?.reason}`).toBeUndefined();
-        expect(feed.results.every((r) => !r.errors)).toBe(true);
-        const ids = feed.data.map((d) => d.attemptUpdated.id);
-        // Every attempt exactly once, in the bus's order.
-        expect(ids).toEqual(busOrder);
-        feed.data.forEach((d, i) => latencies.push(feed.receivedAt[i]! - publishedAt.get(d.attemptUpdated.id)!));
-      }
-      latencies.sort((a, b) => a - b);
+      expect(new Set(subscribers.map((s) => s.orderHash)).size).toBe(1);
 
       // The slow subscriber was cut off: the server dropped its backlog and closed its socket.
       expect(await overflowDrops(api.url)).toBeGreaterThan(0);
@@ -190,11 +233,11 @@ describe('live feed under load', () => {
 
       const report = {
         subscribers: SUBSCRIBERS,
+        subscriberProcesses: PROCESSES,
         published: TOTAL,
-        publishSeconds: +publishSeconds.toFixed(2),
-        publishedPerSecond: Math.round(TOTAL / publishSeconds),
+        publishSeconds: +published.seconds.toFixed(2),
+        publishedPerSecond: Math.round(TOTAL / published.seconds),
         allDeliveredAfterSeconds: +doneSeconds.toFixed(2),
-        deliveredPerSecond: Math.round((TOTAL * SUBSCRIBERS) / doneSeconds),
         latencyMs: { p50: Math.round(percentile(latencies, 50)), p99: Math.round(percentile(latencies, 99)), max: Math.round(latencies.at(-1)!) },
         slowSubscriber: { received: slow.data.length, closed: slowClosed },
       };
@@ -202,8 +245,7 @@ describe('live feed under load', () => {
       // Keeping up means the feed's latency stays bounded while the load runs.
       expect(percentile(latencies, 99)).toBeLessThan(5_000);
     } finally {
-      await publisher.close();
-      await pool.end();
+      await Promise.all([...workers, ...(publisher ? [publisher] : [])].map((w) => w.stop()));
     }
-  }, 90_000);
+  }, 120_000);
 });

@@ -1,0 +1,146 @@
+/**
+ * A child process of the live-feed load test (forked with an IPC channel), so
+ * neither the subscribers nor the publisher share a CPU-bound event loop with
+ * each other or with the test runner. Role `subscribers` opens its share of
+ * graphql-ws clients and reports what each one received; role `publisher`
+ * publishes attempt events at a fixed rate through a bus of its own.
+ *
+ * Times are wall-clock milliseconds with sub-millisecond precision
+ * (`performance.timeOrigin + performance.now()`), comparable across processes
+ * of one machine.
+ */
+import { createHash } from 'node:crypto';
+import pg from 'pg';
+import WebSocket from 'ws';
+import { createClient } from 'graphql-ws';
+import { createPgLiveBus } from '../../src/live/pg-bus.ts';
+import type { AttemptEvent } from '../../src/live/bus.ts';
+import { createLogger } from '../../src/logger.ts';
+
+export type LoadAttempt = Omit<AttemptEvent, 'status'>;
+
+export type LoadCommand =
+  | { role: 'subscribers'; url: string; apiKey: string; query: string; variables: Record<string, unknown>; count: number; ids: string[] }
+  | { role: 'publisher'; databaseUrl: string; rate: number; attempts: LoadAttempt[] }
+  | { type: 'finish'; publishedAt: number[]; timeoutMs: number };
+
+export interface SubscriberReport {
+  received: number;
+  /** Ids received more than once, or not among the published ones. */
+  unexpected: number;
+  errors: number;
+  closed?: { code: number; reason: string };
+  /** sha256 of the publish-order indices in receipt order: equal for subscribers that saw one order. */
+  orderHash: string;
+}
+
+export type LoadMessage =
+  | { type: 'started' }
+  | { type: 'report'; subscribers: SubscriberReport[]; latencies: number[] }
+  | { type: 'published'; publishedAt: number[]; seconds: number }
+  | { type: 'failed'; error: string };
+
+const now = () => performance.timeOrigin + performance.now();
+/** Resolves once the message is handed over, so disconnecting after it does not lose it. */
+const send = (message: LoadMessage) => new Promise<void>((resolve, reject) => process.send!(message, undefined, {}, (error) => (error ? reject(error) : resolve())));
+
+async function runSubscribers(command: Extract<LoadCommand, { role: 'subscribers' }>) {
+  const index = new Map(command.ids.map((id, i) => [id, i]));
+  const total = command.ids.length;
+  const subscribers = Array.from({ length: command.count }, () => {
+    const state = {
+      order: [] as number[],
+      at: [] as number[],
+      seen: new Uint8Array(total),
+      unexpected: 0,
+      errors: 0,
+      ended: false,
+      closed: undefined as { code: number; reason: string } | undefined,
+    };
+    const client = createClient({
+      url: `${command.url.replace(/^http/, 'ws')}/graphql`,
+      webSocketImpl: WebSocket,
+      connectionParams: { authorization: `Bearer ${command.apiKey}` },
+      retryAttempts: 0,
+      shouldRetry: () => false,
+      lazy: false,
+      onNonLazyError: () => undefined,
+      on: { closed: (event) => (state.closed = { code: (event as { code: number }).code, reason: (event as { reason: string }).reason }) },
+    });
+    client.subscribe<{ attemptUpdated: { id: string } }>(
+      { query: command.query, variables: command.variables },
+      {
+        next: (result) => {
+          const at = now();
+          const i = result.data ? index.get(result.data.attemptUpdated.id) : undefined;
+          if (result.errors?.length) state.errors++;
+          if (i === undefined || state.seen[i]) {
+            state.unexpected++;
+            return;
+          }
+          state.seen[i] = 1;
+          state.order.push(i);
+          state.at.push(at);
+        },
+        error: () => (state.ended = true),
+        complete: () => (state.ended = true),
+      },
+    );
+    return { state, client };
+  });
+  await send({ type: 'started' });
+
+  const finish = await new Promise<Extract<LoadCommand, { type: 'finish' }>>((resolve) => process.once('message', (m) => resolve(m as never)));
+  const deadline = Date.now() + finish.timeoutMs;
+  while (subscribers.some(({ state }) => !state.ended && state.order.length < total) && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  const latencies: number[] = [];
+  const reports = subscribers.map(({ state }) => {
+    state.order.forEach((i, k) => latencies.push(state.at[k]! - finish.publishedAt[i]!));
+    return {
+      received: state.order.length,
+      unexpected: state.unexpected,
+      errors: state.errors,
+      closed: state.closed,
+      orderHash: createHash('sha256').update(Int32Array.from(state.order)).digest('hex'),
+    };
+  });
+  await send({ type: 'report', subscribers: reports, latencies });
+  await Promise.all(subscribers.map(({ client }) => client.dispose()));
+}
+
+async function runPublisher(command: Extract<LoadCommand, { role: 'publisher' }>) {
+  // Its own pool and bus, NOTIFY only: like a worker process.
+  const pool = new pg.Pool({ connectionString: command.databaseUrl, max: 8 });
+  const bus = createPgLiveBus({ url: command.databaseUrl, pool, logger: createLogger('warn', 'load-publisher'), listen: false });
+  await pool.query('SELECT 1');
+  const { attempts, rate } = command;
+  const publishedAt: number[] = new Array(attempts.length);
+  const started = performance.now();
+  let sent = 0;
+  // Paced in 10 ms slices: each slice publishes what the schedule says is due by then.
+  while (sent < attempts.length) {
+    const due = Math.min(attempts.length, Math.floor(((performance.now() - started) / 1000) * rate) + 10);
+    const batch: Promise<void>[] = [];
+    for (; sent < due; sent++) {
+      publishedAt[sent] = now();
+      batch.push(bus.publishAttempt({ ...attempts[sent]!, status: 'FAILED' }));
+    }
+    await Promise.all(batch);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  await send({ type: 'published', publishedAt, seconds: (performance.now() - started) / 1000 });
+  await bus.close();
+  await pool.end();
+}
+
+process.once('message', (command: LoadCommand) => {
+  const run = 'role' in command && command.role === 'publisher' ? runPublisher(command) : runSubscribers(command as Extract<LoadCommand, { role: 'subscribers' }>);
+  run.then(
+    () => process.disconnect(),
+    (error: unknown) => {
+      void send({ type: 'failed', error: String((error as Error).stack ?? error) }).finally(() => process.disconnect());
+    },
+  );
+});
