@@ -5,6 +5,13 @@ import type { Actor } from './actor.ts';
 /** Runs SQL on one connection: inside a transaction, every statement goes through it. */
 export interface SqlExecutor {
   query<R extends pg.QueryResultRow = pg.QueryResultRow>(text: string, values?: unknown[]): Promise<pg.QueryResult<R>>;
+  /**
+   * A named (prepared) statement: each connection parses and plans it once.
+   * For hot statements, where planning costs PostgreSQL as much as running
+   * (docs/benchmarks.md). Name columns rather than `*`, so a column added by
+   * a migration does not invalidate the cached plan's result type.
+   */
+  query<R extends pg.QueryResultRow = pg.QueryResultRow>(statement: { name: string; text: string; values?: unknown[] }): Promise<pg.QueryResult<R>>;
 }
 
 /** A delivery just created, as the queue needs it. */

@@ -97,9 +97,10 @@ export async function sendMessage(ctx: DomainContext, input: SendMessageInput): 
   // One round trip for everything known before writing: the app, the event
   // type, and the recipient's matching endpoints (none when it is new). Each
   // round trip to PostgreSQL costs the API process more CPU than the
-  // statement costs the server (see docs/benchmarks.md), so sending does as
-  // few as it can: one statement without endpoints, a four-statement
-  // transaction with them.
+  // statement costs the server, and planning costs the server as much as
+  // running (docs/benchmarks.md), so sending does as few round trips as it
+  // can (one statement without endpoints, a four-statement transaction with
+  // them) with named statements, planned once per connection.
   const { rows } = await ctx.pool.query<{
     appId: string;
     eventTypeId: string | null;
@@ -107,8 +108,9 @@ export async function sendMessage(ctx: DomainContext, input: SendMessageInput): 
     archivedAt: Date | null;
     recipientKey: string | null;
     endpointIds: string[];
-  }>(
-    `SELECT a.id AS "appId", et.id AS "eventTypeId", et.schema, et."archivedAt", r.id AS "recipientKey",
+  }>({
+    name: 'dispatch_send_lookup',
+    text: `SELECT a.id AS "appId", et.id AS "eventTypeId", et.schema, et."archivedAt", r.id AS "recipientKey",
        ARRAY(SELECT e.id FROM "Endpoint" e
              WHERE e."recipientId" = r.id AND NOT e.disabled AND (cardinality(e."eventTypes") = 0 OR $2 = ANY(e."eventTypes"))
              ORDER BY e.id) AS "endpointIds"
@@ -116,8 +118,8 @@ export async function sendMessage(ctx: DomainContext, input: SendMessageInput): 
      LEFT JOIN "EventType" et ON et."appId" = a.id AND et.name = $2
      LEFT JOIN "Recipient" r ON r."appId" = a.id AND r.uid = $4
      WHERE a.id = $1 AND a."workspaceId" = $3`,
-    [input.appId, input.eventType, operator.workspaceId, input.recipientId],
-  );
+    values: [input.appId, input.eventType, operator.workspaceId, input.recipientId],
+  });
   const found = rows[0];
   if (!found) throw notFound('app');
   if (!found.eventTypeId || found.archivedAt) {
@@ -144,8 +146,9 @@ export async function sendMessage(ctx: DomainContext, input: SendMessageInput): 
   let outcome: { raced: true } | { raced: false; message: Message; deliveries: NewDelivery[] };
   if (found.endpointIds.length === 0) {
     // Nothing to deliver: one statement (creating the recipient if new) is its own transaction.
-    const inserted = await ctx.pool.query<Message>(
-      `WITH created AS (
+    const inserted = await ctx.pool.query<Message>({
+      name: 'dispatch_send_message',
+      text: `WITH created AS (
          INSERT INTO "Recipient" (id, "appId", uid) SELECT $8, $2, $9 WHERE $7::text IS NULL
          ON CONFLICT ("appId", uid) DO UPDATE SET uid = EXCLUDED.uid
          RETURNING id
@@ -157,9 +160,9 @@ export async function sendMessage(ctx: DomainContext, input: SendMessageInput): 
        INSERT INTO "Message" (id, "appId", "recipientId", uid, "eventType", data, "dataHash")
        SELECT $1, $2, recipient.id, $3, $4, $5, $6 FROM recipient
        ON CONFLICT ("appId", uid) DO NOTHING
-       RETURNING *`,
-      [...messageValues, found.recipientKey, newId('Recipient'), input.recipientId],
-    );
+       RETURNING id, "appId", "recipientId", uid, "eventType", data, "dataHash", "createdAt"`,
+      values: [...messageValues, found.recipientKey, newId('Recipient'), input.recipientId],
+    });
     // Another request stored this id first (it waited for that one to commit).
     outcome = inserted.rowCount === 0 ? { raced: true } : { raced: false, message: inserted.rows[0]!, deliveries: [] };
   } else {
@@ -168,12 +171,13 @@ export async function sendMessage(ctx: DomainContext, input: SendMessageInput): 
     outcome = await inTransaction(ctx.pool, async (sql) => {
       // The message and its deliveries in one statement; an endpoint deleted
       // or disabled since it was read gets no delivery.
-      const inserted = await sql.query<Message & { deliveryIds: string[]; deliveryEndpointIds: string[] }>(
-        `WITH message AS (
+      const inserted = await sql.query<Message & { deliveryIds: string[]; deliveryEndpointIds: string[] }>({
+        name: 'dispatch_send_message_deliveries',
+        text: `WITH message AS (
            INSERT INTO "Message" (id, "appId", "recipientId", uid, "eventType", data, "dataHash")
            VALUES ($1, $2, $7, $3, $4, $5, $6)
            ON CONFLICT ("appId", uid) DO NOTHING
-           RETURNING *
+           RETURNING id, "appId", "recipientId", uid, "eventType", data, "dataHash", "createdAt"
          ), delivery AS (
            INSERT INTO "Delivery" (id, "appId", "recipientId", "messageId", "endpointId", "nextAttemptAt", "updatedAt")
            SELECT planned.id, message."appId", message."recipientId", message.id, e.id, now(), now()
@@ -185,8 +189,8 @@ export async function sendMessage(ctx: DomainContext, input: SendMessageInput): 
            ARRAY(SELECT id FROM delivery ORDER BY "endpointId") AS "deliveryIds",
            ARRAY(SELECT "endpointId" FROM delivery ORDER BY "endpointId") AS "deliveryEndpointIds"
          FROM message`,
-        [...messageValues, recipientId, planned.map((d) => d.id), planned.map((d) => d.endpointId)],
-      );
+        values: [...messageValues, recipientId, planned.map((d) => d.id), planned.map((d) => d.endpointId)],
+      });
       if (inserted.rowCount === 0) return { raced: true as const };
       const { deliveryIds, deliveryEndpointIds, ...message } = inserted.rows[0]!;
       const deliveries: NewDelivery[] = deliveryIds.map((deliveryId, i) => ({
