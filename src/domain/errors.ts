@@ -11,6 +11,8 @@ export const ERROR_CODES = [
   'UNSAFE_URL',
   'ENDPOINT_DISABLED',
   'RATE_LIMITED',
+  /** The database is unreachable or restarting (HTTP 503): nothing was done; try again shortly. */
+  'SERVICE_UNAVAILABLE',
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];

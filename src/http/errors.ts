@@ -1,5 +1,6 @@
 import { PothosValidationError } from '@pothos/core';
 import { GraphQLError } from 'graphql';
+import { isDatabaseUnavailable } from '../db/client.ts';
 import { DispatchError } from '../domain/errors.ts';
 
 /**
@@ -29,6 +30,14 @@ export function maskError(error: unknown, log: (message: string, error: unknown)
   }
   if (graphqlError && !graphqlError.originalError) {
     return graphqlError.extensions?.code ? graphqlError : new GraphQLError(graphqlError.message, { ...at, extensions: { code: 'BAD_USER_INPUT' } });
+  }
+  if (isDatabaseUnavailable(original)) {
+    // Not a bug to mask: the client should retry (a sendMessage with the same messageId deduplicates).
+    log('database unavailable', original instanceof Error ? original.message : original);
+    return new GraphQLError('the database is unavailable; try again shortly', {
+      ...at,
+      extensions: { code: 'SERVICE_UNAVAILABLE', http: { status: 503, headers: { 'retry-after': '1' } } },
+    });
   }
   log('unexpected error in a resolver', original);
   return new GraphQLError('Unexpected error.', { ...at, extensions: { code: 'INTERNAL_SERVER_ERROR' } });
