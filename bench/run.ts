@@ -605,14 +605,14 @@ async function topStatements(databaseUrl: string, limit = 30) {
   await client.connect();
   try {
     const { rows } = await client.query(
-      `SELECT calls, round(total_exec_time::numeric, 1) AS total_ms, round(mean_exec_time::numeric, 3) AS mean_ms, rows,
+      `SELECT calls, round(total_exec_time::numeric, 1) AS total_ms, round(total_plan_time::numeric, 1) AS plan_ms, round(mean_exec_time::numeric, 3) AS mean_ms, rows,
               left(regexp_replace(query, '\\s+', ' ', 'g'), 200) AS query
        FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
        ORDER BY total_exec_time DESC LIMIT $1`,
       [limit],
     );
     const total = await client.query(
-      `SELECT sum(calls)::bigint AS calls, round(sum(total_exec_time)::numeric, 1) AS total_ms, 'all statements' AS query
+      `SELECT sum(calls)::bigint AS calls, round(sum(total_exec_time)::numeric, 1) AS total_ms, round(sum(total_plan_time)::numeric, 1) AS plan_ms, 'all statements' AS query
        FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())`,
     );
     return [...total.rows, ...rows];
@@ -784,7 +784,7 @@ async function main() {
       embedded = await startEmbeddedPostgres({
         dir: path.join(tmp, 'postgres'),
         database: 'dispatch_bench',
-        postgresFlags: PROFILE ? ['-c', 'shared_preload_libraries=pg_stat_statements', '-c', 'pg_stat_statements.track=all'] : [],
+        postgresFlags: PROFILE ? ['-c', 'shared_preload_libraries=pg_stat_statements', '-c', 'pg_stat_statements.track=all', '-c', 'pg_stat_statements.track_planning=on'] : [],
       });
       databaseUrl = embedded.url;
       cpuPids.postmaster = Number(readFileSync(path.join(tmp, 'postgres', 'postmaster.pid'), 'utf8').split('\n')[0]);
