@@ -1,4 +1,5 @@
 import type { ApiKey, Prisma, PrismaClient, Workspace } from '../db/client.ts';
+import { forgetCredentialChecks } from './credential-checks.ts';
 import { badInput } from './errors.ts';
 import { hashToken, newId, newToken } from './ids.ts';
 
@@ -106,6 +107,7 @@ export async function revokeApiKey(prisma: PrismaClient, input: { workspaceId: s
   });
   if (!key) return null;
   cacheOf(prisma).delete(key.tokenHash);
+  forgetCredentialChecks(prisma);
   const { tokenHash: _hash, ...summary } = key;
   return summary;
 }

@@ -2,6 +2,7 @@ import type { PrismaClient } from '../db/client.ts';
 import type { PortalActor } from './actor.ts';
 import { requireApp, requireOperator } from './apps.ts';
 import { inTransaction, type DomainContext } from './context.ts';
+import { forgetCredentialChecks } from './credential-checks.ts';
 import { badInput } from './errors.ts';
 import { hashToken, newId, newToken } from './ids.ts';
 import { checkExternalId, ensureRecipient } from './recipients.ts';
@@ -53,6 +54,8 @@ export async function revokePortalSessions(ctx: DomainContext, input: { appId: s
     where: { appId: app.id, recipient: { uid: input.recipientId }, revokedAt: null, expiresAt: { gt: new Date() } },
     data: { revokedAt: new Date() },
   });
+  // Open live feeds of these sessions in this process end at their next event.
+  forgetCredentialChecks(ctx.prisma);
   return result.count;
 }
 

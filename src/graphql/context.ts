@@ -8,8 +8,9 @@ export interface GraphQLContext {
   domain: DomainContext;
   live: LiveBus | undefined;
   /**
-   * Ends the connection of a subscriber that stopped reading (the live feed
-   * calls it on overflow), after its transport had a moment to send `reason`.
+   * Ends the connection of a subscriber the live feed ended: RATE_LIMITED
+   * (it stopped reading and overflowed) or UNAUTHENTICATED (its key or
+   * session ended), after its transport had a moment to send `reason`.
    */
-  cutOff?: (reason: string) => void;
+  cutOff?: (reason: string, code?: 'RATE_LIMITED' | 'UNAUTHENTICATED') => void;
 }

@@ -141,8 +141,8 @@ export const WS_CLOSE = {
 } as const;
 
 /** Close reasons are limited to 123 bytes. */
-function closeReason(text: string): string {
-  const prefixed = `RATE_LIMITED: ${text}`;
+function closeReason(code: string, text: string): string {
+  const prefixed = `${code}: ${text}`;
   return Buffer.byteLength(prefixed) <= 123 ? prefixed : `${Buffer.from(prefixed).subarray(0, 120).toString('utf8').replace(/\uFFFD$/, '')}...`;
 }
 
@@ -211,7 +211,11 @@ export function attachGraphQLWebSocket(options: GraphQLWebSocketOptions): { clos
           req: ctx.extra.request,
           socket: ctx.extra.socket,
           params: payload,
-          dispatch: { ...context, cutOff: (reason: string) => closeWith(ctx.extra.socket, { code: 4429, reason: closeReason(reason) }) },
+          dispatch: {
+            ...context,
+            cutOff: (reason: string, code: 'RATE_LIMITED' | 'UNAUTHENTICATED' = 'RATE_LIMITED') =>
+              closeWith(ctx.extra.socket, { code: code === 'UNAUTHENTICATED' ? 4401 : 4429, reason: closeReason(code, reason) }),
+          },
         });
         let document: ExecutionArgs['document'];
         try {

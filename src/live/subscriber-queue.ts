@@ -52,15 +52,30 @@ export class SubscriberQueue<E, R> implements AsyncIterableIterator<R> {
     if (this.ended || this.failure || !this.options.accept(event)) return;
     if (this.size >= this.options.capacity) {
       this.options.onDropped?.(this.size + 1, 'overflow');
-      this.failure = this.options.overflowError(this.options.capacity);
-      this.buffer = [];
-      this.head = 0;
-      this.detach();
-      this.options.onOverflow?.(this.failure);
+      this.fail(this.options.overflowError(this.options.capacity));
+      this.options.onOverflow?.(this.failure!);
     } else {
       this.buffer.push(event);
     }
     this.wakeUp();
+  }
+
+  /**
+   * Ends the subscription from the server's side (its credential ended): no
+   * more events are taken, and the subscriber's next read fails with `error`.
+   */
+  end(error: Error): void {
+    if (this.ended || this.failure) return;
+    this.fail(error);
+    this.ready = [];
+    this.wakeUp();
+  }
+
+  private fail(error: Error) {
+    this.failure = error;
+    this.buffer = [];
+    this.head = 0;
+    this.detach();
   }
 
   private shift(): E | undefined {
@@ -116,7 +131,9 @@ export class SubscriberQueue<E, R> implements AsyncIterableIterator<R> {
         continue;
       }
       try {
-        for (const value of await this.options.load(events)) if (value !== null) this.ready.push(value);
+        const values = await this.options.load(events);
+        // Ended while loading: what was loaded is no longer the subscriber's to see.
+        if (!this.failure) for (const value of values) if (value !== null) this.ready.push(value);
       } catch (error) {
         // A read failing (database restarting) skips these events; the subscription carries on.
         this.options.onDropped?.(events.length, 'load_failed', error);

@@ -1,3 +1,4 @@
+import type { Client } from 'graphql-ws';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -366,5 +367,55 @@ describe('live delivery feed', () => {
     expect((await feed.nextData(1_000)).attemptUpdated.id).toBe(after.attemptId);
     expect(feed.ended).toBeUndefined();
     feed.unsubscribe();
+  });
+
+  it('ends a portal subscription when its session expires, with no event needed: the socket closes with 4401', async () => {
+    const { createPortalSession } = await t.client.request(CreatePortalSessionDocument, {
+      input: { appId: f.appId, recipientId: 'customer_a', expiresInSeconds: 2 },
+    });
+    const expiresAt = Date.parse(createPortalSession.expiresAt);
+    const closed = new Promise<{ code: number; reason: string }>((resolve) => open.push(wsClient(t.url, createPortalSession.token, { onClosed: resolve })));
+    const before = t.dispatch.live.listenersAdded();
+    const listening = t.dispatch.live.listenerCount();
+    const feed = subscribeWs<AttemptData>(open.at(-1) as Client, ATTEMPTS, { appId: f.appId });
+    // The subscription was open before the session ran out.
+    await subscribed(before);
+    const event = await closed;
+    expect(Date.now()).toBeGreaterThanOrEqual(expiresAt);
+    expect(event).toMatchObject({ code: 4401, reason: expect.stringMatching(/^UNAUTHENTICATED: this portal session expired or was revoked/) });
+    expect(feed.data).toEqual([]);
+    await expect.poll(() => t.dispatch.live.listenerCount(), { timeout: 2_000 }).toBe(listening);
+  });
+
+  it("ends a portal session's open subscriptions when it is revoked, over graphql-ws and SSE; the next event is not delivered", async () => {
+    const session = async () =>
+      (await t.client.request(CreatePortalSessionDocument, { input: { appId: f.appId, recipientId: 'customer_b' } })).createPortalSession.token;
+    const [wsToken, sseToken] = [await session(), await session()];
+    const closed = new Promise<{ code: number; reason: string }>((resolve) => open.push(wsClient(t.url, wsToken, { onClosed: resolve })));
+    const before = t.dispatch.live.listenersAdded();
+    const viaWs = subscribeWs<AttemptData>(open.at(-1) as Client, ATTEMPTS, { appId: f.appId });
+    const viaSse = await subscribeSse<AttemptData>(t.url, sseToken, ATTEMPTS, { appId: f.appId });
+    const operator = subscribeWs<AttemptData>(ws(t.apiKey), ATTEMPTS, { appId: f.appId, recipientId: 'customer_b' });
+    await subscribed(before, 3);
+    try {
+      const revoked = await t.client.raw('mutation ($input: RevokePortalSessionsInput!) { revokePortalSessions(input: $input) }', {
+        input: { appId: f.appId, recipientId: 'customer_b' },
+      });
+      // These two, and any an earlier test left live.
+      expect((revoked.data as { revokePortalSessions: number }).revokePortalSessions).toBeGreaterThanOrEqual(2);
+
+      const attempt = await insertAttempt(t.dispatch.db.prisma, f.appId, f.b);
+      await worker.bus.publishAttempt(attempt);
+      // The operator's feed of the same recipient carries on; the portal's two end instead of receiving it.
+      expect((await operator.nextData(1_000)).attemptUpdated.id).toBe(attempt.attemptId);
+      expect(await closed).toMatchObject({ code: 4401, reason: expect.stringMatching(/^UNAUTHENTICATED/) });
+      expect(viaWs.data).toEqual([]);
+      await viaSse.until((f) => f.ended !== undefined, 5_000, 'the SSE subscription');
+      expect(viaSse.data).toEqual([]);
+      expect(viaSse.results.flatMap((r) => r.errors ?? []).map((e) => e.extensions?.code)).toEqual(['UNAUTHENTICATED']);
+    } finally {
+      operator.unsubscribe();
+      viaSse.close();
+    }
   });
 });

@@ -1,6 +1,7 @@
 import { queryFromInfo } from '@pothos/plugin-prisma';
 import type { GraphQLResolveInfo } from 'graphql';
 import type { PrismaClient } from '../../db/client.ts';
+import { CREDENTIAL_RECHECK_MS, credentialEnded, credentialStatus } from '../../domain/credential-checks.ts';
 import { DispatchError } from '../../domain/errors.ts';
 import { attemptAtEvent, attemptFeedScope, inScope, messageFeedScope, type FeedScope } from '../../domain/live-feed.ts';
 import type { AttemptEvent, LiveBus, MessageEvent } from '../../live/bus.ts';
@@ -100,7 +101,41 @@ function selectionOf(ctx: GraphQLContext, info: GraphQLResolveInfo): { select?: 
   return query.select ? { ...query, select: { ...query.select, id: true } } : query;
 }
 
-function feed<E extends { appId: string; recipientId: string; messageId: string; endpointId?: string }, R>(options: {
+/**
+ * A feed lives no longer than its key or session: checked before each batch
+ * of events is loaded (a cached check, see credentialStatus), at a portal
+ * session's expiry, and every CREDENTIAL_RECHECK_MS while no events come.
+ * Returns the check (false once ended) and the function that stops the timers.
+ */
+async function watchCredential(ctx: GraphQLContext, end: (error: DispatchError) => void): Promise<{ check(): Promise<boolean>; stop(): void }> {
+  const { prisma } = ctx.domain;
+  let ended = false;
+  let expiry: NodeJS.Timeout | undefined;
+  const check = async () => {
+    if (ended) return false;
+    const status = await credentialStatus(prisma, ctx.actor);
+    if (status.live || ended) return !ended;
+    ended = true;
+    end(credentialEnded(ctx.actor));
+    return false;
+  };
+  const { expiresAt } = await credentialStatus(prisma, ctx.actor);
+  if (expiresAt) {
+    expiry = setTimeout(() => void check(), Math.max(0, expiresAt.getTime() - Date.now()));
+    expiry.unref();
+  }
+  const recheck = setInterval(() => void check(), CREDENTIAL_RECHECK_MS);
+  recheck.unref();
+  return {
+    check,
+    stop() {
+      clearTimeout(expiry);
+      clearInterval(recheck);
+    },
+  };
+}
+
+async function feed<E extends { appId: string; recipientId: string; messageId: string; endpointId?: string }, R>(options: {
   field: string;
   ctx: GraphQLContext;
   info: GraphQLResolveInfo;
@@ -115,12 +150,19 @@ function feed<E extends { appId: string; recipientId: string; messageId: string;
   const args = { ...query, where: scope.where };
   const key = `${model}\u0000${JSON.stringify(args)}`;
   const batcher = batcherFor(ctx.domain.prisma);
+  // Assigned right below; the watch only calls `end` once events or timers come.
+  let queue: SubscriberQueue<E, R> | undefined;
+  const credential = await watchCredential(ctx, (error) => {
+    queue?.end(error);
+    ctx.cutOff?.(error.message, 'UNAUTHENTICATED');
+  });
   liveSubscribers.inc({ field });
-  return new SubscriberQueue<E, R>({
+  queue = new SubscriberQueue<E, R>({
     capacity: SUBSCRIBER_BUFFER,
     subscribe: options.subscribe,
     accept: (event) => inScope(scope, event),
     load: async (events) => {
+      if (!(await credential.check())) return [];
       const rows = await Promise.all(events.map((event) => batcher.load(key, model, args, options.id(event))));
       return rows.map((row, i) => (row ? options.present(row, events[i]!) : null));
     },
@@ -132,8 +174,12 @@ function feed<E extends { appId: string; recipientId: string; messageId: string;
     onOverflow: (error) => ctx.cutOff?.(error.message),
     onDelivered: () => liveEventsDelivered.inc({ field }),
     onDropped: (count, reason) => liveEventsDropped.inc({ field, reason }, count),
-    onEnd: () => liveSubscribers.dec({ field }),
+    onEnd: () => {
+      credential.stop();
+      liveSubscribers.dec({ field });
+    },
   });
+  return queue;
 }
 
 builder.subscriptionFields((t) => ({
@@ -142,7 +188,7 @@ builder.subscriptionFields((t) => ({
     description:
       'Each attempt of the app when it starts (status SENDING) and when it ends (SUCCEEDED or FAILED), within a second, whichever process made it. ' +
       "Narrowed by recipient (the operator's id), message (msg_… or the caller's messageId) and endpoint. " +
-      'A portal token only receives its own recipient\'s attempts. A subscriber more than 1000 events behind is cut off with RATE_LIMITED.',
+      'A portal token only receives its own recipient\'s attempts. A subscriber more than 1000 events behind is cut off with RATE_LIMITED; one whose API key or portal session ends, with UNAUTHENTICATED.',
     args: {
       appId: t.arg.id({ required: true }),
       recipientId: t.arg.string(),
@@ -169,7 +215,7 @@ builder.subscriptionFields((t) => ({
     type: MessageRef,
     description:
       'Each new message of the app (deduplicated sends are not new), including messages no endpoint receives. ' +
-      'A portal token only receives its own recipient\'s messages. A subscriber more than 1000 events behind is cut off with RATE_LIMITED.',
+      'A portal token only receives its own recipient\'s messages. A subscriber more than 1000 events behind is cut off with RATE_LIMITED; one whose API key or portal session ends, with UNAUTHENTICATED.',
     args: {
       appId: t.arg.id({ required: true }),
       recipientId: t.arg.string(),
