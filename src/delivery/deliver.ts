@@ -119,11 +119,15 @@ interface Started {
   send?: { loaded: Loaded; attemptId: string; secrets: string[] };
 }
 
+// The hot statements are named (planned once per connection; planning cost
+// as much as running them) and name their columns, so a migration that adds
+// one does not invalidate a cached plan's result type.
 async function startAttempt(deps: DeliverDeps, sql: SqlExecutor, job: Job<DeliveryJob>, fence: JobAttempt): Promise<Started> {
   const { deliveryId, trigger } = job.data;
   const complete = () => deps.queue.boss.complete(DELIVERY_QUEUE, fence, null, { db: asBossDb(sql) });
-  const { rows } = await sql.query<Loaded>(
-    `SELECT d.id AS "deliveryId", d.status, d."nextAttemptAt", d."createdAt" AS "deliveryCreatedAt", d."attemptCount",
+  const { rows } = await sql.query<Loaded>({
+    name: 'dispatch_delivery_load',
+    text: `SELECT d.id AS "deliveryId", d.status, d."nextAttemptAt", d."createdAt" AS "deliveryCreatedAt", d."attemptCount",
             d."appId", d."recipientId", d."messageId", d."endpointId",
             m.uid AS "messageUid", m."eventType", m.data, m."createdAt" AS "messageCreatedAt",
             e.url, e.headers, e.disabled, e."failingSince",
@@ -134,8 +138,8 @@ async function startAttempt(deps: DeliverDeps, sql: SqlExecutor, job: Job<Delive
      JOIN "App" a ON a.id = d."appId"
      WHERE d.id = $1
      FOR UPDATE OF d`,
-    [deliveryId],
-  );
+    values: [deliveryId],
+  });
   const loaded = rows[0];
   // Deleted with its endpoint, message or app (or purged by retention).
   if (!loaded) {
@@ -171,21 +175,24 @@ async function startAttempt(deps: DeliverDeps, sql: SqlExecutor, job: Job<Delive
     return { events };
   }
 
-  const secrets = await sql.query<{ id: string; secret: string; expiresAt: Date | null; endpointId: string; createdAt: Date }>(
-    `SELECT * FROM "EndpointSecret" WHERE "endpointId" = $1 AND ("expiresAt" IS NULL OR "expiresAt" > now())`,
-    [loaded.endpointId],
-  );
+  const secrets = await sql.query<{ id: string; secret: string; expiresAt: Date | null; endpointId: string; createdAt: Date }>({
+    name: 'dispatch_delivery_secrets',
+    text: `SELECT id, "endpointId", secret, "createdAt", "expiresAt" FROM "EndpointSecret" WHERE "endpointId" = $1 AND ("expiresAt" IS NULL OR "expiresAt" > now())`,
+    values: [loaded.endpointId],
+  });
   const attemptId = newId('Attempt');
-  await sql.query(
-    `INSERT INTO "Attempt" (id, "appId", "recipientId", "messageId", "endpointId", "deliveryId", status, trigger, url)
+  await sql.query({
+    name: 'dispatch_attempt_start',
+    text: `INSERT INTO "Attempt" (id, "appId", "recipientId", "messageId", "endpointId", "deliveryId", status, trigger, url)
      VALUES ($1, $2, $3, $4, $5, $6, 'SENDING', $7, $8)`,
-    [attemptId, loaded.appId, loaded.recipientId, loaded.messageId, loaded.endpointId, deliveryId, trigger, loaded.url],
-  );
-  await sql.query(
-    `UPDATE "Delivery" SET status = 'SENDING', "attemptCount" = "attemptCount" + 1, "lastAttemptAt" = now(), "updatedAt" = now()
+    values: [attemptId, loaded.appId, loaded.recipientId, loaded.messageId, loaded.endpointId, deliveryId, trigger, loaded.url],
+  });
+  await sql.query({
+    name: 'dispatch_delivery_sending',
+    text: `UPDATE "Delivery" SET status = 'SENDING', "attemptCount" = "attemptCount" + 1, "lastAttemptAt" = now(), "updatedAt" = now()
      WHERE id = $1`,
-    [deliveryId],
-  );
+    values: [deliveryId],
+  });
   if (loaded.attemptCount === 0) firstAttemptLatency.observe((Date.now() - loaded.deliveryCreatedAt.getTime()) / 1000);
   events.push(attemptEvent(loaded, attemptId, 'SENDING'));
   return { events, send: { loaded, attemptId, secrets: activeSecrets(secrets.rows).map((s) => s.secret) } };
@@ -207,33 +214,36 @@ export function scheduleOf(retrySchedule: readonly number[]): readonly number[] 
 
 async function finishAttempt(deps: DeliverDeps, sql: SqlExecutor, input: FinishInput): Promise<{ retryAt?: Date }> {
   const { job, fence, loaded, attemptId, trigger, result } = input;
-  await sql.query(
-    `UPDATE "Attempt" SET status = $2, "responseStatusCode" = $3, "responseBody" = $4, "durationMs" = $5,
+  await sql.query({
+    name: 'dispatch_attempt_finish',
+    text: `UPDATE "Attempt" SET status = $2, "responseStatusCode" = $3, "responseBody" = $4, "durationMs" = $5,
             error = $6, "errorKind" = $7, "finishedAt" = now()
      WHERE id = $1`,
-    [attemptId, result.ok ? 'SUCCEEDED' : 'FAILED', result.statusCode ?? null, result.responseBody ?? null, result.durationMs,
+    values: [attemptId, result.ok ? 'SUCCEEDED' : 'FAILED', result.statusCode ?? null, result.responseBody ?? null, result.durationMs,
       result.error ?? null, result.errorKind ?? null],
-  );
+  });
   const completed = await deps.queue.boss.complete(DELIVERY_QUEUE, fence, null, { db: asBossDb(sql) });
   // The job was taken over (this worker was presumed dead): the attempt is
   // recorded, and the delivery is now the other worker's to move on.
   // (pg-boss's typings leave CommandResponse empty; `affected` is what it returns.)
   if ((completed as { affected?: number }).affected === 0) return {};
 
-  const { rows } = await sql.query<{ status: Loaded['status']; nextAttemptAt: Date | null }>(
-    `SELECT status, "nextAttemptAt" FROM "Delivery" WHERE id = $1 FOR UPDATE`,
-    [loaded.deliveryId],
-  );
+  const { rows } = await sql.query<{ status: Loaded['status']; nextAttemptAt: Date | null }>({
+    name: 'dispatch_delivery_lock',
+    text: `SELECT status, "nextAttemptAt" FROM "Delivery" WHERE id = $1 FOR UPDATE`,
+    values: [loaded.deliveryId],
+  });
   const current = rows[0];
   if (!current) return {};
   const gone = result.statusCode === 410;
   await recordEndpointHealth(deps, sql, loaded, result.ok, gone);
 
   if (result.ok) {
-    await sql.query(
-      `UPDATE "Delivery" SET status = 'SUCCEEDED', "nextAttemptAt" = NULL, "updatedAt" = now() WHERE id = $1`,
-      [loaded.deliveryId],
-    );
+    await sql.query({
+      name: 'dispatch_delivery_succeeded',
+      text: `UPDATE "Delivery" SET status = 'SUCCEEDED', "nextAttemptAt" = NULL, "updatedAt" = now() WHERE id = $1`,
+      values: [loaded.deliveryId],
+    });
     return {};
   }
 
@@ -262,11 +272,11 @@ async function finishAttempt(deps: DeliverDeps, sql: SqlExecutor, input: FinishI
     ]);
     status = others.rowCount ? 'SENDING' : nextAttemptAt ? 'PENDING' : 'FAILED';
   }
-  await sql.query(`UPDATE "Delivery" SET status = $2, "nextAttemptAt" = $3, "updatedAt" = now() WHERE id = $1`, [
-    loaded.deliveryId,
-    status,
-    nextAttemptAt,
-  ]);
+  await sql.query({
+    name: 'dispatch_delivery_settle',
+    text: `UPDATE "Delivery" SET status = $2, "nextAttemptAt" = $3, "updatedAt" = now() WHERE id = $1`,
+    values: [loaded.deliveryId, status, nextAttemptAt],
+  });
   if (retry) await deps.queue.enqueue(sql, [retry]);
   return retry?.startAfter ? { retryAt: retry.startAfter } : {};
 }

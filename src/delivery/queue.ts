@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { PgBoss, type Db, type JobInsert } from 'pg-boss';
 import { notifyChannelSql } from 'pg-boss/dist/plans.js';
 import type { NewDelivery, SqlExecutor } from '../domain/context.ts';
@@ -62,9 +63,44 @@ export interface QueuedTry {
   startAfter?: Date;
 }
 
+const statementNames = new Map<string, string>();
+
+/**
+ * A name for one of pg-boss's statements, so each connection parses and
+ * plans it once: pg-boss's insert, fetch and complete took longer to plan
+ * than to run (docs/benchmarks.md). pg-boss builds a fixed set of texts per
+ * queue and option set, so the names are few.
+ */
+function named(text: string, values: unknown[] | undefined): string | { name: string; text: string; values: unknown[] } {
+  if (!values?.length) return text;
+  let name = statementNames.get(text);
+  if (!name) {
+    name = `pgboss_${createHash('sha1').update(text).digest('hex').slice(0, 24)}`;
+    statementNames.set(text, name);
+  }
+  return { name, text, values };
+}
+
 /** pg-boss's view of a connection: a transaction's client becomes a `db` option. */
 export function asBossDb(sql: SqlExecutor): Db {
-  return { executeSql: (text, values) => sql.query(text, values) };
+  return {
+    executeSql: (text, values) => {
+      const statement = named(text, values);
+      return typeof statement === 'string' ? sql.query(text, values) : sql.query(statement);
+    },
+  };
+}
+
+/** Names the statements pg-boss runs on its own pool (fetch, touch, maintenance) too. */
+function nameStatementsOf(boss: PgBoss): void {
+  type ExecuteSql = (text: unknown, values?: unknown[], options?: unknown) => Promise<{ rows: unknown[] }>;
+  const db = boss.getDb() as unknown as { executeSql: ExecuteSql };
+  const executeSql = db.executeSql.bind(db);
+  // pg's query() takes a { name, text, values } config in place of the text.
+  db.executeSql = (text, values, options) => {
+    const statement = typeof text === 'string' ? named(text, values) : text;
+    return typeof statement === 'string' ? executeSql(statement, values, options) : executeSql(statement, undefined, options);
+  };
 }
 
 export interface QueueOptions {
@@ -108,6 +144,7 @@ export async function startQueue(options: QueueOptions): Promise<DeliveryQueue> 
   });
   boss.on('error', (error: unknown) => options.logger.warn('queue: pg-boss error', error instanceof Error ? error.message : error));
   await boss.start();
+  nameStatementsOf(boss);
   const common = { notify: true, retryLimit: JOB_RETRY_LIMIT, retryDelay: 1, retryBackoff: true, retryDelayMax: 60 };
   for (const [name, settings] of [
     [DELIVERY_QUEUE, { ...common, expireInSeconds: JOB_EXPIRE_SECONDS, heartbeatSeconds: JOB_HEARTBEAT_SECONDS }],
