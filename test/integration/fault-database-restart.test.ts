@@ -170,12 +170,14 @@ describe('PostgreSQL restarted during a run', () => {
 
       // The live bus listens again: a message sent now shows up on the feed that was open all along.
       const marker = 'restart-live-marker';
+      const markerSentAt = performance.now();
       await send(client, { appId, recipientId: 'restart', messageId: marker });
       await feed.until(
         (f) => f.data.some((d) => d.attemptUpdated.message.messageId === marker && d.attemptUpdated.status === 'SUCCEEDED'),
         10_000,
         'the marker attempt on the live feed',
       );
+      const markerMs = Math.round(performance.now() - markerSentAt);
       feed.unsubscribe();
       await socket.dispose();
 
@@ -183,7 +185,8 @@ describe('PostgreSQL restarted during a run', () => {
         `database restart: ${outcomes.length} sends, ${accepted.length} accepted, ${refused.length} refused during the outage ` +
           `(${codes.join(' | ')}; every failure: ${allFailures.join(' | ')}; slowest ${Math.round(Math.max(...refused.map((o) => o.ms)))} ms); ` +
           `stop took ${stoppedAt - stopAt} ms, /readyz 503 after ${readyzDownMs} ms, PostgreSQL back ${startedAt - restartAt} ms after restart began, ` +
-          `/readyz 200 ${readyzUpMs} ms later; all accepted delivered ${deliveredWithin} ms after that; ${duplicates} duplicate deliveries`,
+          `/readyz 200 ${readyzUpMs} ms later; all accepted delivered ${deliveredWithin} ms after that; ${duplicates} duplicate deliveries; ` +
+          `a message sent afterwards was on the live feed as SUCCEEDED ${markerMs} ms after sending`,
       );
     } catch (error) {
       // What the Dispatch process said (a crash shows here) is the first thing to read.
