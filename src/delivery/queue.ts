@@ -66,10 +66,12 @@ export interface QueuedTry {
 const statementNames = new Map<string, string>();
 
 /**
- * A name for one of pg-boss's statements, so each connection parses and
- * plans it once: pg-boss's insert, fetch and complete took longer to plan
- * than to run (docs/benchmarks.md). pg-boss builds a fixed set of texts per
- * queue and option set, so the names are few.
+ * A name for one of pg-boss's statements run in Dispatch's transactions
+ * (insert, complete), so each connection parses and plans it once: they took
+ * longer to plan than to run (docs/benchmarks.md). pg-boss builds a fixed set
+ * of texts per queue and option set, so the names are few. Its fetch, on its
+ * own pool, stays unnamed: a generic plan of it ran slower than planning it
+ * each time saved.
  */
 function named(text: string, values: unknown[] | undefined): string | { name: string; text: string; values: unknown[] } {
   if (!values?.length) return text;
@@ -88,18 +90,6 @@ export function asBossDb(sql: SqlExecutor): Db {
       const statement = named(text, values);
       return typeof statement === 'string' ? sql.query(text, values) : sql.query(statement);
     },
-  };
-}
-
-/** Names the statements pg-boss runs on its own pool (fetch, touch, maintenance) too. */
-function nameStatementsOf(boss: PgBoss): void {
-  type ExecuteSql = (text: unknown, values?: unknown[], options?: unknown) => Promise<{ rows: unknown[] }>;
-  const db = boss.getDb() as unknown as { executeSql: ExecuteSql };
-  const executeSql = db.executeSql.bind(db);
-  // pg's query() takes a { name, text, values } config in place of the text.
-  db.executeSql = (text, values, options) => {
-    const statement = typeof text === 'string' ? named(text, values) : text;
-    return typeof statement === 'string' ? executeSql(statement, values, options) : executeSql(statement, undefined, options);
   };
 }
 
@@ -144,7 +134,6 @@ export async function startQueue(options: QueueOptions): Promise<DeliveryQueue> 
   });
   boss.on('error', (error: unknown) => options.logger.warn('queue: pg-boss error', error instanceof Error ? error.message : error));
   await boss.start();
-  nameStatementsOf(boss);
   const common = { notify: true, retryLimit: JOB_RETRY_LIMIT, retryDelay: 1, retryBackoff: true, retryDelayMax: 60 };
   for (const [name, settings] of [
     [DELIVERY_QUEUE, { ...common, expireInSeconds: JOB_EXPIRE_SECONDS, heartbeatSeconds: JOB_HEARTBEAT_SECONDS }],
