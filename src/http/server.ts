@@ -12,6 +12,7 @@ import { authenticate } from '../domain/auth.ts';
 import type { DeliveryHooks } from '../domain/context.ts';
 import type { GraphQLContext } from '../graphql/context.ts';
 import { estimateNodes, MAX_QUERY_NODES } from '../graphql/cost.ts';
+import { sharedSubscriptionExecution } from '../graphql/shared-execution.ts';
 import type { LiveBus, MessageEvent } from '../live/bus.ts';
 import type { Logger } from '../logger.ts';
 import { maskError } from './errors.ts';
@@ -192,6 +193,7 @@ export function createHttpServer(deps: HttpDeps): HttpServer {
           costPlugin(),
           limitErrorsPlugin(),
           metricsPlugin(),
+          sharedSubscriptionExecution(),
         ],
       })
     : undefined;

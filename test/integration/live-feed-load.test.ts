@@ -1,5 +1,6 @@
 import { fork } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
@@ -77,6 +78,16 @@ async function overflowDrops(baseUrl: string): Promise<number> {
   const text = await (await fetch(`${baseUrl}/metrics`)).text();
   const match = /^dispatch_live_events_dropped_total\{field="attemptUpdated",reason="overflow"\} (\d+)/m.exec(text);
   return match ? Number(match[1]) : 0;
+}
+
+/** CPU ms a process has used (Linux /proc), and busy ms of the whole machine (all cores), to tell who used the CPU. */
+async function cpuOf(pid: number): Promise<number> {
+  const fields = (await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1]!.split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * 10; // utime + stime, in 10 ms ticks
+}
+async function machineBusyMs(): Promise<number> {
+  const [user, nice, system, , , irq, softirq, steal] = (await readFile('/proc/stat', 'utf8')).split('\n')[0]!.split(/\s+/).slice(1).map(Number);
+  return (user! + nice! + system! + irq! + softirq! + steal!) * 10;
 }
 
 const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))]!;
@@ -204,18 +215,30 @@ describe('live feed under load', () => {
       await expect.poll(() => liveSubscribers(api.url, 'attemptUpdated'), { timeout: 30_000 }).toBe(SUBSCRIBERS + 1);
       slowSocket!.pause();
 
+      const apiCpuBefore = await cpuOf(api.child.pid!);
+      const machineBefore = await machineBusyMs();
+      const wallBefore = Date.now();
       // The publisher is another process with its own bus: NOTIFY only, like a worker.
       publisher = forkWorker({ role: 'publisher', databaseUrl: database.url, rate: RATE, attempts });
       const published = await publisher.next('published', 60_000);
       for (const w of workers) w.send({ type: 'finish', publishedAt: published.publishedAt, timeoutMs: 30_000 });
       const reports = await Promise.all(workers.map((w) => w.next('report', 60_000)));
       const doneSeconds = (Date.now() - published.publishedAt[0]!) / 1000;
+      const cpuMs = {
+        api: (await cpuOf(api.child.pid!)) - apiCpuBefore,
+        publisher: published.cpuMs,
+        subscriberProcesses: reports.map((r) => r.cpuMs),
+        // Everything on the machine (PostgreSQL, this runner, other tests) over the same wall time.
+        machine: (await machineBusyMs()) - machineBefore,
+        wall: Date.now() - wallBefore,
+      };
 
       const subscribers = reports.flatMap((r) => r.subscribers);
       const latencies = reports.flatMap((r) => r.latencies).sort((a, b) => a - b);
       process.stdout.write(
         `live feed load: per subscriber: ${subscribers.map((s) => `${s.received}${s.closed ? `/closed ${s.closed.code} ${s.closed.reason}` : ''}`).join(' ')}\n`,
       );
+      process.stdout.write(`live feed load: cpu ms ${JSON.stringify(cpuMs)}\n`);
       expect(subscribers).toHaveLength(SUBSCRIBERS);
       for (const s of subscribers) {
         // Every attempt exactly once, no errors, never cut off.
@@ -238,6 +261,7 @@ describe('live feed under load', () => {
         publishSeconds: +published.seconds.toFixed(2),
         publishedPerSecond: Math.round(TOTAL / published.seconds),
         allDeliveredAfterSeconds: +doneSeconds.toFixed(2),
+        cpuMs,
         latencyMs: { p50: Math.round(percentile(latencies, 50)), p99: Math.round(percentile(latencies, 99)), max: Math.round(latencies.at(-1)!) },
         slowSubscriber: { received: slow.data.length, closed: slowClosed },
       };

@@ -36,11 +36,16 @@ export interface SubscriberReport {
 
 export type LoadMessage =
   | { type: 'started' }
-  | { type: 'report'; subscribers: SubscriberReport[]; latencies: number[] }
-  | { type: 'published'; publishedAt: number[]; seconds: number }
+  | { type: 'report'; subscribers: SubscriberReport[]; latencies: number[]; cpuMs: number }
+  | { type: 'published'; publishedAt: number[]; seconds: number; cpuMs: number }
   | { type: 'failed'; error: string };
 
 const now = () => performance.timeOrigin + performance.now();
+/** CPU time this process has used since `since`. */
+const cpuMs = (since: NodeJS.CpuUsage) => {
+  const used = process.cpuUsage(since);
+  return Math.round((used.user + used.system) / 1000);
+};
 /** Resolves once the message is handed over, so disconnecting after it does not lose it. */
 const send = (message: LoadMessage) => new Promise<void>((resolve, reject) => process.send!(message, undefined, {}, (error) => (error ? reject(error) : resolve())));
 
@@ -89,6 +94,7 @@ async function runSubscribers(command: Extract<LoadCommand, { role: 'subscribers
     return { state, client };
   });
   await send({ type: 'started' });
+  const cpuStart = process.cpuUsage();
 
   const finish = await new Promise<Extract<LoadCommand, { type: 'finish' }>>((resolve) => process.once('message', (m) => resolve(m as never)));
   const deadline = Date.now() + finish.timeoutMs;
@@ -106,7 +112,7 @@ async function runSubscribers(command: Extract<LoadCommand, { role: 'subscribers
       orderHash: createHash('sha256').update(Int32Array.from(state.order)).digest('hex'),
     };
   });
-  await send({ type: 'report', subscribers: reports, latencies });
+  await send({ type: 'report', subscribers: reports, latencies, cpuMs: cpuMs(cpuStart) });
   await Promise.all(subscribers.map(({ client }) => client.dispose()));
 }
 
@@ -117,6 +123,7 @@ async function runPublisher(command: Extract<LoadCommand, { role: 'publisher' }>
   await pool.query('SELECT 1');
   const { attempts, rate } = command;
   const publishedAt: number[] = new Array(attempts.length);
+  const cpuStart = process.cpuUsage();
   const started = performance.now();
   let sent = 0;
   // Paced in 10 ms slices: each slice publishes what the schedule says is due by then.
@@ -130,7 +137,7 @@ async function runPublisher(command: Extract<LoadCommand, { role: 'publisher' }>
     await Promise.all(batch);
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
-  await send({ type: 'published', publishedAt, seconds: (performance.now() - started) / 1000 });
+  await send({ type: 'published', publishedAt, seconds: (performance.now() - started) / 1000, cpuMs: cpuMs(cpuStart) });
   await bus.close();
   await pool.end();
 }

@@ -86,6 +86,30 @@ function batcherFor(prisma: PrismaClient): RowBatcher {
   return batcher;
 }
 
+/**
+ * What an event became under one selection and visibility filter (`key`),
+ * loaded by the first subscriber to pull it and handed as the same object to
+ * every other: the bus gives all subscribers one event object, and one
+ * payload object per event lets their selection run once (see
+ * shared-execution.ts). Kept on the event, so it lives as long as the event
+ * is queued somewhere; a failed load is not kept.
+ */
+const loaded = new WeakMap<object, Map<string, Promise<unknown>>>();
+function loadedOnce<R>(event: object, key: string, load: () => Promise<R>): Promise<R> {
+  let byKey = loaded.get(event);
+  if (!byKey) {
+    byKey = new Map();
+    loaded.set(event, byKey);
+  }
+  let value = byKey.get(key) as Promise<R> | undefined;
+  if (!value) {
+    value = load();
+    byKey.set(key, value);
+    value.catch(() => byKey.delete(key));
+  }
+  return value;
+}
+
 function requireBus(ctx: GraphQLContext): LiveBus {
   // Every API process is started with a bus; a schema executed without one has no feed to offer.
   if (!ctx.live) throw new Error('the live feed is not configured in this process');
@@ -163,8 +187,11 @@ async function feed<E extends { appId: string; recipientId: string; messageId: s
     accept: (event) => inScope(scope, event),
     load: async (events) => {
       if (!(await credential.check())) return [];
-      const rows = await Promise.all(events.map((event) => batcher.load(key, model, args, options.id(event))));
-      return rows.map((row, i) => (row ? options.present(row, events[i]!) : null));
+      return Promise.all(
+        events.map((event) =>
+          loadedOnce(event, key, () => batcher.load(key, model, args, options.id(event)).then((row) => (row ? options.present(row, event) : null))),
+        ),
+      );
     },
     overflowError: (capacity) =>
       new DispatchError(
