@@ -158,7 +158,8 @@ function codeOf(error: unknown): string | undefined {
  * The token comes in `connectionParams.authorization`; a socket without a
  * valid one is closed at connection_init with 4401. It is authenticated
  * again at every subscribe, so a revoked key or expired portal session
- * cannot start new operations on an old socket.
+ * cannot start new operations on an old socket (and the live feed ends the
+ * open ones, closing the socket with 4401).
  */
 export function attachGraphQLWebSocket(options: GraphQLWebSocketOptions): { close(): Promise<void> } {
   const { logger } = options;

@@ -418,4 +418,25 @@ describe('live delivery feed', () => {
       viaSse.close();
     }
   });
+
+  it("ends an API key's open subscriptions when the key is revoked; the workspace's other keys carry on", async () => {
+    const created = await t.client.raw('mutation { createApiKey(input: { name: "feed" }) { token apiKey { id } } }');
+    const { token, apiKey } = (created.data as { createApiKey: { token: string; apiKey: { id: string } } }).createApiKey;
+    const closed = new Promise<{ code: number; reason: string }>((resolve) => open.push(wsClient(t.url, token, { onClosed: resolve })));
+    const before = t.dispatch.live.listenersAdded();
+    const revokedFeed = subscribeWs<AttemptData>(open.at(-1) as Client, ATTEMPTS, { appId: f.appId });
+    const other = subscribeWs<AttemptData>(ws(t.apiKey), ATTEMPTS, { appId: f.appId });
+    await subscribed(before, 2);
+    try {
+      const revoked = await t.client.raw('mutation ($id: ID!) { revokeApiKey(input: { id: $id }) { revokedAt } }', { id: apiKey.id });
+      expect(revoked.errors).toBeUndefined();
+      const attempt = await insertAttempt(t.dispatch.db.prisma, f.appId, f.a);
+      await worker.bus.publishAttempt(attempt);
+      expect((await other.nextData(1_000)).attemptUpdated.id).toBe(attempt.attemptId);
+      expect(await closed).toMatchObject({ code: 4401, reason: expect.stringMatching(/^UNAUTHENTICATED: this API key was revoked/) });
+      expect(revokedFeed.data).toEqual([]);
+    } finally {
+      other.unsubscribe();
+    }
+  });
 });

@@ -145,6 +145,7 @@ async function watchCredential(ctx: GraphQLContext, end: (error: DispatchError) 
   };
   const { expiresAt } = await credentialStatus(prisma, ctx.actor);
   if (expiresAt) {
+    // Portal sessions last at most 7 days, well inside setTimeout's range (24.8 days).
     expiry = setTimeout(() => void check(), Math.max(0, expiresAt.getTime() - Date.now()));
     expiry.unref();
   }
