@@ -6,7 +6,7 @@ import type { DeliveryHooks } from '../domain/context.ts';
 import { registry } from '../http/metrics.ts';
 import type { LiveBus } from '../live/bus.ts';
 import type { Logger } from '../logger.ts';
-import { runDeliveryJob } from './deliver.ts';
+import { createSuccessSettler, runDeliveryJob, type DeliverDeps } from './deliver.ts';
 import { attemptsInFlight } from './metrics.ts';
 import { createAddressPolicy } from './outbound-safety.ts';
 import { DELIVERY_QUEUE, JOB_HEARTBEAT_SECONDS, RECOVER_QUEUE, startQueue, triesOf, type DeliveryJob, type RecoverJob } from './queue.ts';
@@ -58,6 +58,16 @@ export async function startDeliveryEngine({ config, db, logger, live, work }: En
   }
 
   const sender = createSender({ policy: createAddressPolicy(config.allowNetworks), connectionsPerOrigin: config.workerConcurrency });
+  const deliverDeps: DeliverDeps = {
+    pool: db.pool,
+    queue,
+    sender,
+    live,
+    logger,
+    disableAfterSeconds: config.disableAfterSeconds,
+    onRetryQueued: (at) => deliveryWorker.wakeAt(at),
+  };
+  deliverDeps.settler = createSuccessSettler(deliverDeps);
   const deliveryWorker: QueueWorker = startWorker<DeliveryJob>({
     boss: queue.boss,
     queue: DELIVERY_QUEUE,
@@ -67,19 +77,7 @@ export async function startDeliveryEngine({ config, db, logger, live, work }: En
     heartbeatMs: (JOB_HEARTBEAT_SECONDS * 1000) / 2,
     pollIntervalMs: POLL_INTERVAL_MS,
     onRunningChange: (delta) => attemptsInFlight.inc(delta),
-    handler: (job) =>
-      runDeliveryJob(
-        {
-          pool: db.pool,
-          queue,
-          sender,
-          live,
-          logger,
-          disableAfterSeconds: config.disableAfterSeconds,
-          onRetryQueued: (at) => deliveryWorker.wakeAt(at),
-        },
-        job,
-      ),
+    handler: (job) => runDeliveryJob(deliverDeps, job),
   });
   const recoveries = startWorker<RecoverJob>({
     boss: queue.boss,

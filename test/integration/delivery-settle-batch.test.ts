@@ -1,0 +1,149 @@
+import type { Job } from 'pg-boss';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Database } from '../../src/db/client.ts';
+import { createSuccessSettler, type SuccessSettler } from '../../src/delivery/deliver.ts';
+import { DELIVERY_QUEUE, startQueue, type DeliveryJob, type DeliveryQueue } from '../../src/delivery/queue.ts';
+import type { Sender } from '../../src/delivery/sender.ts';
+import { newId } from '../../src/domain/ids.ts';
+import { createLogger } from '../../src/logger.ts';
+import { openTestDatabase } from '../support/database.ts';
+import { createDeliveryApp, createEndpoint, send } from '../support/delivery.ts';
+import { startTestDispatch, type TestDispatch } from '../support/dispatch.ts';
+import { eventually, startReceiver, type Receiver } from '../support/receiver.ts';
+
+describe('successful tries are settled in batches', () => {
+  let t: TestDispatch;
+  let receiver: Receiver;
+
+  beforeAll(async () => {
+    t = await startTestDispatch();
+    receiver = await startReceiver();
+  });
+  afterAll(async () => {
+    await t?.stop();
+    await receiver?.close();
+  });
+
+  it('a burst of 300 messages: every delivery SUCCEEDED with one SUCCEEDED attempt and a completed job, several per transaction', async () => {
+    const appId = await createDeliveryApp(t.client);
+    for (let k = 0; k < 4; k++) await createEndpoint(t.client, { appId, recipientId: `burst_${k}`, url: `${receiver.url}/${k}` });
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: 16 }, async () => {
+        while (next < 300) {
+          const n = next++;
+          await send(t.client, { appId, recipientId: `burst_${n % 4}`, data: { n } });
+        }
+      }),
+    );
+    const pool = t.dispatch.db.pool;
+    await eventually(async () => {
+      const { rows } = await pool.query(`SELECT count(*) FILTER (WHERE status = 'SUCCEEDED') AS done FROM "Delivery" WHERE "appId" = $1`, [appId]);
+      return Number(rows[0].done) === 300 ? true : undefined;
+    }, { timeoutMs: 30_000 });
+
+    const { rows: attempts } = await pool.query(
+      `SELECT d.id, count(a.id) AS attempts, bool_and(a.status = 'SUCCEEDED' AND a."responseStatusCode" = 200 AND a."finishedAt" IS NOT NULL) AS ok
+       FROM "Delivery" d LEFT JOIN "Attempt" a ON a."deliveryId" = d.id WHERE d."appId" = $1 GROUP BY d.id`,
+      [appId],
+    );
+    expect(attempts).toHaveLength(300);
+    for (const row of attempts) expect({ attempts: Number(row.attempts), ok: row.ok }).toEqual({ attempts: 1, ok: true });
+    expect(receiver.received.length).toBe(300);
+
+    const { rows: jobs } = await pool.query(
+      `SELECT j.state, j.completed_on FROM pgboss.job_common j
+       JOIN "Delivery" d ON d.id = j.data->>'deliveryId' WHERE j.name = $1 AND d."appId" = $2`,
+      [DELIVERY_QUEUE, appId],
+    );
+    expect(jobs).toHaveLength(300);
+    expect(jobs.every((j) => j.state === 'completed')).toBe(true);
+    // A transaction's now() is one instant: fewer distinct completion times
+    // than jobs means some transactions completed several jobs.
+    const transactions = new Set(jobs.map((j) => (j.completed_on as Date).getTime())).size;
+    console.log(`300 successful tries settled in ${transactions} transactions`);
+    expect(transactions).toBeLessThan(300);
+  });
+});
+
+describe('a batch that cannot be settled whole', () => {
+  let db: Database;
+  let queue: DeliveryQueue;
+  let settler: SuccessSettler;
+
+  beforeAll(async () => {
+    db = await openTestDatabase();
+    const logger = createLogger('silent');
+    queue = await startQueue({ url: db.url, logger, supervise: false, superviseIntervalSeconds: 60 });
+    const unused = {} as Sender;
+    settler = createSuccessSettler({ pool: db.pool, queue, sender: unused, logger, disableAfterSeconds: 3600 });
+  });
+  afterAll(async () => {
+    await queue?.stop();
+    await db?.close();
+  });
+
+  it('settles each try alone: the ones still owned succeed, the one taken over is left to its new owner', async () => {
+    const ws = newId('Workspace');
+    const app = newId('App');
+    const recipient = newId('Recipient');
+    const endpoint = newId('Endpoint');
+    await db.pool.query(`INSERT INTO "Workspace" (id, name) VALUES ($1, 'settle')`, [ws]);
+    await db.pool.query(`INSERT INTO "App" (id, "workspaceId", name) VALUES ($1, $2, 'settle')`, [app, ws]);
+    await db.pool.query(`INSERT INTO "Recipient" (id, "appId", uid) VALUES ($1, $2, 'r')`, [recipient, app]);
+    await db.pool.query(`INSERT INTO "Endpoint" (id, "appId", "recipientId", url, "updatedAt") VALUES ($1, $2, $3, 'http://127.0.0.1:9/', now())`, [
+      endpoint,
+      app,
+      recipient,
+    ]);
+    const tries: { delivery: string; attempt: string }[] = [];
+    for (let i = 0; i < 3; i++) {
+      const message = newId('Message');
+      const delivery = newId('Delivery');
+      const attempt = newId('Attempt');
+      await db.pool.query(
+        `INSERT INTO "Message" (id, "appId", "recipientId", uid, "eventType", data, "dataHash") VALUES ($1, $2, $3, $1, 'e', '{}', 'x')`,
+        [message, app, recipient],
+      );
+      await db.pool.query(
+        `INSERT INTO "Delivery" (id, "appId", "recipientId", "messageId", "endpointId", status, "nextAttemptAt", "updatedAt")
+         VALUES ($1, $2, $3, $4, $5, 'SENDING', now(), now())`,
+        [delivery, app, recipient, message, endpoint],
+      );
+      await db.pool.query(
+        `INSERT INTO "Attempt" (id, "appId", "recipientId", "messageId", "endpointId", "deliveryId", status, url)
+         VALUES ($1, $2, $3, $4, $5, $6, 'SENDING', 'http://127.0.0.1:9/')`,
+        [attempt, app, recipient, message, endpoint, delivery],
+      );
+      await queue.boss.insert(DELIVERY_QUEUE, [{ data: { deliveryId: delivery, trigger: 'SCHEDULED', try: 1 } }]);
+      tries.push({ delivery, attempt });
+    }
+    const jobs = await queue.boss.fetch<DeliveryJob>(DELIVERY_QUEUE, { batchSize: 3 });
+    expect(jobs).toHaveLength(3);
+    const byDelivery = new Map(jobs.map((j) => [j.data.deliveryId, j] as [string, Job<DeliveryJob>]));
+    const input = (i: number, retryCount?: number) => {
+      const job = byDelivery.get(tries[i]!.delivery)!;
+      return {
+        job,
+        // A stale fence: the job has since been handed to another worker.
+        fence: { id: job.id, retryCount: retryCount ?? job.retryCount },
+        loaded: { deliveryId: tries[i]!.delivery, endpointId: endpoint, failingSince: null, retrySchedule: [] } as never,
+        attemptId: tries[i]!.attempt,
+        trigger: 'SCHEDULED' as const,
+        result: { ok: true, statusCode: 200, responseBody: 'ok', durationMs: 3 },
+      };
+    };
+    // The first settles at once; the other two queue behind it and go together.
+    await Promise.all([settler.succeeded(input(0)), settler.succeeded(input(1, 7)), settler.succeeded(input(2))]);
+
+    const status = async (id: string) => (await db.pool.query(`SELECT status FROM "Delivery" WHERE id = $1`, [id])).rows[0].status;
+    expect(await status(tries[0]!.delivery)).toBe('SUCCEEDED');
+    expect(await status(tries[1]!.delivery)).toBe('SENDING');
+    expect(await status(tries[2]!.delivery)).toBe('SUCCEEDED');
+    const { rows } = await db.pool.query(`SELECT id, state FROM pgboss.job_common WHERE name = $1`, [DELIVERY_QUEUE]);
+    const state = new Map(rows.map((r) => [r.id, r.state]));
+    expect(state.get(byDelivery.get(tries[0]!.delivery)!.id)).toBe('completed');
+    expect(state.get(byDelivery.get(tries[1]!.delivery)!.id)).toBe('active');
+    expect(state.get(byDelivery.get(tries[2]!.delivery)!.id)).toBe('completed');
+  });
+});
