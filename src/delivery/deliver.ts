@@ -47,6 +47,8 @@ export interface DeliverDeps {
   onRetryQueued?: (at: Date) => void;
   /** Settles successful tries in batches; without it each is settled in its own transaction. */
   settler?: SuccessSettler;
+  /** Starts tries in batches; without it each starts in its own transaction. */
+  starter?: AttemptStarter;
 }
 
 interface Loaded {
@@ -77,7 +79,7 @@ export const WORKER_LOST = 'worker_lost';
 export async function runDeliveryJob(deps: DeliverDeps, job: Job<DeliveryJob>): Promise<void> {
   const { trigger } = job.data;
   const fence: JobAttempt = { id: job.id, retryCount: job.retryCount };
-  const started = await inTransaction(deps.pool, (sql) => startAttempt(deps, sql, job, fence));
+  const started = deps.starter ? await deps.starter.start(job, fence) : await inTransaction(deps.pool, (sql) => startAttempt(deps, sql, job, fence));
   for (const event of started.events) await publish(deps, event);
   if (!started.send) return;
   const { loaded, attemptId, secrets } = started.send;
@@ -119,6 +121,17 @@ async function publish(deps: DeliverDeps, event: AttemptEvent): Promise<void> {
   }
 }
 
+/** A delivery with what one try of it needs: message, endpoint, app settings. */
+const LOAD_SELECT = `SELECT d.id AS "deliveryId", d.status, d."nextAttemptAt", d."createdAt" AS "deliveryCreatedAt", d."attemptCount",
+            d."appId", d."recipientId", d."messageId", d."endpointId",
+            m.uid AS "messageUid", m."eventType", m.data, m."createdAt" AS "messageCreatedAt",
+            e.url, e.headers, e.disabled, e."failingSince",
+            a."retrySchedule", a."attemptTimeoutMs"
+     FROM "Delivery" d
+     JOIN "Message" m ON m.id = d."messageId"
+     JOIN "Endpoint" e ON e.id = d."endpointId"
+     JOIN "App" a ON a.id = d."appId"`;
+
 interface Started {
   events: AttemptEvent[];
   send?: { loaded: Loaded; attemptId: string; secrets: string[] };
@@ -132,17 +145,7 @@ async function startAttempt(deps: DeliverDeps, sql: SqlExecutor, job: Job<Delive
   const complete = () => deps.queue.boss.complete(DELIVERY_QUEUE, fence, null, { db: asBossDb(sql) });
   const { rows } = await sql.query<Loaded>({
     name: 'dispatch_delivery_load',
-    text: `SELECT d.id AS "deliveryId", d.status, d."nextAttemptAt", d."createdAt" AS "deliveryCreatedAt", d."attemptCount",
-            d."appId", d."recipientId", d."messageId", d."endpointId",
-            m.uid AS "messageUid", m."eventType", m.data, m."createdAt" AS "messageCreatedAt",
-            e.url, e.headers, e.disabled, e."failingSince",
-            a."retrySchedule", a."attemptTimeoutMs"
-     FROM "Delivery" d
-     JOIN "Message" m ON m.id = d."messageId"
-     JOIN "Endpoint" e ON e.id = d."endpointId"
-     JOIN "App" a ON a.id = d."appId"
-     WHERE d.id = $1
-     FOR UPDATE OF d`,
+    text: `${LOAD_SELECT} WHERE d.id = $1 FOR UPDATE OF d`,
     values: [deliveryId],
   });
   const loaded = rows[0];
@@ -284,6 +287,121 @@ async function finishAttempt(deps: DeliverDeps, sql: SqlExecutor, input: FinishI
   });
   if (retry) await deps.queue.enqueue(sql, [retry]);
   return retry?.startAfter ? { retryAt: retry.startAfter } : {};
+}
+
+export interface AttemptStarter {
+  /** Starts a try (or settles a job with nothing to send), as startAttempt does in a transaction of its own. */
+  start(job: Job<DeliveryJob>, fence: JobAttempt): Promise<Started>;
+}
+
+/**
+ * Starts tries in batches, like the settler below: the jobs fetched while one
+ * transaction runs start together in the next (one load, one secrets query,
+ * one Attempt insert, one Delivery update). Only the plain case is batched:
+ * a first run of its job, the endpoint enabled, the delivery waiting for this
+ * try (or a manual one). Anything else (a job run again after its worker was
+ * lost, a disabled endpoint, a delivery no longer waiting or gone, the same
+ * delivery twice in a batch) starts alone through startAttempt, after the
+ * batch, as does every job of a batch that fails.
+ */
+export function createAttemptStarter(deps: DeliverDeps): AttemptStarter {
+  type Entry = { job: Job<DeliveryJob>; fence: JobAttempt; resolve: (started: Started) => void; reject: (error: unknown) => void };
+  let queued: Entry[] = [];
+  let flushing = false;
+
+  const startAlone = (e: Entry) => inTransaction(deps.pool, (sql) => startAttempt(deps, sql, e.job, e.fence)).then(e.resolve, e.reject);
+
+  async function startBatch(batch: Entry[]): Promise<Entry[]> {
+    const alone: Entry[] = [];
+    const started = await inTransaction(deps.pool, async (sql) => {
+      const { rows } = await sql.query<Loaded>({
+        name: 'dispatch_delivery_load_batch',
+        text: `${LOAD_SELECT} WHERE d.id = ANY($1::text[]) ORDER BY d.id FOR UPDATE OF d`,
+        values: [batch.map((e) => e.job.data.deliveryId)],
+      });
+      const loadedById = new Map(rows.map((row) => [row.deliveryId, row]));
+      const seen = new Map<string, number>();
+      for (const e of batch) seen.set(e.job.data.deliveryId, (seen.get(e.job.data.deliveryId) ?? 0) + 1);
+      const plain: { entry: Entry; loaded: Loaded; attemptId: string }[] = [];
+      for (const entry of batch) {
+        const loaded = loadedById.get(entry.job.data.deliveryId);
+        const waiting = loaded && (loaded.status === 'PENDING' || loaded.status === 'SENDING') && loaded.nextAttemptAt !== null;
+        if (loaded && entry.job.retryCount === 0 && !loaded.disabled && (entry.job.data.trigger === 'MANUAL' || waiting) && seen.get(loaded.deliveryId) === 1) {
+          plain.push({ entry, loaded, attemptId: newId('Attempt') });
+        } else {
+          alone.push(entry);
+        }
+      }
+      if (plain.length === 0) return [];
+      const secrets = await sql.query<{ id: string; secret: string; expiresAt: Date | null; endpointId: string; createdAt: Date }>({
+        name: 'dispatch_delivery_secrets_batch',
+        text: `SELECT id, "endpointId", secret, "createdAt", "expiresAt" FROM "EndpointSecret"
+               WHERE "endpointId" = ANY($1::text[]) AND ("expiresAt" IS NULL OR "expiresAt" > now())`,
+        values: [[...new Set(plain.map((p) => p.loaded.endpointId))]],
+      });
+      await sql.query({
+        name: 'dispatch_attempts_start',
+        text: `INSERT INTO "Attempt" (id, "appId", "recipientId", "messageId", "endpointId", "deliveryId", status, trigger, url)
+               SELECT id, "appId", "recipientId", "messageId", "endpointId", "deliveryId", 'SENDING', trigger::"AttemptTrigger", url
+               FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[])
+                 AS t(id, "appId", "recipientId", "messageId", "endpointId", "deliveryId", trigger, url)`,
+        values: [
+          plain.map((p) => p.attemptId),
+          plain.map((p) => p.loaded.appId),
+          plain.map((p) => p.loaded.recipientId),
+          plain.map((p) => p.loaded.messageId),
+          plain.map((p) => p.loaded.endpointId),
+          plain.map((p) => p.loaded.deliveryId),
+          plain.map((p) => p.entry.job.data.trigger),
+          plain.map((p) => p.loaded.url),
+        ],
+      });
+      await sql.query({
+        name: 'dispatch_deliveries_sending',
+        text: `UPDATE "Delivery" SET status = 'SENDING', "attemptCount" = "attemptCount" + 1, "lastAttemptAt" = now(), "updatedAt" = now()
+               WHERE id = ANY($1::text[])`,
+        values: [plain.map((p) => p.loaded.deliveryId)],
+      });
+      return plain.map((p) => ({
+        ...p,
+        secrets: activeSecrets(secrets.rows.filter((row) => row.endpointId === p.loaded.endpointId)).map((row) => row.secret),
+      }));
+    });
+    for (const p of started) {
+      if (p.loaded.attemptCount === 0) firstAttemptLatency.observe((Date.now() - p.loaded.deliveryCreatedAt.getTime()) / 1000);
+      p.entry.resolve({ events: [attemptEvent(p.loaded, p.attemptId, 'SENDING')], send: { loaded: p.loaded, attemptId: p.attemptId, secrets: p.secrets } });
+    }
+    return alone;
+  }
+
+  async function flush() {
+    flushing = true;
+    try {
+      while (queued.length) {
+        const batch = queued.slice(0, SETTLE_BATCH);
+        queued = queued.slice(SETTLE_BATCH);
+        let alone: Entry[];
+        try {
+          alone = await startBatch(batch);
+        } catch (error) {
+          deps.logger.warn(`delivery: starting ${batch.length} tries together failed; starting each alone`, error instanceof Error ? error.message : error);
+          alone = batch;
+        }
+        await Promise.all(alone.map(startAlone));
+      }
+    } finally {
+      flushing = false;
+    }
+  }
+
+  return {
+    start(job, fence) {
+      return new Promise((resolve, reject) => {
+        queued.push({ job, fence, resolve, reject });
+        if (!flushing) void flush();
+      });
+    },
+  };
 }
 
 export interface SuccessSettler {

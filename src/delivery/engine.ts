@@ -6,7 +6,7 @@ import type { DeliveryHooks } from '../domain/context.ts';
 import { registry } from '../http/metrics.ts';
 import type { LiveBus } from '../live/bus.ts';
 import type { Logger } from '../logger.ts';
-import { createSuccessSettler, runDeliveryJob, type DeliverDeps } from './deliver.ts';
+import { createAttemptStarter, createSuccessSettler, runDeliveryJob, type DeliverDeps } from './deliver.ts';
 import { attemptsInFlight } from './metrics.ts';
 import { createAddressPolicy } from './outbound-safety.ts';
 import { DELIVERY_QUEUE, JOB_HEARTBEAT_SECONDS, RECOVER_QUEUE, startQueue, triesOf, type DeliveryJob, type RecoverJob } from './queue.ts';
@@ -68,6 +68,7 @@ export async function startDeliveryEngine({ config, db, logger, live, work }: En
     onRetryQueued: (at) => deliveryWorker.wakeAt(at),
   };
   deliverDeps.settler = createSuccessSettler(deliverDeps);
+  deliverDeps.starter = createAttemptStarter(deliverDeps);
   const deliveryWorker: QueueWorker = startWorker<DeliveryJob>({
     boss: queue.boss,
     queue: DELIVERY_QUEUE,
