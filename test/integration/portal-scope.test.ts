@@ -393,7 +393,9 @@ describe('a portal token sees only its own recipient, through every path', () =>
     const rotated = await portal.raw('mutation ($input: RotateEndpointSecretInput!) { rotateEndpointSecret(input: $input) { secret } }', {
       input: { id: createEndpoint.id },
     });
-    expect(rotated.data).toEqual({ rotateEndpointSecret: { secret: expect.not.stringMatching(createEndpoint.secret) } });
+    const newSecret = (rotated.data as { rotateEndpointSecret: { secret: string } }).rotateEndpointSecret.secret;
+    expect(newSecret).toMatch(/^whsec_/);
+    expect(newSecret).not.toBe(createEndpoint.secret);
     const deleted = await portal.raw('mutation ($input: DeleteEndpointInput!) { deleteEndpoint(input: $input) { id } }', { input: { id: createEndpoint.id } });
     expect(deleted.data).toEqual({ deleteEndpoint: { id: createEndpoint.id } });
   });
