@@ -80,7 +80,7 @@ export async function runDeliveryJob(deps: DeliverDeps, job: Job<DeliveryJob>): 
   const { trigger } = job.data;
   const fence: JobAttempt = { id: job.id, retryCount: job.retryCount };
   const started = deps.starter ? await deps.starter.start(job, fence) : await inTransaction(deps.pool, (sql) => startAttempt(deps, sql, job, fence));
-  for (const event of started.events) await publish(deps, event);
+  for (const event of started.events) publish(deps, event);
   if (!started.send) return;
   const { loaded, attemptId, secrets } = started.send;
 
@@ -104,21 +104,23 @@ export async function runDeliveryJob(deps: DeliverDeps, job: Job<DeliveryJob>): 
     ? await deps.settler.succeeded(outcome)
     : await inTransaction(deps.pool, (sql) => finishAttempt(deps, sql, outcome));
   if (finished.retryAt) deps.onRetryQueued?.(finished.retryAt);
-  await publish(deps, attemptEvent(loaded, attemptId, result.ok ? 'SUCCEEDED' : 'FAILED'));
+  publish(deps, attemptEvent(loaded, attemptId, result.ok ? 'SUCCEEDED' : 'FAILED'));
 }
 
 function attemptEvent(loaded: Loaded, attemptId: string, status: AttemptEvent['status']): AttemptEvent {
   return { attemptId, appId: loaded.appId, recipientId: loaded.recipientId, messageId: loaded.messageId, endpointId: loaded.endpointId, status };
 }
 
-async function publish(deps: DeliverDeps, event: AttemptEvent): Promise<void> {
+/**
+ * Not awaited: the bus sends events in the order they were published, in
+ * batches, and a try need not wait for the live feed's round trip.
+ */
+function publish(deps: DeliverDeps, event: AttemptEvent): void {
   if (!deps.live) return;
-  try {
-    await deps.live.publishAttempt(event);
-  } catch (error) {
+  deps.live.publishAttempt(event).catch((error: unknown) => {
     // The live feed is a view; a delivery never fails because of it.
     deps.logger.warn(`delivery: could not publish attempt ${event.attemptId} to the live feed`, error instanceof Error ? error.message : error);
-  }
+  });
 }
 
 /** A delivery with what one try of it needs: message, endpoint, app settings. */

@@ -14,24 +14,35 @@ type Wire = ({ kind: 'attempt' } & AttemptEvent) | ({ kind: 'message' } & Messag
 const ATTEMPT_STATUSES = new Set(['SENDING', 'SUCCEEDED', 'FAILED']);
 const isId = (value: unknown): value is string => typeof value === 'string' && value.length > 0 && value.length <= 200;
 
-/** A payload from the channel, or undefined when it is not ours (anyone may NOTIFY on it). */
-function parseWire(text: string): Wire | undefined {
-  let value: Record<string, unknown>;
-  try {
-    value = JSON.parse(text) as Record<string, unknown>;
-  } catch {
-    return undefined;
-  }
-  if (!value || typeof value !== 'object') return undefined;
-  const { kind, appId, recipientId, messageId } = value;
+/** One event of a payload, or undefined when it is not ours (anyone may NOTIFY on the channel). */
+function parseEvent(value: unknown): Wire | undefined {
+  if (!value || typeof value !== 'object' || Array.isArray(value)) return undefined;
+  const { kind, appId, recipientId, messageId } = value as Record<string, unknown>;
   if (!isId(appId) || !isId(recipientId) || !isId(messageId)) return undefined;
   if (kind === 'message') return { kind, appId, recipientId, messageId };
   if (kind === 'attempt') {
-    const { attemptId, endpointId, status } = value;
+    const { attemptId, endpointId, status } = value as Record<string, unknown>;
     if (!isId(attemptId) || !isId(endpointId) || typeof status !== 'string' || !ATTEMPT_STATUSES.has(status)) return undefined;
     return { kind, attemptId, appId, recipientId, messageId, endpointId, status: status as AttemptEvent['status'] };
   }
   return undefined;
+}
+
+/** The events of a payload: an array of events (what this bus sends) or a single event. */
+function parseWire(text: string): Wire[] {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return [];
+  }
+  const items = Array.isArray(value) ? value : [value];
+  const events: Wire[] = [];
+  for (const item of items) {
+    const event = parseEvent(item);
+    if (event) events.push(event);
+  }
+  return events;
 }
 
 export interface PgLiveBusOptions {
@@ -108,18 +119,20 @@ export function createPgLiveBus(options: PgLiveBusOptions): PgLiveBus {
   }
 
   function receive(text: string | undefined) {
-    const wire = text === undefined ? undefined : parseWire(text);
-    if (!wire) {
+    const wires = text === undefined ? [] : parseWire(text);
+    if (wires.length === 0) {
       logger.debug(`ignored a notification on ${channel} that is not a live event`);
       return;
     }
-    liveEventsReceived.inc({ kind: wire.kind });
-    if (wire.kind === 'attempt') {
-      const { kind: _, ...event } = wire;
-      fanOut(attemptListeners, event);
-    } else {
-      const { kind: _, ...event } = wire;
-      fanOut(messageListeners, event);
+    for (const wire of wires) {
+      liveEventsReceived.inc({ kind: wire.kind });
+      if (wire.kind === 'attempt') {
+        const { kind: _, ...event } = wire;
+        fanOut(attemptListeners, event);
+      } else {
+        const { kind: _, ...event } = wire;
+        fanOut(messageListeners, event);
+      }
     }
   }
 
@@ -182,20 +195,61 @@ export function createPgLiveBus(options: PgLiveBusOptions): PgLiveBus {
     for (const resolve of ready) resolve();
   }
 
-  async function publish(wire: Wire) {
+  // Publishing coalesces, like a group commit: events published while a NOTIFY
+  // is in flight wait for it and then go out together, as one JSON array per
+  // notification (split to stay under the payload limit). One round trip and
+  // one write transaction then carries many events instead of one each, and
+  // an idle bus still sends a lone event at once. One NOTIFY at a time, in
+  // publish order, so the events keep their order.
+  interface Pending {
+    wire: Wire;
+    text: string;
+    resolve: () => void;
+  }
+  let queue: Pending[] = [];
+  let flushing: Promise<void> | undefined;
+
+  /** The next payload: as many queued events as fit under the limit, in order. */
+  function takeChunk(): Pending[] {
+    let bytes = 2;
+    let count = 0;
+    while (count < queue.length) {
+      const size = Buffer.byteLength(queue[count]!.text) + (count > 0 ? 1 : 0);
+      if (count > 0 && bytes + size > MAX_PAYLOAD_BYTES) break;
+      bytes += size;
+      count++;
+    }
+    return queue.splice(0, count);
+  }
+
+  async function flush() {
+    while (queue.length > 0) {
+      const chunk = takeChunk();
+      try {
+        // One notification per statement: PostgreSQL folds identical payloads sent in one transaction.
+        await pool.query('SELECT pg_notify($1, $2)', [channel, `[${chunk.map((p) => p.text).join(',')}]`]);
+        for (const p of chunk) liveEventsPublished.inc({ kind: p.wire.kind });
+      } catch (error) {
+        for (const p of chunk) livePublishFailures.inc({ kind: p.wire.kind });
+        logger.warn(`live feed: could not publish ${chunk.length} event(s): ${(error as Error).message}`);
+      }
+      for (const p of chunk) p.resolve();
+    }
+    flushing = undefined;
+  }
+
+  /** Resolves once the event was sent (or failed to be: the feed is best effort). */
+  function publish(wire: Wire): Promise<void> {
     const text = JSON.stringify(wire);
-    if (Buffer.byteLength(text) > MAX_PAYLOAD_BYTES) {
+    // Bracket and event together must fit, so every event fits in a payload of its own.
+    if (Buffer.byteLength(text) + 2 > MAX_PAYLOAD_BYTES) {
       livePublishFailures.inc({ kind: wire.kind });
       logger.error(`live feed: an event of ${Buffer.byteLength(text)} bytes is over the NOTIFY limit; not sent`);
-      return;
+      return Promise.resolve();
     }
-    try {
-      await pool.query('SELECT pg_notify($1, $2)', [channel, text]);
-      liveEventsPublished.inc({ kind: wire.kind });
-    } catch (error) {
-      livePublishFailures.inc({ kind: wire.kind });
-      logger.warn(`live feed: could not publish a ${wire.kind} event: ${(error as Error).message}`);
-    }
+    const sent = new Promise<void>((resolve) => queue.push({ wire, text, resolve }));
+    flushing ??= flush();
+    return sent;
   }
 
   if (options.listen !== false) void connect();
@@ -236,6 +290,8 @@ export function createPgLiveBus(options: PgLiveBusOptions): PgLiveBus {
       return () => messageListeners.delete(listener);
     },
     async close() {
+      // Events already published still go out.
+      await flushing;
       closed = true;
       clearTimeout(retryTimer);
       clearInterval(healthTimer);
