@@ -3,7 +3,7 @@ import { createEndpoint, deleteEndpoint, rotateEndpointSecret, updateEndpoint } 
 import { builder } from '../builder.ts';
 import { PAGE } from '../paging.ts';
 import { DeliveryStatusEnum } from './enums.ts';
-import { AttemptConnection, DeliveryConnection } from './message.ts';
+import { AttemptConnection, attemptsNewestFirst, DeliveryConnection } from './message.ts';
 
 export const EndpointRef = builder.prismaNode('Endpoint', {
   id: { field: 'id' },
@@ -41,12 +41,7 @@ export const EndpointRef = builder.prismaNode('Endpoint', {
         orderBy: { id: 'desc' },
       }),
     }, DeliveryConnection),
-    attempts: t.relatedConnection('attempts', {
-      ...PAGE,
-      cursor: 'id',
-      description: 'Newest first.',
-      query: (_args, ctx) => ({ where: visible.attempt(ctx.actor), orderBy: { id: 'desc' } }),
-    }, AttemptConnection),
+    attempts: t.relatedConnection('attempts', attemptsNewestFirst, AttemptConnection),
   }),
 });
 

@@ -2,6 +2,7 @@ import type { Message, Prisma } from '../../db/client.ts';
 import { sendMessage } from '../../domain/messages.ts';
 import { visible } from '../../domain/access.ts';
 import { builder } from '../builder.ts';
+import type { GraphQLContext } from '../context.ts';
 import { PAGE } from '../paging.ts';
 import { AttemptStatusEnum, AttemptTriggerEnum, DeliveryStatusEnum } from './enums.ts';
 
@@ -28,6 +29,14 @@ export function messageFilter(args: {
   return where;
 }
 
+/** The attempts of a message, a delivery or an endpoint: newest first, only those the actor may see. */
+export const attemptsNewestFirst = {
+  ...PAGE,
+  cursor: 'id' as const,
+  description: 'Newest first.',
+  query: (_args: unknown, ctx: GraphQLContext) => ({ where: visible.attempt(ctx.actor), orderBy: { id: 'desc' as const } }),
+};
+
 export const MessageRef = builder.prismaNode('Message', {
   id: { field: 'id' },
   nullable: true,
@@ -53,12 +62,7 @@ export const MessageRef = builder.prismaNode('Message', {
         orderBy: { id: 'asc' },
       }),
     }, DeliveryConnection),
-    attempts: t.relatedConnection('attempts', {
-      ...PAGE,
-      cursor: 'id',
-      description: 'Newest first.',
-      query: (_args, ctx) => ({ where: visible.attempt(ctx.actor), orderBy: { id: 'desc' } }),
-    }, AttemptConnection),
+    attempts: t.relatedConnection('attempts', attemptsNewestFirst, AttemptConnection),
   }),
 });
 
@@ -75,12 +79,7 @@ export const DeliveryRef = builder.prismaNode('Delivery', {
     updatedAt: t.expose('updatedAt', { type: 'DateTime' }),
     endpoint: t.relation('endpoint'),
     message: t.relation('message'),
-    attempts: t.relatedConnection('attempts', {
-      ...PAGE,
-      cursor: 'id',
-      description: 'Newest first.',
-      query: (_args, ctx) => ({ where: visible.attempt(ctx.actor), orderBy: { id: 'desc' } }),
-    }, AttemptConnection),
+    attempts: t.relatedConnection('attempts', attemptsNewestFirst, AttemptConnection),
   }),
 });
 
