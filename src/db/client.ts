@@ -13,8 +13,6 @@ export interface Database {
   close(): Promise<void>;
 }
 
-export type Tx = Omit<PrismaClient, '$connect' | '$disconnect' | '$on' | '$transaction' | '$extends'>;
-
 export function connectDatabase(url: string, options: { max?: number; onQuery?: (sql: string) => void } = {}): Database {
   const pool = new pg.Pool({ connectionString: url, max: options.max ?? 20 });
   // An idle client losing its connection (database restart) must not crash the process.

@@ -3,6 +3,7 @@ import { visible } from './access.ts';
 import { requireApp } from './apps.ts';
 import type { DomainContext } from './context.ts';
 import { notFound } from './errors.ts';
+import { messageNamed } from './messages.ts';
 import { checkExternalId } from './recipients.ts';
 
 /**
@@ -83,12 +84,12 @@ export async function attemptFeedScope(
   if (args.messageId != null) {
     checkExternalId(args.messageId, 'messageId');
     const message = await ctx.prisma.message.findFirst({
-      where: { appId: app.id, OR: [{ id: args.messageId }, { uid: args.messageId }], AND: [visible.message(ctx.actor)] },
+      where: { AND: [messageNamed(app.id, args.messageId), visible.message(ctx.actor)] },
       select: { id: true },
       orderBy: { id: 'asc' },
     });
     if (message) messageId = message.id;
-    else where.push({ message: { appId: app.id, OR: [{ id: args.messageId }, { uid: args.messageId }] } });
+    else where.push({ message: messageNamed(app.id, args.messageId) });
   }
 
   return { appId: app.id, recipientId: recipient.recipientId, messageId, endpointId, where: { AND: where } };

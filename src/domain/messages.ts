@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { Message } from '../db/client.ts';
+import type { Message, Prisma } from '../db/client.ts';
 import { visible } from './access.ts';
 import { requireOperator } from './apps.ts';
 import { inTransaction, type DomainContext, type NewDelivery, type SqlExecutor } from './context.ts';
@@ -213,10 +213,15 @@ export async function sendMessage(ctx: DomainContext, input: SendMessageInput): 
   return { message: outcome.message, deduplicated: false, deliveries: outcome.deliveries };
 }
 
+/** The message of an app named by its Dispatch id (msg_…) or the caller's messageId. */
+export function messageNamed(appId: string, id: string): Prisma.MessageWhereInput {
+  return { appId, OR: [{ id }, { uid: id }] };
+}
+
 /** A message by its Dispatch id (msg_…) or the caller's messageId, if the actor may see it. */
 export function findMessage(ctx: DomainContext, appId: string, id: string): Promise<Message | null> {
   return ctx.prisma.message.findFirst({
-    where: { appId, OR: [{ id }, { uid: id }], AND: [visible.message(ctx.actor)] },
+    where: { AND: [messageNamed(appId, id), visible.message(ctx.actor)] },
     orderBy: { id: 'asc' },
   });
 }

@@ -1,6 +1,4 @@
-import type { Recipient } from '../db/client.ts';
-import { visible } from './access.ts';
-import type { DomainContext, SqlExecutor } from './context.ts';
+import type { SqlExecutor } from './context.ts';
 import { badInput } from './errors.ts';
 import { newId } from './ids.ts';
 
@@ -9,11 +7,6 @@ const EXTERNAL_ID = /^[\x21-\x7e]{1,256}$/;
 
 export function checkExternalId(value: string, what: string): void {
   if (!EXTERNAL_ID.test(value)) throw badInput(`${what} must be 1 to 256 visible ASCII characters without spaces`);
-}
-
-/** The recipient with this operator id in an app, if the actor may see it. */
-export function findRecipient(ctx: DomainContext, appId: string, uid: string): Promise<Recipient | null> {
-  return ctx.prisma.recipient.findFirst({ where: { appId, uid, AND: [visible.recipient(ctx.actor)] } });
 }
 
 /** Creates the recipient on first use; race-safe. Returns its internal id. */

@@ -4,7 +4,7 @@ import { archiveEventType, createEventType } from '../../domain/event-types.ts';
 import { DEFAULT_RETRY_SCHEDULE } from '../../delivery/retry.ts';
 import { builder } from '../builder.ts';
 import { PAGE } from '../paging.ts';
-import { EndpointConnection } from './endpoint.ts';
+import { EndpointConnection, endpointsNewestFirst } from './endpoint.ts';
 import { MessageConnection, messageFilter, messageFilterArgs } from './message.ts';
 
 export const AppRef = builder.prismaNode('App', {
@@ -54,11 +54,7 @@ export const AppRef = builder.prismaNode('App', {
       resolve: (query, app, args, ctx) =>
         ctx.domain.prisma.recipient.findFirst({ ...query, where: { appId: app.id, uid: args.recipientId, AND: [visible.recipient(ctx.actor)] } }),
     }),
-    endpoints: t.relatedConnection('endpoints', {
-      ...PAGE,
-      cursor: 'id',
-      query: (_args, ctx) => ({ where: visible.endpoint(ctx.actor), orderBy: { id: 'desc' } }),
-    }, EndpointConnection),
+    endpoints: t.relatedConnection('endpoints', endpointsNewestFirst, EndpointConnection),
     messages: t.relatedConnection('messages', {
       ...PAGE,
       cursor: 'id',
@@ -99,11 +95,7 @@ export const RecipientRef = builder.prismaNode('Recipient', {
     recipientId: t.exposeString('uid', { description: "The operator's own id of this recipient." }),
     createdAt: t.expose('createdAt', { type: 'DateTime' }),
     app: t.relation('app'),
-    endpoints: t.relatedConnection('endpoints', {
-      ...PAGE,
-      cursor: 'id',
-      query: (_args, ctx) => ({ where: visible.endpoint(ctx.actor), orderBy: { id: 'desc' } }),
-    }, EndpointConnection),
+    endpoints: t.relatedConnection('endpoints', endpointsNewestFirst, EndpointConnection),
     messages: t.relatedConnection('messages', {
       ...PAGE,
       cursor: 'id',

@@ -1,6 +1,7 @@
 import { visible } from '../../domain/access.ts';
 import { createEndpoint, deleteEndpoint, rotateEndpointSecret, updateEndpoint } from '../../domain/endpoints.ts';
 import { builder } from '../builder.ts';
+import type { GraphQLContext } from '../context.ts';
 import { PAGE } from '../paging.ts';
 import { DeliveryStatusEnum } from './enums.ts';
 import { AttemptConnection, attemptsNewestFirst, DeliveryConnection } from './message.ts';
@@ -44,6 +45,13 @@ export const EndpointRef = builder.prismaNode('Endpoint', {
     attempts: t.relatedConnection('attempts', attemptsNewestFirst, AttemptConnection),
   }),
 });
+
+/** The endpoints of an app or a recipient: newest first, only those the actor may see. */
+export const endpointsNewestFirst = {
+  ...PAGE,
+  cursor: 'id' as const,
+  query: (_args: unknown, ctx: GraphQLContext) => ({ where: visible.endpoint(ctx.actor), orderBy: { id: 'desc' as const } }),
+};
 
 export const EndpointConnection = builder.connectionObject({ type: EndpointRef, name: 'EndpointConnection' });
 

@@ -1,5 +1,5 @@
 import type { Message, Prisma } from '../../db/client.ts';
-import { sendMessage } from '../../domain/messages.ts';
+import { messageNamed, sendMessage } from '../../domain/messages.ts';
 import { visible } from '../../domain/access.ts';
 import { builder } from '../builder.ts';
 import type { GraphQLContext } from '../context.ts';
@@ -120,7 +120,7 @@ builder.queryField('message', (t) =>
     resolve: (query, _root, args, ctx) =>
       ctx.domain.prisma.message.findFirst({
         ...query,
-        where: { appId: args.appId, OR: [{ id: args.id }, { uid: args.id }], AND: [visible.message(ctx.actor)] },
+        where: { AND: [messageNamed(args.appId, args.id), visible.message(ctx.actor)] },
         orderBy: { id: 'asc' },
       }),
   }),
