@@ -7,9 +7,20 @@ import {
   DashboardCreateAppDocument,
   DashboardCreateEventTypeDocument,
   DashboardCreatePortalSessionDocument,
+  DashboardRecipientEndpointsDocument,
+  DashboardRecipientsDocument,
+  DashboardUpdateAppDocument,
   DashboardViewerDocument,
+  type DashboardAppQuery,
+  type DashboardRecipientFragment,
+  type PortalEndpointFragment,
+  type UpdateAppInput,
 } from './generated.ts';
-import { act, badge, empty, notice, pretty, resource, show, time, toApiError, type Notice, type Redraw } from './ui.ts';
+import { act, badge, empty, loadMore, notice, PagedList, pagedResource, pretty, resource, show, time, toApiError, type Notice, type Redraw } from './ui.ts';
+
+const RECIPIENTS_PAGE = 50;
+
+type App = NonNullable<DashboardAppQuery['app']>;
 
 export function signInPage(redraw: Redraw, onSignedIn: () => void) {
   let n: Notice | undefined;
@@ -45,7 +56,7 @@ export function signInPage(redraw: Redraw, onSignedIn: () => void) {
 
 export function appsPage(apiKey: string, redraw: Redraw) {
   let n: Notice | undefined;
-  const apps = resource(async () => (await gql(apiKey, DashboardAppsDocument, {})).apps.nodes, redraw);
+  const apps = pagedResource(async (after) => (await gql(apiKey, DashboardAppsDocument, { after })).apps, redraw);
   const create = (e: Event) => {
     e.preventDefault();
     const form = e.currentTarget as HTMLFormElement;
@@ -60,8 +71,9 @@ export function appsPage(apiKey: string, redraw: Redraw) {
   return () => html`<section>
     <h2>Apps</h2>
     ${show(apps, 'dashboard', (list) =>
-      list.length
-        ? html`<ul class="cards">${list.map((a) => html`<li class="card"><a class="card-link" href="#/dashboard/apps/${a.id}"><strong>${a.name}</strong><span class="mono muted">${a.id}</span></a></li>`)}</ul>`
+      list.items.length
+        ? html`<ul class="cards">${list.items.map((a) => html`<li class="card"><a class="card-link" href="#/dashboard/apps/${a.id}"><strong>${a.name}</strong><span class="mono muted">${a.id}</span></a></li>`)}</ul>
+            ${loadMore(list, 'More apps')}`
         : empty('No apps yet. Create one below.'),
     )}
     <div class="panel">
@@ -75,11 +87,67 @@ export function appsPage(apiKey: string, redraw: Redraw) {
   </section>`;
 }
 
+/** A number as typed; whether it is an acceptable value is the API's to say. */
+function wholeNumber(text: string, unit: string): number {
+  if (!/^-?\d+$/.test(text)) throw new Error(`"${text}" is not a whole number of ${unit}.`);
+  return Number(text);
+}
+
+/** "5, 300, 1800" as a list; empty gives [], which the API takes as the default schedule. */
+const parseSchedule = (raw: string) =>
+  raw
+    .split(',')
+    .map((part) => part.trim())
+    .filter(Boolean)
+    .map((part) => wholeNumber(part, 'seconds'));
+
 export function appPage(apiKey: string, appId: string, redraw: Redraw) {
   let etNotice: Notice | undefined;
+  let settingsNotice: Notice | undefined;
+  let saving = false;
   const links = new Map<string, { url?: string; expiresAt?: string; notice?: Notice }>();
   const app = resource(async () => (await gql(apiKey, DashboardAppDocument, { id: appId })).app, redraw);
+  const recipients = pagedResource(
+    async (after) => (await gql(apiKey, DashboardRecipientsDocument, { appId, first: RECIPIENTS_PAGE, after })).app?.recipients,
+    redraw,
+  );
+  // Each recipient row pages its own endpoints; a reload brings new row objects, so their lists start over.
+  const endpointLists = new WeakMap<DashboardRecipientFragment, PagedList<PortalEndpointFragment>>();
+  const endpointsOf = (r: DashboardRecipientFragment) => {
+    let list = endpointLists.get(r);
+    if (!list) {
+      const load = async (after: string) =>
+        (await gql(apiKey, DashboardRecipientEndpointsDocument, { appId, recipientId: r.recipientId, after })).recipient?.endpoints;
+      list = new PagedList(load, redraw).reset(r.endpoints);
+      endpointLists.set(r, list);
+    }
+    return list;
+  };
 
+  const saveSettings = (e: Event, a: App) => {
+    e.preventDefault();
+    const data = new FormData(e.currentTarget as HTMLFormElement);
+    saving = true;
+    void act((x) => (settingsNotice = x), redraw, async () => {
+      try {
+        // Only what changed is sent: saving a new name must not freeze the default schedule into an override.
+        const input: UpdateAppInput = { id: appId };
+        const name = String(data.get('name') ?? '');
+        if (name !== a.name) input.name = name;
+        const schedule = parseSchedule(String(data.get('retrySchedule') ?? ''));
+        if (schedule.join(',') !== a.retrySchedule.join(',')) input.retrySchedule = schedule;
+        // Empty restores the default timeout.
+        const rawTimeout = String(data.get('attemptTimeoutMs') ?? '').trim();
+        const timeout = rawTimeout ? wholeNumber(rawTimeout, 'milliseconds') : null;
+        if (timeout !== a.attemptTimeoutMs) input.attemptTimeoutMs = timeout;
+        await gql(apiKey, DashboardUpdateAppDocument, { input });
+        await app.reload();
+        return 'Settings saved.';
+      } finally {
+        saving = false;
+      }
+    });
+  };
   const createEventType = (e: Event) => {
     e.preventDefault();
     const form = e.currentTarget as HTMLFormElement;
@@ -139,6 +207,18 @@ export function appPage(apiKey: string, appId: string, redraw: Redraw) {
             </div>
             <p class="muted"><span class="mono">${a.id}</span> · retries after ${a.retrySchedule.join(', ')} s · timeout ${a.attemptTimeoutMs} ms</p>
             <div class="panel">
+              <h3>Settings</h3>
+              <form class="form" aria-label="App settings" @submit=${(e: Event) => saveSettings(e, a)}>
+                <label>Name<input name="name" .value=${a.name} /></label>
+                <label>Retry schedule (seconds)<input name="retrySchedule" .value=${a.retrySchedule.join(', ')} inputmode="numeric" aria-describedby="retry-help" /></label>
+                <p class="muted hint" id="retry-help">Delays between tries after the first, comma-separated, e.g. <code>5, 300, 1800</code>. Empty restores the default schedule.</p>
+                <label>Attempt timeout (ms)<input name="attemptTimeoutMs" .value=${String(a.attemptTimeoutMs)} inputmode="numeric" aria-describedby="timeout-help" /></label>
+                <p class="muted hint" id="timeout-help">How long one try may take. Empty restores the default.</p>
+                ${notice(settingsNotice)}
+                <div class="actions"><button type="submit" ?disabled=${saving}>${saving ? 'Saving…' : 'Save settings'}</button></div>
+              </form>
+            </div>
+            <div class="panel">
               <h3>Event types</h3>
               ${a.eventTypes.length
                 ? html`<ul class="rows">
@@ -162,39 +242,44 @@ export function appPage(apiKey: string, appId: string, redraw: Redraw) {
             </div>
             <div class="panel">
               <h3>Recipients</h3>
-              ${a.recipients.nodes.length
-                ? html`<ul class="rows">
-                    ${a.recipients.nodes.map((r) => {
-                      const link = links.get(r.recipientId);
-                      return html`<li class="recipient">
-                        <div class="row-head">
-                          <strong>${r.recipientId}</strong>
-                          <span>
-                            <a class="button secondary small" href="#/dashboard/apps/${a.id}/messages?recipientId=${encodeURIComponent(r.recipientId)}">Messages</a>
-                            <button class="small" @click=${() => void portalLink(r.recipientId)}>Portal link</button>
-                          </span>
-                        </div>
-                        ${link?.url
-                          ? html`<p class="portal-link"><input readonly aria-label="Portal link" .value=${link.url} @focus=${(e: Event) => (e.target as HTMLInputElement).select()} />
-                              <a href=${link.url} target="_blank" rel="noopener">Open</a> <span class="muted">valid until ${time(link.expiresAt)}</span></p>`
-                          : nothing}
-                        ${notice(link?.notice)}
-                        ${r.endpoints.nodes.length
-                          ? html`<ul class="sub">${r.endpoints.nodes.map((e) => html`<li><span class="url">${e.url}</span> ${e.disabled ? badge('disabled') : badge('enabled')} <span class="muted">${e.eventTypes.join(', ') || 'all event types'}</span></li>`)}</ul>`
-                          : html`<p class="muted">No endpoints.</p>`}
-                      </li>`;
-                    })}
-                  </ul>`
-                : html`<p class="muted">No recipients yet: they appear with their first message, endpoint or portal link.</p>`}
+              ${show(recipients, 'dashboard', (list) =>
+                list.items.length
+                  ? html`<ul class="rows">
+                        ${list.items.map((r) => {
+                          const link = links.get(r.recipientId);
+                          const endpoints = endpointsOf(r);
+                          return html`<li class="recipient">
+                            <div class="row-head">
+                              <strong>${r.recipientId}</strong>
+                              <span>
+                                <a class="button secondary small" href="#/dashboard/apps/${a.id}/messages?recipientId=${encodeURIComponent(r.recipientId)}">Messages</a>
+                                <button class="small" @click=${() => void portalLink(r.recipientId)}>Portal link</button>
+                              </span>
+                            </div>
+                            ${link?.url
+                              ? html`<p class="portal-link"><input readonly aria-label="Portal link" .value=${link.url} @focus=${(e: Event) => (e.target as HTMLInputElement).select()} />
+                                  <a href=${link.url} target="_blank" rel="noopener">Open</a> <span class="muted">valid until ${time(link.expiresAt)}</span></p>`
+                              : nothing}
+                            ${notice(link?.notice)}
+                            ${endpoints.items.length
+                              ? html`<ul class="sub">${endpoints.items.map((e) => html`<li><span class="url">${e.url}</span> ${e.disabled ? badge('disabled') : badge('enabled')} <span class="muted">${e.eventTypes.join(', ') || 'all event types'}</span></li>`)}</ul>
+                                  ${loadMore(endpoints, 'More endpoints')}`
+                              : html`<p class="muted">No endpoints.</p>`}
+                          </li>`;
+                        })}
+                      </ul>
+                      ${loadMore(list)}`
+                  : html`<p class="muted">No recipients yet: they appear with their first message, endpoint or portal link.</p>`,
+              )}
               <form class="form inline" @submit=${(e: Event) => {
                 e.preventDefault();
                 const recipientId = String(new FormData(e.currentTarget as HTMLFormElement).get('recipientId') ?? '').trim();
-                if (recipientId) void portalLink(recipientId).then(() => app.reload());
+                if (recipientId) void portalLink(recipientId).then(() => recipients.reload());
               }}>
                 <label>Portal link for recipient<input name="recipientId" required placeholder="customer_123" /></label>
                 <div class="actions"><button type="submit">Create link</button></div>
               </form>
-              ${[...links].filter(([id]) => !a.recipients.nodes.some((r) => r.recipientId === id)).map(([id, link]) =>
+              ${[...links].filter(([id]) => !recipients.data?.items.some((r) => r.recipientId === id)).map(([id, link]) =>
                 link.url ? html`<p class="portal-link">${id}: <input readonly aria-label="Portal link" .value=${link.url} /></p>` : notice(link.notice),
               )}
             </div>`,

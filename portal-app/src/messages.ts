@@ -12,7 +12,24 @@ import {
   type MessageLogQuery,
   type PortalAttemptFragment,
 } from './generated.ts';
-import { act, badge, empty, isoToLocal, localToIso, notice, pretty, resource, show, time, toApiError, type Mode, type Notice, type Redraw } from './ui.ts';
+import {
+  act,
+  badge,
+  empty,
+  isoToLocal,
+  loadMore,
+  localToIso,
+  notice,
+  pagedResource,
+  pretty,
+  resource,
+  show,
+  time,
+  toApiError,
+  type Mode,
+  type Notice,
+  type Redraw,
+} from './ui.ts';
 
 const STATUSES: DeliveryStatus[] = ['PENDING', 'SENDING', 'SUCCEEDED', 'FAILED', 'CANCELED'];
 
@@ -39,30 +56,10 @@ export function messageLogPage(o: LogOptions, redraw: Redraw) {
     recipientId: (o.byRecipient && o.filters.get('recipientId')) || undefined,
   };
   const catalog = resource(async () => (await gql(o.token, EventTypeCatalogDocument, { appId: o.appId })).app?.eventTypes ?? [], redraw);
-  let messages: Summary[] = [];
-  let next: string | null = null;
-  let loadingMore = false;
-  let moreError: string | undefined;
-  const page = resource(async () => {
-    const result = await gql(o.token, MessageLogDocument, { appId: o.appId, first: 25, ...f });
-    messages = result.app?.messages.nodes ?? [];
-    next = result.app?.messages.pageInfo.hasNextPage ? result.app.messages.pageInfo.endCursor : null;
-    return true;
-  }, redraw);
-  const more = async () => {
-    loadingMore = true;
-    moreError = undefined;
-    redraw();
-    try {
-      const result = await gql(o.token, MessageLogDocument, { appId: o.appId, first: 25, after: next, ...f });
-      messages = [...messages, ...(result.app?.messages.nodes ?? [])];
-      next = result.app?.messages.pageInfo.hasNextPage ? result.app.messages.pageInfo.endCursor : null;
-    } catch (error) {
-      moreError = toApiError(error).message;
-    }
-    loadingMore = false;
-    redraw();
-  };
+  const page = pagedResource<Summary>(
+    async (after) => (await gql(o.token, MessageLogDocument, { appId: o.appId, first: 25, after, ...f })).app?.messages,
+    redraw,
+  );
   const apply = (e: Event) => {
     e.preventDefault();
     const data = new FormData(e.currentTarget as HTMLFormElement);
@@ -102,10 +99,10 @@ export function messageLogPage(o: LogOptions, redraw: Redraw) {
         ${filtered ? html`<a class="button secondary" href=${o.base}>Clear</a>` : nothing}
       </div>
     </form>
-    ${show(page, o.mode, () =>
-      messages.length
+    ${show(page, o.mode, (list) =>
+      list.items.length
         ? html`<ul class="cards messages">
-              ${messages.map(
+              ${list.items.map(
                 (m) => html`<li class="card message">
                   <a class="card-link" href="${o.base}/${m.id}">
                     <code>${m.eventType}</code>
@@ -115,8 +112,7 @@ export function messageLogPage(o: LogOptions, redraw: Redraw) {
                 </li>`,
               )}
             </ul>
-            ${moreError ? html`<p class="notice notice-error">${moreError}</p>` : nothing}
-            ${next ? html`<div class="actions"><button class="secondary" ?disabled=${loadingMore} @click=${() => void more()}>${loadingMore ? 'Loading…' : 'Load more'}</button></div>` : nothing}`
+            ${loadMore(list)}`
         : empty(filtered ? 'No messages match these filters.' : 'No messages yet.'),
     )}
   </section>`;

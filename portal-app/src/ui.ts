@@ -122,3 +122,69 @@ export function isoToLocal(iso: string | undefined): string {
   const pad = (n: number) => String(n).padStart(2, '0');
   return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
 }
+
+/** One page of a Relay connection, as every paged query asks for it. */
+export interface Page<T> {
+  nodes: T[];
+  pageInfo: { hasNextPage: boolean; endCursor: string | null };
+}
+
+/** A list shown a page at a time: "Load more" appends the next page after the last one shown. */
+export class PagedList<T> {
+  items: T[] = [];
+  next: string | null = null;
+  loadingMore = false;
+  moreError: string | undefined;
+  // Bumped by reset, so a page that arrives after the list started over is dropped.
+  private generation = 0;
+  private readonly load: (after: string) => Promise<Page<T> | null | undefined>;
+  private readonly redraw: Redraw;
+
+  constructor(load: (after: string) => Promise<Page<T> | null | undefined>, redraw: Redraw) {
+    this.load = load;
+    this.redraw = redraw;
+  }
+
+  /** Starts over from a first page, loaded by the caller (on its own or inside a bigger query). */
+  reset(page: Page<T> | null | undefined): this {
+    this.generation++;
+    this.items = page?.nodes ?? [];
+    this.next = page?.pageInfo.hasNextPage ? page.pageInfo.endCursor : null;
+    this.loadingMore = false;
+    this.moreError = undefined;
+    return this;
+  }
+
+  async more(): Promise<void> {
+    const after = this.next;
+    if (!after || this.loadingMore) return;
+    const generation = this.generation;
+    this.loadingMore = true;
+    this.moreError = undefined;
+    this.redraw();
+    try {
+      const page = await this.load(after);
+      if (generation !== this.generation) return;
+      this.items = [...this.items, ...(page?.nodes ?? [])];
+      this.next = page?.pageInfo.hasNextPage ? page.pageInfo.endCursor : null;
+    } catch (error) {
+      if (generation === this.generation) this.moreError = toApiError(error).message;
+    } finally {
+      if (generation === this.generation) this.loadingMore = false;
+      this.redraw();
+    }
+  }
+}
+
+/** A paged list whose first page loads like any resource (and reload() starts over from it). */
+export function pagedResource<T>(load: (after: string | null) => Promise<Page<T> | null | undefined>, redraw: Redraw): Resource<PagedList<T>> {
+  const list = new PagedList<T>(load, redraw);
+  return resource(async () => list.reset(await load(null)), redraw);
+}
+
+/** The "Load more" button of a paged list, while it has more, and why the last try failed. */
+export const loadMore = <T>(list: PagedList<T>, label = 'Load more') =>
+  html`${list.moreError ? html`<p class="notice notice-error" role="alert">${list.moreError}</p>` : nothing}
+  ${list.next
+    ? html`<div class="actions"><button class="secondary" ?disabled=${list.loadingMore} @click=${() => void list.more()}>${list.loadingMore ? 'Loading…' : label}</button></div>`
+    : nothing}`;

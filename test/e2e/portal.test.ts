@@ -6,7 +6,15 @@ import path from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { build } from 'vite';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CreateAppDocument, CreateEventTypeDocument, CreatePortalSessionDocument, SendMessageDocument } from '../../src/client/index.ts';
+import {
+  AppDocument,
+  CreateAppDocument,
+  CreateEndpointDocument,
+  CreateEventTypeDocument,
+  CreatePortalSessionDocument,
+  SendMessageDocument,
+} from '../../src/client/index.ts';
+import { DEFAULT_RETRY_SCHEDULE } from '../../src/delivery/retry.ts';
 import { startTestDispatch, type TestDispatch } from '../support/dispatch.ts';
 
 const SCREENSHOTS = path.resolve('test-results/portal');
@@ -83,6 +91,21 @@ describe('the portal SPA in a real browser', () => {
     const page = await context.newPage();
     await page.setViewportSize(viewport);
     return page;
+  }
+
+  /** A dashboard tab already signed in with `apiKey` (the sign-in form has its own test), showing `hash`. */
+  async function dashboardPage(apiKey: string, hash: string): Promise<Page> {
+    const page = await newPage();
+    // Any other route first: going to the same hash again would not route.
+    await page.goto(`${t.url}/portal#/`);
+    await page.evaluate((key) => sessionStorage.setItem('dispatch.apiKey', key), apiKey);
+    await page.goto(`${t.url}/portal${hash}`);
+    return page;
+  }
+
+  /** Runs `work` over `items`, a few at a time, so setting up many objects stays quick without flooding the server. */
+  async function inBatches<T>(items: T[], work: (item: T) => Promise<unknown>, size = 10) {
+    for (let i = 0; i < items.length; i += size) await Promise.all(items.slice(i, i + size).map(work));
   }
 
   it('serves the SPA at /portal with its content types, cache headers and frame-ancestors CSP', async () => {
@@ -231,5 +254,104 @@ describe('the portal SPA in a real browser', () => {
     expect(link).toMatch(/\/portal#token=dpt_[A-Za-z0-9_-]{43}$/);
     await page.screenshot({ path: `${SCREENSHOTS}/dashboard-app-desktop.png`, fullPage: true });
     await page.close();
+  }, 60_000);
+
+  it("an operator edits an app's name, retry schedule and attempt timeout; the API's BAD_USER_INPUT shows beside the form", async () => {
+    const { createApp } = await t.client.request(CreateAppDocument, { input: { name: 'Retries' } });
+    const readBack = async () => (await t.client.request(AppDocument, { id: createApp.id })).app!;
+    const page = await dashboardPage(t.apiKey, `#/dashboard/apps/${createApp.id}`);
+    const form = page.getByRole('form', { name: 'App settings' });
+    const schedule = form.getByLabel('Retry schedule');
+    const timeout = form.getByLabel('Attempt timeout');
+    const save = form.getByRole('button', { name: 'Save settings' });
+    // An app without its own schedule shows the default one.
+    await expect.poll(() => schedule.inputValue()).toBe(DEFAULT_RETRY_SCHEDULE.join(', '));
+    expect(await timeout.inputValue()).toBe('15000');
+
+    // The domain's rule and its message, not one of the SPA's.
+    await schedule.fill('5, 0');
+    await save.click();
+    const alert = form.getByRole('alert');
+    await expect.poll(() => alert.textContent()).toMatch(/^retrySchedule\[1\] must be a whole number of seconds from 1 to \d+/);
+    await page.screenshot({ path: `${SCREENSHOTS}/dashboard-settings-error-desktop.png` });
+    await timeout.fill('99');
+    await schedule.fill('5, 300');
+    await save.click();
+    await expect.poll(() => alert.textContent()).toMatch(/^attemptTimeoutMs must be an integer from 100 to 60000/);
+    // What is not a number at all never reaches the API.
+    await schedule.fill('5, soon');
+    await save.click();
+    await expect.poll(() => alert.textContent()).toBe('"soon" is not a whole number of seconds.');
+    expect(await readBack()).toMatchObject({ name: 'Retries', retrySchedule: DEFAULT_RETRY_SCHEDULE, attemptTimeoutMs: 15_000 });
+
+    await form.getByLabel('Name').fill('Retries v2');
+    await schedule.fill('10, 60,600');
+    await timeout.fill('5000');
+    await save.click();
+    await form.getByText('Settings saved.').waitFor();
+    expect(await readBack()).toMatchObject({ name: 'Retries v2', retrySchedule: [10, 60, 600], attemptTimeoutMs: 5000 });
+    // The view shows what was saved.
+    await page.getByRole('heading', { name: 'Retries v2' }).waitFor();
+    await page.getByText('retries after 10, 60, 600 s · timeout 5000 ms').waitFor();
+    expect(await schedule.inputValue()).toBe('10, 60, 600');
+
+    // Empty restores the defaults; a later edit of the name alone leaves the schedule as the default, not a copy of it.
+    await schedule.fill('');
+    await timeout.fill('');
+    await save.click();
+    await expect.poll(readBack).toMatchObject({ retrySchedule: DEFAULT_RETRY_SCHEDULE, attemptTimeoutMs: 15_000 });
+    await expect.poll(() => schedule.inputValue()).toBe(DEFAULT_RETRY_SCHEDULE.join(', '));
+    await form.getByLabel('Name').fill('Retries v3');
+    await save.click();
+    await page.getByRole('heading', { name: 'Retries v3' }).waitFor();
+    expect(await t.dispatch.db.prisma.app.findUniqueOrThrow({ where: { id: createApp.id } })).toMatchObject({
+      name: 'Retries v3',
+      retrySchedule: [],
+      attemptTimeoutMs: null,
+    });
+    await page.close();
+  }, 60_000);
+
+  it("the dashboard pages through more than one page of recipients, of a recipient's endpoints and of apps", async () => {
+    const { createApp } = await t.client.request(CreateAppDocument, { input: { name: 'Many recipients' } });
+    const ids = Array.from({ length: 105 }, (_, i) => `tenant_${String(i).padStart(3, '0')}`);
+    await inBatches(ids, (recipientId) => t.client.request(CreatePortalSessionDocument, { input: { appId: createApp.id, recipientId } }));
+    await inBatches(Array.from({ length: 21 }, (_, i) => i), (i) =>
+      t.client.request(CreateEndpointDocument, { input: { appId: createApp.id, recipientId: 'tenant_000', url: `${receiver.url}/${i}` } }),
+    );
+
+    const page = await dashboardPage(t.apiKey, `#/dashboard/apps/${createApp.id}`);
+    const rows = page.locator('.recipient');
+    const more = page.getByRole('button', { name: 'Load more', exact: true });
+    await expect.poll(() => rows.count()).toBe(50);
+    await more.click();
+    await expect.poll(() => rows.count()).toBe(100);
+    await more.click();
+    await expect.poll(() => rows.count()).toBe(105);
+    expect(await more.count()).toBe(0);
+    // Every recipient, each once: the pages follow one another without gaps or repeats.
+    const shown = await rows.locator('strong').allTextContents();
+    expect(new Set(shown).size).toBe(105);
+    expect(shown.toSorted()).toEqual(ids);
+
+    const tenant = rows.filter({ has: page.locator('strong', { hasText: /^tenant_000$/ }) });
+    const endpoints = tenant.locator('.sub > li');
+    expect(await endpoints.count()).toBe(20);
+    await tenant.getByRole('button', { name: 'More endpoints' }).click();
+    await expect.poll(() => endpoints.count()).toBe(21);
+    expect(new Set(await endpoints.locator('.url').allTextContents()).size).toBe(21);
+    expect(await tenant.getByRole('button', { name: 'More endpoints' }).count()).toBe(0);
+    await page.close();
+
+    // Apps page by 50: another workspace with 51.
+    const other = await t.newWorkspace();
+    await inBatches(Array.from({ length: 51 }, (_, i) => i), (i) => other.client.request(CreateAppDocument, { input: { name: `App ${i}` } }));
+    const appsPage = await dashboardPage(other.apiKey, '#/dashboard');
+    const cards = appsPage.locator('.card');
+    await expect.poll(() => cards.count()).toBe(50);
+    await appsPage.getByRole('button', { name: 'More apps' }).click();
+    await expect.poll(() => cards.count()).toBe(51);
+    expect(new Set(await cards.locator('strong').allTextContents()).size).toBe(51);
+    await appsPage.close();
   }, 60_000);
 });
