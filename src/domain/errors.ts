@@ -13,6 +13,12 @@ export const ERROR_CODES = [
   'RATE_LIMITED',
   /** The database is unreachable or restarting (HTTP 503): nothing was done; try again shortly. */
   'SERVICE_UNAVAILABLE',
+  /**
+   * A live-feed subscription ended because events may have been missed (the
+   * process lost its connection to the bus): subscribe again, then re-read
+   * with queries what may have changed.
+   */
+  'FEED_INTERRUPTED',
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];

@@ -23,5 +23,13 @@ export interface LiveBus {
   publishMessage(event: MessageEvent): Promise<void>;
   subscribeAttempts(listener: (event: AttemptEvent) => void): () => void;
   subscribeMessages(listener: (event: MessageEvent) => void): () => void;
+  /** Whether events reach this process's listeners now: false while the bus reconnects (and on a bus that does not listen). */
+  readonly isListening: boolean;
+  /**
+   * `listener` is called when events may have been missed: the bus lost its
+   * connection (events published until it is back are not received). Returns
+   * the function that removes it.
+   */
+  subscribeInterruptions(listener: (reason: string) => void): () => void;
   close(): Promise<void>;
 }

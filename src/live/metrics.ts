@@ -49,3 +49,10 @@ export const liveReconnects = new client.Counter({
   help: 'Times the LISTEN connection was lost and re-established.',
   registers: [registry],
 });
+
+export const liveSubscriptionsInterrupted = new client.Counter({
+  name: 'dispatch_live_subscriptions_interrupted_total',
+  help: 'Subscriptions ended with FEED_INTERRUPTED, by field: open when the LISTEN connection was lost, or made while it was down.',
+  labelNames: ['field'] as const,
+  registers: [registry],
+});

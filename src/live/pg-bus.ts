@@ -63,7 +63,6 @@ export interface PgLiveBusOptions {
 export interface PgLiveBus extends LiveBus {
   /** Resolves once LISTEN is active (again); at once when it is. Never resolves on a bus that does not listen. */
   listening(): Promise<void>;
-  readonly isListening: boolean;
   /** In-process listeners now (one per open subscription). */
   listenerCount(): number;
   /** Listeners ever registered in this process (a subscription is live once its listener is). */
@@ -82,7 +81,8 @@ export interface PgLiveBus extends LiveBus {
  * Best effort by design: publishing never throws (a failure is logged and
  * counted; the delivery that published is not affected), and events sent
  * while the LISTEN connection is down are not seen by this process. The
- * connection comes back by itself after a database restart.
+ * connection comes back by itself after a database restart; losing it tells
+ * the interruption listeners, so subscribers learn they may have missed events.
  */
 export function createPgLiveBus(options: PgLiveBusOptions): PgLiveBus {
   const { pool, logger } = options;
@@ -93,6 +93,7 @@ export function createPgLiveBus(options: PgLiveBusOptions): PgLiveBus {
 
   const attemptListeners = new Set<(event: AttemptEvent) => void>();
   const messageListeners = new Set<(event: MessageEvent) => void>();
+  const interruptionListeners = new Set<(reason: string) => void>();
   let current: pg.Client | undefined;
   let closed = false;
   let failures = 0;
@@ -147,9 +148,10 @@ export function createPgLiveBus(options: PgLiveBusOptions): PgLiveBus {
     if (closed) return;
     const delay = Math.min(maxDelay, minDelay * 2 ** failures) * (0.5 + Math.random() / 2);
     failures++;
-    if (wasListening || failures === 1) {
-      logger.warn(`live feed: LISTEN connection lost (${(error as Error | undefined)?.message ?? 'closed'}); reconnecting`);
-    }
+    const reason = (error as Error | undefined)?.message ?? 'closed';
+    if (wasListening || failures === 1) logger.warn(`live feed: LISTEN connection lost (${reason}); reconnecting`);
+    // Whatever was published from the moment it broke until LISTEN is back never reaches us.
+    if (wasListening) fanOut(interruptionListeners, reason);
     retryTimer = setTimeout(connect, delay);
     retryTimer.unref();
   }
@@ -289,6 +291,10 @@ export function createPgLiveBus(options: PgLiveBusOptions): PgLiveBus {
       listenerAdded();
       return () => messageListeners.delete(listener);
     },
+    subscribeInterruptions(listener) {
+      interruptionListeners.add(listener);
+      return () => interruptionListeners.delete(listener);
+    },
     async close() {
       // Events already published still go out.
       await flushing;
@@ -297,6 +303,7 @@ export function createPgLiveBus(options: PgLiveBusOptions): PgLiveBus {
       clearInterval(healthTimer);
       attemptListeners.clear();
       messageListeners.clear();
+      interruptionListeners.clear();
       const client = current;
       current = undefined;
       for (const resolve of waiters) resolve();

@@ -10,6 +10,10 @@
  * removed, and the subscriber's next read fails with `overflowError` (after
  * whatever its transport had already buffered). Dropping silently would
  * leave a feed that looks complete but is not.
+ *
+ * An interruption (the bus may have missed events) ends it more gently: the
+ * events already queued are still handed over, in order, then `last`, then
+ * the iterator is done.
  */
 export interface SubscriberQueueOptions<E, R> {
   capacity: number;
@@ -36,6 +40,8 @@ export class SubscriberQueue<E, R> implements AsyncIterableIterator<R> {
   private ready: R[] = [];
   private head = 0;
   private failure: Error | undefined;
+  /** Handed over once the queued events are, then the subscription ends; set by interrupt(). */
+  private last: { value: R } | undefined;
   private ended = false;
   private wake: (() => void) | undefined;
   private readonly unsubscribe: () => void;
@@ -49,7 +55,7 @@ export class SubscriberQueue<E, R> implements AsyncIterableIterator<R> {
   }
 
   private push(event: E) {
-    if (this.ended || this.failure || !this.options.accept(event)) return;
+    if (this.ended || this.failure || this.last || !this.options.accept(event)) return;
     if (this.size >= this.options.capacity) {
       this.options.onDropped?.(this.size + 1, 'overflow');
       this.fail(this.options.overflowError(this.options.capacity));
@@ -68,6 +74,17 @@ export class SubscriberQueue<E, R> implements AsyncIterableIterator<R> {
     if (this.ended || this.failure) return;
     this.fail(error);
     this.ready = [];
+    this.wakeUp();
+  }
+
+  /**
+   * Ends the subscription after what it already has: no more events are
+   * taken, the queued ones are still loaded and handed over, then `last`.
+   */
+  interrupt(last: R): void {
+    if (this.ended || this.failure || this.last) return;
+    this.last = { value: last };
+    this.detach();
     this.wakeUp();
   }
 
@@ -126,6 +143,11 @@ export class SubscriberQueue<E, R> implements AsyncIterableIterator<R> {
           const failure = this.failure;
           this.finish();
           throw failure;
+        }
+        if (this.last) {
+          const { value } = this.last;
+          this.finish();
+          return { done: false, value };
         }
         await new Promise<void>((resolve) => (this.wake = resolve));
         continue;

@@ -342,9 +342,10 @@ describe('live delivery feed', () => {
     portal.close();
   });
 
-  it('reconnects by itself when its LISTEN connection is killed, and keeps delivering', async () => {
+  it('reconnects by itself when its LISTEN connection is killed: the open subscription ends with FEED_INTERRUPTED, a new one is delivered to', async () => {
+    const socket = ws(t.apiKey);
     const before = t.dispatch.live.listenersAdded();
-    const feed = subscribeWs<AttemptData>(ws(t.apiKey), ATTEMPTS, { appId: f.appId });
+    const interrupted = subscribeWs<AttemptData>(socket, ATTEMPTS, { appId: f.appId });
     await subscribed(before);
     const reconnects = async () => (await liveReconnects.get()).values[0]?.value ?? 0;
     const reconnectsBefore = await reconnects();
@@ -359,9 +360,14 @@ describe('live delivery feed', () => {
     } finally {
       await admin.end();
     }
+    // Events published until it is back are lost, so the subscriber is told (see live-feed-interrupted.test.ts).
+    await interrupted.until((feed) => feed.ended !== undefined, 5_000, 'the interrupted subscription');
+    expect(interrupted.results.flatMap((r) => r.errors ?? []).map((e) => e.extensions?.code)).toEqual(['FEED_INTERRUPTED']);
     // The bus notices the loss and comes back on its own.
     await expect.poll(reconnects, { timeout: 5_000 }).toBe(reconnectsBefore + 1);
     expect(t.dispatch.live.isListening).toBe(true);
+    const feed = subscribeWs<AttemptData>(socket, ATTEMPTS, { appId: f.appId });
+    await subscribed(before, 2);
     const after = await insertAttempt(t.dispatch.db.prisma, f.appId, f.a);
     await worker.bus.publishAttempt(after);
     expect((await feed.nextData(1_000)).attemptUpdated.id).toBe(after.attemptId);

@@ -5,7 +5,7 @@ import { CREDENTIAL_RECHECK_MS, credentialEnded, credentialStatus } from '../../
 import { DispatchError } from '../../domain/errors.ts';
 import { attemptAtEvent, attemptFeedScope, inScope, messageFeedScope, type FeedScope } from '../../domain/live-feed.ts';
 import type { AttemptEvent, LiveBus, MessageEvent } from '../../live/bus.ts';
-import { liveEventsDelivered, liveEventsDropped, liveSubscribers } from '../../live/metrics.ts';
+import { liveEventsDelivered, liveEventsDropped, liveSubscribers, liveSubscriptionsInterrupted } from '../../live/metrics.ts';
 import { SubscriberQueue } from '../../live/subscriber-queue.ts';
 import { builder } from '../builder.ts';
 import type { GraphQLContext } from '../context.ts';
@@ -86,6 +86,12 @@ function batcherFor(prisma: PrismaClient): RowBatcher {
   return batcher;
 }
 
+/** A feed's row, or the error that ends it (see feedInterrupted). */
+const resolveFeedItem = (item: object) => {
+  if (item instanceof DispatchError) throw item;
+  return item as never;
+};
+
 /**
  * What an event became under one selection and visibility filter (`key`),
  * loaded by the first subscriber to pull it and handed as the same object to
@@ -110,9 +116,34 @@ function loadedOnce<R>(event: object, key: string, load: () => Promise<R>): Prom
   return value;
 }
 
-function requireBus(ctx: GraphQLContext): LiveBus {
+/**
+ * The last result of a subscription that may have missed events: the bus
+ * lost its connection, so whatever was published until it is back never
+ * reaches this process. Ending the subscription with an error (a result with
+ * errors, then complete; the socket stays open) is what every GraphQL client
+ * surfaces; carrying on silently would leave a feed that looks complete.
+ */
+const feedInterrupted = () =>
+  new DispatchError(
+    'FEED_INTERRUPTED',
+    'the live feed was interrupted and events may have been missed: subscribe again, then re-read with queries what changed meanwhile',
+  );
+
+/**
+ * A subscription made while the bus is reconnecting fails at once rather than
+ * wait: a client re-reads once its subscription is accepted, so one accepted
+ * before events flow again would silently miss what happens until then.
+ */
+const feedReconnecting = () =>
+  new DispatchError('FEED_INTERRUPTED', 'the live feed is reconnecting and cannot receive events yet: subscribe again shortly (with backoff)');
+
+function requireBus(ctx: GraphQLContext, field: string): LiveBus {
   // Every API process is started with a bus; a schema executed without one has no feed to offer.
   if (!ctx.live) throw new Error('the live feed is not configured in this process');
+  if (!ctx.live.isListening) {
+    liveSubscriptionsInterrupted.inc({ field });
+    throw feedReconnecting();
+  }
   return ctx.live;
 }
 
@@ -166,23 +197,25 @@ async function feed<E extends { appId: string; recipientId: string; messageId: s
   info: GraphQLResolveInfo;
   model: Model;
   scope: FeedScope<object>;
+  bus: LiveBus;
   subscribe(listener: (event: E) => void): () => void;
   id(event: E): string;
   present(row: Row, event: E): R;
 }) {
-  const { field, ctx, scope, model } = options;
+  const { field, ctx, scope, model, bus } = options;
   const query = selectionOf(ctx, options.info);
   const args = { ...query, where: scope.where };
   const key = `${model}\u0000${JSON.stringify(args)}`;
   const batcher = batcherFor(ctx.domain.prisma);
   // Assigned right below; the watch only calls `end` once events or timers come.
-  let queue: SubscriberQueue<E, R> | undefined;
+  let queue: SubscriberQueue<E, R | DispatchError> | undefined;
   const credential = await watchCredential(ctx, (error) => {
     queue?.end(error);
     ctx.cutOff?.(error.message, 'UNAUTHENTICATED');
   });
+  let unwatch: (() => void) | undefined;
   liveSubscribers.inc({ field });
-  queue = new SubscriberQueue<E, R>({
+  const created = new SubscriberQueue<E, R | DispatchError>({
     capacity: SUBSCRIBER_BUFFER,
     subscribe: options.subscribe,
     accept: (event) => inScope(scope, event),
@@ -203,11 +236,23 @@ async function feed<E extends { appId: string; recipientId: string; messageId: s
     onDelivered: () => liveEventsDelivered.inc({ field }),
     onDropped: (count, reason) => liveEventsDropped.inc({ field, reason }, count),
     onEnd: () => {
+      unwatch?.();
       credential.stop();
       liveSubscribers.dec({ field });
     },
   });
-  return queue;
+  queue = created;
+  let interrupted = false;
+  const interrupt = () => {
+    if (interrupted) return;
+    interrupted = true;
+    liveSubscriptionsInterrupted.inc({ field });
+    created.interrupt(feedInterrupted());
+  };
+  unwatch = bus.subscribeInterruptions(interrupt);
+  // The bus may have gone down while this subscription was being set up, before it could be told.
+  if (!bus.isListening) interrupt();
+  return created;
 }
 
 builder.subscriptionFields((t) => ({
@@ -216,7 +261,8 @@ builder.subscriptionFields((t) => ({
     description:
       'Each attempt of the app when it starts (status SENDING) and when it ends (SUCCEEDED or FAILED), within a second, whichever process made it. ' +
       "Narrowed by recipient (the operator's id), message (msg_… or the caller's messageId) and endpoint. " +
-      'A portal token only receives its own recipient\'s attempts. A subscriber more than 1000 events behind is cut off with RATE_LIMITED; one whose API key or portal session ends, with UNAUTHENTICATED.',
+      'A portal token only receives its own recipient\'s attempts. A subscriber more than 1000 events behind is cut off with RATE_LIMITED; one whose API key or portal session ends, with UNAUTHENTICATED. ' +
+      'When events may have been missed (this API process lost its connection to the event bus), it ends with FEED_INTERRUPTED: subscribe again, then re-read with queries.',
     args: {
       appId: t.arg.id({ required: true }),
       recipientId: t.arg.string(),
@@ -224,7 +270,7 @@ builder.subscriptionFields((t) => ({
       endpointId: t.arg.id(),
     },
     subscribe: async (_root, args, ctx, info) => {
-      const bus = requireBus(ctx);
+      const bus = requireBus(ctx, 'attemptUpdated');
       const scope = await attemptFeedScope(ctx.domain, args);
       return feed<AttemptEvent, object>({
         field: 'attemptUpdated',
@@ -232,24 +278,26 @@ builder.subscriptionFields((t) => ({
         info,
         model: 'attempt',
         scope,
+        bus,
         subscribe: (listener) => bus.subscribeAttempts(listener),
         id: (event) => event.attemptId,
         present: (row, event) => attemptAtEvent(row, event.status),
       });
     },
-    resolve: (row) => row as never,
+    resolve: resolveFeedItem,
   }),
   messageCreated: t.field({
     type: MessageRef,
     description:
       'Each new message of the app (deduplicated sends are not new), including messages no endpoint receives. ' +
-      'A portal token only receives its own recipient\'s messages. A subscriber more than 1000 events behind is cut off with RATE_LIMITED; one whose API key or portal session ends, with UNAUTHENTICATED.',
+      'A portal token only receives its own recipient\'s messages. A subscriber more than 1000 events behind is cut off with RATE_LIMITED; one whose API key or portal session ends, with UNAUTHENTICATED. ' +
+      'When events may have been missed (this API process lost its connection to the event bus), it ends with FEED_INTERRUPTED: subscribe again, then re-read with queries.',
     args: {
       appId: t.arg.id({ required: true }),
       recipientId: t.arg.string(),
     },
     subscribe: async (_root, args, ctx, info) => {
-      const bus = requireBus(ctx);
+      const bus = requireBus(ctx, 'messageCreated');
       const scope = await messageFeedScope(ctx.domain, args);
       return feed<MessageEvent, object>({
         field: 'messageCreated',
@@ -257,11 +305,12 @@ builder.subscriptionFields((t) => ({
         info,
         model: 'message',
         scope,
+        bus,
         subscribe: (listener) => bus.subscribeMessages(listener),
         id: (event) => event.messageId,
         present: (row) => ({ ...row }),
       });
     },
-    resolve: (row) => row as never,
+    resolve: resolveFeedItem,
   }),
 }));
