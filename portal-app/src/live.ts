@@ -1,8 +1,9 @@
 import { createClient, type Client } from 'graphql-ws/client';
 import { html, nothing } from 'lit-html';
+import { gql } from './api.ts';
 import type { LiveAttemptsSubscription, LiveAttemptsSubscriptionVariables, TypedDocumentString } from './generated.ts';
-import { LiveAttemptsDocument } from './generated.ts';
-import { badge, empty, time, type Mode, type Redraw } from './ui.ts';
+import { LiveAttemptsDocument, RecentAttemptsDocument } from './generated.ts';
+import { badge, empty, time, toApiError, type Mode, type Redraw } from './ui.ts';
 
 export type LiveAttempt = LiveAttemptsSubscription['attemptUpdated'];
 
@@ -63,32 +64,112 @@ export function subscribe<R, V>(
   );
 }
 
+/** The code that ends a subscription which may have missed events (the server's feed lost its connection). */
+export const FEED_INTERRUPTED = 'FEED_INTERRUPTED';
+
+/**
+ * A subscription that outlives interruptions of the feed. On FEED_INTERRUPTED
+ * it calls `interrupted`, subscribes again (sooner the first time, later while
+ * the server's feed is still reconnecting and refuses at once), and calls
+ * `resumed` once it has, so the page re-reads with a query what it may have
+ * missed. Other errors end it, through `error`. Returns the stop function.
+ */
+export function follow<R, V>(
+  token: string,
+  document: TypedDocumentString<R, V>,
+  variables: V,
+  handlers: { data(data: R): void; error(message: string, code: string | undefined): void; interrupted(): void; resumed(): void },
+): () => void {
+  let stopped = false;
+  let current: (() => void) | undefined;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let delay = 0;
+  const start = (resuming: boolean) => {
+    const startedAt = Date.now();
+    current = subscribe(token, document, variables, handlers.data, (message, code) => {
+      if (stopped) return;
+      if (code !== FEED_INTERRUPTED) return handlers.error(message, code);
+      // Refused within moments: the feed is still reconnecting, so wait longer each time (0.5 s up to 10 s).
+      delay = resuming && Date.now() - startedAt < 2_000 ? Math.min(Math.max(delay * 2, 500), 10_000) : 500;
+      handlers.interrupted();
+      timer = setTimeout(() => start(true), delay);
+    });
+    if (resuming) handlers.resumed();
+  };
+  start(false);
+  return () => {
+    stopped = true;
+    clearTimeout(timer);
+    current?.();
+  };
+}
+
+/** The attempts of the newest messages, oldest first (the order the live list keeps). */
+async function recentAttempts(token: string, appId: string, recipientId: string | undefined): Promise<LiveAttempt[]> {
+  const { app } = await gql(token, RecentAttemptsDocument, { appId, recipientId });
+  const all = (app?.messages.nodes ?? []).flatMap(({ attempts, ...message }) => attempts.nodes.map((a) => ({ ...a, message })));
+  // Ids sort by creation time.
+  return all.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+}
+
 /** The live attempt feed: each attempt as it starts and as it ends, newest first. */
 export function livePage(o: { token: string; appId: string; mode: Mode; messageBase: string; recipientId?: string }, redraw: Redraw) {
   const attempts = new Map<string, LiveAttempt>();
-  let state: 'connecting' | 'live' | 'error' = 'connecting';
+  let state: 'connecting' | 'live' | 'interrupted' | 'error' = 'connecting';
   let problem: string | undefined;
+  /** When the feed was last interrupted, and whether the list was read again since. */
+  let interruption: { at: string; reloaded: boolean } | undefined;
+  const show = (attempt: LiveAttempt) => {
+    attempts.delete(attempt.id);
+    attempts.set(attempt.id, attempt);
+    while (attempts.size > 200) attempts.delete(attempts.keys().next().value!);
+  };
   const variables: LiveAttemptsSubscriptionVariables = { appId: o.appId, recipientId: o.recipientId };
-  const stop = subscribe(
-    o.token,
-    LiveAttemptsDocument,
-    variables,
-    ({ attemptUpdated }) => {
+  let reads = 0;
+  const stop = follow(o.token, LiveAttemptsDocument, variables, {
+    data: ({ attemptUpdated }) => {
       state = 'live';
-      attempts.delete(attemptUpdated.id);
-      attempts.set(attemptUpdated.id, attemptUpdated);
-      while (attempts.size > 200) attempts.delete(attempts.keys().next().value!);
+      show(attemptUpdated);
       redraw();
     },
-    (message, code) => {
+    error: (message, code) => {
       state = 'error';
       problem = code === 'UNAUTHENTICATED' ? 'This link has expired.' : message;
       redraw();
     },
-  );
+    interrupted: () => {
+      state = 'interrupted';
+      // A read under way may finish before the feed is back; it must not mark the list as current.
+      reads++;
+      // Refusals while the feed reconnects are the same interruption.
+      if (!interruption || interruption.reloaded) interruption = { at: new Date().toISOString(), reloaded: false };
+      redraw();
+    },
+    resumed: () => {
+      // Subscribed again: read the list again, as attempts made meanwhile never came through the feed.
+      const read = ++reads;
+      recentAttempts(o.token, o.appId, o.recipientId).then(
+        (recent) => {
+          if (read !== reads || state === 'error') return;
+          const live = [...attempts.values()].filter((a) => !recent.some((r) => r.id === a.id));
+          attempts.clear();
+          // Events that came while reading are newer than the read.
+          for (const a of [...recent, ...live]) show(a);
+          if (interruption) interruption.reloaded = true;
+          if (state === 'interrupted') state = 'live';
+          redraw();
+        },
+        (error) => {
+          if (read !== reads) return;
+          problem = `The list could not be read again: ${toApiError(error).message}`;
+          redraw();
+        },
+      );
+    },
+  });
   if (client?.connected) state = 'live';
   const onConnection = (connected: boolean) => {
-    if (state !== 'error') state = connected ? 'live' : 'connecting';
+    if (state !== 'error' && state !== 'interrupted') state = connected ? 'live' : 'connecting';
     redraw();
   };
   connectionListeners.add(onConnection);
@@ -104,9 +185,17 @@ export function livePage(o: { token: string; appId: string; mode: Mode; messageB
   return () => html`<section>
     <div class="section-head">
       <h2>Live attempts</h2>
-      <span class="live-state live-${state}" role="status">${state === 'live' ? '● live' : state === 'connecting' ? 'connecting…' : 'disconnected'}</span>
+      <span class="live-state live-${state}" role="status"
+        >${state === 'live' ? '● live' : state === 'connecting' ? 'connecting…' : state === 'interrupted' ? 'interrupted, reconnecting…' : 'disconnected'}</span
+      >
     </div>
     ${problem ? html`<p class="notice notice-error" role="alert">${problem}</p>` : nothing}
+    ${interruption
+      ? html`<p class="notice notice-warn" role="status" data-testid="feed-interrupted">
+          The live feed was interrupted at ${time(interruption.at)}: attempts made meanwhile did not come through it.
+          ${interruption.reloaded ? 'The list below was read again.' : 'Reading the list again…'}
+        </p>`
+      : nothing}
     ${attempts.size
       ? html`<ul class="cards">
           ${[...attempts.values()].reverse().map(

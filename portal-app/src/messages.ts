@@ -1,7 +1,7 @@
 import { html, nothing } from 'lit-html';
 import { repeat } from 'lit-html/directives/repeat.js';
 import { gql } from './api.ts';
-import { subscribe } from './live.ts';
+import { follow } from './live.ts';
 import {
   EventTypeCatalogDocument,
   LiveAttemptsDocument,
@@ -149,7 +149,13 @@ export function messageDetailPage(o: { token: string; appId: string; mode: Mode;
     } while (again);
     reloading = false;
   };
-  const stop = subscribe(o.token, LiveAttemptsDocument, { appId: o.appId, messageId: o.id }, () => void refresh(), () => undefined);
+  // Subscribed again after an interruption of the feed, it rereads too: attempts made meanwhile never came through it.
+  const stop = follow(o.token, LiveAttemptsDocument, { appId: o.appId, messageId: o.id }, {
+    data: () => void refresh(),
+    error: () => undefined,
+    interrupted: () => undefined,
+    resumed: () => void refresh(),
+  });
   window.addEventListener('hashchange', stop, { once: true });
   const resend = (endpointId?: string) =>
     act((n) => (resendNotice = n), redraw, async () => {

@@ -15,6 +15,7 @@ import {
   SendMessageDocument,
 } from '../../src/client/index.ts';
 import { DEFAULT_RETRY_SCHEDULE } from '../../src/delivery/retry.ts';
+import { LIVE_APPLICATION_NAME } from '../../src/live/pg-bus.ts';
 import { startTestDispatch, type TestDispatch } from '../support/dispatch.ts';
 
 const SCREENSHOTS = path.resolve('test-results/portal');
@@ -205,6 +206,23 @@ describe('the portal SPA in a real browser', () => {
     await expect.poll(() => live.first().textContent()).toMatch(/invoice\.paid\s*succeeded.*HTTP 200/s);
     await page.setViewportSize(PHONE);
     await page.screenshot({ path: `${SCREENSHOTS}/portal-live-phone.png`, fullPage: true });
+
+    // The server's feed loses its LISTEN connection: the page says so, reads the list again and follows the feed anew.
+    await t.dispatch.db.pool.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1 AND datname = current_database()', [
+      LIVE_APPLICATION_NAME,
+    ]);
+    const interrupted = page.getByTestId('feed-interrupted');
+    await expect.poll(() => interrupted.textContent()).toMatch(/interrupted at .*The list below was read again\./s);
+    await page.getByText('● live').waitFor();
+    // Read again: the recipient's earlier attempts (the first test's) are listed too now.
+    await expect.poll(() => live.count()).toBeGreaterThanOrEqual(3);
+    await page.screenshot({ path: `${SCREENSHOTS}/portal-live-interrupted-phone.png`, fullPage: true });
+    const shown = await live.count();
+    const resubscribed = receiver.received.length;
+    await t.client.request(SendMessageDocument, { input: { appId, recipientId: 'customer_42', eventType: 'invoice.paid', data: { invoice: 'inv_3' } } });
+    await receiver.until(resubscribed + 1);
+    await expect.poll(() => live.count()).toBe(shown + 1);
+    await expect.poll(() => live.first().textContent()).toMatch(/invoice\.paid\s*succeeded.*HTTP 200/s);
     await page.close();
   });
 
