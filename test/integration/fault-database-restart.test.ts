@@ -67,6 +67,8 @@ describe('PostgreSQL restarted during a run', () => {
     if (dir) await fs.rm(dir, { recursive: true, force: true });
   });
 
+  /** Times the api process's LISTEN connection was re-established, from its /metrics. */
+  const liveReconnects = async () => Number(/^dispatch_live_reconnects_total (\d+)/m.exec(await (await fetch(`${dispatch.url}/metrics`)).text())?.[1] ?? 0);
   const probe = async (route: string) => (await fetch(`${dispatch.url}${route}`, { signal: AbortSignal.timeout(2_000) })).status;
 
   it('recovers by itself: readiness goes false then true, sends fail fast while down, and no accepted message is lost', async () => {
@@ -105,6 +107,7 @@ describe('PostgreSQL restarted during a run', () => {
       // Running: messages are being sent and delivered.
       await eventually(async () => (receiver.received.length >= 20 ? true : undefined), { timeoutMs: 15_000 });
 
+      const reconnectsBefore = await liveReconnects();
       const stopAt = Date.now();
       await postgres.stop();
       const stoppedAt = Date.now();
@@ -168,17 +171,23 @@ describe('PostgreSQL restarted during a run', () => {
       expect(accepted.filter((id) => !seen.has(id))).toEqual([]);
       expect(dispatch.child.exitCode).toBeNull();
 
-      // The live bus listens again: a message sent now shows up on the feed that was open all along.
+      // The feed open all along was told it may have missed events (attempts made during the outage never reached it).
+      await feed.until((f) => f.ended !== undefined, 10_000, 'the interrupted feed');
+      expect(feed.results.flatMap((r) => r.errors ?? []).map((e) => e.extensions?.code)).toEqual(['FEED_INTERRUPTED']);
+      // The live bus listens again: a message sent now shows up on a feed subscribed again on the same socket.
+      await expect.poll(liveReconnects, { timeout: 10_000, interval: 200 }).toBeGreaterThan(reconnectsBefore);
+      const again = subscribeWs<AttemptData>(socket, ATTEMPTS, { appId });
+      await expect.poll(() => liveSubscribers(dispatch.url, 'attemptUpdated'), { timeout: 5_000 }).toBe(1);
       const marker = 'restart-live-marker';
       const markerSentAt = performance.now();
       await send(client, { appId, recipientId: 'restart', messageId: marker });
-      await feed.until(
+      await again.until(
         (f) => f.data.some((d) => d.attemptUpdated.message.messageId === marker && d.attemptUpdated.status === 'SUCCEEDED'),
         10_000,
         'the marker attempt on the live feed',
       );
       const markerMs = Math.round(performance.now() - markerSentAt);
-      feed.unsubscribe();
+      again.unsubscribe();
       await socket.dispose();
 
       console.info(
