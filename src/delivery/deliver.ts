@@ -1,5 +1,4 @@
 import type pg from 'pg';
-import type { Job, JobAttempt } from 'pg-boss';
 import { inTransaction, type SqlExecutor } from '../domain/context.ts';
 import { DEFAULT_ATTEMPT_TIMEOUT_MS } from '../domain/apps.ts';
 import { activeSecrets } from '../domain/endpoints.ts';
@@ -7,7 +6,7 @@ import { newId } from '../domain/ids.ts';
 import type { AttemptEvent, LiveBus } from '../live/bus.ts';
 import type { Logger } from '../logger.ts';
 import { attemptDuration, attemptsTotal, endpointsDisabled, firstAttemptLatency } from './metrics.ts';
-import { asBossDb, DELIVERY_QUEUE, type DeliveryJob, type DeliveryQueue, type QueuedTry, type Trigger } from './queue.ts';
+import { fenceOf, type DeliveryJob, type DeliveryQueue, type JobFence, type QueuedTry, type Trigger } from './queue.ts';
 import { DEFAULT_RETRY_SCHEDULE, nextRetryDelayMs, retryAfterDelayMs } from './retry.ts';
 import type { Sender, SendResult } from './sender.ts';
 import { signatureHeaders } from './signing.ts';
@@ -16,13 +15,14 @@ import { signatureHeaders } from './signing.ts';
  * One job: one try of one delivery. In three steps, so no transaction is
  * open while the receiver is being called:
  *
- * 1. start (one transaction): load the delivery, its message, endpoint and
- *    app; close tries a killed worker left SENDING; decide whether to send;
- *    record the Attempt (SENDING) and mark the Delivery SENDING.
+ * 1. claim and start (one transaction for a batch of jobs): lease the jobs,
+ *    load each delivery, its message, endpoint and app; close tries a killed
+ *    worker left SENDING; decide whether to send; record the Attempt
+ *    (SENDING) and mark the Delivery SENDING.
  * 2. send: sign with every active secret and POST.
- * 3. finish (one transaction): complete the job, record the outcome on the
- *    Attempt, move the Delivery on (SUCCEEDED, PENDING with the next try
- *    queued, or FAILED) and keep the endpoint's failure record.
+ * 3. finish: delete the job, record the outcome on the Attempt, move the
+ *    Delivery on (SUCCEEDED, PENDING with the next try queued, or FAILED)
+ *    and keep the endpoint's failure record.
  *
  * Rules decided here (README, "Delivery"):
  * - A scheduled job only sends while its delivery waits for it (PENDING or
@@ -43,12 +43,12 @@ export interface DeliverDeps {
   logger: Logger;
   /** An endpoint failing every attempt this long is disabled. */
   disableAfterSeconds: number;
+  /** Most tries in flight to one endpoint, across all worker processes. */
+  endpointConcurrency: number;
   /** Called with the time a retry this process queued becomes due, to wake the worker then. */
   onRetryQueued?: (at: Date) => void;
   /** Settles successful tries in batches; without it each is settled in its own transaction. */
   settler?: SuccessSettler;
-  /** Starts tries in batches; without it each starts in its own transaction. */
-  starter?: AttemptStarter;
 }
 
 interface Loaded {
@@ -76,14 +76,99 @@ interface Loaded {
 /** Error kind of an attempt whose worker died mid-send; it does not count as the endpoint failing. */
 export const WORKER_LOST = 'worker_lost';
 
-export async function runDeliveryJob(deps: DeliverDeps, job: Job<DeliveryJob>): Promise<void> {
-  const { trigger } = job.data;
-  const fence: JobAttempt = { id: job.id, retryCount: job.retryCount };
-  const started = deps.starter ? await deps.starter.start(job, fence) : await inTransaction(deps.pool, (sql) => startAttempt(deps, sql, job, fence));
-  for (const event of started.events) publish(deps, event);
-  if (!started.send) return;
-  const { loaded, attemptId, secrets } = started.send;
+/** A claimed job, its try started (or settled with nothing to send) in the claim's transaction. */
+export interface ClaimedTry {
+  job: DeliveryJob;
+  send?: { loaded: Loaded; attemptId: string; secrets: string[] };
+}
 
+/**
+ * Claims up to `max` ready jobs and starts their tries, in one transaction:
+ * a claimed job is never left without its try started. The plain case (a
+ * first run of its job, the endpoint enabled, the delivery waiting for this
+ * try, or a manual one) starts in a few statements for the whole batch; any
+ * other job (run again after its worker was lost, a disabled endpoint, a
+ * delivery no longer waiting or gone, the same delivery twice in a batch)
+ * goes through startAttempt, one by one, in the same transaction.
+ */
+export async function claimTries(deps: DeliverDeps, max: number): Promise<ClaimedTry[]> {
+  const events: AttemptEvent[] = [];
+  const claimed = await inTransaction(deps.pool, async (sql) => {
+    const jobs = await deps.queue.claim(sql, max, deps.endpointConcurrency);
+    if (jobs.length === 0) return [];
+    const { rows } = await sql.query<Loaded>({
+      name: 'dispatch_delivery_load_batch',
+      text: `${LOAD_SELECT} WHERE d.id = ANY($1::text[]) ORDER BY d.id FOR UPDATE OF d`,
+      values: [jobs.map((job) => job.deliveryId)],
+    });
+    const loadedById = new Map(rows.map((row) => [row.deliveryId, row]));
+    const seen = new Map<string, number>();
+    for (const job of jobs) seen.set(job.deliveryId, (seen.get(job.deliveryId) ?? 0) + 1);
+    const plain: { job: DeliveryJob; loaded: Loaded; attemptId: string }[] = [];
+    const alone: DeliveryJob[] = [];
+    for (const job of jobs) {
+      const loaded = loadedById.get(job.deliveryId);
+      const waiting = loaded && (loaded.status === 'PENDING' || loaded.status === 'SENDING') && loaded.nextAttemptAt !== null;
+      if (loaded && job.runs === 1 && !loaded.disabled && (job.trigger === 'MANUAL' || waiting) && seen.get(job.deliveryId) === 1) {
+        plain.push({ job, loaded, attemptId: newId('Attempt') });
+      } else {
+        alone.push(job);
+      }
+    }
+    const result: ClaimedTry[] = [];
+    if (plain.length) {
+      const secrets = await sql.query<{ id: string; secret: string; expiresAt: Date | null; endpointId: string; createdAt: Date }>({
+        name: 'dispatch_delivery_secrets_batch',
+        text: `SELECT id, "endpointId", secret, "createdAt", "expiresAt" FROM "EndpointSecret"
+               WHERE "endpointId" = ANY($1::text[]) AND ("expiresAt" IS NULL OR "expiresAt" > now())`,
+        values: [[...new Set(plain.map((p) => p.loaded.endpointId))]],
+      });
+      await sql.query({
+        name: 'dispatch_attempts_start',
+        text: `WITH attempt AS (
+                 INSERT INTO "Attempt" (id, "appId", "recipientId", "messageId", "endpointId", "deliveryId", status, trigger, url)
+                 SELECT id, "appId", "recipientId", "messageId", "endpointId", "deliveryId", 'SENDING', trigger::"AttemptTrigger", url
+                 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[])
+                   AS t(id, "appId", "recipientId", "messageId", "endpointId", "deliveryId", trigger, url)
+               )
+               UPDATE "Delivery" SET status = 'SENDING', "attemptCount" = "attemptCount" + 1, "lastAttemptAt" = now(), "updatedAt" = now()
+               WHERE id = ANY($6::text[])`,
+        values: [
+          plain.map((p) => p.attemptId),
+          plain.map((p) => p.loaded.appId),
+          plain.map((p) => p.loaded.recipientId),
+          plain.map((p) => p.loaded.messageId),
+          plain.map((p) => p.loaded.endpointId),
+          plain.map((p) => p.loaded.deliveryId),
+          plain.map((p) => p.job.trigger),
+          plain.map((p) => p.loaded.url),
+        ],
+      });
+      for (const p of plain) {
+        const own = activeSecrets(secrets.rows.filter((row) => row.endpointId === p.loaded.endpointId)).map((row) => row.secret);
+        events.push(attemptEvent(p.loaded, p.attemptId, 'SENDING'));
+        result.push({ job: p.job, send: { loaded: p.loaded, attemptId: p.attemptId, secrets: own } });
+      }
+    }
+    for (const job of alone) {
+      const started = await startAttempt(deps, sql, job);
+      events.push(...started.events);
+      result.push({ job, ...(started.send ? { send: started.send } : {}) });
+    }
+    return result;
+  });
+  for (const c of claimed) {
+    if (c.send && c.send.loaded.attemptCount === 0) firstAttemptLatency.observe((Date.now() - c.send.loaded.deliveryCreatedAt.getTime()) / 1000);
+  }
+  for (const event of events) publish(deps, event);
+  return claimed;
+}
+
+/** Sends a started try and records its outcome. */
+export async function sendTry(deps: DeliverDeps, claimed: ClaimedTry): Promise<void> {
+  if (!claimed.send) return;
+  const { job } = claimed;
+  const { loaded, attemptId, secrets } = claimed.send;
   const timestamp = Math.floor(Date.now() / 1000);
   const body = JSON.stringify({ type: loaded.eventType, timestamp: loaded.messageCreatedAt.toISOString(), data: loaded.data });
   const result = await deps.sender.send({
@@ -97,9 +182,9 @@ export async function runDeliveryJob(deps: DeliverDeps, job: Job<DeliveryJob>): 
     timeoutMs: loaded.attemptTimeoutMs ?? DEFAULT_ATTEMPT_TIMEOUT_MS,
   });
   attemptDuration.observe(result.durationMs / 1000);
-  attemptsTotal.inc({ outcome: result.ok ? 'succeeded' : (result.errorKind ?? 'failed'), trigger });
+  attemptsTotal.inc({ outcome: result.ok ? 'succeeded' : (result.errorKind ?? 'failed'), trigger: job.trigger });
 
-  const outcome: FinishInput = { job, fence, loaded, attemptId, trigger, result };
+  const outcome: FinishInput = { job, fence: fenceOf(job), loaded, attemptId, trigger: job.trigger, result };
   const finished = result.ok && deps.settler
     ? await deps.settler.succeeded(outcome)
     : await inTransaction(deps.pool, (sql) => finishAttempt(deps, sql, outcome));
@@ -142,9 +227,9 @@ interface Started {
 // The hot statements are named (planned once per connection; planning cost
 // as much as running them) and name their columns, so a migration that adds
 // one does not invalidate a cached plan's result type.
-async function startAttempt(deps: DeliverDeps, sql: SqlExecutor, job: Job<DeliveryJob>, fence: JobAttempt): Promise<Started> {
-  const { deliveryId, trigger } = job.data;
-  const complete = () => deps.queue.boss.complete(DELIVERY_QUEUE, fence, null, { db: asBossDb(sql) });
+async function startAttempt(deps: DeliverDeps, sql: SqlExecutor, job: DeliveryJob): Promise<Started> {
+  const { deliveryId, trigger } = job;
+  const complete = () => deps.queue.complete(sql, [fenceOf(job)]);
   const { rows } = await sql.query<Loaded>({
     name: 'dispatch_delivery_load',
     text: `${LOAD_SELECT} WHERE d.id = $1 FOR UPDATE OF d`,
@@ -158,7 +243,7 @@ async function startAttempt(deps: DeliverDeps, sql: SqlExecutor, job: Job<Delive
   }
 
   const events: AttemptEvent[] = [];
-  if (job.retryCount > 0) {
+  if (job.runs > 1) {
     // This job ran before and its worker vanished without finishing: the
     // attempt it left SENDING may or may not have reached the receiver.
     const lost = await sql.query<{ id: string }>(
@@ -203,14 +288,13 @@ async function startAttempt(deps: DeliverDeps, sql: SqlExecutor, job: Job<Delive
      WHERE id = $1`,
     values: [deliveryId],
   });
-  if (loaded.attemptCount === 0) firstAttemptLatency.observe((Date.now() - loaded.deliveryCreatedAt.getTime()) / 1000);
   events.push(attemptEvent(loaded, attemptId, 'SENDING'));
   return { events, send: { loaded, attemptId, secrets: activeSecrets(secrets.rows).map((s) => s.secret) } };
 }
 
 interface FinishInput {
-  job: Job<DeliveryJob>;
-  fence: JobAttempt;
+  job: DeliveryJob;
+  fence: JobFence;
   loaded: Loaded;
   attemptId: string;
   trigger: Trigger;
@@ -232,11 +316,9 @@ async function finishAttempt(deps: DeliverDeps, sql: SqlExecutor, input: FinishI
     values: [attemptId, result.ok ? 'SUCCEEDED' : 'FAILED', result.statusCode ?? null, result.responseBody ?? null, result.durationMs,
       result.error ?? null, result.errorKind ?? null],
   });
-  const completed = await deps.queue.boss.complete(DELIVERY_QUEUE, fence, null, { db: asBossDb(sql) });
   // The job was taken over (this worker was presumed dead): the attempt is
   // recorded, and the delivery is now the other worker's to move on.
-  // (pg-boss's typings leave CommandResponse empty; `affected` is what it returns.)
-  if ((completed as { affected?: number }).affected === 0) return {};
+  if ((await deps.queue.complete(sql, [fence])) === 0) return {};
 
   const { rows } = await sql.query<{ status: Loaded['status']; nextAttemptAt: Date | null }>({
     name: 'dispatch_delivery_lock',
@@ -261,7 +343,7 @@ async function finishAttempt(deps: DeliverDeps, sql: SqlExecutor, input: FinishI
   let nextAttemptAt: Date | null = null;
   let retry: QueuedTry | undefined;
   if (trigger === 'SCHEDULED') {
-    const tryNumber = job.data.try ?? 1;
+    const tryNumber = job.try ?? 1;
     const scheduled = gone ? null : nextRetryDelayMs({ schedule: scheduleOf(loaded.retrySchedule), attemptNumber: tryNumber });
     if (current.status === 'SUCCEEDED' || current.nextAttemptAt === null) {
       // A manual attempt succeeded meanwhile: nothing left to retry.
@@ -291,121 +373,6 @@ async function finishAttempt(deps: DeliverDeps, sql: SqlExecutor, input: FinishI
   return retry?.startAfter ? { retryAt: retry.startAfter } : {};
 }
 
-export interface AttemptStarter {
-  /** Starts a try (or settles a job with nothing to send), as startAttempt does in a transaction of its own. */
-  start(job: Job<DeliveryJob>, fence: JobAttempt): Promise<Started>;
-}
-
-/**
- * Starts tries in batches, like the settler below: the jobs fetched while one
- * transaction runs start together in the next (one load, one secrets query,
- * one Attempt insert, one Delivery update). Only the plain case is batched:
- * a first run of its job, the endpoint enabled, the delivery waiting for this
- * try (or a manual one). Anything else (a job run again after its worker was
- * lost, a disabled endpoint, a delivery no longer waiting or gone, the same
- * delivery twice in a batch) starts alone through startAttempt, after the
- * batch, as does every job of a batch that fails.
- */
-export function createAttemptStarter(deps: DeliverDeps): AttemptStarter {
-  type Entry = { job: Job<DeliveryJob>; fence: JobAttempt; resolve: (started: Started) => void; reject: (error: unknown) => void };
-  let queued: Entry[] = [];
-  let flushing = false;
-
-  const startAlone = (e: Entry) => inTransaction(deps.pool, (sql) => startAttempt(deps, sql, e.job, e.fence)).then(e.resolve, e.reject);
-
-  async function startBatch(batch: Entry[]): Promise<Entry[]> {
-    const alone: Entry[] = [];
-    const started = await inTransaction(deps.pool, async (sql) => {
-      const { rows } = await sql.query<Loaded>({
-        name: 'dispatch_delivery_load_batch',
-        text: `${LOAD_SELECT} WHERE d.id = ANY($1::text[]) ORDER BY d.id FOR UPDATE OF d`,
-        values: [batch.map((e) => e.job.data.deliveryId)],
-      });
-      const loadedById = new Map(rows.map((row) => [row.deliveryId, row]));
-      const seen = new Map<string, number>();
-      for (const e of batch) seen.set(e.job.data.deliveryId, (seen.get(e.job.data.deliveryId) ?? 0) + 1);
-      const plain: { entry: Entry; loaded: Loaded; attemptId: string }[] = [];
-      for (const entry of batch) {
-        const loaded = loadedById.get(entry.job.data.deliveryId);
-        const waiting = loaded && (loaded.status === 'PENDING' || loaded.status === 'SENDING') && loaded.nextAttemptAt !== null;
-        if (loaded && entry.job.retryCount === 0 && !loaded.disabled && (entry.job.data.trigger === 'MANUAL' || waiting) && seen.get(loaded.deliveryId) === 1) {
-          plain.push({ entry, loaded, attemptId: newId('Attempt') });
-        } else {
-          alone.push(entry);
-        }
-      }
-      if (plain.length === 0) return [];
-      const secrets = await sql.query<{ id: string; secret: string; expiresAt: Date | null; endpointId: string; createdAt: Date }>({
-        name: 'dispatch_delivery_secrets_batch',
-        text: `SELECT id, "endpointId", secret, "createdAt", "expiresAt" FROM "EndpointSecret"
-               WHERE "endpointId" = ANY($1::text[]) AND ("expiresAt" IS NULL OR "expiresAt" > now())`,
-        values: [[...new Set(plain.map((p) => p.loaded.endpointId))]],
-      });
-      await sql.query({
-        name: 'dispatch_attempts_start',
-        text: `INSERT INTO "Attempt" (id, "appId", "recipientId", "messageId", "endpointId", "deliveryId", status, trigger, url)
-               SELECT id, "appId", "recipientId", "messageId", "endpointId", "deliveryId", 'SENDING', trigger::"AttemptTrigger", url
-               FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[])
-                 AS t(id, "appId", "recipientId", "messageId", "endpointId", "deliveryId", trigger, url)`,
-        values: [
-          plain.map((p) => p.attemptId),
-          plain.map((p) => p.loaded.appId),
-          plain.map((p) => p.loaded.recipientId),
-          plain.map((p) => p.loaded.messageId),
-          plain.map((p) => p.loaded.endpointId),
-          plain.map((p) => p.loaded.deliveryId),
-          plain.map((p) => p.entry.job.data.trigger),
-          plain.map((p) => p.loaded.url),
-        ],
-      });
-      await sql.query({
-        name: 'dispatch_deliveries_sending',
-        text: `UPDATE "Delivery" SET status = 'SENDING', "attemptCount" = "attemptCount" + 1, "lastAttemptAt" = now(), "updatedAt" = now()
-               WHERE id = ANY($1::text[])`,
-        values: [plain.map((p) => p.loaded.deliveryId)],
-      });
-      return plain.map((p) => ({
-        ...p,
-        secrets: activeSecrets(secrets.rows.filter((row) => row.endpointId === p.loaded.endpointId)).map((row) => row.secret),
-      }));
-    });
-    for (const p of started) {
-      if (p.loaded.attemptCount === 0) firstAttemptLatency.observe((Date.now() - p.loaded.deliveryCreatedAt.getTime()) / 1000);
-      p.entry.resolve({ events: [attemptEvent(p.loaded, p.attemptId, 'SENDING')], send: { loaded: p.loaded, attemptId: p.attemptId, secrets: p.secrets } });
-    }
-    return alone;
-  }
-
-  async function flush() {
-    flushing = true;
-    try {
-      while (queued.length) {
-        const batch = queued.slice(0, SETTLE_BATCH);
-        queued = queued.slice(SETTLE_BATCH);
-        let alone: Entry[];
-        try {
-          alone = await startBatch(batch);
-        } catch (error) {
-          deps.logger.warn(`delivery: starting ${batch.length} tries together failed; starting each alone`, error instanceof Error ? error.message : error);
-          alone = batch;
-        }
-        await Promise.all(alone.map(startAlone));
-      }
-    } finally {
-      flushing = false;
-    }
-  }
-
-  return {
-    start(job, fence) {
-      return new Promise((resolve, reject) => {
-        queued.push({ job, fence, resolve, reject });
-        if (!flushing) void flush();
-      });
-    },
-  };
-}
-
 export interface SuccessSettler {
   /** Resolves once the try is recorded and its job completed. */
   succeeded(input: FinishInput): Promise<{ retryAt?: Date }>;
@@ -415,51 +382,47 @@ export interface SuccessSettler {
 const SETTLE_BATCH = 100;
 
 /**
- * Settles successful tries like a group commit: while one transaction is
- * settling, the tries that succeed meanwhile queue up and go together in the
- * next one (one Attempt update, one `complete` for all their jobs, one
- * Delivery update), so a busy worker pays a few statements per batch instead
- * of six per try, and an idle one settles a lone try at once, as before.
- * Failures keep their own transaction: they carry the retry rules. When a
- * batch cannot be settled whole (a job taken over by another worker, a
- * deadlock), each of its tries is settled alone, the way a failure is.
+ * Settles successful tries like a group commit: while one batch is being
+ * settled, the tries that succeed meanwhile queue up and go together in the
+ * next, in one statement (delete their jobs, record the attempts, mark the
+ * deliveries SUCCEEDED, clear the endpoints' failure record), so a busy
+ * worker pays one round trip per batch and an idle one settles a lone try at
+ * once. A job taken over by another worker (this one was presumed lost) keeps
+ * its attempt's outcome, and its delivery is left to the new owner, as
+ * finishAttempt does. Failures keep their own transaction: they carry the
+ * retry rules. A batch that fails as a whole (a deadlock) is settled try by
+ * try.
  */
 export function createSuccessSettler(deps: DeliverDeps): SuccessSettler {
   let queued: { input: FinishInput; resolve: (value: { retryAt?: Date }) => void; reject: (error: unknown) => void }[] = [];
   let flushing = false;
 
-  async function settleAlone(input: FinishInput) {
-    return inTransaction(deps.pool, (sql) => finishAttempt(deps, sql, input));
-  }
-
-  async function settleBatch(batch: FinishInput[]): Promise<boolean> {
-    return inTransaction(deps.pool, async (sql) => {
-      await sql.query({
-        name: 'dispatch_attempts_succeeded',
-        text: `UPDATE "Attempt" a SET status = 'SUCCEEDED', "responseStatusCode" = r.code, "responseBody" = r.body, "durationMs" = r.ms,
+  async function settleBatch(batch: FinishInput[]): Promise<void> {
+    await deps.pool.query({
+      name: 'dispatch_tries_succeeded',
+      text: `WITH done AS (
+               DELETE FROM "DeliveryJob" j USING unnest($5::bigint[], $6::int[]) AS f(id, runs)
+               WHERE j.id = f.id AND j.runs = f.runs
+               RETURNING j."deliveryId"
+             ), attempt AS (
+               UPDATE "Attempt" a SET status = 'SUCCEEDED', "responseStatusCode" = r.code, "responseBody" = r.body, "durationMs" = r.ms,
                  error = NULL, "errorKind" = NULL, "finishedAt" = now()
                FROM unnest($1::text[], $2::int[], $3::text[], $4::int[]) AS r(id, code, body, ms)
-               WHERE a.id = r.id`,
-        values: [
-          batch.map((b) => b.attemptId),
-          batch.map((b) => b.result.statusCode ?? null),
-          batch.map((b) => b.result.responseBody ?? null),
-          batch.map((b) => b.result.durationMs),
-        ],
-      });
-      const completed = await deps.queue.boss.complete(DELIVERY_QUEUE, batch.map((b) => b.fence), null, { db: asBossDb(sql) });
-      // Some job was taken over: roll back and let each try sort itself out.
-      if ((completed as { affected?: number }).affected !== batch.length) throw new BatchNotWhole();
-      await sql.query({
-        name: 'dispatch_deliveries_succeeded',
-        text: `UPDATE "Delivery" SET status = 'SUCCEEDED', "nextAttemptAt" = NULL, "updatedAt" = now() WHERE id = ANY($1::text[])`,
-        values: [batch.map((b) => b.loaded.deliveryId)],
-      });
-      const healed = [...new Set(batch.filter((b) => b.loaded.failingSince).map((b) => b.loaded.endpointId))];
-      if (healed.length) {
-        await sql.query(`UPDATE "Endpoint" SET "failingSince" = NULL WHERE id = ANY($1::text[]) AND "failingSince" IS NOT NULL`, [healed]);
-      }
-      return true;
+               WHERE a.id = r.id
+             ), healed AS (
+               UPDATE "Endpoint" SET "failingSince" = NULL WHERE id = ANY($7::text[]) AND "failingSince" IS NOT NULL
+             )
+             UPDATE "Delivery" SET status = 'SUCCEEDED', "nextAttemptAt" = NULL, "updatedAt" = now()
+             WHERE id IN (SELECT "deliveryId" FROM done)`,
+      values: [
+        batch.map((b) => b.attemptId),
+        batch.map((b) => b.result.statusCode ?? null),
+        batch.map((b) => b.result.responseBody ?? null),
+        batch.map((b) => b.result.durationMs),
+        batch.map((b) => b.fence.id),
+        batch.map((b) => b.fence.runs),
+        [...new Set(batch.filter((b) => b.loaded.failingSince).map((b) => b.loaded.endpointId))],
+      ],
     });
   }
 
@@ -473,10 +436,8 @@ export function createSuccessSettler(deps: DeliverDeps): SuccessSettler {
           await settleBatch(batch.map((b) => b.input));
           for (const b of batch) b.resolve({});
         } catch (error) {
-          if (!(error instanceof BatchNotWhole)) {
-            deps.logger.warn(`delivery: settling ${batch.length} successful tries together failed; settling each alone`, error instanceof Error ? error.message : error);
-          }
-          await Promise.all(batch.map((b) => settleAlone(b.input).then(b.resolve, b.reject)));
+          deps.logger.warn(`delivery: settling ${batch.length} successful tries together failed; settling each alone`, error instanceof Error ? error.message : error);
+          await Promise.all(batch.map((b) => inTransaction(deps.pool, (sql) => finishAttempt(deps, sql, b.input)).then(b.resolve, b.reject)));
         }
       }
     } finally {
@@ -494,7 +455,6 @@ export function createSuccessSettler(deps: DeliverDeps): SuccessSettler {
   };
 }
 
-class BatchNotWhole extends Error {}
 
 /**
  * failingSince starts at an endpoint's first failure and is cleared by any

@@ -6,10 +6,11 @@ import type { DeliveryHooks } from '../domain/context.ts';
 import { registry } from '../http/metrics.ts';
 import type { LiveBus } from '../live/bus.ts';
 import type { Logger } from '../logger.ts';
-import { createAttemptStarter, createSuccessSettler, runDeliveryJob, type DeliverDeps } from './deliver.ts';
+import { claimTries, createSuccessSettler, sendTry, type ClaimedTry, type DeliverDeps } from './deliver.ts';
 import { attemptsInFlight } from './metrics.ts';
 import { createAddressPolicy } from './outbound-safety.ts';
-import { DELIVERY_QUEUE, JOB_HEARTBEAT_SECONDS, RECOVER_QUEUE, startQueue, triesOf, type DeliveryJob, type RecoverJob } from './queue.ts';
+import type { Job } from 'pg-boss';
+import { DELIVERY_CHANNEL, fenceOf, JOB_LEASE_SECONDS, RECOVER_QUEUE, startQueue, triesOf, type RecoverJob } from './queue.ts';
 import { runRecoverJob } from './recover.ts';
 import { createSender } from './sender.ts';
 import { startWorker, type QueueWorker } from './worker.ts';
@@ -42,6 +43,7 @@ const POLL_INTERVAL_MS = 2_000;
 export async function startDeliveryEngine({ config, db, logger, live, work }: EngineOptions): Promise<DeliveryEngine> {
   const queue = await startQueue({
     url: db.url,
+    pool: db.pool,
     logger,
     supervise: work,
     superviseIntervalSeconds: config.queueSuperviseSeconds,
@@ -49,10 +51,15 @@ export async function startDeliveryEngine({ config, db, logger, live, work }: En
 
   const hooks: DeliveryHooks = {
     deliveriesCreated: (sql, deliveries, { manual }) => queue.enqueue(sql, triesOf(deliveries, manual)),
+    deliveriesCommitted: () => {
+      deliveryWorker?.wake();
+      queue.announce();
+    },
     recoverRequested: (sql, { endpointId, since, until }) =>
       queue.enqueueRecover(sql, { endpointId, since: since.toISOString(), until: (until ?? new Date()).toISOString() }),
   };
 
+  let deliveryWorker: QueueWorker | undefined;
   if (!work) {
     return { hooks, readiness: async () => null, stop: () => queue.stop() };
   }
@@ -65,61 +72,84 @@ export async function startDeliveryEngine({ config, db, logger, live, work }: En
     live,
     logger,
     disableAfterSeconds: config.disableAfterSeconds,
-    onRetryQueued: (at) => deliveryWorker.wakeAt(at),
+    endpointConcurrency: config.endpointConcurrency,
+    onRetryQueued: (at) => deliveryWorker?.wakeAt(at),
   };
   deliverDeps.settler = createSuccessSettler(deliverDeps);
-  deliverDeps.starter = createAttemptStarter(deliverDeps);
-  const deliveryWorker: QueueWorker = startWorker<DeliveryJob>({
-    boss: queue.boss,
-    queue: DELIVERY_QUEUE,
+  deliveryWorker = startWorker<ClaimedTry>({
+    name: 'delivery',
+    source: {
+      take: (max) => claimTries(deliverDeps, max),
+      key: (claimed) => claimed.job.id,
+      fail: (claimed, error) => queue.release(fenceOf(claimed.job), error instanceof Error ? error.message : String(error)),
+      touch: (claimed) => queue.touch(claimed.map((c) => fenceOf(c.job))),
+    },
     logger,
     concurrency: config.workerConcurrency,
-    groupConcurrency: config.endpointConcurrency,
-    heartbeatMs: (JOB_HEARTBEAT_SECONDS * 1000) / 2,
+    heartbeatMs: (JOB_LEASE_SECONDS * 1000) / 3,
     pollIntervalMs: POLL_INTERVAL_MS,
     onRunningChange: (delta) => attemptsInFlight.inc(delta),
-    handler: (job) => runDeliveryJob(deliverDeps, job),
+    handler: (claimed) => sendTry(deliverDeps, claimed),
   });
-  const recoveries = startWorker<RecoverJob>({
-    boss: queue.boss,
-    queue: RECOVER_QUEUE,
+  const recoveries = startWorker<Job<RecoverJob>>({
+    name: 'recover',
+    source: {
+      take: (max) => queue.boss.fetch<RecoverJob>(RECOVER_QUEUE, { batchSize: max }),
+      key: (job) => job.id,
+      fail: async (job, error) => {
+        await queue.boss.fail(RECOVER_QUEUE, { id: job.id, retryCount: job.retryCount }, { message: error instanceof Error ? error.message : String(error) });
+      },
+    },
     logger,
     concurrency: 1,
     pollIntervalMs: POLL_INTERVAL_MS * 5,
-    handler: (job) => runRecoverJob({ pool: db.pool, queue }, job),
+    handler: (job) => runRecoverJob({ pool: db.pool, queue, queued: hooks.deliveriesCommitted! }, job),
   });
 
-  // pg-boss NOTIFYs, on commit of a transaction that queued a ready job, the
-  // queue's name; that wakes the worker of that queue at once.
+  // Jobs of a worker that died (its lease ran out) are queued again; every
+  // worker process looks, which is harmless: the update is idempotent.
+  const supervisor = setInterval(() => {
+    queue
+      .requeueLost()
+      .then((n) => {
+        if (n === 0) return;
+        logger.warn(`delivery: ${n} job(s) of a lost worker queued again`);
+        deliveryWorker?.wake();
+      })
+      .catch((error: unknown) => logger.warn('delivery: looking for lost jobs failed', error instanceof Error ? error.message : error));
+  }, config.queueSuperviseSeconds * 1000);
+  supervisor.unref();
+
+  // A NOTIFY on DELIVERY_CHANNEL (deliveries queued by another process) or
+  // pg-boss's channel (a recover job) wakes the worker concerned at once.
   const bossDb = queue.boss.getDb();
-  let listening: Awaited<ReturnType<NonNullable<Db['listen']>>> | undefined;
+  const listens: { close(): Promise<void> }[] = [];
   try {
-    listening = await bossDb.listen?.(
-      queue.channel,
-      (payload) => {
-        if (payload === DELIVERY_QUEUE) deliveryWorker.wake();
-        else if (payload === RECOVER_QUEUE) recoveries.wake();
-      },
-      () => {
-        deliveryWorker.wake();
+    for (const [channel, onPayload] of [
+      [DELIVERY_CHANNEL, (payload: string) => payload !== queue.instanceId && deliveryWorker?.wake()],
+      [queue.bossChannel, (payload: string) => payload === RECOVER_QUEUE && recoveries.wake()],
+    ] as const) {
+      const listening = await bossDb.listen?.(channel, onPayload, () => {
+        deliveryWorker?.wake();
         recoveries.wake();
-      },
-    );
+      });
+      if (listening) listens.push(listening);
+    }
   } catch (error) {
     logger.warn('delivery: LISTEN failed; workers fall back to polling', error instanceof Error ? error.message : error);
   }
 
   const depth = new client.Gauge({
     name: 'dispatch_delivery_queue_jobs',
-    help: 'Delivery jobs in the queue by state (ready, deferred: waiting for a retry time, active), as pg-boss last counted them.',
+    help: 'Delivery jobs in the queue by state (ready, deferred: waiting for a retry time, active: held by a worker).',
     labelNames: ['state'] as const,
     registers: [],
     async collect() {
-      const stats = await queue.boss.getQueue(DELIVERY_QUEUE).catch(() => null);
-      if (!stats) return;
-      this.set({ state: 'ready' }, stats.readyCount);
-      this.set({ state: 'deferred' }, stats.deferredCount);
-      this.set({ state: 'active' }, stats.activeCount);
+      const depth = await queue.depth().catch(() => null);
+      if (!depth) return;
+      this.set({ state: 'ready' }, depth.ready);
+      this.set({ state: 'deferred' }, depth.deferred);
+      this.set({ state: 'active' }, depth.active);
     },
   });
   // One engine per process; a test that starts several replaces the series.
@@ -134,8 +164,9 @@ export async function startDeliveryEngine({ config, db, logger, live, work }: En
     },
     stop() {
       stopping ??= (async () => {
-        await listening?.close().catch(() => undefined);
-        await Promise.all([deliveryWorker.stop(), recoveries.stop()]);
+        clearInterval(supervisor);
+        await Promise.all(listens.map((l) => l.close().catch(() => undefined)));
+        await Promise.all([deliveryWorker!.stop(), recoveries.stop()]);
         await sender.close();
         registry.removeSingleMetric('dispatch_delivery_queue_jobs');
         await queue.stop();

@@ -1,51 +1,62 @@
-import { createHash } from 'node:crypto';
-import { PgBoss, type Db, type JobInsert } from 'pg-boss';
+import { createHash, randomUUID } from 'node:crypto';
+import type pg from 'pg';
+import { PgBoss, type Db } from 'pg-boss';
 import { notifyChannelSql } from 'pg-boss/dist/plans.js';
 import type { NewDelivery, SqlExecutor } from '../domain/context.ts';
 import type { Logger } from '../logger.ts';
 
 /**
- * The delivery queue: pg-boss in Dispatch's own PostgreSQL, schema `pgboss`.
+ * The delivery queue: the "DeliveryJob" table in Dispatch's own schema.
  *
- * One job is one try of one delivery. A retry is a new job with `startAfter`,
- * inserted in the transaction that records the failed try, so a slow or
- * failing endpoint never holds a worker while it waits. Jobs are grouped by
- * endpoint, and pg-boss's group concurrency (counted in the database, across
- * every worker process) caps the tries in flight to one endpoint.
+ * One job is one try of one delivery. A retry is a new job with a later
+ * `runAt`, inserted in the transaction that records the failed try, so a slow
+ * or failing endpoint never holds a worker while it waits. A worker claims
+ * ready jobs in the transaction that starts their tries, holds a lease on
+ * each while it sends (renewed by heartbeats), and deletes the job in the
+ * statement that records the try. A lease that runs out means the worker was
+ * lost: the job is queued again and its next run closes the attempt it left.
+ *
+ * It replaced pg-boss for deliveries (docs/benchmarks.md): pg-boss's job
+ * rows, its fetch with group concurrency and its completion cost more
+ * PostgreSQL time per delivery than everything else together. pg-boss still
+ * runs the background work: recoverEndpoint's jobs.
  */
 
 export const QUEUE_SCHEMA = 'pgboss';
-export const DELIVERY_QUEUE = 'dispatch-delivery';
 export const RECOVER_QUEUE = 'dispatch-recover';
+/** NOTIFY channel: deliveries were queued (payload: the id of the process that queued them). */
+export const DELIVERY_CHANNEL = 'dispatch_delivery';
 
-/** Longest per-attempt timeout an app may set (MAX_ATTEMPT_TIMEOUT_MS in domain/apps.ts), in seconds. */
-const MAX_ATTEMPT_SECONDS = 60;
+/** A claimed job is held this long without a heartbeat; then it counts as lost. */
+export const JOB_LEASE_SECONDS = 10;
 
-/**
- * A job that stays active this long was lost; pg-boss hands it to another
- * worker. A little above the longest attempt, so a live worker never loses
- * its job mid-send. Heartbeats notice a killed worker sooner.
- */
-export const JOB_EXPIRE_SECONDS = MAX_ATTEMPT_SECONDS + 30;
+/** Claims take this transaction-scoped advisory lock, so the per-endpoint limit holds across processes. */
+const CLAIM_LOCK = 72_707_370;
 
-/** A worker touches its jobs this often (pg-boss's minimum is 10 s); a silent job is retried after it. */
-export const JOB_HEARTBEAT_SECONDS = 10;
-
-/**
- * How often pg-boss may re-run a job whose worker died or whose handler threw
- * (database unavailable). These are not delivery retries: those follow the
- * app's schedule as new jobs.
- */
-const JOB_RETRY_LIMIT = 10;
+/** A recover job that fails (database unavailable) is run again by pg-boss this often. */
+const RECOVER_RETRY_LIMIT = 10;
 
 export type Trigger = 'SCHEDULED' | 'MANUAL';
 
 export interface DeliveryJob {
+  /** The job's row id (a bigint, as text). */
+  id: string;
   deliveryId: string;
+  endpointId: string;
   trigger: Trigger;
   /** For scheduled tries: which try of the schedule this is, from 1. */
-  try?: number;
+  try: number | null;
+  /** Times claimed, this run included: more than 1 means an earlier run did not finish. */
+  runs: number;
 }
+
+/** Who holds a job: its id and the run that claimed it (a job taken over has a higher run). */
+export interface JobFence {
+  id: string;
+  runs: number;
+}
+
+export const fenceOf = (job: DeliveryJob): JobFence => ({ id: job.id, runs: job.runs });
 
 export interface RecoverJob {
   endpointId: string;
@@ -67,11 +78,7 @@ const statementNames = new Map<string, string>();
 
 /**
  * A name for one of pg-boss's statements run in Dispatch's transactions
- * (insert, complete), so each connection parses and plans it once: they took
- * longer to plan than to run (docs/benchmarks.md). pg-boss builds a fixed set
- * of texts per queue and option set, so the names are few. Its fetch, on its
- * own pool, stays unnamed: a generic plan of it ran slower than planning it
- * each time saved.
+ * (inserting a recover job), so each connection parses and plans it once.
  */
 function named(text: string, values: unknown[] | undefined): string | { name: string; text: string; values: unknown[] } {
   if (!values?.length) return text;
@@ -95,68 +102,192 @@ export function asBossDb(sql: SqlExecutor): Db {
 
 export interface QueueOptions {
   url: string;
+  pool: pg.Pool;
   logger: Logger;
-  /** Run pg-boss maintenance (expiring lost jobs, deleting old ones): worker processes do. */
+  /** Run pg-boss maintenance (expiring lost recover jobs): worker processes do. */
   supervise: boolean;
-  /** Seconds between maintenance passes, which is how soon a lost job is noticed. */
+  /** Seconds between maintenance passes. */
   superviseIntervalSeconds: number;
 }
 
+export interface QueueDepth {
+  ready: number;
+  deferred: number;
+  active: number;
+}
+
 export interface DeliveryQueue {
+  /** pg-boss, for recover jobs. */
   boss: PgBoss;
-  /** The LISTEN channel pg-boss notifies when a job becomes ready on a notify-enabled queue. */
-  channel: string;
-  /** Queues tries in the transaction of `sql` (one insert for all of them). */
+  /** The LISTEN channel pg-boss notifies when a recover job is queued. */
+  bossChannel: string;
+  /** This process's id in DELIVERY_CHANNEL payloads, so it can ignore its own. */
+  instanceId: string;
+  /** Queues tries in the transaction of `sql` (one statement for all of them). */
   enqueue(sql: SqlExecutor, tries: QueuedTry[]): Promise<void>;
+  /** Tells worker processes that tries were queued; call after the commit. Coalesced: one NOTIFY in flight at a time. */
+  announce(): void;
   enqueueRecover(sql: SqlExecutor, job: RecoverJob): Promise<void>;
+  /**
+   * Claims up to `max` ready jobs in the transaction of `sql`, at most
+   * `endpointLimit` in flight per endpoint counting every process's leases;
+   * the caller starts their tries in the same transaction.
+   */
+  claim(sql: SqlExecutor, max: number, endpointLimit: number): Promise<DeliveryJob[]>;
+  /** Deletes the jobs still held by these fences; returns how many were. */
+  complete(sql: SqlExecutor, fences: JobFence[]): Promise<number>;
+  /** Renews the leases of running jobs. */
+  touch(fences: JobFence[]): Promise<void>;
+  /** A run that failed without recording its try (the database was unavailable): run it again after a backoff. */
+  release(fence: JobFence, error: string): Promise<void>;
+  /** Queues again the jobs whose lease ran out (their worker is gone); returns how many. */
+  requeueLost(): Promise<number>;
+  depth(): Promise<QueueDepth>;
   stop(): Promise<void>;
 }
 
-function toJob(entry: QueuedTry): JobInsert<DeliveryJob> {
-  const data: DeliveryJob = { deliveryId: entry.deliveryId, trigger: entry.trigger };
-  if (entry.try !== undefined) data.try = entry.try;
-  return { data, group: { id: entry.endpointId }, ...(entry.startAfter ? { startAfter: entry.startAfter } : {}) };
-}
-
 export async function startQueue(options: QueueOptions): Promise<DeliveryQueue> {
+  const { pool, logger } = options;
   const boss = new PgBoss({
     connectionString: options.url,
     schema: QUEUE_SCHEMA,
     application_name: 'dispatch-queue',
-    max: 4,
+    max: 2,
     supervise: options.supervise,
     superviseIntervalSeconds: options.superviseIntervalSeconds,
     monitorIntervalSeconds: options.superviseIntervalSeconds,
     schedule: false,
-    // Workers listen on the channel themselves (see worker.ts); pg-boss's own
-    // listener would only wake pg-boss workers, which Dispatch does not use.
+    // Workers listen on the channel themselves (see engine.ts).
     useListenNotify: false,
   });
-  boss.on('error', (error: unknown) => options.logger.warn('queue: pg-boss error', error instanceof Error ? error.message : error));
+  boss.on('error', (error: unknown) => logger.warn('queue: pg-boss error', error instanceof Error ? error.message : error));
   await boss.start();
-  const common = { notify: true, retryLimit: JOB_RETRY_LIMIT, retryDelay: 1, retryBackoff: true, retryDelayMax: 60 };
-  for (const [name, settings] of [
-    [DELIVERY_QUEUE, { ...common, expireInSeconds: JOB_EXPIRE_SECONDS, heartbeatSeconds: JOB_HEARTBEAT_SECONDS }],
-    [RECOVER_QUEUE, { ...common, expireInSeconds: 15 * 60 }],
-  ] as const) {
-    if (await boss.getQueue(name)) await boss.updateQueue(name, settings);
-    else await boss.createQueue(name, settings).catch(async (error) => {
-      // Another process created it at the same moment.
-      if (!(await boss.getQueue(name))) throw error;
-    });
-  }
+  const settings = { notify: true, retryLimit: RECOVER_RETRY_LIMIT, retryDelay: 1, retryBackoff: true, retryDelayMax: 60, expireInSeconds: 15 * 60 };
+  if (await boss.getQueue(RECOVER_QUEUE)) await boss.updateQueue(RECOVER_QUEUE, settings);
+  else await boss.createQueue(RECOVER_QUEUE, settings).catch(async (error) => {
+    // Another process created it at the same moment.
+    if (!(await boss.getQueue(RECOVER_QUEUE))) throw error;
+  });
   const { rows } = await boss.getDb().executeSql(`SELECT ${notifyChannelSql(QUEUE_SCHEMA)} AS channel`);
-  const channel = rows[0].channel as string;
+  const bossChannel = rows[0].channel as string;
+  const instanceId = randomUUID();
+
+  // One NOTIFY in flight; announcements made meanwhile go out as one more.
+  let notifying = false;
+  let again = false;
+  const announce = () => {
+    if (notifying) {
+      again = true;
+      return;
+    }
+    notifying = true;
+    again = false;
+    pool
+      .query({ name: 'dispatch_delivery_announce', text: `SELECT pg_notify('${DELIVERY_CHANNEL}', $1)`, values: [instanceId] })
+      .catch((error: unknown) => {
+        // Workers poll as well; a lost announcement only delays.
+        logger.warn('queue: could not announce queued deliveries', error instanceof Error ? error.message : error);
+      })
+      .finally(() => {
+        notifying = false;
+        if (again) announce();
+      });
+  };
 
   return {
     boss,
-    channel,
+    bossChannel,
+    instanceId,
+    announce,
     async enqueue(sql, tries) {
       if (tries.length === 0) return;
-      await boss.insert(DELIVERY_QUEUE, tries.map(toJob), { db: asBossDb(sql) });
+      await sql.query({
+        name: 'dispatch_jobs_enqueue',
+        text: `INSERT INTO "DeliveryJob" ("deliveryId", "endpointId", trigger, try, "runAt")
+               SELECT d, e, t::"AttemptTrigger", n, COALESCE(r, now())
+               FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::timestamptz[]) AS j(d, e, t, n, r)`,
+        values: [
+          tries.map((t) => t.deliveryId),
+          tries.map((t) => t.endpointId),
+          tries.map((t) => t.trigger),
+          tries.map((t) => t.try ?? null),
+          tries.map((t) => t.startAfter ?? null),
+        ],
+      });
     },
     async enqueueRecover(sql, job) {
       await boss.insert(RECOVER_QUEUE, [{ data: job }], { db: asBossDb(sql) });
+    },
+    async claim(sql, max, endpointLimit) {
+      await sql.query({ name: 'dispatch_jobs_claim_lock', text: 'SELECT pg_advisory_xact_lock($1)', values: [CLAIM_LOCK] });
+      // Endpoints at their limit are skipped in the scan, so a hanging
+      // endpoint's backlog never fills the window; within the window, each
+      // endpoint gets what its free slots allow, oldest first.
+      const { rows } = await sql.query<DeliveryJob>({
+        name: 'dispatch_jobs_claim',
+        text: `WITH busy AS (
+                 SELECT "endpointId", count(*) AS n FROM "DeliveryJob" WHERE "leaseUntil" IS NOT NULL GROUP BY "endpointId"
+               ), ready AS (
+                 SELECT id, "endpointId", "runAt" FROM "DeliveryJob"
+                 WHERE "leaseUntil" IS NULL AND "runAt" <= now()
+                   AND "endpointId" NOT IN (SELECT "endpointId" FROM busy WHERE n >= $2)
+                 ORDER BY "runAt" LIMIT $3
+               ), chosen AS (
+                 SELECT id FROM (
+                   SELECT r.id, r."runAt", row_number() OVER (PARTITION BY r."endpointId" ORDER BY r."runAt", r.id) + COALESCE(b.n, 0) AS slot
+                   FROM ready r LEFT JOIN busy b ON b."endpointId" = r."endpointId"
+                 ) ranked
+                 WHERE slot <= $2 ORDER BY "runAt", id LIMIT $1
+               )
+               UPDATE "DeliveryJob" j SET "leaseUntil" = now() + make_interval(secs => $4), runs = j.runs + 1
+               FROM chosen WHERE j.id = chosen.id AND j."leaseUntil" IS NULL
+               RETURNING j.id::text, j."deliveryId", j."endpointId", j.trigger, j.try, j.runs`,
+        values: [max, endpointLimit, max * 4, JOB_LEASE_SECONDS],
+      });
+      return rows;
+    },
+    async complete(sql, fences) {
+      if (fences.length === 0) return 0;
+      const result = await sql.query({
+        name: 'dispatch_jobs_complete',
+        text: `DELETE FROM "DeliveryJob" j USING unnest($1::bigint[], $2::int[]) AS f(id, runs) WHERE j.id = f.id AND j.runs = f.runs`,
+        values: [fences.map((f) => f.id), fences.map((f) => f.runs)],
+      });
+      return result.rowCount ?? 0;
+    },
+    async touch(fences) {
+      if (fences.length === 0) return;
+      await pool.query({
+        name: 'dispatch_jobs_touch',
+        text: `UPDATE "DeliveryJob" j SET "leaseUntil" = now() + make_interval(secs => $3)
+               FROM unnest($1::bigint[], $2::int[]) AS f(id, runs) WHERE j.id = f.id AND j.runs = f.runs AND j."leaseUntil" IS NOT NULL`,
+        values: [fences.map((f) => f.id), fences.map((f) => f.runs), JOB_LEASE_SECONDS],
+      });
+    },
+    async release(fence, error) {
+      // 1, 2, 4 … 60 s: a database that is down gets time to come back.
+      await pool.query(
+        `UPDATE "DeliveryJob" SET "leaseUntil" = NULL, "lastError" = $3,
+           "runAt" = now() + make_interval(secs => least(60, power(2, greatest(runs - 1, 0))))
+         WHERE id = $1 AND runs = $2`,
+        [fence.id, fence.runs, error.slice(0, 1000)],
+      );
+    },
+    async requeueLost() {
+      const result = await pool.query(
+        `UPDATE "DeliveryJob" SET "leaseUntil" = NULL, "runAt" = now(), "lastError" = 'its worker stopped renewing the lease'
+         WHERE "leaseUntil" < now()`,
+      );
+      return result.rowCount ?? 0;
+    },
+    async depth() {
+      const { rows } = await pool.query<QueueDepth>(
+        `SELECT count(*) FILTER (WHERE "leaseUntil" IS NULL AND "runAt" <= now())::int AS ready,
+                count(*) FILTER (WHERE "leaseUntil" IS NULL AND "runAt" > now())::int AS deferred,
+                count(*) FILTER (WHERE "leaseUntil" IS NOT NULL)::int AS active
+         FROM "DeliveryJob"`,
+      );
+      return rows[0]!;
     },
     stop: () => boss.stop({ graceful: false, close: true }),
   };

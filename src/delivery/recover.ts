@@ -12,7 +12,7 @@ const BATCH = 500;
  * deliveries PENDING and queues their jobs in one transaction, so a crash
  * midway resumes (the job runs again) without queueing anything twice.
  */
-export async function runRecoverJob(deps: { pool: pg.Pool; queue: DeliveryQueue }, job: Job<RecoverJob>): Promise<void> {
+export async function runRecoverJob(deps: { pool: pg.Pool; queue: DeliveryQueue; queued: () => void }, job: Job<RecoverJob>): Promise<void> {
   const { endpointId, since, until } = job.data;
   // A cursor, not "while any are FAILED": a resent delivery can fail again before the loop ends.
   let after = '';
@@ -31,6 +31,7 @@ export async function runRecoverJob(deps: { pool: pg.Pool; queue: DeliveryQueue 
       await deps.queue.enqueue(sql, rows.map((r) => ({ deliveryId: r.id, endpointId, trigger: 'MANUAL' as const })));
       return rows.map((r) => r.id).sort();
     });
+    if (queued.length) deps.queued();
     if (queued.length < BATCH) break;
     after = queued.at(-1)!;
   }

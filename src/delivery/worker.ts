@@ -1,40 +1,47 @@
-import type { Job, JobAttempt, PgBoss } from 'pg-boss';
 import type { Logger } from '../logger.ts';
 
 /**
- * A job pump over one pg-boss queue. One loop fetches as many jobs as it has
- * free slots, in one statement, and runs each on its own: a job never waits
- * for another, so a hanging endpoint holds only its own slots. It fetches
- * when woken (a NOTIFY that work was queued, a slot freeing, a retry of its
- * own coming due) and otherwise polls, as a fallback, every pollIntervalMs.
+ * A job pump. One loop takes as many jobs as it has free slots, in one call,
+ * and runs each on its own: a job never waits for another, so a hanging
+ * endpoint holds only its own slots. It takes jobs when woken (a NOTIFY that
+ * work was queued, a slot freeing, a retry of its own coming due) and
+ * otherwise polls, as a fallback, every pollIntervalMs.
  *
- * Handlers settle their job themselves (a delivery completes its job in the
- * transaction that records the attempt); a handler that throws fails the
- * job, and pg-boss runs it again after a short backoff.
+ * Handlers settle their job themselves (a delivery deletes its job in the
+ * statement that records the attempt); a handler that throws hands its job
+ * to `fail`, which queues it again.
  */
 
-export interface WorkerOptions<T> {
-  boss: PgBoss;
-  queue: string;
+export interface JobSource<J> {
+  /** Takes up to `max` jobs. */
+  take(max: number): Promise<J[]>;
+  key(job: J): string;
+  /** The handler threw: queue the job again. */
+  fail(job: J, error: unknown): Promise<void>;
+  /** Renews the hold on running jobs (heartbeat). */
+  touch?(jobs: J[]): Promise<void>;
+}
+
+export interface WorkerOptions<J> {
+  name: string;
+  source: JobSource<J>;
   logger: Logger;
   /** Most jobs running at once in this process. */
   concurrency: number;
-  /** Most jobs of one group (endpoint) active at once, counted across all processes. */
-  groupConcurrency?: number;
-  /** Touch running jobs this often, so pg-boss knows their worker is alive. */
+  /** Touch running jobs this often, so the queue knows their worker is alive. */
   heartbeatMs?: number;
   pollIntervalMs: number;
-  handler: (job: Job<T>) => Promise<void>;
+  handler: (job: J) => Promise<void>;
   onRunningChange?: (delta: number) => void;
 }
 
 export interface QueueWorker {
-  /** Fetch now. */
+  /** Take jobs now. */
   wake(): void;
-  /** Fetch when `at` comes (a retry this process queued). */
+  /** Take jobs when `at` comes (a retry this process queued). */
   wakeAt(at: Date): void;
   readonly running: number;
-  /** Stops fetching, waits for the running jobs to finish, stops. */
+  /** Stops taking jobs, waits for the running ones to finish, stops. */
   stop(): Promise<void>;
 }
 
@@ -43,9 +50,9 @@ const MAX_TIMER_MS = 5 * 60_000;
 /** Fired a little after the due time, so the database clock has surely passed it. */
 const TIMER_SLACK_MS = 20;
 
-export function startWorker<T>(options: WorkerOptions<T>): QueueWorker {
-  const { boss, queue, logger, concurrency } = options;
-  const running = new Map<string, { fence: JobAttempt; done: Promise<void> }>();
+export function startWorker<J>(options: WorkerOptions<J>): QueueWorker {
+  const { source, logger, concurrency, name } = options;
+  const running = new Map<string, { job: J; done: Promise<void> }>();
   const timers = new Set<NodeJS.Timeout>();
   let stopping = false;
   let woken = false;
@@ -71,25 +78,24 @@ export function startWorker<T>(options: WorkerOptions<T>): QueueWorker {
       sleeper = done;
     });
 
-  const run = (job: Job<T>) => {
-    const fence: JobAttempt = { id: job.id, retryCount: job.retryCount };
+  const run = (job: J) => {
+    const key = source.key(job);
     options.onRunningChange?.(1);
     const done = options
       .handler(job)
       .catch(async (error: unknown) => {
-        logger.warn(`${queue}: job ${job.id} failed; pg-boss will run it again`, error instanceof Error ? error.stack : error);
-        const message = error instanceof Error ? error.message : String(error);
-        await boss.fail(queue, fence, { message }).catch((failError: unknown) => {
-          // It expires and is retried anyway; nothing is lost.
-          logger.warn(`${queue}: could not fail job ${job.id}`, failError instanceof Error ? failError.message : failError);
+        logger.warn(`${name}: job ${key} failed; it runs again`, error instanceof Error ? error.stack : error);
+        await source.fail(job, error).catch((failError: unknown) => {
+          // Its hold runs out and it is run again anyway; nothing is lost.
+          logger.warn(`${name}: could not fail job ${key}`, failError instanceof Error ? failError.message : failError);
         });
       })
       .finally(() => {
-        running.delete(job.id);
+        running.delete(key);
         options.onRunningChange?.(-1);
         wake();
       });
-    running.set(job.id, { fence, done });
+    running.set(key, { job, done });
   };
 
   const loop = (async () => {
@@ -97,31 +103,28 @@ export function startWorker<T>(options: WorkerOptions<T>): QueueWorker {
       woken = false;
       const free = concurrency - running.size;
       if (free > 0) {
-        let jobs: Job<T>[];
+        let jobs: J[];
         try {
-          jobs = await boss.fetch<T>(queue, {
-            batchSize: free,
-            ...(options.groupConcurrency ? { groupConcurrency: options.groupConcurrency } : {}),
-          });
+          jobs = await source.take(free);
         } catch (error) {
-          logger.warn(`${queue}: fetching jobs failed; trying again`, error instanceof Error ? error.message : error);
+          logger.warn(`${name}: taking jobs failed; trying again`, error instanceof Error ? error.message : error);
           await sleep(options.pollIntervalMs);
           continue;
         }
         for (const job of jobs) run(job);
-        // A full batch: there is likely more, fetch again once slots are free.
+        // A full batch: there is likely more, take again once slots are free.
         if (jobs.length === free) continue;
       }
       await sleep(options.pollIntervalMs);
     }
   })();
 
-  const heartbeat = options.heartbeatMs
+  const heartbeat = options.heartbeatMs && source.touch
     ? setInterval(() => {
-        const fences = [...running.values()].map((r) => r.fence);
-        if (fences.length === 0) return;
-        boss.touch(queue, fences).catch((error: unknown) => {
-          logger.warn(`${queue}: heartbeat failed`, error instanceof Error ? error.message : error);
+        const jobs = [...running.values()].map((r) => r.job);
+        if (jobs.length === 0) return;
+        source.touch!(jobs).catch((error: unknown) => {
+          logger.warn(`${name}: heartbeat failed`, error instanceof Error ? error.message : error);
         });
       }, options.heartbeatMs)
     : undefined;

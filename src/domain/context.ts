@@ -30,6 +30,8 @@ export interface NewDelivery {
  */
 export interface DeliveryHooks {
   deliveriesCreated(sql: SqlExecutor, deliveries: NewDelivery[], options: { manual: boolean }): Promise<void>;
+  /** After the commit of a transaction that created deliveries: wake the workers. */
+  deliveriesCommitted?(): void;
   /** Resend every failed delivery of an endpoint in a window, as background work. */
   recoverRequested?(sql: SqlExecutor, request: { endpointId: string; since: Date; until: Date | null }): Promise<void>;
 }

@@ -209,6 +209,7 @@ export async function sendMessage(ctx: DomainContext, input: SendMessageInput): 
     if (!existing) throw new Error(`message ${uid} conflicted on insert but cannot be read`);
     return duplicateOrConflict(existing, input, dataHash);
   }
+  if (outcome.deliveries.length) ctx.hooks.deliveriesCommitted?.();
   ctx.events?.messageCreated({ messageId: outcome.message.id, appId: found.appId, recipientId: outcome.message.recipientId });
   return { message: outcome.message, deduplicated: false, deliveries: outcome.deliveries };
 }

@@ -69,6 +69,7 @@ export async function resendMessage(
     await ctx.hooks.deliveriesCreated(sql, deliveries, { manual: true });
     return deliveries.map((d) => d.id);
   });
+  ctx.hooks.deliveriesCommitted?.();
   return ctx.prisma.delivery.findMany({ where: { id: { in: ids } }, orderBy: { id: 'asc' } });
 }
 

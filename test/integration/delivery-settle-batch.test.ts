@@ -1,8 +1,8 @@
-import type { Job } from 'pg-boss';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Database } from '../../src/db/client.ts';
 import { createSuccessSettler, type SuccessSettler } from '../../src/delivery/deliver.ts';
-import { DELIVERY_QUEUE, startQueue, type DeliveryJob, type DeliveryQueue } from '../../src/delivery/queue.ts';
+import { inTransaction } from '../../src/domain/context.ts';
+import { startQueue, type DeliveryJob, type DeliveryQueue } from '../../src/delivery/queue.ts';
 import type { Sender } from '../../src/delivery/sender.ts';
 import { newId } from '../../src/domain/ids.ts';
 import { createLogger } from '../../src/logger.ts';
@@ -24,7 +24,7 @@ describe('tries are started and settled in batches', () => {
     await receiver?.close();
   });
 
-  it('a burst of 300 messages: every delivery SUCCEEDED with one SUCCEEDED attempt and a completed job, several tries per transaction', async () => {
+  it('a burst of 300 messages: every delivery SUCCEEDED with one SUCCEEDED attempt and its job gone, several tries per transaction', async () => {
     const appId = await createDeliveryApp(t.client);
     for (let k = 0; k < 4; k++) await createEndpoint(t.client, { appId, recipientId: `burst_${k}`, url: `${receiver.url}/${k}` });
     let next = 0;
@@ -52,24 +52,23 @@ describe('tries are started and settled in batches', () => {
     expect(receiver.received.length).toBe(300);
 
     const { rows: jobs } = await pool.query(
-      `SELECT j.state, j.completed_on FROM pgboss.job_common j
-       JOIN "Delivery" d ON d.id = j.data->>'deliveryId' WHERE j.name = $1 AND d."appId" = $2`,
-      [DELIVERY_QUEUE, appId],
+      `SELECT j.id FROM "DeliveryJob" j JOIN "Delivery" d ON d.id = j."deliveryId" WHERE d."appId" = $1`,
+      [appId],
     );
-    expect(jobs).toHaveLength(300);
-    expect(jobs.every((j) => j.state === 'completed')).toBe(true);
-    // A transaction's now() is one instant: fewer distinct completion times
-    // than jobs means some transactions completed several jobs.
-    const transactions = new Set(jobs.map((j) => (j.completed_on as Date).getTime())).size;
+    expect(jobs).toHaveLength(0);
+    // A statement's now() is one instant: fewer distinct finish times than
+    // attempts means some statements settled several tries.
+    const { rows: finishes } = await pool.query(`SELECT count(DISTINCT "finishedAt") AS n FROM "Attempt" WHERE "appId" = $1`, [appId]);
+    const transactions = Number(finishes[0].n);
     // Likewise an Attempt's createdAt: several tries started per transaction.
     const { rows: starts } = await pool.query(`SELECT count(DISTINCT "createdAt") AS n FROM "Attempt" WHERE "appId" = $1`, [appId]);
-    console.log(`300 tries started in ${starts[0].n} transactions and settled in ${transactions}`);
+    console.log(`300 tries started in ${starts[0].n} transactions and settled in ${transactions} statements`);
     expect(transactions).toBeLessThan(300);
     expect(Number(starts[0].n)).toBeLessThan(300);
   });
 });
 
-describe('a batch that cannot be settled whole', () => {
+describe('a batch with a job taken over by another worker', () => {
   let db: Database;
   let queue: DeliveryQueue;
   let settler: SuccessSettler;
@@ -77,16 +76,16 @@ describe('a batch that cannot be settled whole', () => {
   beforeAll(async () => {
     db = await openTestDatabase();
     const logger = createLogger('silent');
-    queue = await startQueue({ url: db.url, logger, supervise: false, superviseIntervalSeconds: 60 });
+    queue = await startQueue({ url: db.url, pool: db.pool, logger, supervise: false, superviseIntervalSeconds: 60 });
     const unused = {} as Sender;
-    settler = createSuccessSettler({ pool: db.pool, queue, sender: unused, logger, disableAfterSeconds: 3600 });
+    settler = createSuccessSettler({ pool: db.pool, queue, sender: unused, logger, disableAfterSeconds: 3600, endpointConcurrency: 8 });
   });
   afterAll(async () => {
     await queue?.stop();
     await db?.close();
   });
 
-  it('settles each try alone: the ones still owned succeed, the one taken over is left to its new owner', async () => {
+  it('the tries still owned succeed, every attempt keeps its outcome, the taken-over delivery is left to its new owner', async () => {
     const ws = newId('Workspace');
     const app = newId('App');
     const recipient = newId('Recipient');
@@ -118,18 +117,18 @@ describe('a batch that cannot be settled whole', () => {
          VALUES ($1, $2, $3, $4, $5, $6, 'SENDING', 'http://127.0.0.1:9/')`,
         [attempt, app, recipient, message, endpoint, delivery],
       );
-      await queue.boss.insert(DELIVERY_QUEUE, [{ data: { deliveryId: delivery, trigger: 'SCHEDULED', try: 1 } }]);
+      await inTransaction(db.pool, (sql) => queue.enqueue(sql, [{ deliveryId: delivery, endpointId: endpoint, trigger: 'SCHEDULED', try: 1 }]));
       tries.push({ delivery, attempt });
     }
-    const jobs = await queue.boss.fetch<DeliveryJob>(DELIVERY_QUEUE, { batchSize: 3 });
+    const jobs = await inTransaction(db.pool, (sql) => queue.claim(sql, 3, 8));
     expect(jobs).toHaveLength(3);
-    const byDelivery = new Map(jobs.map((j) => [j.data.deliveryId, j] as [string, Job<DeliveryJob>]));
-    const input = (i: number, retryCount?: number) => {
+    const byDelivery = new Map(jobs.map((j) => [j.deliveryId, j] as [string, DeliveryJob]));
+    const input = (i: number, runs?: number) => {
       const job = byDelivery.get(tries[i]!.delivery)!;
       return {
         job,
         // A stale fence: the job has since been handed to another worker.
-        fence: { id: job.id, retryCount: retryCount ?? job.retryCount },
+        fence: { id: job.id, runs: runs ?? job.runs },
         loaded: { deliveryId: tries[i]!.delivery, endpointId: endpoint, failingSince: null, retrySchedule: [] } as never,
         attemptId: tries[i]!.attempt,
         trigger: 'SCHEDULED' as const,
@@ -143,10 +142,10 @@ describe('a batch that cannot be settled whole', () => {
     expect(await status(tries[0]!.delivery)).toBe('SUCCEEDED');
     expect(await status(tries[1]!.delivery)).toBe('SENDING');
     expect(await status(tries[2]!.delivery)).toBe('SUCCEEDED');
-    const { rows } = await db.pool.query(`SELECT id, state FROM pgboss.job_common WHERE name = $1`, [DELIVERY_QUEUE]);
-    const state = new Map(rows.map((r) => [r.id, r.state]));
-    expect(state.get(byDelivery.get(tries[0]!.delivery)!.id)).toBe('completed');
-    expect(state.get(byDelivery.get(tries[1]!.delivery)!.id)).toBe('active');
-    expect(state.get(byDelivery.get(tries[2]!.delivery)!.id)).toBe('completed');
+    // Every attempt keeps its outcome; only the job still held by this worker is gone.
+    const { rows: attempts } = await db.pool.query(`SELECT status FROM "Attempt" WHERE id = ANY($1::text[])`, [tries.map((t) => t.attempt)]);
+    expect(attempts.map((a) => a.status)).toEqual(['SUCCEEDED', 'SUCCEEDED', 'SUCCEEDED']);
+    const { rows } = await db.pool.query(`SELECT id::text, "leaseUntil" IS NOT NULL AS held FROM "DeliveryJob"`);
+    expect(rows).toEqual([{ id: byDelivery.get(tries[1]!.delivery)!.id, held: true }]);
   });
 });

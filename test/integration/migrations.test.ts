@@ -58,8 +58,10 @@ describe('a migrated database matches prisma/schema.prisma', () => {
   it('the schema side covers the whole model, keys and indexes included', () => {
     // Guards against a comparison that passes because it reads nothing.
     expect(Object.keys(expected.relations).sort()).toEqual(
-      ['ApiKey', 'App', 'Attempt', 'Delivery', 'Endpoint', 'EndpointSecret', 'EventType', 'Message', 'PortalSession', 'Recipient', 'Workspace'],
+      ['ApiKey', 'App', 'Attempt', 'Delivery', 'DeliveryJob', 'DeliveryJob_id_seq', 'Endpoint', 'EndpointSecret', 'EventType', 'Message', 'PortalSession', 'Recipient', 'Workspace'],
     );
+    expect(expected.relations['DeliveryJob_id_seq']).toBe('sequence');
+    expect(expected.columns['"DeliveryJob"."id"']).toEqual({ type: 'bigint', notNull: true, default: `nextval('"DeliveryJob_id_seq"'::regclass)`, generated: null });
     expect(expected.enums).toEqual({
       DeliveryStatus: ['PENDING', 'SENDING', 'SUCCEEDED', 'FAILED', 'CANCELED'],
       AttemptStatus: ['SENDING', 'SUCCEEDED', 'FAILED'],
@@ -82,7 +84,7 @@ describe('a migrated database matches prisma/schema.prisma', () => {
       onDelete: 'CASCADE', onUpdate: 'CASCADE', deferrable: false,
     });
     expect(expected.constraints['"Workspace".Workspace_pkey']?.kind).toBe('primary key');
-    expect(Object.keys(expected.indexes)).toHaveLength(23);
+    expect(Object.keys(expected.indexes)).toHaveLength(24);
     expect(Object.values(expected.constraints).filter((c) => c.kind === 'foreign key')).toHaveLength(20);
   });
 

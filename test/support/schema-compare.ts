@@ -122,6 +122,8 @@ function expectedDefault(model: Model, field: Field, enums: Datamodel['enums']):
     const fn = value as { name: string; args: readonly (string | number)[] };
     switch (fn.name) {
       case 'now': return 'CURRENT_TIMESTAMP';
+      // BIGSERIAL / SERIAL: the sequence PostgreSQL names after table and column.
+      case 'autoincrement': return `nextval('"${model.dbName ?? model.name}_${field.dbName ?? field.name}_seq"'::regclass)`;
       // Compared verbatim: write it in the schema as PostgreSQL prints it back.
       case 'dbgenerated': return String(fn.args[0] ?? '');
       // Filled in by the client, not the database.
@@ -228,6 +230,11 @@ export async function expectedSchemaShape(datamodel: string): Promise<SchemaShap
         continue;
       }
       if (field.kind === 'unsupported') throw new Error(`schema-compare cannot check Unsupported fields (${model.name}.${field.name})`);
+      const fieldDefault = field.default as { name?: string } | undefined;
+      if (fieldDefault && typeof fieldDefault === 'object' && fieldDefault.name === 'autoincrement') {
+        // SERIAL / BIGSERIAL brings its own sequence.
+        shape.relations[`${table}_${field.dbName ?? field.name}_seq`] = 'sequence';
+      }
       shape.columns[`"${table}"."${field.dbName ?? field.name}"`] = {
         type: columnType(field, enumDbName),
         // Prisma creates scalar list columns without NOT NULL.
