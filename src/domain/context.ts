@@ -25,8 +25,11 @@ export interface NewDelivery {
 
 /**
  * Where the delivery engine plugs into the domain. `deliveriesCreated` runs
- * inside the transaction that stores the message and its deliveries, so jobs
- * and rows commit together or not at all.
+ * inside the transaction that stores deliveries (a resend), so jobs and rows
+ * commit together or not at all. sendMessage, the hot path, queues the first
+ * tries itself in the statement that stores the message: a row per delivery
+ * in "DeliveryJob", the queue's table (src/delivery/queue.ts), with trigger
+ * SCHEDULED, try 1, due now.
  */
 export interface DeliveryHooks {
   deliveriesCreated(sql: SqlExecutor, deliveries: NewDelivery[], options: { manual: boolean }): Promise<void>;

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import type { Message, Prisma } from '../db/client.ts';
 import { visible } from './access.ts';
 import { requireOperator } from './apps.ts';
-import { inTransaction, type DomainContext, type NewDelivery, type SqlExecutor } from './context.ts';
+import { type DomainContext, type NewDelivery, type SqlExecutor } from './context.ts';
 import { badInput, DispatchError, notFound } from './errors.ts';
 import { checkEventTypeName } from './event-types.ts';
 import { newId } from './ids.ts';
@@ -70,9 +70,9 @@ function duplicateOrConflict(existing: StoredMessageRow, input: SendMessageInput
 
 /**
  * Stores a message and one delivery per enabled endpoint of its recipient
- * whose filter matches, in one transaction with the jobs that deliver them
- * (through `ctx.hooks.deliveriesCreated`): once this returns, the message
- * cannot be lost. The same id with the same content deduplicates; with other
+ * whose filter matches, in one statement with the first try of each (a row
+ * of the delivery queue, "DeliveryJob"): once this returns, the message
+ * cannot be lost, and `ctx.hooks.deliveriesCommitted` wakes the workers. The same id with the same content deduplicates; with other
  * content it is IDEMPOTENCY_CONFLICT.
  */
 export async function sendMessage(ctx: DomainContext, input: SendMessageInput): Promise<SendMessageResult> {
@@ -168,30 +168,35 @@ export async function sendMessage(ctx: DomainContext, input: SendMessageInput): 
   } else {
     const recipientId = found.recipientKey!;
     const planned = found.endpointIds.map((endpointId) => ({ id: newId('Delivery'), endpointId }));
-    outcome = await inTransaction(ctx.pool, async (sql) => {
-      // The message and its deliveries in one statement; an endpoint deleted
-      // or disabled since it was read gets no delivery.
-      const inserted = await sql.query<Message & { deliveryIds: string[]; deliveryEndpointIds: string[] }>({
-        name: 'dispatch_send_message_deliveries',
-        text: `WITH message AS (
-           INSERT INTO "Message" (id, "appId", "recipientId", uid, "eventType", data, "dataHash")
-           VALUES ($1, $2, $7, $3, $4, $5, $6)
-           ON CONFLICT ("appId", uid) DO NOTHING
-           RETURNING id, "appId", "recipientId", uid, "eventType", data, "dataHash", "createdAt"
-         ), delivery AS (
-           INSERT INTO "Delivery" (id, "appId", "recipientId", "messageId", "endpointId", "nextAttemptAt", "updatedAt")
-           SELECT planned.id, message."appId", message."recipientId", message.id, e.id, now(), now()
-           FROM message, unnest($8::text[], $9::text[]) AS planned(id, "endpointId")
-           JOIN "Endpoint" e ON e.id = planned."endpointId" AND NOT e.disabled
-           RETURNING id, "endpointId"
-         )
-         SELECT message.*,
-           ARRAY(SELECT id FROM delivery ORDER BY "endpointId") AS "deliveryIds",
-           ARRAY(SELECT "endpointId" FROM delivery ORDER BY "endpointId") AS "deliveryEndpointIds"
-         FROM message`,
-        values: [...messageValues, recipientId, planned.map((d) => d.id), planned.map((d) => d.endpointId)],
-      });
-      if (inserted.rowCount === 0) return { raced: true as const };
+    // The message, its deliveries and their first tries (rows of the
+    // delivery queue) in one statement, so one commit stores them all; an
+    // endpoint deleted or disabled since it was read gets no delivery.
+    const inserted = await ctx.pool.query<Message & { deliveryIds: string[]; deliveryEndpointIds: string[] }>({
+      name: 'dispatch_send_message_deliveries',
+      text: `WITH message AS (
+         INSERT INTO "Message" (id, "appId", "recipientId", uid, "eventType", data, "dataHash")
+         VALUES ($1, $2, $7, $3, $4, $5, $6)
+         ON CONFLICT ("appId", uid) DO NOTHING
+         RETURNING id, "appId", "recipientId", uid, "eventType", data, "dataHash", "createdAt"
+       ), delivery AS (
+         INSERT INTO "Delivery" (id, "appId", "recipientId", "messageId", "endpointId", "nextAttemptAt", "updatedAt")
+         SELECT planned.id, message."appId", message."recipientId", message.id, e.id, now(), now()
+         FROM message, unnest($8::text[], $9::text[]) AS planned(id, "endpointId")
+         JOIN "Endpoint" e ON e.id = planned."endpointId" AND NOT e.disabled
+         RETURNING id, "endpointId"
+       ), job AS (
+         INSERT INTO "DeliveryJob" ("deliveryId", "endpointId", trigger, try)
+         SELECT id, "endpointId", 'SCHEDULED', 1 FROM delivery
+       )
+       SELECT message.*,
+         ARRAY(SELECT id FROM delivery ORDER BY "endpointId") AS "deliveryIds",
+         ARRAY(SELECT "endpointId" FROM delivery ORDER BY "endpointId") AS "deliveryEndpointIds"
+       FROM message`,
+      values: [...messageValues, recipientId, planned.map((d) => d.id), planned.map((d) => d.endpointId)],
+    });
+    if (inserted.rowCount === 0) {
+      outcome = { raced: true };
+    } else {
       const { deliveryIds, deliveryEndpointIds, ...message } = inserted.rows[0]!;
       const deliveries: NewDelivery[] = deliveryIds.map((deliveryId, i) => ({
         id: deliveryId,
@@ -200,9 +205,8 @@ export async function sendMessage(ctx: DomainContext, input: SendMessageInput): 
         appId: found.appId,
         recipientId,
       }));
-      if (deliveries.length) await ctx.hooks.deliveriesCreated(sql, deliveries, { manual: false });
-      return { raced: false as const, message, deliveries };
-    });
+      outcome = { raced: false, message, deliveries };
+    }
   }
   if (outcome.raced) {
     const existing = await findByUid(ctx.pool, found.appId, uid);
