@@ -88,7 +88,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     maxPayloadBytes: int(env, 'DISPATCH_MAX_PAYLOAD_BYTES', 1024 * 1024, 1),
     maxRequestBytes: int(env, 'DISPATCH_MAX_REQUEST_BYTES', 2 * 1024 * 1024, 1024),
     apiKeyRateLimit: int(env, 'DISPATCH_API_KEY_RATE_LIMIT', 0),
-    workerConcurrency: int(env, 'DISPATCH_WORKER_CONCURRENCY', 64, 1),
+    workerConcurrency: int(env, 'DISPATCH_WORKER_CONCURRENCY', 256, 1),
     endpointConcurrency: int(env, 'DISPATCH_ENDPOINT_CONCURRENCY', 8, 1),
     queueSuperviseSeconds: int(env, 'DISPATCH_QUEUE_SUPERVISE_SECONDS', 15, 1),
     retentionDays: int(env, 'DISPATCH_RETENTION_DAYS', 30, 1),

@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { inTransaction, type SqlExecutor } from '../domain/context.ts';
 import { DEFAULT_ATTEMPT_TIMEOUT_MS } from '../domain/apps.ts';
-import { activeSecrets } from '../domain/endpoints.ts';
+import { activeSecretsSql } from '../domain/endpoints.ts';
 import { newId } from '../domain/ids.ts';
 import type { AttemptEvent, LiveBus } from '../live/bus.ts';
 import type { Logger } from '../logger.ts';
@@ -71,6 +71,8 @@ interface Loaded {
   failingSince: Date | null;
   retrySchedule: number[];
   attemptTimeoutMs: number | null;
+  /** The secrets that sign now, newest first. */
+  secrets: string[];
 }
 
 /** Error kind of an attempt whose worker died mid-send; it does not count as the endpoint failing. */
@@ -79,7 +81,7 @@ export const WORKER_LOST = 'worker_lost';
 /** A claimed job, its try started (or settled with nothing to send) in the claim's transaction. */
 export interface ClaimedTry {
   job: DeliveryJob;
-  send?: { loaded: Loaded; attemptId: string; secrets: string[] };
+  send?: { loaded: Loaded; attemptId: string };
 }
 
 /**
@@ -117,12 +119,6 @@ export async function claimTries(deps: DeliverDeps, max: number): Promise<Claime
     }
     const result: ClaimedTry[] = [];
     if (plain.length) {
-      const secrets = await sql.query<{ id: string; secret: string; expiresAt: Date | null; endpointId: string; createdAt: Date }>({
-        name: 'dispatch_delivery_secrets_batch',
-        text: `SELECT id, "endpointId", secret, "createdAt", "expiresAt" FROM "EndpointSecret"
-               WHERE "endpointId" = ANY($1::text[]) AND ("expiresAt" IS NULL OR "expiresAt" > now())`,
-        values: [[...new Set(plain.map((p) => p.loaded.endpointId))]],
-      });
       await sql.query({
         name: 'dispatch_attempts_start',
         text: `WITH attempt AS (
@@ -145,9 +141,8 @@ export async function claimTries(deps: DeliverDeps, max: number): Promise<Claime
         ],
       });
       for (const p of plain) {
-        const own = activeSecrets(secrets.rows.filter((row) => row.endpointId === p.loaded.endpointId)).map((row) => row.secret);
         events.push(attemptEvent(p.loaded, p.attemptId, 'SENDING'));
-        result.push({ job: p.job, send: { loaded: p.loaded, attemptId: p.attemptId, secrets: own } });
+        result.push({ job: p.job, send: { loaded: p.loaded, attemptId: p.attemptId } });
       }
     }
     for (const job of alone) {
@@ -168,14 +163,14 @@ export async function claimTries(deps: DeliverDeps, max: number): Promise<Claime
 export async function sendTry(deps: DeliverDeps, claimed: ClaimedTry): Promise<void> {
   if (!claimed.send) return;
   const { job } = claimed;
-  const { loaded, attemptId, secrets } = claimed.send;
+  const { loaded, attemptId } = claimed.send;
   const timestamp = Math.floor(Date.now() / 1000);
   const body = JSON.stringify({ type: loaded.eventType, timestamp: loaded.messageCreatedAt.toISOString(), data: loaded.data });
   const result = await deps.sender.send({
     url: loaded.url,
     headers: {
       ...(loaded.headers ?? {}),
-      ...signatureHeaders({ msgId: loaded.messageUid, timestamp, body, secrets }),
+      ...signatureHeaders({ msgId: loaded.messageUid, timestamp, body, secrets: loaded.secrets }),
       'content-type': 'application/json',
     },
     body,
@@ -213,7 +208,7 @@ const LOAD_SELECT = `SELECT d.id AS "deliveryId", d.status, d."nextAttemptAt", d
             d."appId", d."recipientId", d."messageId", d."endpointId",
             m.uid AS "messageUid", m."eventType", m.data, m."createdAt" AS "messageCreatedAt",
             e.url, e.headers, e.disabled, e."failingSince",
-            a."retrySchedule", a."attemptTimeoutMs"
+            a."retrySchedule", a."attemptTimeoutMs", ${activeSecretsSql('e.id')} AS secrets
      FROM "Delivery" d
      JOIN "Message" m ON m.id = d."messageId"
      JOIN "Endpoint" e ON e.id = d."endpointId"
@@ -221,7 +216,7 @@ const LOAD_SELECT = `SELECT d.id AS "deliveryId", d.status, d."nextAttemptAt", d
 
 interface Started {
   events: AttemptEvent[];
-  send?: { loaded: Loaded; attemptId: string; secrets: string[] };
+  send?: { loaded: Loaded; attemptId: string };
 }
 
 // The hot statements are named (planned once per connection; planning cost
@@ -270,11 +265,6 @@ async function startAttempt(deps: DeliverDeps, sql: SqlExecutor, job: DeliveryJo
     return { events };
   }
 
-  const secrets = await sql.query<{ id: string; secret: string; expiresAt: Date | null; endpointId: string; createdAt: Date }>({
-    name: 'dispatch_delivery_secrets',
-    text: `SELECT id, "endpointId", secret, "createdAt", "expiresAt" FROM "EndpointSecret" WHERE "endpointId" = $1 AND ("expiresAt" IS NULL OR "expiresAt" > now())`,
-    values: [loaded.endpointId],
-  });
   const attemptId = newId('Attempt');
   await sql.query({
     name: 'dispatch_attempt_start',
@@ -289,7 +279,7 @@ async function startAttempt(deps: DeliverDeps, sql: SqlExecutor, job: DeliveryJo
     values: [deliveryId],
   });
   events.push(attemptEvent(loaded, attemptId, 'SENDING'));
-  return { events, send: { loaded, attemptId, secrets: activeSecrets(secrets.rows).map((s) => s.secret) } };
+  return { events, send: { loaded, attemptId } };
 }
 
 interface FinishInput {

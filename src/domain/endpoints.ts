@@ -163,6 +163,15 @@ export async function rotateEndpointSecret(ctx: DomainContext, input: { id: stri
   return ctx.prisma.endpoint.findUniqueOrThrow({ where: { id: endpoint.id } });
 }
 
+/**
+ * activeSecrets as an SQL expression, for statements that load an endpoint
+ * with its secrets (the delivery worker's): the same rule, newest first.
+ */
+export function activeSecretsSql(endpointIdColumn: string): string {
+  return `ARRAY(SELECT s.secret FROM "EndpointSecret" s
+    WHERE s."endpointId" = ${endpointIdColumn} AND (s."expiresAt" IS NULL OR s."expiresAt" > now()) ORDER BY s.id DESC)`;
+}
+
 /** The secrets that sign now: the newest, and rotated ones still in their grace period. */
 export function activeSecrets(secrets: EndpointSecret[], now = new Date()): EndpointSecret[] {
   return secrets
