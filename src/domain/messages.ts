@@ -94,128 +94,196 @@ export async function sendMessage(ctx: DomainContext, input: SendMessageInput): 
     });
   }
 
-  // One round trip for everything known before writing: the app, the event
-  // type, and the recipient's matching endpoints (none when it is new). Each
-  // round trip to PostgreSQL costs the API process more CPU than the
-  // statement costs the server, and planning costs the server as much as
-  // running (docs/benchmarks.md), so sending does as few round trips as it
-  // can (one statement without endpoints, a four-statement transaction with
-  // them) with named statements, planned once per connection.
-  const { rows } = await ctx.pool.query<{
-    appId: string;
-    eventTypeId: string | null;
-    schema: object | null;
-    archivedAt: Date | null;
-    recipientKey: string | null;
-    endpointIds: string[];
-  }>({
+  let known = knownEventTypes.get(eventTypeKey(operator.workspaceId, input));
+  known ??= await lookupEventType(ctx, operator.workspaceId, input);
+  checkPayload(known, input);
+  const dataHash = hashData(input.data);
+  const id = newId('Message');
+  const uid = givenUid ?? id;
+
+  let deliveryIds = GUESSED_DELIVERIES;
+  for (let round = 0; ; round++) {
+    if (round === 4) throw new Error(`sendMessage of ${uid} did not settle after ${round} rounds`);
+    const stored = await storeMessage(ctx, operator.workspaceId, known, input, { id, uid, serialized, dataHash }, deliveryIds);
+    if (!stored.eventTypeOk) {
+      // The event type changed since it was cached (archived, created again
+      // with another schema, its app gone): look again; that throws when it
+      // is no longer usable.
+      knownEventTypes.delete(eventTypeKey(operator.workspaceId, input));
+      known = await lookupEventType(ctx, operator.workspaceId, input);
+      checkPayload(known, input);
+      continue;
+    }
+    if (stored.endpointCount > deliveryIds) {
+      deliveryIds = stored.endpointCount;
+      continue;
+    }
+    if (!stored.message) {
+      // The id is taken: sent before, or by a request that committed first.
+      const existing = await findByUid(ctx.pool, input.appId, uid);
+      if (!existing) throw new Error(`message ${uid} conflicted on insert but cannot be read`);
+      return duplicateOrConflict(existing, input, dataHash);
+    }
+    const { message } = stored;
+    const deliveries: NewDelivery[] = stored.deliveries.map((d) => ({
+      id: d.id,
+      messageId: message.id,
+      endpointId: d.endpointId,
+      appId: message.appId,
+      recipientId: message.recipientId,
+    }));
+    if (deliveries.length) ctx.hooks.deliveriesCommitted?.();
+    ctx.events?.messageCreated({ messageId: message.id, appId: message.appId, recipientId: message.recipientId });
+    return { message, deduplicated: false, deliveries };
+  }
+}
+
+/** An event type known to exist and be active, as sendMessage caches it. */
+interface KnownEventType {
+  eventTypeId: string;
+  schema: object | null;
+  /** The schema as sent back to PostgreSQL, which checks it is still the stored one. */
+  schemaText: string | null;
+  /** The compiled validator's cache key: the event type and its schema's version. */
+  validatorKey: string;
+}
+
+/**
+ * Event types sendMessage found active, per workspace, app and name, so a
+ * send takes one round trip. A cached entry is a hint, never trusted: the
+ * statement that stores the message checks, in the same snapshot, that the
+ * event type is still active in an app of this workspace with this schema,
+ * and writes nothing otherwise.
+ */
+const knownEventTypes = new Map<string, KnownEventType>();
+const MAX_KNOWN_EVENT_TYPES = 10_000;
+/** Delivery ids made ready per send; a recipient with more matching endpoints costs a second round. */
+const GUESSED_DELIVERIES = 4;
+
+const eventTypeKey = (workspaceId: string, input: SendMessageInput) => `${workspaceId}\u0000${input.appId}\u0000${input.eventType}`;
+
+/** The app (NOT_FOUND) and its active event type (UNKNOWN_EVENT_TYPE), looked up and cached. */
+async function lookupEventType(ctx: DomainContext, workspaceId: string, input: SendMessageInput): Promise<KnownEventType> {
+  const { rows } = await ctx.pool.query<{ eventTypeId: string | null; schema: object | null; archivedAt: Date | null }>({
     name: 'dispatch_send_lookup',
-    text: `SELECT a.id AS "appId", et.id AS "eventTypeId", et.schema, et."archivedAt", r.id AS "recipientKey",
-       ARRAY(SELECT e.id FROM "Endpoint" e
-             WHERE e."recipientId" = r.id AND NOT e.disabled AND (cardinality(e."eventTypes") = 0 OR $2 = ANY(e."eventTypes"))
-             ORDER BY e.id) AS "endpointIds"
-     FROM "App" a
-     LEFT JOIN "EventType" et ON et."appId" = a.id AND et.name = $2
-     LEFT JOIN "Recipient" r ON r."appId" = a.id AND r.uid = $4
+    text: `SELECT et.id AS "eventTypeId", et.schema, et."archivedAt"
+     FROM "App" a LEFT JOIN "EventType" et ON et."appId" = a.id AND et.name = $2
      WHERE a.id = $1 AND a."workspaceId" = $3`,
-    values: [input.appId, input.eventType, operator.workspaceId, input.recipientId],
+    values: [input.appId, input.eventType, workspaceId],
   });
   const found = rows[0];
   if (!found) throw notFound('app');
   if (!found.eventTypeId || found.archivedAt) {
     throw new DispatchError('UNKNOWN_EVENT_TYPE', `event type ${input.eventType} does not exist${found.archivedAt ? ' (it is archived)' : ''}`);
   }
-  if (found.schema) {
-    const problems = validateAgainstSchema(`${found.eventTypeId}`, found.schema, input.data);
-    if (problems.length) {
-      throw new DispatchError('INVALID_PAYLOAD', `data does not match the schema of ${input.eventType}: ${problems.map((p) => `${p.path} ${p.message}`).join('; ')}`, {
-        problems,
-      });
-    }
-  }
-  const dataHash = hashData(input.data);
+  const schemaText = found.schema ? JSON.stringify(found.schema) : null;
+  const known: KnownEventType = {
+    eventTypeId: found.eventTypeId,
+    schema: found.schema,
+    schemaText,
+    validatorKey: `${found.eventTypeId}:${schemaText ? createHash('sha1').update(schemaText).digest('hex') : ''}`,
+  };
+  if (knownEventTypes.size >= MAX_KNOWN_EVENT_TYPES) knownEventTypes.clear();
+  knownEventTypes.set(eventTypeKey(workspaceId, input), known);
+  return known;
+}
 
-  if (givenUid !== null) {
-    const existing = await findByUid(ctx.pool, found.appId, givenUid);
-    if (existing) return duplicateOrConflict(existing, input, dataHash);
+function checkPayload(known: KnownEventType, input: SendMessageInput): void {
+  if (!known.schema) return;
+  const problems = validateAgainstSchema(known.validatorKey, known.schema, input.data);
+  if (problems.length) {
+    throw new DispatchError('INVALID_PAYLOAD', `data does not match the schema of ${input.eventType}: ${problems.map((p) => `${p.path} ${p.message}`).join('; ')}`, {
+      problems,
+    });
   }
+}
 
-  const id = newId('Message');
-  const uid = givenUid ?? id;
-  const messageValues = [id, found.appId, uid, input.eventType, serialized, dataHash];
-  let outcome: { raced: true } | { raced: false; message: Message; deliveries: NewDelivery[] };
-  if (found.endpointIds.length === 0) {
-    // Nothing to deliver: one statement (creating the recipient if new) is its own transaction.
-    const inserted = await ctx.pool.query<Message>({
-      name: 'dispatch_send_message',
-      text: `WITH created AS (
-         INSERT INTO "Recipient" (id, "appId", uid) SELECT $8, $2, $9 WHERE $7::text IS NULL
-         ON CONFLICT ("appId", uid) DO UPDATE SET uid = EXCLUDED.uid
-         RETURNING id
-       ), recipient AS (
-         SELECT $7::text AS id WHERE $7::text IS NOT NULL
-         UNION ALL
-         SELECT id FROM created
-       )
+interface Stored {
+  eventTypeOk: boolean;
+  endpointCount: number;
+  message: Message | null;
+  deliveries: { id: string; endpointId: string }[];
+}
+
+/**
+ * One statement stores everything, in one snapshot and one commit: it checks
+ * the event type is (still) active with the schema the data was validated
+ * against, creates the recipient if new, stores the message, one delivery per
+ * enabled endpoint of the recipient whose filter matches, and the first try
+ * of each (a row of the delivery queue, trigger SCHEDULED, try 1, due now).
+ * It writes nothing when the event type check fails, when the recipient has
+ * more matching endpoints than delivery ids were given (the caller tries
+ * again with enough), or when the message id is taken (no recipient is
+ * created for a duplicate either). Each round trip costs the API process
+ * more CPU than the statement costs PostgreSQL (docs/benchmarks.md), hence
+ * one, named, planned once per connection.
+ */
+async function storeMessage(
+  ctx: DomainContext,
+  workspaceId: string,
+  known: KnownEventType,
+  input: SendMessageInput,
+  message: { id: string; uid: string; serialized: string; dataHash: string },
+  deliveryIdCount: number,
+): Promise<Stored> {
+  const deliveryIds = Array.from({ length: deliveryIdCount }, () => newId('Delivery'));
+  const { rows } = await ctx.pool.query<
+    { eventTypeOk: boolean; endpointCount: number; deliveryIds: string[]; deliveryEndpointIds: string[] } & (Message | { [K in keyof Message]: null })
+  >({
+    name: 'dispatch_send_message',
+    text: `WITH et AS (
+       SELECT et.id FROM "EventType" et JOIN "App" a ON a.id = et."appId"
+       WHERE et.id = $10 AND et."appId" = $2 AND et."archivedAt" IS NULL AND a."workspaceId" = $11
+         AND et.schema IS NOT DISTINCT FROM $12::jsonb
+     ), taken AS (
+       SELECT 1 FROM "Message" m WHERE m."appId" = $2 AND m.uid = $3
+     ), existing AS (
+       SELECT r.id FROM "Recipient" r, et WHERE r."appId" = $2 AND r.uid = $7
+     ), endpoints AS (
+       SELECT e.id, row_number() OVER (ORDER BY e.id) AS n
+       FROM "Endpoint" e, existing
+       WHERE e."recipientId" = existing.id AND NOT e.disabled AND (cardinality(e."eventTypes") = 0 OR $4 = ANY(e."eventTypes"))
+     ), fits AS (
+       SELECT 1 WHERE (SELECT count(*) FROM endpoints) <= cardinality($9::text[])
+     ), created AS (
+       INSERT INTO "Recipient" (id, "appId", uid)
+       SELECT $8, $2, $7 FROM et WHERE NOT EXISTS (SELECT 1 FROM existing) AND NOT EXISTS (SELECT 1 FROM taken)
+       ON CONFLICT ("appId", uid) DO UPDATE SET uid = EXCLUDED.uid
+       RETURNING id
+     ), recipient AS (
+       SELECT id FROM existing UNION ALL SELECT id FROM created
+     ), message AS (
        INSERT INTO "Message" (id, "appId", "recipientId", uid, "eventType", data, "dataHash")
-       SELECT $1, $2, recipient.id, $3, $4, $5, $6 FROM recipient
+       SELECT $1, $2, recipient.id, $3, $4, $5, $6 FROM recipient, fits WHERE NOT EXISTS (SELECT 1 FROM taken)
        ON CONFLICT ("appId", uid) DO NOTHING
-       RETURNING id, "appId", "recipientId", uid, "eventType", data, "dataHash", "createdAt"`,
-      values: [...messageValues, found.recipientKey, newId('Recipient'), input.recipientId],
-    });
-    // Another request stored this id first (it waited for that one to commit).
-    outcome = inserted.rowCount === 0 ? { raced: true } : { raced: false, message: inserted.rows[0]!, deliveries: [] };
-  } else {
-    const recipientId = found.recipientKey!;
-    const planned = found.endpointIds.map((endpointId) => ({ id: newId('Delivery'), endpointId }));
-    // The message, its deliveries and their first tries (rows of the
-    // delivery queue) in one statement, so one commit stores them all; an
-    // endpoint deleted or disabled since it was read gets no delivery.
-    const inserted = await ctx.pool.query<Message & { deliveryIds: string[]; deliveryEndpointIds: string[] }>({
-      name: 'dispatch_send_message_deliveries',
-      text: `WITH message AS (
-         INSERT INTO "Message" (id, "appId", "recipientId", uid, "eventType", data, "dataHash")
-         VALUES ($1, $2, $7, $3, $4, $5, $6)
-         ON CONFLICT ("appId", uid) DO NOTHING
-         RETURNING id, "appId", "recipientId", uid, "eventType", data, "dataHash", "createdAt"
-       ), delivery AS (
-         INSERT INTO "Delivery" (id, "appId", "recipientId", "messageId", "endpointId", "nextAttemptAt", "updatedAt")
-         SELECT planned.id, message."appId", message."recipientId", message.id, e.id, now(), now()
-         FROM message, unnest($8::text[], $9::text[]) AS planned(id, "endpointId")
-         JOIN "Endpoint" e ON e.id = planned."endpointId" AND NOT e.disabled
-         RETURNING id, "endpointId"
-       ), job AS (
-         INSERT INTO "DeliveryJob" ("deliveryId", "endpointId", trigger, try)
-         SELECT id, "endpointId", 'SCHEDULED', 1 FROM delivery
-       )
-       SELECT message.*,
-         ARRAY(SELECT id FROM delivery ORDER BY "endpointId") AS "deliveryIds",
-         ARRAY(SELECT "endpointId" FROM delivery ORDER BY "endpointId") AS "deliveryEndpointIds"
-       FROM message`,
-      values: [...messageValues, recipientId, planned.map((d) => d.id), planned.map((d) => d.endpointId)],
-    });
-    if (inserted.rowCount === 0) {
-      outcome = { raced: true };
-    } else {
-      const { deliveryIds, deliveryEndpointIds, ...message } = inserted.rows[0]!;
-      const deliveries: NewDelivery[] = deliveryIds.map((deliveryId, i) => ({
-        id: deliveryId,
-        messageId: message.id,
-        endpointId: deliveryEndpointIds[i]!,
-        appId: found.appId,
-        recipientId,
-      }));
-      outcome = { raced: false, message, deliveries };
-    }
-  }
-  if (outcome.raced) {
-    const existing = await findByUid(ctx.pool, found.appId, uid);
-    if (!existing) throw new Error(`message ${uid} conflicted on insert but cannot be read`);
-    return duplicateOrConflict(existing, input, dataHash);
-  }
-  if (outcome.deliveries.length) ctx.hooks.deliveriesCommitted?.();
-  ctx.events?.messageCreated({ messageId: outcome.message.id, appId: found.appId, recipientId: outcome.message.recipientId });
-  return { message: outcome.message, deduplicated: false, deliveries: outcome.deliveries };
+       RETURNING id, "appId", "recipientId", uid, "eventType", data, "dataHash", "createdAt"
+     ), delivery AS (
+       INSERT INTO "Delivery" (id, "appId", "recipientId", "messageId", "endpointId", "nextAttemptAt", "updatedAt")
+       SELECT ($9::text[])[endpoints.n], message."appId", message."recipientId", message.id, endpoints.id, now(), now()
+       FROM message, endpoints
+       RETURNING id, "endpointId"
+     ), job AS (
+       INSERT INTO "DeliveryJob" ("deliveryId", "endpointId", trigger, try)
+       SELECT id, "endpointId", 'SCHEDULED', 1 FROM delivery
+     )
+     SELECT EXISTS (SELECT 1 FROM et) AS "eventTypeOk",
+       (SELECT count(*) FROM endpoints)::int AS "endpointCount",
+       message.id, message."appId", message."recipientId", message.uid, message."eventType", message.data, message."dataHash", message."createdAt",
+       ARRAY(SELECT id FROM delivery ORDER BY "endpointId") AS "deliveryIds",
+       ARRAY(SELECT "endpointId" FROM delivery ORDER BY "endpointId") AS "deliveryEndpointIds"
+     FROM (SELECT 1) AS one LEFT JOIN message ON true`,
+    values: [
+      message.id, input.appId, message.uid, input.eventType, message.serialized, message.dataHash,
+      input.recipientId, newId('Recipient'), deliveryIds, known.eventTypeId, workspaceId, known.schemaText,
+    ],
+  });
+  const { eventTypeOk, endpointCount, deliveryIds: ids, deliveryEndpointIds: endpointIds, ...stored } = rows[0]!;
+  return {
+    eventTypeOk,
+    endpointCount,
+    message: stored.id === null ? null : (stored as Message),
+    deliveries: ids.map((id, i) => ({ id, endpointId: endpointIds[i]! })),
+  };
 }
 
 /** The message of an app named by its Dispatch id (msg_…) or the caller's messageId. */

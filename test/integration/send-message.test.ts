@@ -147,6 +147,43 @@ describe('sendMessage', () => {
     expect(await rowCounts()).toEqual(before);
   });
 
+  it('an event type archived, or created again with another schema, takes effect on the very next send', async () => {
+    const schemaOf = (field: string) => ({ type: 'object', required: [field], properties: { [field]: { type: 'integer' } } });
+    await t.client.request(CreateEventTypeDocument, { input: { appId, name: 'shape.changes', schema: schemaOf('x') } });
+    const send = (data: unknown) => ({ input: { appId, recipientId: 'shapes', eventType: 'shape.changes', data } });
+    await t.client.request(SendMessageDocument, send({ x: 1 }));
+    await t.client.request(ArchiveEventTypeDocument, { input: { appId, name: 'shape.changes' } });
+    await expectError(t.client, 'UNKNOWN_EVENT_TYPE', SEND, send({ x: 2 }));
+    // Created again, the same event type now requires y.
+    await t.client.request(CreateEventTypeDocument, { input: { appId, name: 'shape.changes', schema: schemaOf('y') } });
+    await expectError(t.client, 'INVALID_PAYLOAD', SEND, send({ x: 3 }));
+    const ok = await t.client.request(SendMessageDocument, send({ y: 4 }));
+    expect(ok.sendMessage.message.data).toEqual({ y: 4 });
+  });
+
+  it('a recipient with many matching endpoints gets a delivery for each', async () => {
+    const ids: string[] = [];
+    for (let i = 0; i < 7; i++) ids.push(await endpoint('many_endpoints'));
+    const { sendMessage } = await t.client.request(SendMessageDocument, {
+      input: { appId, recipientId: 'many_endpoints', eventType: 'invoice.paid', data: { n: 7 } },
+    });
+    expect(sendMessage.message.deliveries.nodes.map((d) => d.endpoint.id).sort()).toEqual(ids.sort());
+    const { rows } = await t.dispatch.db.pool.query(
+      `SELECT count(*)::int AS n FROM "DeliveryJob" j JOIN "Delivery" d ON d.id = j."deliveryId" WHERE d."messageId" = $1`,
+      [sendMessage.message.id],
+    );
+    expect(rows[0].n).toBe(7);
+  });
+
+  it('a message id sent again to a recipient never seen is a conflict that creates no recipient', async () => {
+    await t.client.request(SendMessageDocument, { input: { appId, recipientId: 'owner', eventType: 'invoice.paid', data: {}, messageId: 'taken-id' } });
+    const before = await rowCounts();
+    await expectError(t.client, 'IDEMPOTENCY_CONFLICT', SEND, {
+      input: { appId, recipientId: 'never_seen', eventType: 'invoice.paid', data: {}, messageId: 'taken-id' },
+    });
+    expect(await rowCounts()).toEqual(before);
+  });
+
   it('an event type of another app is unknown here', async () => {
     const other = (await t.client.request(CreateAppDocument, { input: { name: 'Other' } })).createApp.id;
     await t.client.request(CreateEventTypeDocument, { input: { appId: other, name: 'only.there' } });
