@@ -220,7 +220,9 @@ export async function startQueue(options: QueueOptions): Promise<DeliveryQueue> 
     },
     async claim(sql, max, endpointLimit) {
       await sql.query({ name: 'dispatch_jobs_claim_lock', text: 'SELECT pg_advisory_xact_lock($1)', values: [CLAIM_LOCK] });
-      // Endpoints at their limit are skipped in the scan, so a hanging
+      // runAt is stored to the millisecond, rounded, so it is compared with
+      // the time rounded the same way: a try queued this very millisecond is
+      // ready. Endpoints at their limit are skipped in the scan, so a hanging
       // endpoint's backlog never fills the window; within the window, each
       // endpoint gets what its free slots allow, oldest first.
       const { rows } = await sql.query<DeliveryJob>({
@@ -229,7 +231,7 @@ export async function startQueue(options: QueueOptions): Promise<DeliveryQueue> 
                  SELECT "endpointId", count(*) AS n FROM "DeliveryJob" WHERE "leaseUntil" IS NOT NULL GROUP BY "endpointId"
                ), ready AS (
                  SELECT id, "endpointId", "runAt" FROM "DeliveryJob"
-                 WHERE "leaseUntil" IS NULL AND "runAt" <= now()
+                 WHERE "leaseUntil" IS NULL AND "runAt" <= LOCALTIMESTAMP(3)
                    AND "endpointId" NOT IN (SELECT "endpointId" FROM busy WHERE n >= $2)
                  ORDER BY "runAt" LIMIT $3
                ), chosen AS (
@@ -282,8 +284,8 @@ export async function startQueue(options: QueueOptions): Promise<DeliveryQueue> 
     },
     async depth() {
       const { rows } = await pool.query<QueueDepth>(
-        `SELECT count(*) FILTER (WHERE "leaseUntil" IS NULL AND "runAt" <= now())::int AS ready,
-                count(*) FILTER (WHERE "leaseUntil" IS NULL AND "runAt" > now())::int AS deferred,
+        `SELECT count(*) FILTER (WHERE "leaseUntil" IS NULL AND "runAt" <= LOCALTIMESTAMP(3))::int AS ready,
+                count(*) FILTER (WHERE "leaseUntil" IS NULL AND "runAt" > LOCALTIMESTAMP(3))::int AS deferred,
                 count(*) FILTER (WHERE "leaseUntil" IS NOT NULL)::int AS active
          FROM "DeliveryJob"`,
       );

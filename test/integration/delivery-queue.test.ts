@@ -50,6 +50,19 @@ describe('the delivery queue', () => {
     expect(await queue.depth()).toEqual({ ready: 0, deferred: 2, active: 3 });
   });
 
+  it('a try queued this very millisecond is ready (runAt is stored rounded to the millisecond)', async () => {
+    // In one transaction now() is one instant: enqueue, then claim. Rounding
+    // goes up about half the time, so 20 rounds would catch a claim that
+    // compared with the unrounded time.
+    for (let round = 0; round < 20; round++) {
+      const jobs = await inTransaction(db.pool, async (sql) => {
+        await queue.enqueue(sql, [{ deliveryId: `dlv_now_${round}`, endpointId: `ep_now_${round}`, trigger: 'SCHEDULED', try: 1 }]);
+        return queue.claim(sql, 1, 8);
+      });
+      expect(jobs.map((j) => j.deliveryId)).toEqual([`dlv_now_${round}`]);
+    }
+  });
+
   it('caps the jobs in flight per endpoint, counting the leases other claims hold', async () => {
     await enqueue('ep_a', 20);
     await enqueue('ep_b', 5);
@@ -129,7 +142,7 @@ describe('the delivery queue', () => {
     expect(rows[0].wait).toBeLessThanOrEqual(1);
     // Not ready until the backoff passes.
     expect(await claim(1, 8)).toEqual([]);
-    await db.pool.query(`UPDATE "DeliveryJob" SET "runAt" = now()`);
+    await db.pool.query(`UPDATE "DeliveryJob" SET "runAt" = now() - interval '1 second'`);
     const [again] = await claim(1, 8);
     await queue.release({ id: again!.id, runs: again!.runs }, 'still unavailable');
     const wait = (await db.pool.query(`SELECT EXTRACT(EPOCH FROM ("runAt" - now()))::float AS wait FROM "DeliveryJob"`)).rows[0].wait;
