@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import type pg from 'pg';
 import type { Message, Prisma } from '../db/client.ts';
 import { visible } from './access.ts';
 import { requireOperator } from './apps.ts';
@@ -104,7 +105,7 @@ export async function sendMessage(ctx: DomainContext, input: SendMessageInput): 
   let deliveryIds = GUESSED_DELIVERIES;
   for (let round = 0; ; round++) {
     if (round === 4) throw new Error(`sendMessage of ${uid} did not settle after ${round} rounds`);
-    const stored = await storeMessage(ctx, operator.workspaceId, known, input, { id, uid, serialized, dataHash }, deliveryIds);
+    const stored = await storeMessage(ctx, { workspaceId: operator.workspaceId, known, input, message: { id, uid, serialized, dataHash }, deliveryIdCount: deliveryIds });
     if (!stored.eventTypeOk) {
       // The event type changed since it was cached (archived, created again
       // with another schema, its app gone): look again; that throws when it
@@ -114,7 +115,7 @@ export async function sendMessage(ctx: DomainContext, input: SendMessageInput): 
       checkPayload(known, input);
       continue;
     }
-    if (stored.endpointCount > deliveryIds) {
+    if (!stored.message && stored.endpointCount > deliveryIds) {
       deliveryIds = stored.endpointCount;
       continue;
     }
@@ -205,85 +206,174 @@ interface Stored {
   deliveries: { id: string; endpointId: string }[];
 }
 
+interface ToStore {
+  workspaceId: string;
+  known: KnownEventType;
+  input: SendMessageInput;
+  message: { id: string; uid: string; serialized: string; dataHash: string };
+  deliveryIdCount: number;
+}
+
+/** Most messages stored by one statement. */
+const STORE_BATCH = 100;
+
 /**
- * One statement stores everything, in one snapshot and one commit: it checks
- * the event type is (still) active with the schema the data was validated
- * against, creates the recipient if new, stores the message, one delivery per
- * enabled endpoint of the recipient whose filter matches, and the first try
- * of each (a row of the delivery queue, trigger SCHEDULED, try 1, due now).
- * It writes nothing when the event type check fails, when the recipient has
- * more matching endpoints than delivery ids were given (the caller tries
- * again with enough), or when the message id is taken (no recipient is
- * created for a duplicate either). Each round trip costs the API process
- * more CPU than the statement costs PostgreSQL (docs/benchmarks.md), hence
- * one, named, planned once per connection.
+ * Stores a message, like a group commit: while one statement is storing,
+ * the messages sent meanwhile (by concurrent requests) queue up and are
+ * stored together by the next, so a busy API pays one round trip and one
+ * commit for many messages, and an idle one stores a lone message at once.
+ * Each caller still returns only once its own message is committed. A batch
+ * that fails as a whole is stored message by message, so one message's
+ * error is its own.
  */
-async function storeMessage(
-  ctx: DomainContext,
-  workspaceId: string,
-  known: KnownEventType,
-  input: SendMessageInput,
-  message: { id: string; uid: string; serialized: string; dataHash: string },
-  deliveryIdCount: number,
-): Promise<Stored> {
-  const deliveryIds = Array.from({ length: deliveryIdCount }, () => newId('Delivery'));
-  const { rows } = await ctx.pool.query<
+function storeMessage(ctx: DomainContext, item: ToStore): Promise<Stored> {
+  let batcher = storeBatchers.get(ctx.pool);
+  if (!batcher) {
+    batcher = createStoreBatcher(ctx.pool);
+    storeBatchers.set(ctx.pool, batcher);
+  }
+  return batcher(item);
+}
+
+const storeBatchers = new WeakMap<pg.Pool, (item: ToStore) => Promise<Stored>>();
+
+function createStoreBatcher(pool: pg.Pool): (item: ToStore) => Promise<Stored> {
+  type Entry = { item: ToStore; resolve: (stored: Stored) => void; reject: (error: unknown) => void };
+  let queued: Entry[] = [];
+  let flushing = false;
+
+  async function flush() {
+    flushing = true;
+    try {
+      while (queued.length) {
+        const batch = queued.slice(0, STORE_BATCH);
+        queued = queued.slice(STORE_BATCH);
+        try {
+          const stored = await storeMessages(pool, batch.map((e) => e.item));
+          batch.forEach((e, i) => e.resolve(stored[i]!));
+        } catch (error) {
+          if (batch.length === 1) batch[0]!.reject(error);
+          else await Promise.all(batch.map((e) => storeMessages(pool, [e.item]).then((stored) => e.resolve(stored[0]!), e.reject)));
+        }
+      }
+    } finally {
+      flushing = false;
+    }
+  }
+
+  return (item) =>
+    new Promise((resolve, reject) => {
+      queued.push({ item, resolve, reject });
+      if (!flushing) void flush();
+    });
+}
+
+/**
+ * One statement stores a batch of messages, in one snapshot and one commit.
+ * For each message it checks the event type is (still) active, in an app of
+ * the sender's workspace, with the schema the data was validated against;
+ * creates the recipient if new; stores the message, one delivery per enabled
+ * endpoint of the recipient whose filter matches, and the first try of each
+ * (a row of the delivery queue: trigger SCHEDULED, try 1, due now). It
+ * writes nothing for a message whose event type check fails, whose
+ * recipient has more matching endpoints than delivery ids were made ready
+ * (the caller tries again with enough), or whose id is taken (no recipient
+ * is created for a duplicate either). Rows are written in key order, so
+ * concurrent batches do not deadlock on each other's keys. Each round trip
+ * costs the API process more CPU than the statement costs PostgreSQL
+ * (docs/benchmarks.md), hence one, named, planned once per connection.
+ */
+async function storeMessages(pool: pg.Pool, items: ToStore[]): Promise<Stored[]> {
+  const perMessage = Math.max(...items.map((item) => item.deliveryIdCount));
+  const deliveryIds = Array.from({ length: items.length * perMessage }, () => newId('Delivery'));
+  const { rows } = await pool.query<
     { eventTypeOk: boolean; endpointCount: number; deliveryIds: string[]; deliveryEndpointIds: string[] } & (Message | { [K in keyof Message]: null })
   >({
-    name: 'dispatch_send_message',
-    text: `WITH et AS (
-       SELECT et.id FROM "EventType" et JOIN "App" a ON a.id = et."appId"
-       WHERE et.id = $10 AND et."appId" = $2 AND et."archivedAt" IS NULL AND a."workspaceId" = $11
-         AND et.schema IS NOT DISTINCT FROM $12::jsonb
+    name: 'dispatch_store_messages',
+    text: `WITH input AS (
+       SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[])
+         WITH ORDINALITY AS i(id, "appId", uid, "eventType", data, "dataHash", "recipientUid", "newRecipientId", "eventTypeId", "workspaceId", schema, ord)
+     ), usable AS (
+       SELECT i.ord FROM input i
+       JOIN "EventType" et ON et.id = i."eventTypeId" AND et."appId" = i."appId" AND et."archivedAt" IS NULL
+         AND et.schema IS NOT DISTINCT FROM i.schema::jsonb
+       JOIN "App" a ON a.id = i."appId" AND a."workspaceId" = i."workspaceId"
      ), taken AS (
-       SELECT 1 FROM "Message" m WHERE m."appId" = $2 AND m.uid = $3
+       -- LATERAL with LIMIT / OFFSET 0 keeps these lookups index probes per
+       -- message: the planner cannot know how few messages a batch holds, and
+       -- a generic plan hashed whole tables.
+       SELECT i.ord FROM input i, LATERAL (SELECT 1 FROM "Message" m WHERE m."appId" = i."appId" AND m.uid = i.uid LIMIT 1) t
      ), existing AS (
-       SELECT r.id FROM "Recipient" r, et WHERE r."appId" = $2 AND r.uid = $7
+       SELECT i.ord, r.id FROM input i JOIN usable u ON u.ord = i.ord,
+         LATERAL (SELECT r.id FROM "Recipient" r WHERE r."appId" = i."appId" AND r.uid = i."recipientUid" LIMIT 1) r
      ), endpoints AS (
-       SELECT e.id, row_number() OVER (ORDER BY e.id) AS n
-       FROM "Endpoint" e, existing
-       WHERE e."recipientId" = existing.id AND NOT e.disabled AND (cardinality(e."eventTypes") = 0 OR $4 = ANY(e."eventTypes"))
-     ), fits AS (
-       SELECT 1 WHERE (SELECT count(*) FROM endpoints) <= cardinality($9::text[])
+       SELECT x.ord, e.id, row_number() OVER (PARTITION BY x.ord ORDER BY e.id) AS n
+       FROM existing x JOIN input i ON i.ord = x.ord,
+         LATERAL (SELECT e.id FROM "Endpoint" e
+                  WHERE e."recipientId" = x.id AND NOT e.disabled AND (cardinality(e."eventTypes") = 0 OR i."eventType" = ANY(e."eventTypes"))
+                  OFFSET 0) e
+     ), counted AS (
+       SELECT i.ord, (SELECT count(*) FROM endpoints e WHERE e.ord = i.ord)::int AS c FROM input i
+     ), wanted AS (
+       SELECT i.* FROM input i JOIN usable u ON u.ord = i.ord JOIN counted c ON c.ord = i.ord
+       WHERE c.c <= $13 AND NOT EXISTS (SELECT 1 FROM taken t WHERE t.ord = i.ord)
      ), created AS (
        INSERT INTO "Recipient" (id, "appId", uid)
-       SELECT $8, $2, $7 FROM et WHERE NOT EXISTS (SELECT 1 FROM existing) AND NOT EXISTS (SELECT 1 FROM taken)
+       SELECT DISTINCT ON (w."appId", w."recipientUid") w."newRecipientId", w."appId", w."recipientUid"
+       FROM wanted w WHERE NOT EXISTS (SELECT 1 FROM existing x WHERE x.ord = w.ord)
+       ORDER BY w."appId", w."recipientUid"
        ON CONFLICT ("appId", uid) DO UPDATE SET uid = EXCLUDED.uid
-       RETURNING id
+       RETURNING id, "appId", uid
      ), recipient AS (
-       SELECT id FROM existing UNION ALL SELECT id FROM created
+       SELECT x.ord, x.id FROM existing x
+       UNION ALL
+       SELECT w.ord, c.id FROM wanted w JOIN created c ON c."appId" = w."appId" AND c.uid = w."recipientUid"
      ), message AS (
        INSERT INTO "Message" (id, "appId", "recipientId", uid, "eventType", data, "dataHash")
-       SELECT $1, $2, recipient.id, $3, $4, $5, $6 FROM recipient, fits WHERE NOT EXISTS (SELECT 1 FROM taken)
+       SELECT w.id, w."appId", r.id, w.uid, w."eventType", w.data::jsonb, w."dataHash"
+       FROM wanted w JOIN recipient r ON r.ord = w.ord
+       ORDER BY w."appId", w.uid
        ON CONFLICT ("appId", uid) DO NOTHING
        RETURNING id, "appId", "recipientId", uid, "eventType", data, "dataHash", "createdAt"
      ), delivery AS (
        INSERT INTO "Delivery" (id, "appId", "recipientId", "messageId", "endpointId", "nextAttemptAt", "updatedAt")
-       SELECT ($9::text[])[endpoints.n], message."appId", message."recipientId", message.id, endpoints.id, now(), now()
-       FROM message, endpoints
-       RETURNING id, "endpointId"
+       SELECT ($12::text[])[((i.ord - 1) * $13 + e.n)::int], m."appId", m."recipientId", m.id, e.id, now(), now()
+       FROM message m JOIN input i ON i.id = m.id JOIN endpoints e ON e.ord = i.ord
+       RETURNING id, "endpointId", "messageId"
      ), job AS (
        INSERT INTO "DeliveryJob" ("deliveryId", "endpointId", trigger, try)
        SELECT id, "endpointId", 'SCHEDULED', 1 FROM delivery
      )
-     SELECT EXISTS (SELECT 1 FROM et) AS "eventTypeOk",
-       (SELECT count(*) FROM endpoints)::int AS "endpointCount",
-       message.id, message."appId", message."recipientId", message.uid, message."eventType", message.data, message."dataHash", message."createdAt",
-       ARRAY(SELECT id FROM delivery ORDER BY "endpointId") AS "deliveryIds",
-       ARRAY(SELECT "endpointId" FROM delivery ORDER BY "endpointId") AS "deliveryEndpointIds"
-     FROM (SELECT 1) AS one LEFT JOIN message ON true`,
+     SELECT EXISTS (SELECT 1 FROM usable u WHERE u.ord = i.ord) AS "eventTypeOk", c.c AS "endpointCount",
+       m.id, m."appId", m."recipientId", m.uid, m."eventType", m.data, m."dataHash", m."createdAt",
+       ARRAY(SELECT d.id FROM delivery d WHERE d."messageId" = i.id ORDER BY d."endpointId") AS "deliveryIds",
+       ARRAY(SELECT d."endpointId" FROM delivery d WHERE d."messageId" = i.id ORDER BY d."endpointId") AS "deliveryEndpointIds"
+     FROM input i JOIN counted c ON c.ord = i.ord LEFT JOIN message m ON m.id = i.id
+     ORDER BY i.ord`,
     values: [
-      message.id, input.appId, message.uid, input.eventType, message.serialized, message.dataHash,
-      input.recipientId, newId('Recipient'), deliveryIds, known.eventTypeId, workspaceId, known.schemaText,
+      items.map((it) => it.message.id),
+      items.map((it) => it.input.appId),
+      items.map((it) => it.message.uid),
+      items.map((it) => it.input.eventType),
+      items.map((it) => it.message.serialized),
+      items.map((it) => it.message.dataHash),
+      items.map((it) => it.input.recipientId),
+      items.map(() => newId('Recipient')),
+      items.map((it) => it.known.eventTypeId),
+      items.map((it) => it.workspaceId),
+      items.map((it) => it.known.schemaText),
+      deliveryIds,
+      perMessage,
     ],
   });
-  const { eventTypeOk, endpointCount, deliveryIds: ids, deliveryEndpointIds: endpointIds, ...stored } = rows[0]!;
-  return {
+  return rows.map(({ eventTypeOk, endpointCount, deliveryIds: ids, deliveryEndpointIds: endpointIds, ...stored }) => ({
     eventTypeOk,
+    // A batch made ready as many ids as its neediest message: a message over
+    // its own count but within the batch's was stored, so no second round.
     endpointCount,
     message: stored.id === null ? null : (stored as Message),
     deliveries: ids.map((id, i) => ({ id, endpointId: endpointIds[i]! })),
-  };
+  }));
 }
 
 /** The message of an app named by its Dispatch id (msg_…) or the caller's messageId. */

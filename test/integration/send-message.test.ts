@@ -184,6 +184,33 @@ describe('sendMessage', () => {
     expect(await rowCounts()).toEqual(before);
   });
 
+  it('concurrent sends are stored together, several per statement, and one bad send in the burst fails alone', async () => {
+    await endpoint('burst_a');
+    await endpoint('burst_b', { eventTypes: ['invoice.voided'] });
+    const sends = Array.from({ length: 60 }, (_, i) =>
+      t.client.raw<{ sendMessage: { message: { id: string } } }>(SEND, {
+        input: { appId, recipientId: i % 2 ? 'burst_a' : 'burst_b', eventType: i % 3 ? 'invoice.paid' : 'invoice.voided', data: { i } },
+      }),
+    );
+    const bad = t.client.raw(SEND, { input: { appId, recipientId: 'burst_a', eventType: 'retired.event', data: {} } });
+    const results = await Promise.all(sends);
+    expect(results.every((r) => !r.errors && r.data?.sendMessage.message.id)).toBe(true);
+    expect((await bad).errors?.[0]?.extensions?.code).toBe('UNKNOWN_EVENT_TYPE');
+    const ids = results.map((r) => r.data!.sendMessage.message.id);
+    const { rows } = await t.dispatch.db.pool.query<{ messages: number; statements: number; deliveries: number; jobs: number }>(
+      `SELECT count(*)::int AS messages, count(DISTINCT m."createdAt")::int AS statements,
+              (SELECT count(*)::int FROM "Delivery" d WHERE d."messageId" = ANY($1::text[])) AS deliveries,
+              (SELECT count(*)::int FROM "DeliveryJob" j JOIN "Delivery" d ON d.id = j."deliveryId" WHERE d."messageId" = ANY($1::text[])) AS jobs
+       FROM "Message" m WHERE m.id = ANY($1::text[])`,
+      [ids],
+    );
+    // burst_a (odd i) takes every event type; burst_b (even i) only invoice.voided (i % 3 === 0).
+    const expected = ids.filter((_, i) => i % 2 === 1 || i % 3 === 0).length;
+    expect(rows[0]).toMatchObject({ messages: 60, deliveries: expected, jobs: expected });
+    // A statement's now() is one instant: fewer distinct times than messages means several per statement.
+    expect(rows[0]!.statements).toBeLessThan(60);
+  });
+
   it('an event type of another app is unknown here', async () => {
     const other = (await t.client.request(CreateAppDocument, { input: { name: 'Other' } })).createApp.id;
     await t.client.request(CreateEventTypeDocument, { input: { appId: other, name: 'only.there' } });
