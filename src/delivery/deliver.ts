@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { createGroupCommit } from '../db/group-commit.ts';
 import { inTransaction, type SqlExecutor } from '../domain/context.ts';
 import { DEFAULT_ATTEMPT_TIMEOUT_MS } from '../domain/apps.ts';
 import { activeSecretsSql } from '../domain/endpoints.ts';
@@ -384,10 +385,7 @@ const SETTLE_BATCH = 100;
  * try.
  */
 export function createSuccessSettler(deps: DeliverDeps): SuccessSettler {
-  let queued: { input: FinishInput; resolve: (value: { retryAt?: Date }) => void; reject: (error: unknown) => void }[] = [];
-  let flushing = false;
-
-  async function settleBatch(batch: FinishInput[]): Promise<void> {
+  async function settleBatch(batch: FinishInput[]): Promise<{ retryAt?: Date }[]> {
     await deps.pool.query({
       name: 'dispatch_tries_succeeded',
       text: `WITH done AS (
@@ -414,37 +412,19 @@ export function createSuccessSettler(deps: DeliverDeps): SuccessSettler {
         [...new Set(batch.filter((b) => b.loaded.failingSince).map((b) => b.loaded.endpointId))],
       ],
     });
-  }
-
-  async function flush() {
-    flushing = true;
-    try {
-      while (queued.length) {
-        const batch = queued.slice(0, SETTLE_BATCH);
-        queued = queued.slice(SETTLE_BATCH);
-        try {
-          await settleBatch(batch.map((b) => b.input));
-          for (const b of batch) b.resolve({});
-        } catch (error) {
-          deps.logger.warn(`delivery: settling ${batch.length} successful tries together failed; settling each alone`, error instanceof Error ? error.message : error);
-          await Promise.all(batch.map((b) => inTransaction(deps.pool, (sql) => finishAttempt(deps, sql, b.input)).then(b.resolve, b.reject)));
-        }
-      }
-    } finally {
-      flushing = false;
-    }
+    return batch.map(() => ({}));
   }
 
   return {
-    succeeded(input) {
-      return new Promise((resolve, reject) => {
-        queued.push({ input, resolve, reject });
-        if (!flushing) void flush();
-      });
-    },
+    succeeded: createGroupCommit<FinishInput, { retryAt?: Date }>({
+      maxBatch: SETTLE_BATCH,
+      writeBatch: settleBatch,
+      writeAlone: (input) => inTransaction(deps.pool, (sql) => finishAttempt(deps, sql, input)),
+      onBatchFailed: (error, size) =>
+        deps.logger.warn(`delivery: settling ${size} successful tries together failed; settling each alone`, error instanceof Error ? error.message : error),
+    }),
   };
 }
-
 
 /**
  * failingSince starts at an endpoint's first failure and is cleared by any

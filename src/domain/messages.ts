@@ -3,6 +3,7 @@ import type pg from 'pg';
 import type { Message, Prisma } from '../db/client.ts';
 import { visible } from './access.ts';
 import { requireOperator } from './apps.ts';
+import { createGroupCommit } from '../db/group-commit.ts';
 import { type DomainContext, type NewDelivery, type SqlExecutor } from './context.ts';
 import { badInput, DispatchError, notFound } from './errors.ts';
 import { checkEventTypeName } from './event-types.ts';
@@ -218,55 +219,25 @@ interface ToStore {
 const STORE_BATCH = 100;
 
 /**
- * Stores a message, like a group commit: while one statement is storing,
- * the messages sent meanwhile (by concurrent requests) queue up and are
- * stored together by the next, so a busy API pays one round trip and one
- * commit for many messages, and an idle one stores a lone message at once.
- * Each caller still returns only once its own message is committed. A batch
- * that fails as a whole is stored message by message, so one message's
- * error is its own.
+ * Stores a message as a group commit (src/db/group-commit.ts): messages sent
+ * while a store statement runs, by concurrent requests, are stored together
+ * by the next one.
  */
 function storeMessage(ctx: DomainContext, item: ToStore): Promise<Stored> {
-  let batcher = storeBatchers.get(ctx.pool);
-  if (!batcher) {
-    batcher = createStoreBatcher(ctx.pool);
-    storeBatchers.set(ctx.pool, batcher);
+  let store = storeBatchers.get(ctx.pool);
+  if (!store) {
+    const pool = ctx.pool;
+    store = createGroupCommit<ToStore, Stored>({
+      maxBatch: STORE_BATCH,
+      writeBatch: (items) => storeMessages(pool, items),
+      writeAlone: async (one) => (await storeMessages(pool, [one]))[0]!,
+    });
+    storeBatchers.set(pool, store);
   }
-  return batcher(item);
+  return store(item);
 }
 
 const storeBatchers = new WeakMap<pg.Pool, (item: ToStore) => Promise<Stored>>();
-
-function createStoreBatcher(pool: pg.Pool): (item: ToStore) => Promise<Stored> {
-  type Entry = { item: ToStore; resolve: (stored: Stored) => void; reject: (error: unknown) => void };
-  let queued: Entry[] = [];
-  let flushing = false;
-
-  async function flush() {
-    flushing = true;
-    try {
-      while (queued.length) {
-        const batch = queued.slice(0, STORE_BATCH);
-        queued = queued.slice(STORE_BATCH);
-        try {
-          const stored = await storeMessages(pool, batch.map((e) => e.item));
-          batch.forEach((e, i) => e.resolve(stored[i]!));
-        } catch (error) {
-          if (batch.length === 1) batch[0]!.reject(error);
-          else await Promise.all(batch.map((e) => storeMessages(pool, [e.item]).then((stored) => e.resolve(stored[0]!), e.reject)));
-        }
-      }
-    } finally {
-      flushing = false;
-    }
-  }
-
-  return (item) =>
-    new Promise((resolve, reject) => {
-      queued.push({ item, resolve, reject });
-      if (!flushing) void flush();
-    });
-}
 
 /**
  * One statement stores a batch of messages, in one snapshot and one commit.
