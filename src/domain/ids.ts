@@ -54,15 +54,22 @@ function sortableBody(): string {
     lastTime = now;
   }
   lastRandom = rand;
-  const time = encodeTime(now);
-  let bits = 0n;
-  for (const byte of rand) bits = (bits << 8n) | BigInt(byte);
-  let random = '';
-  for (let i = 0; i < 16; i++) {
-    random = CROCKFORD[Number(bits & 31n)] + random;
-    bits >>= 5n;
+  return encodeTime(now) + encodeRandom(rand);
+}
+
+/** 80 bits as 16 Crockford base-32 characters, in two exact 40-bit halves (no BigInt). */
+function encodeRandom(rand: Buffer): string {
+  let out = '';
+  for (let half = 0; half < 10; half += 5) {
+    let value = rand[half]! * 2 ** 32 + rand.readUInt32BE(half + 1);
+    let chunk = '';
+    for (let i = 0; i < 8; i++) {
+      chunk = CROCKFORD[value % 32] + chunk;
+      value = Math.floor(value / 32);
+    }
+    out += chunk;
   }
-  return time + random;
+  return out;
 }
 
 export function newId(type: IdType): string {
