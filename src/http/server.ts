@@ -180,6 +180,9 @@ export function createHttpServer(deps: HttpDeps): HttpServer {
         landingPage: false,
         graphiql: false,
         logging: false,
+        // handle() reads and limits every body itself (chunked ones too) before
+        // yoga sees it; yoga's own limit would pipe each body through a stream again.
+        maxRequestBodySize: false,
         context: async (initial) => {
           if ('dispatch' in initial) return initial.dispatch;
           const context = await contextFor(initial.request.headers.get('authorization'));
