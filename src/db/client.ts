@@ -75,3 +75,18 @@ export function isDatabaseUnavailable(error: unknown, depth = 0): boolean {
   if (typeof e.message === 'string' && /Connection terminated|not queryable|timeout exceeded when trying to connect/.test(e.message)) return true;
   return isDatabaseUnavailable(e.cause, depth + 1) || isDatabaseUnavailable(e.meta?.driverAdapterError, depth + 1);
 }
+
+/**
+ * Whether PostgreSQL refused text it cannot store: the NUL character (U+0000)
+ * in a text column (22021) or a JSON string (22P05). That is the client's
+ * input, not a fault of ours. Found through pg's and Prisma's wrappers alike.
+ */
+export function isUnstorableText(error: unknown, depth = 0): boolean {
+  if (depth > 5 || typeof error !== 'object' || error === null) return false;
+  const e = error as { code?: unknown; originalCode?: unknown; message?: unknown; cause?: unknown; meta?: { driverAdapterError?: unknown } };
+  for (const code of [e.code, e.originalCode]) {
+    if (code === '22021' || code === '22P05') return true;
+  }
+  if (typeof e.message === 'string' && /invalid byte sequence for encoding "UTF8": 0x00|unsupported Unicode escape sequence/.test(e.message)) return true;
+  return isUnstorableText(e.cause, depth + 1) || isUnstorableText(e.meta?.driverAdapterError, depth + 1);
+}

@@ -1,6 +1,6 @@
 import { PothosValidationError } from '@pothos/core';
 import { GraphQLError } from 'graphql';
-import { isDatabaseUnavailable } from '../db/client.ts';
+import { isDatabaseUnavailable, isUnstorableText } from '../db/client.ts';
 import { DispatchError } from '../domain/errors.ts';
 
 /**
@@ -39,6 +39,20 @@ export function maskError(error: unknown, log: (message: string, error: unknown)
       extensions: { code: 'SERVICE_UNAVAILABLE', http: { status: 503, headers: { 'retry-after': '1' } } },
     });
   }
+  if (isUnstorableText(original)) {
+    return new GraphQLError(NUL_MESSAGE, { ...at, extensions: { code: 'BAD_USER_INPUT' } });
+  }
   log('unexpected error in a resolver', original);
   return new GraphQLError('Unexpected error.', { ...at, extensions: { code: 'INTERNAL_SERVER_ERROR' } });
 }
+
+export const NUL_MESSAGE = 'text may not contain the NUL character (U+0000): PostgreSQL cannot store it';
+
+/**
+ * Whether a JSON text has a string with a NUL character (the escape \u0000,
+ * itself not escaped): refused up front, before any of it is stored.
+ */
+export function hasNulCharacter(json: string): boolean {
+  return NUL_ESCAPE.test(json);
+}
+const NUL_ESCAPE = /(?<!\\)(?:\\\\)*\\u0000/;

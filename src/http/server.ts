@@ -17,7 +17,7 @@ import { estimateNodes, MAX_QUERY_NODES } from '../graphql/cost.ts';
 import { sharedSubscriptionExecution } from '../graphql/shared-execution.ts';
 import type { LiveBus, MessageEvent } from '../live/bus.ts';
 import type { Logger } from '../logger.ts';
-import { maskError } from './errors.ts';
+import { hasNulCharacter, maskError, NUL_MESSAGE } from './errors.ts';
 import { graphqlErrors, graphqlOperations, httpDuration, httpRequests, registry } from './metrics.ts';
 import { RateLimiter } from './rate-limit.ts';
 import { attachGraphQLWebSocket } from './websocket.ts';
@@ -250,6 +250,10 @@ export function createHttpServer(deps: HttpDeps): HttpServer {
           res
             .writeHead(413, { 'content-type': 'application/json', connection: 'close' })
             .end(graphqlErrorBody(413, `request body is over ${config.maxRequestBytes} bytes`, 'PAYLOAD_TOO_LARGE'));
+          return 'graphql';
+        }
+        if (hasNulCharacter(body.toString('latin1'))) {
+          res.writeHead(400, { 'content-type': 'application/json' }).end(graphqlErrorBody(400, NUL_MESSAGE, 'BAD_USER_INPUT'));
           return 'graphql';
         }
         delete req.headers['transfer-encoding'];

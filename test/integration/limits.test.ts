@@ -1,6 +1,6 @@
 import { request } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CreateAppDocument, MessageDocument } from '../../src/client/index.ts';
+import { CreateAppDocument, CreateEventTypeDocument, MessageDocument } from '../../src/client/index.ts';
 import { MAX_QUERY_NODES } from '../../src/graphql/cost.ts';
 import { startTestDispatch, type TestDispatch } from '../support/dispatch.ts';
 import { codesOf, expectError } from '../support/graphql.ts';
@@ -20,6 +20,36 @@ describe('limits and malformed requests', () => {
       body,
       headers: { authorization: `Bearer ${t.apiKey}`, 'content-type': 'application/json', accept: 'application/json', ...headers },
     });
+
+  describe('text PostgreSQL cannot store', () => {
+    const count = async () => Number((await t.dispatch.db.pool.query('SELECT (SELECT count(*) FROM "App") + (SELECT count(*) FROM "Message") AS n')).rows[0].n);
+
+    it('a NUL character in any string of a request (variables, data, a name) is BAD_USER_INPUT and writes nothing', async () => {
+      await t.client.request(CreateEventTypeDocument, { input: { appId, name: 'nul.test' } });
+      const before = await count();
+      for (const [query, variables] of [
+        [`mutation ($input: CreateAppInput!) { createApp(input: $input) { id } }`, { input: { name: 'a\u0000b' } }],
+        [`mutation ($input: SendMessageInput!) { sendMessage(input: $input) { message { id } } }`, { input: { appId, recipientId: 'r', eventType: 'nul.test', data: { s: '\u0000' } } }],
+        [`mutation ($input: SendMessageInput!) { sendMessage(input: $input) { message { id } } }`, { input: { appId, recipientId: 'r', eventType: 'nul.test', data: { ['k\u0000']: 1 } } }],
+        // In the query text itself, as a GraphQL string escape.
+        [`mutation { createApp(input: { name: "a\\u0000b" }) { id } }`, undefined],
+      ] as const) {
+        const refused = await expectError(t.client, 'BAD_USER_INPUT', query, variables);
+        expect(refused.errors![0]!.message).toMatch(/NUL/);
+      }
+      expect(await count()).toBe(before);
+    });
+
+    it('a backslash followed by "u0000" is ordinary text', async () => {
+      const data = { s: 'C:\\u0000\\path', t: '\\\\u0000' };
+      const sent = await t.client.raw<{ sendMessage: { message: { data: unknown } } }>(
+        `mutation ($input: SendMessageInput!) { sendMessage(input: $input) { message { data } } }`,
+        { input: { appId, recipientId: 'r', eventType: 'nul.test', data } },
+      );
+      expect(sent.errors).toBeUndefined();
+      expect(sent.data!.sendMessage.message.data).toEqual(data);
+    });
+  });
 
   describe('query shape', () => {
     it('a query nested deeper than 12 levels is BAD_USER_INPUT, fragments included', async () => {
