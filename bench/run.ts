@@ -13,8 +13,8 @@
  * Writes bench/results/<timestamp>.json and the table in docs/benchmarks.md.
  *
  * Settings (environment): BENCH_DATABASE_URL, BENCH_CONCURRENCY (32),
- * BENCH_INGEST_WARMUP_S (5), BENCH_INGEST_S (15), BENCH_E2E_WARMUP (500
- * messages), BENCH_E2E_MESSAGES_1 (6000), BENCH_E2E_MESSAGES_3 (3000),
+ * BENCH_INGEST_WARMUP_S (5), BENCH_INGEST_S (15), BENCH_E2E_WARMUP (1000
+ * messages), BENCH_E2E_MESSAGES_1 (20000), BENCH_E2E_MESSAGES_3 (8000),
  * BENCH_LATENCY_RATE (100), BENCH_LATENCY_WARMUP_S (3), BENCH_LATENCY_S (20),
  * BENCH_RECIPIENTS (50), BENCH_ONLY (comma list of dispatch, sql, pgboss),
  * BENCH_PROFILE=1 (pg_stat_statements on the embedded PostgreSQL and
@@ -52,9 +52,9 @@ const S = {
   concurrency: setting('BENCH_CONCURRENCY', 32),
   ingestWarmupS: setting('BENCH_INGEST_WARMUP_S', 5),
   ingestS: setting('BENCH_INGEST_S', 15),
-  e2eWarmup: setting('BENCH_E2E_WARMUP', 500),
-  e2eMessages1: setting('BENCH_E2E_MESSAGES_1', 6000),
-  e2eMessages3: setting('BENCH_E2E_MESSAGES_3', 3000),
+  e2eWarmup: setting('BENCH_E2E_WARMUP', 1000),
+  e2eMessages1: setting('BENCH_E2E_MESSAGES_1', 20000),
+  e2eMessages3: setting('BENCH_E2E_MESSAGES_3', 8000),
   latencyRate: setting('BENCH_LATENCY_RATE', 100),
   latencyWarmupS: setting('BENCH_LATENCY_WARMUP_S', 3),
   latencyS: setting('BENCH_LATENCY_S', 20),
