@@ -8,6 +8,8 @@ export interface Config {
   port: number;
   host: string;
   publicUrl: string;
+  /** PUBLIC_URL was not given: it follows the port the server actually listens on (PORT=0 picks a free one). */
+  publicUrlFollowsPort: boolean;
   role: Role;
   /** Folder of the embedded PostgreSQL and other local state. */
   dataDir: string;
@@ -81,6 +83,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     port,
     host: env.HOST || '0.0.0.0',
     publicUrl,
+    publicUrlFollowsPort: !env.PUBLIC_URL,
     role: oneOf(env, 'DISPATCH_ROLE', ['all', 'api', 'worker'] as const, 'all'),
     dataDir: path.resolve(env.DISPATCH_DATA_DIR || '.dispatch'),
     disableAfterSeconds: int(env, 'DISPATCH_DISABLE_AFTER_SECONDS', 432_000, 1),

@@ -296,7 +296,11 @@ export function createHttpServer(deps: HttpDeps): HttpServer {
     listen: (port, host) =>
       new Promise((resolve, reject) => {
         server.once('error', reject);
-        server.listen(port, host, () => resolve((server.address() as AddressInfo).port));
+        server.listen(port, host, () => {
+          const actual = (server.address() as AddressInfo).port;
+          if (config.publicUrlFollowsPort) settings.publicUrl = `http://localhost:${actual}`;
+          resolve(actual);
+        });
       }),
     close: async () => {
       await websocket?.close();

@@ -59,3 +59,20 @@ describe('createPortalSession', () => {
     await expectError(t.clientFor(createPortalSession.token), 'FORBIDDEN', CREATE, { input: { appId, recipientId: 'customer_1' } });
   });
 });
+
+describe('createPortalSession without PUBLIC_URL', () => {
+  let t: TestDispatch;
+  beforeAll(async () => {
+    // The harness listens on PORT=0: the system picks the port.
+    t = await startTestDispatch({ DISPATCH_ROLE: 'api' });
+  });
+  afterAll(async () => t.stop());
+
+  it('builds the URL on the port the server actually listens on', async () => {
+    const appId = (await t.client.request(CreateAppDocument, { input: { name: 'Portal' } })).createApp.id;
+    const { createPortalSession } = await t.client.request(CreatePortalSessionDocument, { input: { appId, recipientId: 'c' } });
+    const port = new URL(t.url).port;
+    expect(port).not.toBe('0');
+    expect(createPortalSession.url).toBe(`http://localhost:${port}/portal#token=${createPortalSession.token}`);
+  });
+});
