@@ -33,7 +33,10 @@ export class MigrationError extends Error {}
  * transaction, recording them in `_prisma_migrations` exactly as Prisma's
  * migrate does. Holds an advisory lock so concurrent starts apply each once.
  */
-export async function migrate(databaseUrl: string, options: { log?: (line: string) => void } = {}): Promise<string[]> {
+export async function migrate(
+  databaseUrl: string,
+  options: { log?: (line: string) => void; /** Only these (tests of an upgrade): the first n migrations. */ upTo?: number } = {},
+): Promise<string[]> {
   const client = new pg.Client({ connectionString: databaseUrl });
   await client.connect();
   const applied: string[] = [];
@@ -53,7 +56,7 @@ export async function migrate(databaseUrl: string, options: { log?: (line: strin
       'SELECT migration_name, checksum, finished_at, rolled_back_at FROM "_prisma_migrations"',
     );
     const done = new Map(rows.filter((r) => r.rolled_back_at === null).map((r) => [r.migration_name, r]));
-    for (const migration of readMigrations()) {
+    for (const migration of readMigrations().slice(0, options.upTo)) {
       const row = done.get(migration.name);
       if (row) {
         if (row.finished_at === null) {
