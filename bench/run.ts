@@ -10,13 +10,16 @@
  *   c. send-to-delivered latency p50/p95/p99 at a fixed rate, fan-out 1;
  *   d. the same b and c for two baselines (bench/baseline.ts): a hand-rolled
  *      pg-boss pipeline and the plain-SQL floor.
+ * b is measured in rounds that rotate the order of the systems (all set up
+ * first, idle between their turns); the median round is reported, and the
+ * ratios are the median of each round's ratios.
  * Writes bench/results/<timestamp>.json and the table in docs/benchmarks.md.
  *
  * Settings (environment): BENCH_DATABASE_URL, BENCH_CONCURRENCY (32),
  * BENCH_INGEST_WARMUP_S (5), BENCH_INGEST_S (15), BENCH_E2E_WARMUP (1000
  * messages), BENCH_E2E_MESSAGES_1 (20000), BENCH_E2E_MESSAGES_3 (8000),
  * BENCH_LATENCY_RATE (100), BENCH_LATENCY_WARMUP_S (3), BENCH_LATENCY_S (20),
- * BENCH_RECIPIENTS (50), BENCH_ONLY (comma list of dispatch, sql, pgboss),
+ * BENCH_RECIPIENTS (50), BENCH_ROUNDS (3), BENCH_ONLY (comma list of dispatch, sql, pgboss),
  * BENCH_PROFILE=1 (pg_stat_statements on the embedded PostgreSQL and
  * --cpu-prof on Dispatch; written beside the JSON), BENCH_NO_DOCS=1 (leave
  * docs/benchmarks.md alone).
@@ -59,6 +62,8 @@ const S = {
   latencyWarmupS: setting('BENCH_LATENCY_WARMUP_S', 3),
   latencyS: setting('BENCH_LATENCY_S', 20),
   recipients: setting('BENCH_RECIPIENTS', 50),
+  /** Throughput is measured this many times per system, in rounds that rotate the order of the systems. */
+  rounds: setting('BENCH_ROUNDS', 3),
   /** A scenario gives up when no delivery arrives for this long. */
   stallS: setting('BENCH_STALL_S', 15),
 };
@@ -495,11 +500,11 @@ async function baselineSystem(mode: BaselineMode, databaseUrl: string, receiver:
   };
 }
 
-async function throughput(system: System, receiver: Receiver, fanout: 1 | 3, n: number, databaseUrl: string): Promise<ThroughputResult> {
-  const warmTag = `${system.name}w${fanout}`;
+async function throughput(system: System, receiver: Receiver, fanout: 1 | 3, n: number, databaseUrl: string, roundIndex = 0): Promise<ThroughputResult> {
+  const warmTag = `${system.name}w${fanout}r${roundIndex}`;
   await system.batch(fanout, S.e2eWarmup, warmTag);
   await waitForDeliveries(receiver, warmTag, S.e2eWarmup * fanout);
-  const tag = `${system.name}t${fanout}`;
+  const tag = `${system.name}t${fanout}r${roundIndex}`;
   const walBefore = await walSample(databaseUrl);
   const cpuBefore = cpuSample(system.pid);
   const sent = await system.batch(fanout, n, tag);
@@ -523,7 +528,7 @@ async function throughput(system: System, receiver: Receiver, fanout: 1 | 3, n: 
     walBytesPerDelivery: Math.round(walBytes / Math.max(1, arrived.distinct)),
   };
   log(
-    `  ${system.name} fan-out ${fanout}: ${result.deliveriesPerSecond} deliveries/s (${result.arrived}/${result.deliveries} in ${result.seconds} s; sending took ${result.sendSeconds} s); ` +
+    `  round ${roundIndex + 1}, ${system.name} fan-out ${fanout}: ${result.deliveriesPerSecond} deliveries/s (${result.arrived}/${result.deliveries} in ${result.seconds} s; sending took ${result.sendSeconds} s); ` +
       `CPU ms per delivery: ${system.name} ${cpu.system}, PostgreSQL ${cpu.postgres}, receiver ${cpu.receiver}, load generator ${cpu.loadGenerator}; ` +
       `per delivery ${result.commitsPerDelivery} write transactions, ${result.walBytesPerDelivery} WAL bytes`,
   );
@@ -632,7 +637,18 @@ type Results = Awaited<ReturnType<typeof runAll>>;
 
 const fmt = (value: number | null | undefined, unit = '') => (value === null || value === undefined ? 'n/a' : `${value.toLocaleString('en-US')}${unit}`);
 const cpuCell = (cpu: CpuSample | undefined) => (cpu ? `${cpu.system.toFixed(2)} / ${cpu.postgres.toFixed(2)}` : 'n/a');
-const ratio = (a: number | undefined, b: number | undefined) => (a && b ? `${(a / b).toFixed(2)}×` : 'n/a');
+/**
+ * Dispatch's throughput over a baseline's, round by round (each pair measured
+ * in the same minutes): the median of the rounds, then every round's.
+ */
+function roundRatios(r: Results, baseline: 'sql' | 'pgboss', fanout: 1 | 3): string {
+  const ours = r.rounds.dispatch?.[fanout] ?? [];
+  const theirs = r.rounds[baseline]?.[fanout] ?? [];
+  const ratios = ours.flatMap((x, i) => (theirs[i] ? [x.deliveriesPerSecond / theirs[i]!.deliveriesPerSecond] : []));
+  if (ratios.length === 0) return 'n/a';
+  const median = [...ratios].sort((a, b) => a - b)[Math.floor((ratios.length - 1) / 2)]!;
+  return ratios.length === 1 ? `${median.toFixed(2)}×` : `${median.toFixed(2)}× (rounds: ${ratios.map((x) => x.toFixed(2)).join(', ')})`;
+}
 
 function markdown(r: Results): string {
   const t = r.throughput;
@@ -661,14 +677,14 @@ function markdown(r: Results): string {
     '',
     '| ratio | value | target |',
     '| --- | ---: | ---: |',
-    `| Dispatch / floor, fan-out 1 | ${ratio(t.dispatch?.[1]?.deliveriesPerSecond, t.sql?.[1]?.deliveriesPerSecond)} | ≥ 0.85× |`,
-    `| Dispatch / floor, fan-out 3 | ${ratio(t.dispatch?.[3]?.deliveriesPerSecond, t.sql?.[3]?.deliveriesPerSecond)} | ≥ 0.85× |`,
-    `| Dispatch / pg-boss pipeline, fan-out 1 | ${ratio(t.dispatch?.[1]?.deliveriesPerSecond, t.pgboss?.[1]?.deliveriesPerSecond)} | ≥ 3× |`,
-    `| Dispatch / pg-boss pipeline, fan-out 3 | ${ratio(t.dispatch?.[3]?.deliveriesPerSecond, t.pgboss?.[3]?.deliveriesPerSecond)} | ≥ 3× |`,
+    `| Dispatch / floor, fan-out 1 | ${roundRatios(r, 'sql', 1)} | ≥ 0.85× |`,
+    `| Dispatch / floor, fan-out 3 | ${roundRatios(r, 'sql', 3)} | ≥ 0.85× |`,
+    `| Dispatch / pg-boss pipeline, fan-out 1 | ${roundRatios(r, 'pgboss', 1)} | ≥ 3× |`,
+    `| Dispatch / pg-boss pipeline, fan-out 3 | ${roundRatios(r, 'pgboss', 3)} | ≥ 3× |`,
     `| Dispatch latency p99 at ${S.latencyRate} msg/s | ${fmt(l.dispatch?.fromReturn.p99, ' ms')} | < 50 ms |`,
     `| Dispatch ingest | ${fmt(r.ingest?.messagesPerSecond, '/s')} | ≥ 1,000/s |`,
     '',
-    `Settings: concurrency ${S.concurrency}; ingest ${S.ingestWarmupS} s warm-up then ${S.ingestS} s measured, to ${1000} recipients without endpoints; throughput batches of ${S.e2eMessages1} messages (fan-out 1) and ${S.e2eMessages3} (fan-out 3) after a ${S.e2eWarmup}-message warm-up, over ${S.recipients} recipients, timed from the first send to the last arrival at the receiver; latency ${S.latencyWarmupS} s warm-up then ${S.latencyS} s at ${S.latencyRate} messages/s, measured as arrival at the receiver minus the moment the send call returned (the message was committed), the row "incl. the send call" from the moment it was made. CPU ms per delivery: user + system CPU time (from /proc) each process spent during the measured batch, divided by the deliveries; on a shared machine it moves much less with other people's load than throughput does.`,
+    `Settings: concurrency ${S.concurrency}; ingest ${S.ingestWarmupS} s warm-up then ${S.ingestS} s measured, to ${1000} recipients without endpoints; throughput batches of ${S.e2eMessages1} messages (fan-out 1) and ${S.e2eMessages3} (fan-out 3) after a ${S.e2eWarmup}-message warm-up, over ${S.recipients} recipients, timed from the first send to the last arrival at the receiver, in ${S.rounds} round(s) that rotate the order of the systems (the table shows each system's median round, the ratios the median of the rounds' ratios, each round's own in brackets); latency ${S.latencyWarmupS} s warm-up then ${S.latencyS} s at ${S.latencyRate} messages/s, measured as arrival at the receiver minus the moment the send call returned (the message was committed), the row "incl. the send call" from the moment it was made. CPU ms per delivery: user + system CPU time (from /proc) each process spent during the measured batch, divided by the deliveries; on a shared machine it moves much less with other people's load than throughput does.`,
   ];
   const incomplete = (['dispatch', 'sql', 'pgboss'] as const).flatMap((s) =>
     ([1, 3] as const).filter((f) => t[s]?.[f] && !t[s]![f]!.complete).map((f) => `${s} fan-out ${f} (${t[s]![f]!.arrived}/${t[s]![f]!.deliveries})`),
@@ -696,6 +712,12 @@ async function writeDocs(r: Results) {
 
 // ---------------------------------------------------------------- main
 
+/** The measurement of median throughput (for an even count, the lower middle one), so its CPU and WAL figures go with it. */
+function medianRun(results: ThroughputResult[]): ThroughputResult | undefined {
+  const sorted = [...results].sort((a, b) => a.deliveriesPerSecond - b.deliveriesPerSecond);
+  return sorted[Math.floor((sorted.length - 1) / 2)];
+}
+
 async function runAll(databaseUrl: string, tmp: string, resultsDir: string, stamp: string) {
   const startedAt = new Date().toISOString();
   const loadBefore = os.loadavg();
@@ -703,47 +725,58 @@ async function runAll(databaseUrl: string, tmp: string, resultsDir: string, stam
   log(`machine: ${machine.cores} cores, ${machine.model}, PostgreSQL ${machine.postgres}, Node ${machine.node}; load ${loadBefore.map((x) => x.toFixed(2)).join(' ')}`);
   const receiver = await startReceiver();
   const throughputs: Partial<Record<System['name'], Partial<Record<1 | 3, ThroughputResult>>>> = {};
+  /** Every measurement, by system and fan-out, in round order. */
+  const rounds: Partial<Record<System['name'], Record<1 | 3, ThroughputResult[]>>> = {};
   const latencies: Partial<Record<System['name'], LatencyResult>> = {};
   const statements: Record<string, unknown[]> = {};
   let ingestResult: IngestResult | undefined;
   let profile: ProfileSummary | undefined;
 
-  if (ONLY.has('dispatch')) {
-    const profileDir = PROFILE ? path.join(resultsDir, `${stamp}-cpuprofile`) : undefined;
-    const started = await startDispatchProcess(databaseUrl, path.join(tmp, 'dispatch-data'), profileDir);
-    const d = await setUpDispatch(databaseUrl, started.url, receiver, started.child);
-    const system = dispatchSystem(d);
-    log('Dispatch: ingest');
-    if (PROFILE) await resetStatements(databaseUrl);
-    ingestResult = await ingest(d);
-    if (PROFILE) statements.ingest = await topStatements(databaseUrl);
-    log(`  ${ingestResult.messagesPerSecond} sendMessage/s (p50 ${ingestResult.p50Ms} ms, p99 ${ingestResult.p99Ms} ms, ${ingestResult.errors} errors)`);
-    log('Dispatch: deliveries');
-    throughputs.dispatch = {};
-    if (PROFILE) await resetStatements(databaseUrl);
-    throughputs.dispatch[1] = await throughput(system, receiver, 1, S.e2eMessages1, databaseUrl);
-    throughputs.dispatch[3] = await throughput(system, receiver, 3, S.e2eMessages3, databaseUrl);
-    if (PROFILE) statements.deliveries = await topStatements(databaseUrl);
-    latencies.dispatch = await latency(system, receiver);
-    await stopChild(started.child);
-    if (profileDir) {
-      const files = (await fs.readdir(profileDir)).filter((f) => f.endsWith('.cpuprofile'));
-      if (files[0]) profile = await summariseCpuProfile(path.join(profileDir, files[0]), ROOT);
+  // Every system is set up first and stays up (idle between its turns), so
+  // throughput can be measured in rounds that rotate the order: each ratio
+  // compares systems measured in the same minutes, and the median of the
+  // rounds is reported, which a passing spike of the machine's load moves
+  // much less than one measurement.
+  const systems: (System & { stop(): Promise<void> })[] = [];
+  let profileDir: string | undefined;
+  try {
+    if (ONLY.has('dispatch')) {
+      profileDir = PROFILE ? path.join(resultsDir, `${stamp}-cpuprofile`) : undefined;
+      const started = await startDispatchProcess(databaseUrl, path.join(tmp, 'dispatch-data'), profileDir);
+      const d = await setUpDispatch(databaseUrl, started.url, receiver, started.child);
+      systems.push({ ...dispatchSystem(d), stop: () => stopChild(started.child) });
+      log('Dispatch: ingest');
+      if (PROFILE) await resetStatements(databaseUrl);
+      ingestResult = await ingest(d);
+      if (PROFILE) statements.ingest = await topStatements(databaseUrl);
+      log(`  ${ingestResult.messagesPerSecond} sendMessage/s (p50 ${ingestResult.p50Ms} ms, p99 ${ingestResult.p99Ms} ms, ${ingestResult.errors} errors)`);
     }
+    for (const mode of ['sql', 'pgboss'] as const) {
+      if (ONLY.has(mode)) systems.push(await baselineSystem(mode, databaseUrl, receiver));
+    }
+    log(`deliveries: ${S.rounds} round(s) of ${systems.map((s) => s.name).join(', ')}, the order rotating`);
+    for (let round = 0; round < S.rounds; round++) {
+      const order = systems.map((_, i) => systems[(i + round) % systems.length]!);
+      for (const system of order) {
+        const profiled = PROFILE && system.name === 'dispatch' && round === 0;
+        if (profiled) await resetStatements(databaseUrl);
+        for (const fanout of [1, 3] as const) {
+          const result = await throughput(system, receiver, fanout, fanout === 1 ? S.e2eMessages1 : S.e2eMessages3, databaseUrl, round);
+          ((rounds[system.name] ??= { 1: [], 3: [] })[fanout]).push(result);
+        }
+        if (profiled) statements.deliveries = await topStatements(databaseUrl);
+      }
+    }
+    for (const system of systems) latencies[system.name] = await latency(system, receiver);
+  } finally {
+    for (const system of systems) await system.stop();
   }
-  for (const mode of ['sql', 'pgboss'] as const) {
-    if (!ONLY.has(mode)) continue;
-    log(`${mode === 'sql' ? 'plain-SQL floor' : 'hand-rolled pg-boss pipeline'}: deliveries`);
-    const system = await baselineSystem(mode, databaseUrl, receiver);
-    try {
-      throughputs[mode] = {
-        1: await throughput(system, receiver, 1, S.e2eMessages1, databaseUrl),
-        3: await throughput(system, receiver, 3, S.e2eMessages3, databaseUrl),
-      };
-      latencies[mode] = await latency(system, receiver);
-    } finally {
-      await system.stop();
-    }
+  if (profileDir) {
+    const files = (await fs.readdir(profileDir)).filter((f) => f.endsWith('.cpuprofile'));
+    if (files[0]) profile = await summariseCpuProfile(path.join(profileDir, files[0]), ROOT);
+  }
+  for (const [name, byFanout] of Object.entries(rounds) as [System['name'], Record<1 | 3, ThroughputResult[]>][]) {
+    throughputs[name] = { 1: medianRun(byFanout[1]), 3: medianRun(byFanout[3]) };
   }
   return {
     startedAt,
@@ -755,6 +788,7 @@ async function runAll(databaseUrl: string, tmp: string, resultsDir: string, stam
     loadAfter: os.loadavg(),
     ingest: ingestResult,
     throughput: throughputs,
+    rounds,
     latency: latencies,
     ...(PROFILE ? { pgStatStatements: statements, cpuProfile: profile } : {}),
   };
