@@ -1,7 +1,7 @@
 /**
  * The two baselines Dispatch is measured against, one process each, driven by
  * bench/run.ts over IPC. Both do the work Dispatch does per message and per
- * delivery, on their own tables (schema bench_baseline) in the same
+ * delivery, on their own tables (schemas bench_sql and bench_pipeline) in the same
  * PostgreSQL, and POST to the same receiver:
  *
  * - pgboss: the obvious hand-rolled pipeline. Per message, a transaction
@@ -36,7 +36,8 @@ export type BaselineReply =
   | { id: number; firstSendAt: number; lastReturnedAt: number; errors: number }
   | { id: number; sentAt: Record<string, number>; returnedAt: Record<string, number>; errors: number };
 
-const SCHEMA = 'bench_baseline';
+/** Each baseline's own tables, so both can be set up at once (bench/run.ts measures in rounds). */
+let SCHEMA = 'bench_sql';
 const QUEUE = 'bench-delivery';
 const WORKERS = 4;
 const CLAIM = 100;
@@ -87,8 +88,9 @@ async function post(d: Delivery): Promise<{ status: number; durationMs: number }
 async function setup(command: Extract<BaselineCommand, { cmd: 'setup' }>) {
   mode = command.mode;
   pool = new pg.Pool({ connectionString: command.databaseUrl, max: 48 });
+  SCHEMA = mode === 'sql' ? 'bench_sql' : 'bench_pipeline';
   await pool.query(`DROP SCHEMA IF EXISTS ${SCHEMA} CASCADE`);
-  await pool.query(`DROP SCHEMA IF EXISTS bench_pgboss CASCADE`);
+  if (mode === 'pgboss') await pool.query(`DROP SCHEMA IF EXISTS bench_pgboss CASCADE`);
   await pool.query(`CREATE SCHEMA ${SCHEMA}`);
   await pool.query(`
     CREATE TABLE ${SCHEMA}.endpoint (id text PRIMARY KEY, recipient text NOT NULL, url text NOT NULL, secret text NOT NULL);
