@@ -4,11 +4,14 @@ import { gql } from './api.ts';
 import { follow } from './live.ts';
 import {
   EventTypeCatalogDocument,
+  DeliveryAttemptsDocument,
   LiveAttemptsDocument,
+  MessageDeliveriesDocument,
   MessageDetailDocument,
   MessageLogDocument,
   ResendFromPortalDocument,
   type DeliveryStatus,
+  type MessageDeliveryFragment,
   type MessageLogQuery,
   type PortalAttemptFragment,
 } from './generated.ts';
@@ -20,6 +23,7 @@ import {
   loadMore,
   localToIso,
   notice,
+  PagedList,
   pagedResource,
   pretty,
   resource,
@@ -119,7 +123,7 @@ export function messageLogPage(o: LogOptions, redraw: Redraw) {
 }
 
 function attemptRow(a: PortalAttemptFragment) {
-  return html`<li class="attempt" data-testid="attempt">
+  return html`<li class="attempt" data-testid="attempt" data-id=${a.id}>
     <div class="attempt-head">
       ${badge(a.status)}
       <span>${a.responseStatusCode != null ? html`HTTP <strong>${a.responseStatusCode}</strong>` : nothing}</span>
@@ -130,8 +134,52 @@ function attemptRow(a: PortalAttemptFragment) {
   </li>`;
 }
 
+// First pages as MessageDetail and MessageDelivery ask for them; MAX_PAGE is the API's largest page.
+const DELIVERIES_PAGE = 50;
+const ATTEMPTS_PAGE = 20;
+const MAX_PAGE = 100;
+const byId = (item: { id: string }) => item.id;
+
 export function messageDetailPage(o: { token: string; appId: string; mode: Mode; base: string; id: string }, redraw: Redraw) {
-  const data = resource(async () => (await gql(o.token, MessageDetailDocument, { appId: o.appId, id: o.id })).message, redraw);
+  const attemptsPage = async (deliveryId: string, first: number, after: string | null) => {
+    const { node } = await gql(o.token, DeliveryAttemptsDocument, { id: deliveryId, first, after });
+    return node && 'attempts' in node ? node.attempts : undefined;
+  };
+  const deliveries = new PagedList<MessageDeliveryFragment>(
+    async (after) => (await gql(o.token, MessageDeliveriesDocument, { appId: o.appId, id: o.id, after })).message?.deliveries,
+    redraw,
+  );
+  // Each delivery pages its own attempts, kept by delivery id across rereads of the message.
+  const attempts = new Map<string, PagedList<PortalAttemptFragment>>();
+  const attemptsOf = (d: MessageDeliveryFragment) => {
+    let list = attempts.get(d.id);
+    if (!list) {
+      list = new PagedList<PortalAttemptFragment>((after) => attemptsPage(d.id, ATTEMPTS_PAGE, after), redraw).reset(d.attempts);
+      attempts.set(d.id, list);
+    }
+    return list;
+  };
+  // A reread asks for as many as are shown (up to the API's largest page, merged by id beyond it), so the
+  // pages the user loaded stay, each item once.
+  const data = resource(async () => {
+    const shown = Math.min(Math.max(deliveries.items.length, DELIVERIES_PAGE), MAX_PAGE);
+    const message = (await gql(o.token, MessageDetailDocument, { appId: o.appId, id: o.id, deliveries: shown })).message;
+    if (!message) return message;
+    const fresh = await Promise.all(
+      message.deliveries.nodes.map(async (d) => {
+        const loaded = attempts.get(d.id)?.items.length ?? 0;
+        // The first page came with the message; only a delivery showing more is read again on its own.
+        return loaded > ATTEMPTS_PAGE ? ((await attemptsPage(d.id, Math.min(loaded, MAX_PAGE), null)) ?? d.attempts) : d.attempts;
+      }),
+    );
+    message.deliveries.nodes.forEach((d, i) => {
+      const list = attempts.get(d.id);
+      if (list) list.refresh(fresh[i], byId);
+      else attemptsOf(d);
+    });
+    deliveries.refresh(message.deliveries, byId);
+    return message;
+  }, redraw);
   let resendNotice: Notice | undefined;
   let busy = false;
   // Attempts of this message appear as they start and end: each live event rereads the message.
@@ -162,7 +210,7 @@ export function messageDetailPage(o: { token: string; appId: string; mode: Mode;
       busy = true;
       try {
         const { resendMessage } = await gql(o.token, ResendFromPortalDocument, { input: { appId: o.appId, messageId: o.id, endpointId } });
-        await data.reload();
+        await refresh();
         return resendMessage.length === 1 ? 'Resent: a new attempt is on its way.' : `Resent to ${resendMessage.length} endpoints.`;
       } finally {
         busy = false;
@@ -172,7 +220,7 @@ export function messageDetailPage(o: { token: string; appId: string; mode: Mode;
     <div class="section-head">
       <p><a href=${o.base}>← Messages</a></p>
       <span class="actions">
-        <button class="secondary" @click=${() => void data.reload()}>Refresh</button>
+        <button class="secondary" @click=${() => void refresh()}>Refresh</button>
         <button ?disabled=${busy} @click=${() => void resend()}>Resend</button>
       </span>
     </div>
@@ -188,10 +236,12 @@ export function messageDetailPage(o: { token: string; appId: string; mode: Mode;
             </div>
             <div class="panel">
               <h3>Deliveries</h3>
-              ${m.deliveries.nodes.length
+              ${deliveries.items.length
                 ? html`<ul class="deliveries">
-                    ${m.deliveries.nodes.map(
-                      (d) => html`<li class="delivery" data-testid="delivery">
+                    ${repeat(
+                      deliveries.items,
+                      byId,
+                      (d) => html`<li class="delivery" data-testid="delivery" data-id=${d.id}>
                         <div class="delivery-head">
                           ${badge(d.status)} <span class="url">${d.endpoint.url}</span>
                           ${d.endpoint.disabled
@@ -199,10 +249,13 @@ export function messageDetailPage(o: { token: string; appId: string; mode: Mode;
                             : html`<button class="secondary small" ?disabled=${busy} @click=${() => void resend(d.endpoint.id)}>Resend here</button>`}
                         </div>
                         <p class="muted">${d.attemptCount} attempt(s)${d.nextAttemptAt ? html` · next try ${time(d.nextAttemptAt)}` : nothing}</p>
-                        ${d.attempts.nodes.length ? html`<ul class="attempts">${repeat(d.attempts.nodes, (a) => a.id, attemptRow)}</ul>` : html`<p class="muted">No attempt yet.</p>`}
+                        ${attemptsOf(d).items.length
+                          ? html`<ul class="attempts">${repeat(attemptsOf(d).items, byId, attemptRow)}</ul>${loadMore(attemptsOf(d), 'Older attempts')}`
+                          : html`<p class="muted">No attempt yet.</p>`}
                       </li>`,
                     )}
-                  </ul>`
+                  </ul>
+                  ${loadMore(deliveries, 'More deliveries')}`
                 : html`<p class="muted">No endpoint was subscribed to this event when it was sent.</p>`}
             </div>`,
     )}

@@ -155,6 +155,22 @@ export class PagedList<T> {
     return this;
   }
 
+  /**
+   * Takes a fresh read of the start of the list without losing the pages loaded after it: the fresh
+   * items replace those shown, and the older ones loaded beyond the fresh page stay after them (with
+   * the cursor after the last). A fresh page that reaches every item shown, or none of them (more new
+   * items came than it holds, so keeping the rest would leave a gap), starts the list over instead.
+   */
+  refresh(page: Page<T> | null | undefined, key: (item: T) => string): this {
+    const last = this.items.at(-1);
+    if (!page || !last || !page.pageInfo.hasNextPage) return this.reset(page);
+    const fresh = new Set(page.nodes.map(key));
+    if (fresh.has(key(last)) || !this.items.some((item) => fresh.has(key(item)))) return this.reset(page);
+    // A page being loaded after the last item still fits after it, so it is not dropped (no generation bump).
+    this.items = [...page.nodes, ...this.items.filter((item) => !fresh.has(key(item)))];
+    return this;
+  }
+
   async more(): Promise<void> {
     const after = this.next;
     if (!after || this.loadingMore) return;

@@ -12,6 +12,7 @@ import {
   CreateEndpointDocument,
   CreateEventTypeDocument,
   CreatePortalSessionDocument,
+  ResendMessageDocument,
   SendMessageDocument,
 } from '../../src/client/index.ts';
 import { DEFAULT_RETRY_SCHEDULE } from '../../src/delivery/retry.ts';
@@ -372,4 +373,66 @@ describe('the portal SPA in a real browser', () => {
     expect(new Set(await cards.locator('strong').allTextContents()).size).toBe(51);
     await appsPage.close();
   }, 60_000);
+
+  it("the message page pages through a delivery's older attempts and a message's deliveries, and a live reread keeps the pages loaded", async () => {
+    const prisma = t.dispatch.db.prisma;
+    /** Resolves once the delivery has `count` attempts, all finished. */
+    const attemptsDone = (deliveryId: string, count: number) =>
+      expect.poll(() => prisma.attempt.count({ where: { deliveryId, finishedAt: { not: null } } }), { timeout: 20_000 }).toBe(count);
+    const shownIds = (locator: ReturnType<Page['getByTestId']>) => locator.evaluateAll((els) => els.map((el) => el.getAttribute('data-id')));
+
+    // One delivery with 23 attempts (the scheduled one and 22 resends): two pages of 20.
+    await t.client.request(CreateEndpointDocument, { input: { appId, recipientId: 'pager', url: `${receiver.url}/pager` } });
+    const { sendMessage } = await t.client.request(SendMessageDocument, { input: { appId, recipientId: 'pager', eventType: 'invoice.paid', data: { n: 1 } } });
+    const message = sendMessage.message;
+    const deliveryId = message.deliveries.nodes[0]!.id;
+    await attemptsDone(deliveryId, 1);
+    for (let i = 0; i < 22; i++) await t.client.request(ResendMessageDocument, { input: { appId, messageId: message.id } });
+    await attemptsDone(deliveryId, 23);
+
+    const page = await newPage();
+    await page.goto((await portalUrl('pager')).url);
+    await page.getByRole('heading', { name: 'Endpoints' }).waitFor();
+    await page.goto(`${t.url}/portal#/messages/${message.id}`);
+    const attempts = page.getByTestId('attempt');
+    await expect.poll(() => attempts.count()).toBe(20);
+    await page.getByRole('button', { name: 'Older attempts' }).click();
+    await expect.poll(() => attempts.count()).toBe(23);
+    expect(await page.getByRole('button', { name: 'Older attempts' }).count()).toBe(0);
+    const all = await prisma.attempt.findMany({ where: { deliveryId }, orderBy: { id: 'desc' }, select: { id: true } });
+    // Newest first, each once, none missing.
+    expect(await shownIds(attempts)).toEqual(all.map((a) => a.id));
+
+    // A new attempt comes through the live feed: the reread shows it on top and keeps the older page.
+    await t.client.request(ResendMessageDocument, { input: { appId, messageId: message.id } });
+    await attemptsDone(deliveryId, 24);
+    const now = await prisma.attempt.findMany({ where: { deliveryId }, orderBy: { id: 'desc' }, select: { id: true } });
+    await expect.poll(() => shownIds(attempts)).toEqual(now.map((a) => a.id));
+    await page.close();
+
+    // 51 endpoints of one recipient: a message with 51 deliveries, in two pages of 50.
+    await inBatches(Array.from({ length: 51 }, (_, i) => i), (i) =>
+      t.client.request(CreateEndpointDocument, { input: { appId, recipientId: 'fanout', url: `${receiver.url}/fanout/${i}` } }),
+    );
+    const wide = (await t.client.request(SendMessageDocument, { input: { appId, recipientId: 'fanout', eventType: 'invoice.paid', data: { n: 2 } } }))
+      .sendMessage.message;
+    const detail = await newPage();
+    await detail.goto((await portalUrl('fanout')).url);
+    await detail.getByRole('heading', { name: 'Endpoints' }).waitFor();
+    await detail.goto(`${t.url}/portal#/messages/${wide.id}`);
+    const deliveries = detail.getByTestId('delivery');
+    await expect.poll(() => deliveries.count()).toBe(50);
+    await detail.getByRole('button', { name: 'More deliveries' }).click();
+    await expect.poll(() => deliveries.count()).toBe(51);
+    const ids = (await prisma.delivery.findMany({ where: { messageId: wide.id }, orderBy: { id: 'asc' }, select: { id: true } })).map((d) => d.id);
+    expect(await shownIds(deliveries)).toEqual(ids);
+    // A resend to the last delivery's endpoint rereads the message: still 51 deliveries, and its new manual attempt shows.
+    const last = await prisma.delivery.findUniqueOrThrow({ where: { id: ids[50]! }, select: { endpointId: true } });
+    await t.client.request(ResendMessageDocument, { input: { appId, messageId: wide.id, endpointId: last.endpointId } });
+    await attemptsDone(ids[50]!, 2);
+    const lastAttempts = (await prisma.attempt.findMany({ where: { deliveryId: ids[50]! }, orderBy: { id: 'desc' }, select: { id: true } })).map((a) => a.id);
+    await expect.poll(() => shownIds(deliveries.last().getByTestId('attempt'))).toEqual(lastAttempts);
+    expect(await shownIds(deliveries)).toEqual(ids);
+    await detail.close();
+  }, 90_000);
 });
