@@ -60,33 +60,47 @@ const UNAVAILABLE_CODES = new Set([
   '53300', // too_many_connections
 ]);
 
+interface DriverError {
+  code?: unknown;
+  originalCode?: unknown;
+  message?: unknown;
+  cause?: unknown;
+  meta?: { driverAdapterError?: unknown };
+}
+
+/** Whether `test` holds for an error or anything it wraps: its causes and Prisma's driver-adapter error. */
+function anyInChain(error: unknown, test: (codes: unknown[], message: string) => boolean, depth = 0): boolean {
+  if (depth > 5 || typeof error !== 'object' || error === null) return false;
+  const e = error as DriverError;
+  if (test([e.code, e.originalCode], typeof e.message === 'string' ? e.message : '')) return true;
+  return anyInChain(e.cause, test, depth + 1) || anyInChain(e.meta?.driverAdapterError, test, depth + 1);
+}
+
 /**
  * Whether an error means the database is unavailable (down, restarting,
  * unreachable) rather than that the statement was wrong: such an error is
- * worth retrying later. Looks through causes and Prisma's driver-adapter error.
+ * worth retrying later.
  */
-export function isDatabaseUnavailable(error: unknown, depth = 0): boolean {
-  if (depth > 5 || typeof error !== 'object' || error === null) return false;
-  const e = error as { code?: unknown; originalCode?: unknown; message?: unknown; cause?: unknown; meta?: { driverAdapterError?: unknown } };
-  for (const code of [e.code, e.originalCode]) {
-    // SQLSTATE class 08: connection exception.
-    if (typeof code === 'string' && (UNAVAILABLE_CODES.has(code) || /^08[0-9A-Z]{3}$/.test(code))) return true;
-  }
-  if (typeof e.message === 'string' && /Connection terminated|not queryable|timeout exceeded when trying to connect/.test(e.message)) return true;
-  return isDatabaseUnavailable(e.cause, depth + 1) || isDatabaseUnavailable(e.meta?.driverAdapterError, depth + 1);
+export function isDatabaseUnavailable(error: unknown): boolean {
+  return anyInChain(
+    error,
+    (codes, message) =>
+      // SQLSTATE class 08: connection exception.
+      codes.some((code) => typeof code === 'string' && (UNAVAILABLE_CODES.has(code) || /^08[0-9A-Z]{3}$/.test(code))) ||
+      /Connection terminated|not queryable|timeout exceeded when trying to connect/.test(message),
+  );
 }
 
 /**
  * Whether PostgreSQL refused text it cannot store: the NUL character (U+0000)
  * in a text column (22021) or a JSON string (22P05). That is the client's
- * input, not a fault of ours. Found through pg's and Prisma's wrappers alike.
+ * input, not a fault of ours.
  */
-export function isUnstorableText(error: unknown, depth = 0): boolean {
-  if (depth > 5 || typeof error !== 'object' || error === null) return false;
-  const e = error as { code?: unknown; originalCode?: unknown; message?: unknown; cause?: unknown; meta?: { driverAdapterError?: unknown } };
-  for (const code of [e.code, e.originalCode]) {
-    if (code === '22021' || code === '22P05') return true;
-  }
-  if (typeof e.message === 'string' && /invalid byte sequence for encoding "UTF8": 0x00|unsupported Unicode escape sequence/.test(e.message)) return true;
-  return isUnstorableText(e.cause, depth + 1) || isUnstorableText(e.meta?.driverAdapterError, depth + 1);
+export function isUnstorableText(error: unknown): boolean {
+  return anyInChain(
+    error,
+    (codes, message) =>
+      codes.some((code) => code === '22021' || code === '22P05') ||
+      /invalid byte sequence for encoding "UTF8": 0x00|unsupported Unicode escape sequence/.test(message),
+  );
 }

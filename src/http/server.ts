@@ -252,7 +252,7 @@ export function createHttpServer(deps: HttpDeps): HttpServer {
             .end(graphqlErrorBody(413, `request body is over ${config.maxRequestBytes} bytes`, 'PAYLOAD_TOO_LARGE'));
           return 'graphql';
         }
-        if (hasNulCharacter(body.toString('latin1'))) {
+        if (hasNulCharacter(body)) {
           res.writeHead(400, { 'content-type': 'application/json' }).end(graphqlErrorBody(400, NUL_MESSAGE, 'BAD_USER_INPUT'));
           return 'graphql';
         }
