@@ -91,7 +91,7 @@ function named(text: string, values: unknown[] | undefined): string | { name: st
 }
 
 /** pg-boss's view of a connection: a transaction's client becomes a `db` option. */
-export function asBossDb(sql: SqlExecutor): Db {
+function asBossDb(sql: SqlExecutor): Db {
   return {
     executeSql: (text, values) => {
       const statement = named(text, values);
