@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { hash, randomBytes, randomFillSync } from 'node:crypto';
 
 /** Every id prefix, so an id tells its type (and serves as a Relay global id). */
 export const ID_PREFIX = {
@@ -18,8 +18,7 @@ export const ID_PREFIX = {
 export type IdType = keyof typeof ID_PREFIX;
 
 const CROCKFORD = '0123456789abcdefghjkmnpqrstvwxyz';
-let lastTime = 0;
-let lastRandom: Buffer = Buffer.alloc(0);
+const FORTY_BITS = 2 ** 40;
 
 /** Milliseconds since the epoch as 10 Crockford base-32 characters, so they sort as text. */
 function encodeTime(ms: number): string {
@@ -32,44 +31,59 @@ function encodeTime(ms: number): string {
   return time;
 }
 
+/** A 40-bit number as 8 Crockford base-32 characters. */
+function encode40(value: number): string {
+  let chunk = '';
+  let v = value;
+  for (let i = 0; i < 8; i++) {
+    chunk = CROCKFORD[v % 32] + chunk;
+    v = Math.floor(v / 32);
+  }
+  return chunk;
+}
+
+// Randomness is drawn from the CSPRNG a pool at a time: one call per id costs
+// more than the rest of making it.
+const POOL_BYTES = 4096;
+const pool = Buffer.alloc(POOL_BYTES);
+let poolOffset = POOL_BYTES;
+
+function random40(): number {
+  if (poolOffset + 5 > POOL_BYTES) {
+    randomFillSync(pool);
+    poolOffset = 0;
+  }
+  const value = pool[poolOffset]! * 2 ** 32 + pool.readUInt32BE(poolOffset + 1);
+  poolOffset += 5;
+  return value;
+}
+
+let lastTime = 0;
+let lastTimeText = '';
+// The 80 random bits as two exact 40-bit halves (no BigInt).
+let randomHigh = 0;
+let randomLow = 0;
+
 /**
  * A ULID-like body: 10 characters of milliseconds then 16 of randomness,
- * monotonic within a millisecond, so ids sort by creation time and serve as
- * pagination cursors.
+ * monotonic within a millisecond (the random part counts up), so ids sort by
+ * creation time and serve as pagination cursors.
  */
 function sortableBody(): string {
   const now = Date.now();
-  let rand: Buffer;
   if (now === lastTime) {
-    rand = Buffer.from(lastRandom);
-    for (let i = rand.length - 1; i >= 0; i--) {
-      if (rand[i]! < 255) {
-        rand[i]!++;
-        break;
-      }
-      rand[i] = 0;
+    randomLow++;
+    if (randomLow === FORTY_BITS) {
+      randomLow = 0;
+      randomHigh = (randomHigh + 1) % FORTY_BITS;
     }
   } else {
-    rand = randomBytes(10);
     lastTime = now;
+    lastTimeText = encodeTime(now);
+    randomHigh = random40();
+    randomLow = random40();
   }
-  lastRandom = rand;
-  return encodeTime(now) + encodeRandom(rand);
-}
-
-/** 80 bits as 16 Crockford base-32 characters, in two exact 40-bit halves (no BigInt). */
-function encodeRandom(rand: Buffer): string {
-  let out = '';
-  for (let half = 0; half < 10; half += 5) {
-    let value = rand[half]! * 2 ** 32 + rand.readUInt32BE(half + 1);
-    let chunk = '';
-    for (let i = 0; i < 8; i++) {
-      chunk = CROCKFORD[value % 32] + chunk;
-      value = Math.floor(value / 32);
-    }
-    out += chunk;
-  }
-  return out;
+  return lastTimeText + encode40(randomHigh) + encode40(randomLow);
 }
 
 export function newId(type: IdType): string {
@@ -101,5 +115,5 @@ export function newToken(prefix: 'dk' | 'dpt', bytes = 32): string {
 
 /** What is stored of a secret token (API key, portal token): its SHA-256, hex. */
 export function hashToken(token: string): string {
-  return createHash('sha256').update(token).digest('hex');
+  return hash('sha256', token, 'hex');
 }

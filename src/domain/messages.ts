@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, hash } from 'node:crypto';
 import type pg from 'pg';
 import type { Message, Prisma } from '../db/client.ts';
 import { visible } from './access.ts';
@@ -23,7 +23,7 @@ export function canonicalJson(value: unknown): string {
 }
 
 export function hashData(data: unknown): string {
-  return createHash('sha256').update(canonicalJson(data)).digest('hex');
+  return hash('sha256', canonicalJson(data), 'hex');
 }
 
 export interface SendMessageInput {
