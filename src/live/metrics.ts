@@ -25,7 +25,7 @@ export const livePublishFailures = new client.Counter({
 
 export const liveEventsReceived = new client.Counter({
   name: 'dispatch_live_events_received_total',
-  help: 'Live events this process received from PostgreSQL (LISTEN), by kind.',
+  help: 'Live events this process received from PostgreSQL (LISTEN) while it had subscribers to hand them to, by kind.',
   labelNames: ['kind'] as const,
   registers: [registry],
 });

@@ -120,6 +120,9 @@ export function createPgLiveBus(options: PgLiveBusOptions): PgLiveBus {
   }
 
   function receive(text: string | undefined) {
+    // Nobody here to hand events to: reading them would be work for nothing
+    // (a process with workers gets every attempt's events back).
+    if (attemptListeners.size === 0 && messageListeners.size === 0) return;
     const wires = text === undefined ? [] : parseWire(text);
     if (wires.length === 0) {
       logger.debug(`ignored a notification on ${channel} that is not a live event`);
@@ -206,6 +209,7 @@ export function createPgLiveBus(options: PgLiveBusOptions): PgLiveBus {
   interface Pending {
     wire: Wire;
     text: string;
+    bytes: number;
     resolve: () => void;
   }
   let queue: Pending[] = [];
@@ -216,7 +220,7 @@ export function createPgLiveBus(options: PgLiveBusOptions): PgLiveBus {
     let bytes = 2;
     let count = 0;
     while (count < queue.length) {
-      const size = Buffer.byteLength(queue[count]!.text) + (count > 0 ? 1 : 0);
+      const size = queue[count]!.bytes + (count > 0 ? 1 : 0);
       if (count > 0 && bytes + size > MAX_PAYLOAD_BYTES) break;
       bytes += size;
       count++;
@@ -243,13 +247,14 @@ export function createPgLiveBus(options: PgLiveBusOptions): PgLiveBus {
   /** Resolves once the event was sent (or failed to be: the feed is best effort). */
   function publish(wire: Wire): Promise<void> {
     const text = JSON.stringify(wire);
+    const bytes = Buffer.byteLength(text);
     // Bracket and event together must fit, so every event fits in a payload of its own.
-    if (Buffer.byteLength(text) + 2 > MAX_PAYLOAD_BYTES) {
+    if (bytes + 2 > MAX_PAYLOAD_BYTES) {
       livePublishFailures.inc({ kind: wire.kind });
-      logger.error(`live feed: an event of ${Buffer.byteLength(text)} bytes is over the NOTIFY limit; not sent`);
+      logger.error(`live feed: an event of ${bytes} bytes is over the NOTIFY limit; not sent`);
       return Promise.resolve();
     }
-    const sent = new Promise<void>((resolve) => queue.push({ wire, text, resolve }));
+    const sent = new Promise<void>((resolve) => queue.push({ wire, text, bytes, resolve }));
     flushing ??= flush();
     return sent;
   }
