@@ -22,7 +22,7 @@ interface TagStats {
 
 const tags = new Map<string, TagStats>();
 const now = () => performance.timeOrigin + performance.now();
-const SEQ = /"seq":"([^"]+)"/;
+const SEQ = /"seq":\s*"([^"]+)"/;
 
 function record(seq: string, path: string, at: number) {
   const tag = seq.slice(0, seq.indexOf(':'));

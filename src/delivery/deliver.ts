@@ -55,8 +55,10 @@ export interface DeliverDeps {
 interface Loaded {
   deliveryId: string;
   status: 'PENDING' | 'SENDING' | 'SUCCEEDED' | 'FAILED' | 'CANCELED';
-  nextAttemptAt: Date | null;
-  deliveryCreatedAt: Date;
+  /** A scheduled try is due (nextAttemptAt is set); a manual success clears it. */
+  scheduled: boolean;
+  /** Milliseconds since the epoch. */
+  deliveryCreatedMs: number;
   attemptCount: number;
   appId: string;
   recipientId: string;
@@ -64,8 +66,10 @@ interface Loaded {
   endpointId: string;
   messageUid: string;
   eventType: string;
-  data: unknown;
-  messageCreatedAt: Date;
+  /** The message's data as PostgreSQL prints its jsonb: put into the body as it is, never parsed. */
+  dataJson: string;
+  /** Milliseconds since the epoch. */
+  messageCreatedMs: number;
   url: string;
   headers: Record<string, string> | null;
   disabled: boolean;
@@ -111,7 +115,7 @@ export async function claimTries(deps: DeliverDeps, max: number): Promise<Claime
     const alone: DeliveryJob[] = [];
     for (const job of jobs) {
       const loaded = loadedById.get(job.deliveryId);
-      const waiting = loaded && (loaded.status === 'PENDING' || loaded.status === 'SENDING') && loaded.nextAttemptAt !== null;
+      const waiting = loaded && (loaded.status === 'PENDING' || loaded.status === 'SENDING') && loaded.scheduled;
       if (loaded && job.runs === 1 && !loaded.disabled && (job.trigger === 'MANUAL' || waiting) && seen.get(job.deliveryId) === 1) {
         plain.push({ job, loaded, attemptId: newId('Attempt') });
       } else {
@@ -154,7 +158,7 @@ export async function claimTries(deps: DeliverDeps, max: number): Promise<Claime
     return result;
   });
   for (const c of claimed) {
-    if (c.send && c.send.loaded.attemptCount === 0) firstAttemptLatency.observe((Date.now() - c.send.loaded.deliveryCreatedAt.getTime()) / 1000);
+    if (c.send && c.send.loaded.attemptCount === 0) firstAttemptLatency.observe((Date.now() - c.send.loaded.deliveryCreatedMs) / 1000);
   }
   for (const event of events) publish(deps, event);
   return claimed;
@@ -166,7 +170,7 @@ export async function sendTry(deps: DeliverDeps, claimed: ClaimedTry): Promise<v
   const { job } = claimed;
   const { loaded, attemptId } = claimed.send;
   const timestamp = Math.floor(Date.now() / 1000);
-  const body = JSON.stringify({ type: loaded.eventType, timestamp: loaded.messageCreatedAt.toISOString(), data: loaded.data });
+  const body = webhookBody(loaded);
   const result = await deps.sender.send({
     url: loaded.url,
     headers: {
@@ -188,6 +192,15 @@ export async function sendTry(deps: DeliverDeps, claimed: ClaimedTry): Promise<v
   publish(deps, attemptEvent(loaded, attemptId, result.ok ? 'SUCCEEDED' : 'FAILED'));
 }
 
+/**
+ * The webhook's body, `{"type", "timestamp", "data"}`, with the data as
+ * PostgreSQL prints the stored jsonb (valid JSON, keys in jsonb's order, a
+ * space after each colon and comma), so it is never parsed in the worker.
+ */
+export function webhookBody(loaded: Pick<Loaded, 'eventType' | 'messageCreatedMs' | 'dataJson'>): string {
+  return `{"type":${JSON.stringify(loaded.eventType)},"timestamp":"${new Date(loaded.messageCreatedMs).toISOString()}","data":${loaded.dataJson}}`;
+}
+
 function attemptEvent(loaded: Loaded, attemptId: string, status: AttemptEvent['status']): AttemptEvent {
   return { attemptId, appId: loaded.appId, recipientId: loaded.recipientId, messageId: loaded.messageId, endpointId: loaded.endpointId, status };
 }
@@ -205,9 +218,14 @@ function publish(deps: DeliverDeps, event: AttemptEvent): void {
 }
 
 /** A delivery with what one try of it needs: message, endpoint, app settings. */
-const LOAD_SELECT = `SELECT d.id AS "deliveryId", d.status, d."nextAttemptAt", d."createdAt" AS "deliveryCreatedAt", d."attemptCount",
+// Timestamps come as epoch milliseconds and data as jsonb's text: parsing a
+// date or the data and printing them again for every try cost more than the
+// rest of building a request.
+const LOAD_SELECT = `SELECT d.id AS "deliveryId", d.status, d."nextAttemptAt" IS NOT NULL AS scheduled,
+            (extract(epoch FROM d."createdAt") * 1000)::float8 AS "deliveryCreatedMs", d."attemptCount",
             d."appId", d."recipientId", d."messageId", d."endpointId",
-            m.uid AS "messageUid", m."eventType", m.data, m."createdAt" AS "messageCreatedAt",
+            m.uid AS "messageUid", m."eventType", m.data::text AS "dataJson",
+            (extract(epoch FROM m."createdAt") * 1000)::float8 AS "messageCreatedMs",
             e.url, e.headers, e.disabled, e."failingSince",
             a."retrySchedule", a."attemptTimeoutMs", ${activeSecretsSql('e.id')} AS secrets
      FROM "Delivery" d
@@ -251,7 +269,7 @@ async function startAttempt(deps: DeliverDeps, sql: SqlExecutor, job: DeliveryJo
     for (const { id } of lost.rows) events.push(attemptEvent(loaded, id, 'FAILED'));
   }
 
-  const waiting = (loaded.status === 'PENDING' || loaded.status === 'SENDING') && loaded.nextAttemptAt !== null;
+  const waiting = (loaded.status === 'PENDING' || loaded.status === 'SENDING') && loaded.scheduled;
   if (trigger === 'SCHEDULED' && !waiting) {
     await complete();
     return { events };
