@@ -18,6 +18,7 @@ import { sharedSubscriptionExecution } from '../graphql/shared-execution.ts';
 import type { LiveBus, MessageEvent } from '../live/bus.ts';
 import type { Logger } from '../logger.ts';
 import { hasNulCharacter, maskError, NUL_MESSAGE } from './errors.ts';
+import { createFastLane } from './fast-lane.ts';
 import { graphqlErrors, graphqlOperations, httpDuration, httpRequests, registry } from './metrics.ts';
 import { RateLimiter } from './rate-limit.ts';
 import { attachGraphQLWebSocket } from './websocket.ts';
@@ -40,14 +41,20 @@ export interface HttpDeps {
 export interface HttpServer {
   server: Server;
   yoga: YogaServerInstance<ServerContext, GraphQLContext> | undefined;
+  /** GraphQL requests answered by the fast lane (the rest went through yoga). */
+  fastLaneAnswered(): number;
   /** Resolves the actor of a request's Authorization value (shared with the WebSocket server). */
   contextFor(authorization: string | null | undefined): Promise<GraphQLContext>;
   listen(port: number, host: string): Promise<number>;
   close(): Promise<void>;
 }
 
-/** What yoga's context starts from: the HTTP request, or (graphql-ws) the context of the socket's token. */
-type ServerContext = { req: IncomingMessage; res: ServerResponse } | { dispatch: GraphQLContext };
+/**
+ * What yoga's context starts from: the HTTP request, the context of a token
+ * already resolved (graphql-ws, the fast lane), or the error resolving it
+ * raised in the fast lane, which yoga then answers with.
+ */
+type ServerContext = { req: IncomingMessage; res: ServerResponse; contextError?: unknown } | { dispatch: GraphQLContext };
 
 export class UnauthenticatedError extends GraphQLError {
   constructor() {
@@ -70,13 +77,17 @@ function metricsPlugin(): Plugin {
       graphqlOperations.inc({ type, name: (args.operationName ?? (operation && 'name' in operation ? operation.name?.value : undefined)) || 'anonymous' });
     },
     onResultProcess({ result }) {
-      const results = Array.isArray(result) ? result : [result];
-      for (const r of results) {
-        const errors = (r as { errors?: readonly GraphQLError[] } | undefined)?.errors ?? [];
-        for (const e of errors) graphqlErrors.inc({ code: String(e.extensions?.code ?? 'UNKNOWN') });
-      }
+      countErrors(result);
     },
   };
+}
+
+function countErrors(result: unknown): void {
+  const results = Array.isArray(result) ? result : [result];
+  for (const r of results) {
+    const errors = (r as { errors?: readonly GraphQLError[] } | undefined)?.errors ?? [];
+    for (const e of errors) graphqlErrors.inc({ code: String(e.extensions?.code ?? 'UNKNOWN') });
+  }
 }
 
 /** Refuses, before any resolver runs, an operation whose pages could add up to more than MAX_QUERY_NODES objects. */
@@ -173,6 +184,13 @@ export function createHttpServer(deps: HttpDeps): HttpServer {
     return contextForActor(actor);
   }
 
+  // An SSE subscriber cut off gets the error as its last event; one that does not read at all loses the connection.
+  const withCutOff = (context: GraphQLContext, res: ServerResponse): GraphQLContext => ({
+    ...context,
+    cutOff: () => setTimeout(() => res.writableFinished || res.destroy(), 2_000).unref(),
+  });
+  const maskErrorLogged = (error: unknown) => maskError(error, (message, e) => logger.error(message, e));
+
   const yoga = deps.api
     ? createYoga<ServerContext, GraphQLContext>({
         schema: deps.schema,
@@ -185,13 +203,10 @@ export function createHttpServer(deps: HttpDeps): HttpServer {
         maxRequestBodySize: false,
         context: async (initial) => {
           if ('dispatch' in initial) return initial.dispatch;
-          const context = await contextFor(initial.request.headers.get('authorization'));
-          const { res } = initial;
-          // An SSE subscriber cut off gets the error as its last event; one that does not read at all loses the connection.
-          const cutOff = () => setTimeout(() => res.writableFinished || res.destroy(), 2_000).unref();
-          return { ...context, cutOff };
+          if (initial.contextError !== undefined) throw initial.contextError;
+          return withCutOff(await contextFor(initial.request.headers.get('authorization')), initial.res);
         },
-        maskedErrors: { maskError: (error) => maskError(error, (message, e) => logger.error(message, e)) },
+        maskedErrors: { maskError: maskErrorLogged },
         plugins: [
           maxDepthPlugin({ n: 12, exposeLimits: true }),
           maxAliasesPlugin({ n: 20, exposeLimits: true }),
@@ -203,6 +218,16 @@ export function createHttpServer(deps: HttpDeps): HttpServer {
           // of Dispatch's CPU per sendMessage. Subscriptions keep the shared execution above.
           useGraphQlJit({}, { enableIf: (args) => !args.document.definitions.some((d) => d.kind === 'OperationDefinition' && d.operation === 'subscription') }),
         ],
+      })
+    : undefined;
+  const fastLane = yoga
+    ? createFastLane({
+        yoga,
+        contextFor,
+        extendContext: (context, _req, res) => withCutOff(context, res),
+        maskError: maskErrorLogged,
+        onResult: countErrors,
+        sendResponse,
       })
     : undefined;
 
@@ -234,6 +259,7 @@ export function createHttpServer(deps: HttpDeps): HttpServer {
       return 'metrics';
     }
     if (yoga && url.pathname === '/graphql') {
+      let contextError: unknown;
       const length = Number(req.headers['content-length'] ?? 0);
       if (length > config.maxRequestBytes) {
         res
@@ -256,11 +282,14 @@ export function createHttpServer(deps: HttpDeps): HttpServer {
           res.writeHead(400, { 'content-type': 'application/json' }).end(graphqlErrorBody(400, NUL_MESSAGE, 'BAD_USER_INPUT'));
           return 'graphql';
         }
+        const outcome = await fastLane!.handle(req, res, body);
+        if (outcome.kind === 'answered') return 'graphql';
+        if (outcome.kind === 'context-error') contextError = outcome.error;
         delete req.headers['transfer-encoding'];
         req.headers['content-length'] = String(body.length);
         (req as IncomingMessage & { body?: Uint8Array }).body = body;
       }
-      const response = await yoga.handleNodeRequestAndResponse(req, res, { req, res });
+      const response = await yoga.handleNodeRequestAndResponse(req, res, contextError === undefined ? { req, res } : { req, res, contextError });
       await sendResponse(response, req, res);
       return 'graphql';
     }
@@ -292,6 +321,7 @@ export function createHttpServer(deps: HttpDeps): HttpServer {
   return {
     server,
     yoga,
+    fastLaneAnswered: () => fastLane?.answered() ?? 0,
     contextFor,
     listen: (port, host) =>
       new Promise((resolve, reject) => {
