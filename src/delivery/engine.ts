@@ -47,6 +47,7 @@ export async function startDeliveryEngine({ config, db, logger, live, work }: En
     logger,
     supervise: work,
     superviseIntervalSeconds: config.queueSuperviseSeconds,
+    vacuumAfterJobs: config.queueVacuumJobs,
   });
 
   const hooks: DeliveryHooks = {

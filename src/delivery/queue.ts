@@ -108,7 +108,18 @@ export interface QueueOptions {
   supervise: boolean;
   /** Seconds between maintenance passes. */
   superviseIntervalSeconds: number;
+  /**
+   * After this many claims this process vacuums the job table (0: never;
+   * autovacuum only). Each try leaves two dead rows (its lease and its
+   * delete); autovacuum comes by at most once a minute, and meanwhile every
+   * claim scans the dead rows: at 3,500 tries/s that cost a fifth of
+   * PostgreSQL's CPU per delivery.
+   */
+  vacuumAfterJobs?: number;
 }
+
+/** How often a worker process checks whether the job table is due a vacuum. */
+const VACUUM_CHECK_MS = 1_000;
 
 export interface QueueDepth {
   ready: number;
@@ -194,6 +205,33 @@ export async function startQueue(options: QueueOptions): Promise<DeliveryQueue> 
       });
   };
 
+  // Claims since this process last vacuumed the job table.
+  let claimedSinceVacuum = 0;
+  let vacuuming: Promise<void> | undefined;
+  let vacuumFailed = false;
+  const vacuumAfter = options.vacuumAfterJobs ?? 0;
+  const vacuum = async () => {
+    claimedSinceVacuum = 0;
+    try {
+      // SKIP_LOCKED: another process vacuuming it already is as good.
+      await pool.query('VACUUM (SKIP_LOCKED) "DeliveryJob"');
+      vacuumFailed = false;
+    } catch (error) {
+      if (!vacuumFailed) logger.warn('queue: could not vacuum the job table', error instanceof Error ? error.message : error);
+      vacuumFailed = true;
+    }
+  };
+  const vacuumTimer =
+    vacuumAfter > 0
+      ? setInterval(() => {
+          if (vacuuming || claimedSinceVacuum < vacuumAfter) return;
+          vacuuming = vacuum().finally(() => {
+            vacuuming = undefined;
+          });
+        }, VACUUM_CHECK_MS)
+      : undefined;
+  vacuumTimer?.unref();
+
   return {
     boss,
     bossChannel,
@@ -246,6 +284,7 @@ export async function startQueue(options: QueueOptions): Promise<DeliveryQueue> 
                RETURNING j.id::text, j."deliveryId", j."endpointId", j.trigger, j.try, j.runs`,
         values: [max, endpointLimit, max * 4, JOB_LEASE_SECONDS],
       });
+      claimedSinceVacuum += rows.length;
       return rows;
     },
     async complete(sql, fences) {
@@ -291,7 +330,11 @@ export async function startQueue(options: QueueOptions): Promise<DeliveryQueue> 
       );
       return rows[0]!;
     },
-    stop: () => boss.stop({ graceful: false, close: true }),
+    async stop() {
+      clearInterval(vacuumTimer);
+      await vacuuming;
+      await boss.stop({ graceful: false, close: true });
+    },
   };
 }
 

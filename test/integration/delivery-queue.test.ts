@@ -39,6 +39,30 @@ describe('the delivery queue', () => {
     return Object.fromEntries(rows.map((r) => [r.endpointId, r.n]));
   };
 
+  it('a worker process vacuums the job table once it has claimed vacuumAfterJobs tries, and not before', async () => {
+    const vacuums = async () => {
+      await db.pool.query('SELECT pg_stat_clear_snapshot()');
+      const { rows } = await db.pool.query<{ n: string }>(`SELECT vacuum_count AS n FROM pg_stat_user_tables WHERE relname = 'DeliveryJob'`);
+      return Number(rows[0]!.n);
+    };
+    const tidy = await startQueue({ url: db.url, pool: db.pool, logger: createLogger('silent'), supervise: false, superviseIntervalSeconds: 60, vacuumAfterJobs: 5 });
+    try {
+      const before = await vacuums();
+      await enqueue('ep_vacuum', 4);
+      expect(await inTransaction(db.pool, (sql) => tidy.claim(sql, 4, 8))).toHaveLength(4);
+      // Over two checks (one a second): four claims are not enough.
+      await new Promise((resolve) => setTimeout(resolve, 2_200));
+      expect(await vacuums()).toBe(before);
+      await enqueue('ep_vacuum2', 1);
+      expect(await inTransaction(db.pool, (sql) => tidy.claim(sql, 1, 8))).toHaveLength(1);
+      const deadline = Date.now() + 5_000;
+      while ((await vacuums()) === before && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100));
+      expect(await vacuums()).toBe(before + 1);
+    } finally {
+      await tidy.stop();
+    }
+  });
+
   it('takes ready jobs oldest first, leases them, and leaves jobs due later alone', async () => {
     await enqueue('ep_a', 3);
     await enqueue('ep_b', 2, { startAfter: new Date(Date.now() + 60_000) });
