@@ -269,10 +269,12 @@ async function storeMessages(pool: pg.Pool, items: ToStore[]): Promise<Stored[]>
        JOIN "EventType" et ON et.id = i."eventTypeId" AND et."appId" = i."appId" AND et."archivedAt" IS NULL
          AND et.schema IS NOT DISTINCT FROM i.schema::jsonb
        JOIN "App" a ON a.id = i."appId" AND a."workspaceId" = i."workspaceId"
-     ), taken AS (
+     ), taken AS MATERIALIZED (
        -- LATERAL with LIMIT / OFFSET 0 keeps these lookups index probes per
        -- message: the planner cannot know how few messages a batch holds, and
-       -- a generic plan hashed whole tables.
+       -- a generic plan hashed whole tables. MATERIALIZED (here and below):
+       -- it guesses one row for every CTE, and a nested loop over a CTE
+       -- inlined into it ran the probes once per message of the batch.
        SELECT i.ord FROM input i, LATERAL (SELECT 1 FROM "Message" m WHERE m."appId" = i."appId" AND m.uid = i.uid LIMIT 1) t
      ), existing AS (
        SELECT i.ord, r.id FROM input i JOIN usable u ON u.ord = i.ord,
@@ -283,8 +285,8 @@ async function storeMessages(pool: pg.Pool, items: ToStore[]): Promise<Stored[]>
          LATERAL (SELECT e.id FROM "Endpoint" e
                   WHERE e."recipientId" = x.id AND NOT e.disabled AND (cardinality(e."eventTypes") = 0 OR i."eventType" = ANY(e."eventTypes"))
                   OFFSET 0) e
-     ), counted AS (
-       SELECT i.ord, (SELECT count(*) FROM endpoints e WHERE e.ord = i.ord)::int AS c FROM input i
+     ), counted AS MATERIALIZED (
+       SELECT i.ord, count(e.ord)::int AS c FROM input i LEFT JOIN endpoints e ON e.ord = i.ord GROUP BY i.ord
      ), wanted AS (
        SELECT i.* FROM input i JOIN usable u ON u.ord = i.ord JOIN counted c ON c.ord = i.ord
        WHERE c.c <= $13 AND NOT EXISTS (SELECT 1 FROM taken t WHERE t.ord = i.ord)
@@ -295,14 +297,15 @@ async function storeMessages(pool: pg.Pool, items: ToStore[]): Promise<Stored[]>
        ORDER BY w."appId", w."recipientUid"
        ON CONFLICT ("appId", uid) DO UPDATE SET uid = EXCLUDED.uid
        RETURNING id, "appId", uid
-     ), recipient AS (
-       SELECT x.ord, x.id FROM existing x
-       UNION ALL
-       SELECT w.ord, c.id FROM wanted w JOIN created c ON c."appId" = w."appId" AND c.uid = w."recipientUid"
+     ), recipient AS MATERIALIZED (
+       SELECT w.ord, COALESCE(x.id, c.id) AS id
+       FROM wanted w
+         LEFT JOIN existing x ON x.ord = w.ord
+         LEFT JOIN created c ON x.id IS NULL AND c."appId" = w."appId" AND c.uid = w."recipientUid"
      ), message AS (
        INSERT INTO "Message" (id, "appId", "recipientId", uid, "eventType", data, "dataHash")
        SELECT w.id, w."appId", r.id, w.uid, w."eventType", w.data::jsonb, w."dataHash"
-       FROM wanted w JOIN recipient r ON r.ord = w.ord
+       FROM wanted w JOIN recipient r ON r.ord = w.ord AND r.id IS NOT NULL
        ORDER BY w."appId", w.uid
        ON CONFLICT ("appId", uid) DO NOTHING
        RETURNING id, "appId", "recipientId", uid, "eventType", data, "dataHash", "createdAt"
@@ -314,12 +317,14 @@ async function storeMessages(pool: pg.Pool, items: ToStore[]): Promise<Stored[]>
      ), job AS (
        INSERT INTO "DeliveryJob" ("deliveryId", "endpointId", trigger, try)
        SELECT id, "endpointId", 'SCHEDULED', 1 FROM delivery
+     ), made AS (
+       SELECT "messageId", array_agg(id ORDER BY "endpointId") AS ids, array_agg("endpointId" ORDER BY "endpointId") AS "endpointIds"
+       FROM delivery GROUP BY "messageId"
      )
      SELECT EXISTS (SELECT 1 FROM usable u WHERE u.ord = i.ord) AS "eventTypeOk", c.c AS "endpointCount",
        m.id, m."appId", m."recipientId", m.uid, m."eventType", m.data, m."dataHash", m."createdAt",
-       ARRAY(SELECT d.id FROM delivery d WHERE d."messageId" = i.id ORDER BY d."endpointId") AS "deliveryIds",
-       ARRAY(SELECT d."endpointId" FROM delivery d WHERE d."messageId" = i.id ORDER BY d."endpointId") AS "deliveryEndpointIds"
-     FROM input i JOIN counted c ON c.ord = i.ord LEFT JOIN message m ON m.id = i.id
+       COALESCE(made.ids, '{}') AS "deliveryIds", COALESCE(made."endpointIds", '{}') AS "deliveryEndpointIds"
+     FROM input i JOIN counted c ON c.ord = i.ord LEFT JOIN message m ON m.id = i.id LEFT JOIN made ON made."messageId" = i.id
      ORDER BY i.ord`,
     values: [
       items.map((it) => it.message.id),
