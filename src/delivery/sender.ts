@@ -95,6 +95,9 @@ const RESERVED_HEADERS = new Set([
 
 const TIMED_OUT = Symbol('timed out');
 
+/** Endpoint URLs whose check a sender remembers. */
+const URL_CACHE_SIZE = 10_000;
+
 class AttemptTimeoutError extends Error {
   readonly code = 'EATTEMPTTIMEOUT';
   constructor(timeoutMs: number) {
@@ -113,19 +116,36 @@ export function createSender({ policy, userAgent = DEFAULT_USER_AGENT, connectio
     connect: { lookup: safeLookup(policy, resolver) },
   });
 
+  // The verdict on each URL, parsed once: the policy is fixed for this
+  // sender, and a literal address never goes through the lookup, so it is
+  // checked here. Bounded: cleared when it grows past URL_CACHE_SIZE.
+  const urlVerdicts = new Map<string, { origin: string; path: string } | UrlError>();
+  function checkedUrl(url: string): { origin: string; path: string } | UrlError {
+    let verdict = urlVerdicts.get(url);
+    if (verdict === undefined) {
+      try {
+        const parsed = checkUrlAtCreate(url, policy);
+        verdict = { origin: parsed.origin, path: `${parsed.pathname}${parsed.search}` };
+      } catch (error) {
+        if (!(error instanceof UrlError)) throw error;
+        verdict = error;
+      }
+      if (urlVerdicts.size >= URL_CACHE_SIZE) urlVerdicts.clear();
+      urlVerdicts.set(url, verdict);
+    }
+    return verdict;
+  }
+
   async function send({ url, headers, body, timeoutMs = DEFAULT_TIMEOUT_MS }: SendRequest): Promise<SendResult> {
     const started = performance.now();
     const elapsed = () => Math.round(performance.now() - started);
 
-    let target: URL;
-    try {
-      // A literal address never goes through the lookup, so it is checked here.
-      target = checkUrlAtCreate(url, policy);
-    } catch (error) {
-      if (!(error instanceof UrlError)) throw error;
-      const errorKind = error.code === 'UNSAFE_URL' ? 'unsafe_address' : 'invalid_request';
-      return { ok: false, durationMs: elapsed(), errorKind, error: error.message };
+    const checked = checkedUrl(url);
+    if (checked instanceof UrlError) {
+      const errorKind = checked.code === 'UNSAFE_URL' ? 'unsafe_address' : 'invalid_request';
+      return { ok: false, durationMs: elapsed(), errorKind, error: checked.message };
     }
+    const target = checked;
 
     const outgoing: Record<string, string> = { 'user-agent': userAgent, 'content-type': 'application/json' };
     for (const [name, value] of Object.entries(headers)) {
@@ -155,7 +175,7 @@ export function createSender({ policy, userAgent = DEFAULT_USER_AGENT, connectio
     try {
       const pending = agent.request({
         origin: target.origin,
-        path: `${target.pathname}${target.search}`,
+        path: target.path,
         method: 'POST',
         headers: outgoing,
         body,
@@ -208,28 +228,42 @@ export function createSender({ policy, userAgent = DEFAULT_USER_AGENT, connectio
  * endless body cannot grow memory or hold the attempt. A body that fails
  * midway (timeout, reset) keeps what arrived.
  */
-async function readCapped(body: Readable, signal: AbortSignal): Promise<{ bytes: Buffer; truncated: boolean }> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  let truncated = false;
-  const onAbort = () => body.destroy(signal.reason as Error);
-  signal.addEventListener('abort', onAbort, { once: true });
-  try {
-    for await (const chunk of body as AsyncIterable<Buffer>) {
+function readCapped(body: Readable, signal: AbortSignal): Promise<{ bytes: Buffer; truncated: boolean }> {
+  // Events rather than an async iterator: most bodies are a few bytes in one
+  // chunk, and iterating cost more than the rest of reading them.
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let done = false;
+    const finish = (truncated: boolean) => {
+      if (done) return;
+      done = true;
+      signal.removeEventListener('abort', onAbort);
+      body.off('data', onData);
+      body.off('end', onEnd);
+      body.off('close', onClose);
+      // Errors after this point (the destroy below, a late reset) are not ours to report.
+      body.on('error', () => {});
+      body.off('error', onError);
+      if (truncated && !body.destroyed) body.destroy();
+      resolve({ bytes: Buffer.concat(chunks, size), truncated });
+    };
+    const onData = (chunk: Buffer) => {
       chunks.push(chunk);
       size += chunk.length;
-      // Leaving the loop destroys the stream.
-      if (size > RESPONSE_BODY_LIMIT) {
-        truncated = true;
-        break;
-      }
-    }
-  } catch {
-    truncated = true;
-  } finally {
-    signal.removeEventListener('abort', onAbort);
-  }
-  return { bytes: Buffer.concat(chunks, size), truncated };
+      if (size > RESPONSE_BODY_LIMIT) finish(true);
+    };
+    const onEnd = () => finish(false);
+    const onError = () => finish(true);
+    // Closed without an end: cut by the peer.
+    const onClose = () => finish(true);
+    const onAbort = () => body.destroy(signal.reason as Error);
+    signal.addEventListener('abort', onAbort, { once: true });
+    body.on('data', onData);
+    body.on('end', onEnd);
+    body.on('error', onError);
+    body.on('close', onClose);
+  });
 }
 
 /**
