@@ -85,7 +85,12 @@ describe('a migrated database matches prisma/schema.prisma', () => {
     });
     expect(expected.constraints['"Workspace".Workspace_pkey']?.kind).toBe('primary key');
     expect(Object.keys(expected.indexes)).toHaveLength(22);
-    expect(Object.values(expected.constraints).filter((c) => c.kind === 'foreign key')).toHaveLength(18);
+    expect(Object.values(expected.constraints).filter((c) => c.kind === 'foreign key')).toHaveLength(14);
+    // Relations documented "[no foreign key]" have none in the database.
+    for (const key of ['"Attempt".Attempt_recipientId_fkey', '"Attempt".Attempt_messageId_fkey', '"Attempt".Attempt_endpointId_fkey', '"Delivery".Delivery_recipientId_fkey']) {
+      expect(expected.constraints[key], key).toBeUndefined();
+    }
+    expect(expected.constraints['"Delivery".Delivery_messageId_fkey']?.kind).toBe('foreign key');
   });
 
   it('every table, column, type, default, key, index, foreign key and enum, and nothing more', async () => {
@@ -302,5 +307,54 @@ describe('a migrated database matches prisma/schema.prisma', () => {
     } finally {
       await scratch.drop();
     }
+  });
+});
+
+describe('deleting what an attempt names deletes the attempt, through its delivery', () => {
+  let db: Awaited<ReturnType<typeof createTestDatabase>>;
+  beforeAll(async () => {
+    db = await createTestDatabase();
+  });
+  afterAll(async () => db.drop());
+
+  /** One of each row an attempt hangs from, suffixed so several can live side by side. */
+  async function chain(client: pg.Client, s: string) {
+    await client.query(`INSERT INTO "Workspace" (id, name) VALUES ($1, $1)`, [`ws_${s}`]);
+    await client.query(`INSERT INTO "App" (id, "workspaceId", name) VALUES ($1, $2, 'a')`, [`app_${s}`, `ws_${s}`]);
+    await client.query(`INSERT INTO "Recipient" (id, "appId", uid) VALUES ($1, $2, 'r')`, [`rcp_${s}`, `app_${s}`]);
+    await client.query(`INSERT INTO "Endpoint" (id, "appId", "recipientId", url, "updatedAt") VALUES ($1, $2, $3, 'https://example.com/', now())`, [
+      `ep_${s}`,
+      `app_${s}`,
+      `rcp_${s}`,
+    ]);
+    await client.query(
+      `INSERT INTO "Message" (id, "appId", "recipientId", uid, "eventType", data, "dataHash") VALUES ($1, $2, $3, $1, 'e', '{}', 'x')`,
+      [`msg_${s}`, `app_${s}`, `rcp_${s}`],
+    );
+    await client.query(
+      `INSERT INTO "Delivery" (id, "appId", "recipientId", "messageId", "endpointId", "updatedAt") VALUES ($1, $2, $3, $4, $5, now())`,
+      [`dlv_${s}`, `app_${s}`, `rcp_${s}`, `msg_${s}`, `ep_${s}`],
+    );
+    await client.query(
+      `INSERT INTO "Attempt" (id, "appId", "recipientId", "messageId", "endpointId", "deliveryId", url) VALUES ($1, $2, $3, $4, $5, $6, 'https://example.com/')`,
+      [`atm_${s}`, `app_${s}`, `rcp_${s}`, `msg_${s}`, `ep_${s}`, `dlv_${s}`],
+    );
+  }
+
+  it('an endpoint, a message, a recipient or an app', async () => {
+    await withClient(db.url, async (client) => {
+      const attempts = async (s: string) => Number((await client.query(`SELECT count(*) AS n FROM "Attempt" WHERE id = $1`, [`atm_${s}`])).rows[0].n);
+      for (const [s, table, id] of [
+        ['e', 'Endpoint', 'ep_e'],
+        ['m', 'Message', 'msg_m'],
+        ['r', 'Recipient', 'rcp_r'],
+        ['a', 'App', 'app_a'],
+      ] as const) {
+        await chain(client, s);
+        expect(await attempts(s)).toBe(1);
+        await client.query(`DELETE FROM "${table}" WHERE id = $1`, [id]);
+        expect(await attempts(s), `deleting the ${table}`).toBe(0);
+      }
+    });
   });
 });

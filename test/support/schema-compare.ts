@@ -180,6 +180,9 @@ const ON_ACTION: Record<string, ReferentialAction> = {
   SetDefault: 'SET DEFAULT',
 };
 
+/** The marker, in a relation field's `///` documentation, of a relation without a database key. */
+export const NO_FOREIGN_KEY = '[no foreign key]';
+
 /** What a database migrated to match `datamodel` (the text of a schema.prisma) must hold. */
 export async function expectedSchemaShape(datamodel: string): Promise<SchemaShape> {
   const dmmf = await getDMMF({ datamodel });
@@ -211,6 +214,9 @@ export async function expectedSchemaShape(datamodel: string): Promise<SchemaShap
         // The side of a relation that holds the foreign key.
         const from = field.relationFromFields ?? [];
         if (from.length === 0) continue;
+        // A relation documented "[no foreign key]" is Prisma Client's to
+        // follow; the database has no key for it (schema.prisma says why).
+        if (field.documentation?.includes(NO_FOREIGN_KEY)) continue;
         const target = modelByName.get(field.type);
         if (!target) throw new Error(`${model.name}.${field.name} points at unknown model ${field.type}`);
         const columns = from.map((name) => columnOf(model, name));
