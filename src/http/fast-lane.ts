@@ -65,6 +65,19 @@ const PROCESSORS: { regular: boolean; mediaTypes: string[] }[] = [
  * The same walk as yoga's result processors: the last match wins.
  */
 export function regularMediaType(accept: string | undefined): RegularMediaType | undefined {
+  // Clients send the same few Accept headers, request after request.
+  const key = accept ?? '';
+  if (mediaTypes.has(key)) return mediaTypes.get(key);
+  const chosen = negotiate(accept);
+  if (mediaTypes.size >= MEDIA_TYPE_CACHE_SIZE) mediaTypes.clear();
+  mediaTypes.set(key, chosen);
+  return chosen;
+}
+
+const MEDIA_TYPE_CACHE_SIZE = 256;
+const mediaTypes = new Map<string, RegularMediaType | undefined>();
+
+function negotiate(accept: string | undefined): RegularMediaType | undefined {
   const requested: string[] = [];
   for (const item of (accept || '*/*').replace(/\s/g, '').toLowerCase().split(',')) {
     const [mediaType, ...params] = item.split(';');
