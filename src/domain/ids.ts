@@ -20,27 +20,21 @@ export type IdType = keyof typeof ID_PREFIX;
 const CROCKFORD = '0123456789abcdefghjkmnpqrstvwxyz';
 const FORTY_BITS = 2 ** 40;
 
-/** Milliseconds since the epoch as 10 Crockford base-32 characters, so they sort as text. */
-function encodeTime(ms: number): string {
-  let time = '';
-  let t = ms;
-  for (let i = 0; i < 10; i++) {
-    time = CROCKFORD[t % 32] + time;
-    t = Math.floor(t / 32);
-  }
-  return time;
-}
-
-/** A 40-bit number as 8 Crockford base-32 characters. */
-function encode40(value: number): string {
-  let chunk = '';
+/** A whole number as `length` Crockford base-32 characters, zero-padded, so they sort as text. */
+function encodeBase32(value: number, length: number): string {
+  let out = '';
   let v = value;
-  for (let i = 0; i < 8; i++) {
-    chunk = CROCKFORD[v % 32] + chunk;
+  for (let i = 0; i < length; i++) {
+    out = CROCKFORD[v % 32] + out;
     v = Math.floor(v / 32);
   }
-  return chunk;
+  return out;
 }
+
+/** Milliseconds since the epoch: 10 characters. */
+const encodeTime = (ms: number) => encodeBase32(ms, 10);
+/** A 40-bit number: 8 characters. */
+const encode40 = (value: number) => encodeBase32(value, 8);
 
 // Randomness is drawn from the CSPRNG a pool at a time: one call per id costs
 // more than the rest of making it.
