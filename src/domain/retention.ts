@@ -90,6 +90,16 @@ export async function purgeExpired(pool: pg.Pool, options: PurgeOptions): Promis
   return counts;
 }
 
+/**
+ * Makes the space of purged rows reusable at once, so the tables stop
+ * growing as soon as retention keeps their rows level: autovacuum would come
+ * by within a minute or so, and meanwhile every insert took new pages.
+ * SKIP_LOCKED: a table another vacuum is on is left to it.
+ */
+async function vacuumPurged(pool: pg.Pool): Promise<void> {
+  await pool.query('VACUUM (SKIP_LOCKED) "Attempt", "Delivery", "Message"');
+}
+
 // Any constant shared by every Dispatch process: the advisory lock that makes
 // one process purge at a time.
 export const RETENTION_LOCK_KEY = 0x64_69_73_70; // "disp"
@@ -131,6 +141,7 @@ export function startRetentionSchedule(options: {
             olderThan: new Date(Date.now() - options.retentionMs),
             batchSize: options.batchSize,
           });
+          if (counts.batches > 0) await vacuumPurged(options.pool);
           options.onPurged?.(counts);
           return counts;
         } finally {
