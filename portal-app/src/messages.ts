@@ -26,6 +26,7 @@ import {
   PagedList,
   pagedResource,
   pretty,
+  readThrough,
   resource,
   show,
   time,
@@ -134,7 +135,7 @@ function attemptRow(a: PortalAttemptFragment) {
   </li>`;
 }
 
-// First pages as MessageDetail and MessageDelivery ask for them; MAX_PAGE is the API's largest page.
+// First pages as MessageDetail and MessageDelivery ask for them; MAX_PAGE is the API's largest page (MAX_PAGE_SIZE in src/graphql/builder.ts).
 const DELIVERIES_PAGE = 50;
 const ATTEMPTS_PAGE = 20;
 const MAX_PAGE = 100;
@@ -145,10 +146,9 @@ export function messageDetailPage(o: { token: string; appId: string; mode: Mode;
     const { node } = await gql(o.token, DeliveryAttemptsDocument, { id: deliveryId, first, after });
     return node && 'attempts' in node ? node.attempts : undefined;
   };
-  const deliveries = new PagedList<MessageDeliveryFragment>(
-    async (after) => (await gql(o.token, MessageDeliveriesDocument, { appId: o.appId, id: o.id, after })).message?.deliveries,
-    redraw,
-  );
+  const deliveriesPage = async (first: number, after: string) =>
+    (await gql(o.token, MessageDeliveriesDocument, { appId: o.appId, id: o.id, first, after })).message?.deliveries;
+  const deliveries = new PagedList<MessageDeliveryFragment>((after) => deliveriesPage(DELIVERIES_PAGE, after), redraw);
   // Each delivery pages its own attempts, kept by delivery id across rereads of the message.
   const attempts = new Map<string, PagedList<PortalAttemptFragment>>();
   const attemptsOf = (d: MessageDeliveryFragment) => {
@@ -159,25 +159,28 @@ export function messageDetailPage(o: { token: string; appId: string; mode: Mode;
     }
     return list;
   };
-  // A reread asks for as many as are shown (up to the API's largest page, merged by id beyond it), so the
-  // pages the user loaded stay, each item once.
+  // A reread asks for as many as are shown, in pages of at most the API's largest, so every item loaded is
+  // read again (a status beyond the first pages does not go stale) and the pages loaded stay, each item once.
   const data = resource(async () => {
-    const shown = Math.min(Math.max(deliveries.items.length, DELIVERIES_PAGE), MAX_PAGE);
-    const message = (await gql(o.token, MessageDetailDocument, { appId: o.appId, id: o.id, deliveries: shown })).message;
+    const shown = Math.max(deliveries.items.length, DELIVERIES_PAGE);
+    const message = (await gql(o.token, MessageDetailDocument, { appId: o.appId, id: o.id, deliveries: Math.min(shown, MAX_PAGE) })).message;
     if (!message) return message;
+    const read = await readThrough(message.deliveries, shown, MAX_PAGE, deliveriesPage);
     const fresh = await Promise.all(
-      message.deliveries.nodes.map(async (d) => {
+      read.nodes.map(async (d) => {
         const loaded = attempts.get(d.id)?.items.length ?? 0;
-        // The first page came with the message; only a delivery showing more is read again on its own.
-        return loaded > ATTEMPTS_PAGE ? ((await attemptsPage(d.id, Math.min(loaded, MAX_PAGE), null)) ?? d.attempts) : d.attempts;
+        // The first page came with the delivery; only a delivery showing more is read again on its own.
+        if (loaded <= ATTEMPTS_PAGE) return d.attempts;
+        const first = await attemptsPage(d.id, Math.min(loaded, MAX_PAGE), null);
+        return first ? readThrough(first, loaded, MAX_PAGE, (n, after) => attemptsPage(d.id, n, after)) : d.attempts;
       }),
     );
-    message.deliveries.nodes.forEach((d, i) => {
+    read.nodes.forEach((d, i) => {
       const list = attempts.get(d.id);
       if (list) list.refresh(fresh[i], byId);
       else attemptsOf(d);
     });
-    deliveries.refresh(message.deliveries, byId);
+    deliveries.refresh(read, byId);
     return message;
   }, redraw);
   let resendNotice: Notice | undefined;

@@ -129,6 +129,29 @@ export interface Page<T> {
   pageInfo: { hasNextPage: boolean; endCursor: string | null };
 }
 
+/**
+ * Reads on after `page` (the start of a list) until the pages cover `count` items or the list ends, each
+ * page of at most `max` (the API's largest); returns them as one page, with the last page's cursor.
+ * Reads nothing more when the first page already covers `count`.
+ */
+export async function readThrough<T>(
+  page: Page<T>,
+  count: number,
+  max: number,
+  load: (first: number, after: string) => Promise<Page<T> | null | undefined>,
+): Promise<Page<T>> {
+  const nodes = [...page.nodes];
+  let { pageInfo } = page;
+  while (nodes.length < count && pageInfo.hasNextPage && pageInfo.endCursor) {
+    const next = await load(Math.min(count - nodes.length, max), pageInfo.endCursor);
+    // The list is gone (deleted meanwhile): what was read stays, and the cursor keeps the rest shown.
+    if (!next) break;
+    nodes.push(...next.nodes);
+    pageInfo = next.pageInfo;
+  }
+  return { nodes, pageInfo };
+}
+
 /** A list shown a page at a time: "Load more" appends the next page after the last one shown. */
 export class PagedList<T> {
   items: T[] = [];

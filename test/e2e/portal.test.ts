@@ -410,28 +410,43 @@ describe('the portal SPA in a real browser', () => {
     await expect.poll(() => shownIds(attempts)).toEqual(now.map((a) => a.id));
     await page.close();
 
-    // 51 endpoints of one recipient: a message with 51 deliveries, in two pages of 50.
-    await inBatches(Array.from({ length: 51 }, (_, i) => i), (i) =>
+    // 105 endpoints of one recipient: a message with 105 deliveries, in pages of 50, more than a reread's largest page (100).
+    await inBatches(Array.from({ length: 105 }, (_, i) => i), (i) =>
       t.client.request(CreateEndpointDocument, { input: { appId, recipientId: 'fanout', url: `${receiver.url}/fanout/${i}` } }),
     );
     const wide = (await t.client.request(SendMessageDocument, { input: { appId, recipientId: 'fanout', eventType: 'invoice.paid', data: { n: 2 } } }))
       .sendMessage.message;
+    const ids = (await prisma.delivery.findMany({ where: { messageId: wide.id }, orderBy: { id: 'asc' }, select: { id: true } })).map((d) => d.id);
+    expect(ids).toHaveLength(105);
+    // Every first attempt has ended, so what the page shows changes only by the resends below.
+    await expect
+      .poll(() => prisma.attempt.count({ where: { deliveryId: { in: ids }, finishedAt: { not: null } } }), { timeout: 20_000 })
+      .toBe(105);
     const detail = await newPage();
     await detail.goto((await portalUrl('fanout')).url);
     await detail.getByRole('heading', { name: 'Endpoints' }).waitFor();
     await detail.goto(`${t.url}/portal#/messages/${wide.id}`);
     const deliveries = detail.getByTestId('delivery');
+    const moreDeliveries = detail.getByRole('button', { name: 'More deliveries' });
     await expect.poll(() => deliveries.count()).toBe(50);
-    await detail.getByRole('button', { name: 'More deliveries' }).click();
-    await expect.poll(() => deliveries.count()).toBe(51);
-    const ids = (await prisma.delivery.findMany({ where: { messageId: wide.id }, orderBy: { id: 'asc' }, select: { id: true } })).map((d) => d.id);
+    await moreDeliveries.click();
+    await expect.poll(() => deliveries.count()).toBe(100);
+    await moreDeliveries.click();
+    await expect.poll(() => deliveries.count()).toBe(105);
+    expect(await moreDeliveries.count()).toBe(0);
     expect(await shownIds(deliveries)).toEqual(ids);
-    // A resend to the last delivery's endpoint rereads the message: still 51 deliveries, and its new manual attempt shows.
-    const last = await prisma.delivery.findUniqueOrThrow({ where: { id: ids[50]! }, select: { endpointId: true } });
-    await t.client.request(ResendMessageDocument, { input: { appId, messageId: wide.id, endpointId: last.endpointId } });
-    await attemptsDone(ids[50]!, 2);
-    const lastAttempts = (await prisma.attempt.findMany({ where: { deliveryId: ids[50]! }, orderBy: { id: 'desc' }, select: { id: true } })).map((a) => a.id);
-    await expect.poll(() => shownIds(deliveries.last().getByTestId('attempt'))).toEqual(lastAttempts);
+    // A resend to the 51st and to the last delivery's endpoint rereads the message: still 105 deliveries, each once, and
+    // both show their new manual attempt, the last one too though it is beyond the first 100.
+    const resendTo = async (deliveryId: string) => {
+      const { endpointId } = await prisma.delivery.findUniqueOrThrow({ where: { id: deliveryId }, select: { endpointId: true } });
+      await t.client.request(ResendMessageDocument, { input: { appId, messageId: wide.id, endpointId } });
+      await attemptsDone(deliveryId, 2);
+      return (await prisma.attempt.findMany({ where: { deliveryId }, orderBy: { id: 'desc' }, select: { id: true } })).map((a) => a.id);
+    };
+    const [middle, last] = await Promise.all([resendTo(ids[50]!), resendTo(ids[104]!)]);
+    await expect.poll(() => shownIds(deliveries.nth(50).getByTestId('attempt'))).toEqual(middle);
+    await expect.poll(() => shownIds(deliveries.last().getByTestId('attempt'))).toEqual(last);
+    expect(await deliveries.last().textContent()).toMatch(/succeeded.*2 attempt\(s\)/s);
     expect(await shownIds(deliveries)).toEqual(ids);
     await detail.close();
   }, 90_000);
