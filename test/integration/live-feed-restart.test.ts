@@ -80,13 +80,22 @@ describe('live feed across a PostgreSQL restart', () => {
       return { attemptId: row.id, appId, recipientId: message.recipientId, messageId: message.id, endpointId: endpoint.id, status: 'SENDING' };
     };
     const publishFrom = (pool: pg.Pool) => createPgLiveBus({ url: postgres.url, pool, logger: createLogger('error', 'restart-publisher'), listen: false });
+    // pool.end() resolves before its clients' sockets have closed; a server
+    // stopped right after may still reach one of them with an error, which
+    // with no listener would be an uncaught exception in this test process.
+    const publisherPool = () => {
+      const pool = new pg.Pool({ connectionString: postgres.url, max: 1 });
+      pool.on('error', () => undefined);
+      pool.on('connect', (client) => client.on('error', () => undefined));
+      return pool;
+    };
 
     const socket = wsClient(api.url, apiKey);
     const feed = subscribeWs<AttemptData>(socket, ATTEMPTS, { appId });
     try {
       await expect.poll(() => liveSubscribers(api.url, 'attemptUpdated'), { timeout: 5_000 }).toBe(1);
       const before = await attempt();
-      const firstPool = new pg.Pool({ connectionString: postgres.url, max: 1 });
+      const firstPool = publisherPool();
       const firstBus = publishFrom(firstPool);
       await firstBus.publishAttempt(before);
       await feed.until((f) => f.results.length >= 1, 5_000, 'the attempt before the restart');
@@ -110,7 +119,7 @@ describe('live feed across a PostgreSQL restart', () => {
       const again = subscribeWs<AttemptData>(socket, ATTEMPTS, { appId });
       await expect.poll(() => liveSubscribers(api.url, 'attemptUpdated'), { timeout: 5_000 }).toBe(1);
       const after = await attempt();
-      const pool = new pg.Pool({ connectionString: postgres.url, max: 1 });
+      const pool = publisherPool();
       const bus = publishFrom(pool);
       try {
         await bus.publishAttempt(after);
