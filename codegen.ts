@@ -13,7 +13,12 @@ const config: CodegenConfig = {
     'src/client/generated.ts': {
       documents: ['src/client/operations.graphql'],
       plugins: ['typescript-operations', 'typed-document-node'],
-      config: { scalars, enumsAsTypes: true, useTypeImports: true, avoidOptionals: { field: true, inputValue: false, object: true } },
+      config: {
+        scalars,
+        enumsAsTypes: true,
+        useTypeImports: true,
+        avoidOptionals: { field: true, inputValue: false, object: true },
+      },
     },
     'portal-app/src/generated.ts': {
       documents: ['portal-app/src/**/*.graphql'],

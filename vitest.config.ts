@@ -26,14 +26,26 @@ export default defineConfig({
       {
         extends: true,
         // Two cores: files run two at a time, each on its own database.
-        test: { name: 'parallel', include: ['test/**/*.test.ts'], exclude: TIMING_SENSITIVE, maxWorkers: 2, sequence: { groupOrder: 0 } },
+        test: {
+          name: 'parallel',
+          include: ['test/**/*.test.ts'],
+          exclude: TIMING_SENSITIVE,
+          maxWorkers: 2,
+          sequence: { groupOrder: 0 },
+        },
       },
       {
         extends: true,
         // Files that measure time under load (1,000 events/s, kill and restart
         // timings, a retention soak) run afterwards, one at a time, so another
         // file's load cannot make them fail.
-        test: { name: 'alone', include: TIMING_SENSITIVE, maxWorkers: 1, fileParallelism: false, sequence: { groupOrder: 1 } },
+        test: {
+          name: 'alone',
+          include: TIMING_SENSITIVE,
+          maxWorkers: 1,
+          fileParallelism: false,
+          sequence: { groupOrder: 1 },
+        },
       },
     ],
   },

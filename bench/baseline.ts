@@ -20,8 +20,8 @@ import { performance } from 'node:perf_hooks';
 import pg from 'pg';
 import { PgBoss } from 'pg-boss';
 import { Agent, request } from 'undici';
-import { generateSecret, sign } from '../src/delivery/signing.ts';
 import { newId } from '../src/domain/ids.ts';
+import { generateSecret, sign } from '../src/webhooks/signing.ts';
 
 export type BaselineMode = 'pgboss' | 'sql';
 
@@ -109,7 +109,8 @@ async function setup(command: Extract<BaselineCommand, { cmd: 'setup' }>) {
   const rows: [string, string, string, string][] = [];
   for (let k = 0; k < command.recipients; k++) {
     rows.push([newId('Endpoint'), `f1_${k}`, `${command.receiverUrl}/hook/b1_${k}`, generateSecret()]);
-    for (let e = 0; e < 3; e++) rows.push([newId('Endpoint'), `f3_${k}`, `${command.receiverUrl}/hook/b3_${k}_${e}`, generateSecret()]);
+    for (let e = 0; e < 3; e++)
+      rows.push([newId('Endpoint'), `f3_${k}`, `${command.receiverUrl}/hook/b3_${k}_${e}`, generateSecret()]);
   }
   await pool.query(
     `INSERT INTO ${SCHEMA}.endpoint (id, recipient, url, secret) SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])`,
@@ -214,12 +215,14 @@ async function produce(seq: string, recipient: string): Promise<void> {
   try {
     await client.query('BEGIN');
     const messageId = newId('Message');
-    await client.query(`INSERT INTO ${SCHEMA}.message (id, recipient, event_type, data) VALUES ($1, $2, 'bench.event', $3)`, [
-      messageId,
-      recipient,
-      JSON.stringify({ seq, amount: 4200, currency: 'EUR', customer: recipient }),
-    ]);
-    const endpoints = await client.query<{ id: string }>(`SELECT id FROM ${SCHEMA}.endpoint WHERE recipient = $1 ORDER BY id`, [recipient]);
+    await client.query(
+      `INSERT INTO ${SCHEMA}.message (id, recipient, event_type, data) VALUES ($1, $2, 'bench.event', $3)`,
+      [messageId, recipient, JSON.stringify({ seq, amount: 4200, currency: 'EUR', customer: recipient })],
+    );
+    const endpoints = await client.query<{ id: string }>(
+      `SELECT id FROM ${SCHEMA}.endpoint WHERE recipient = $1 ORDER BY id`,
+      [recipient],
+    );
     if (mode === 'pgboss') {
       const db = { executeSql: (text: string, values?: unknown[]) => client.query(text, values) };
       for (const e of endpoints.rows) await boss!.send(QUEUE, { messageId, endpointId: e.id }, { db });

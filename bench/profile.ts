@@ -49,7 +49,10 @@ export async function summariseCpuProfile(file: string, root: string, top = 25):
   for (const [id, us] of selfUs) {
     const node = byId.get(id)!;
     const { functionName, url, lineNumber } = node.callFrame;
-    const special = functionName === '(idle)' || functionName === '(garbage collector)' || functionName === '(program)' ? functionName : undefined;
+    const special =
+      functionName === '(idle)' || functionName === '(garbage collector)' || functionName === '(program)'
+        ? functionName
+        : undefined;
     const place = special ?? placeOf(url, root);
     if (functionName === '(idle)') continue;
     total += us;
@@ -63,7 +66,13 @@ export async function summariseCpuProfile(file: string, root: string, top = 25):
   const share = (us: number) => Math.round((us / total) * 1000) / 10;
   return {
     totalMs: ms(total),
-    byPlace: [...places].sort((a, b) => b[1] - a[1]).slice(0, top).map(([place, us]) => ({ place, ms: ms(us), share: share(us) })),
-    byFunction: [...functions.values()].sort((a, b) => b.us - a.us).slice(0, top).map((f) => ({ fn: f.fn, place: f.place, ms: ms(f.us), share: share(f.us) })),
+    byPlace: [...places]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, top)
+      .map(([place, us]) => ({ place, ms: ms(us), share: share(us) })),
+    byFunction: [...functions.values()]
+      .sort((a, b) => b.us - a.us)
+      .slice(0, top)
+      .map((f) => ({ fn: f.fn, place: f.place, ms: ms(f.us), share: share(f.us) })),
   };
 }

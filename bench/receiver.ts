@@ -55,7 +55,9 @@ const server = http.createServer({ keepAliveTimeout: 60_000 }, (req, res) => {
   const stats = tags.get(parsed.searchParams.get('tag') ?? '');
   let body: unknown;
   if (parsed.pathname === '/_bench/stats') {
-    body = stats ? { count: stats.count, distinct: stats.distinct.size, first: stats.first, last: stats.last } : { count: 0, distinct: 0, first: null, last: null };
+    body = stats
+      ? { count: stats.count, distinct: stats.distinct.size, first: stats.first, last: stats.last }
+      : { count: 0, distinct: 0, first: null, last: null };
   } else if (parsed.pathname === '/_bench/arrivals') {
     body = stats ? Object.fromEntries(stats.firstBySeq) : {};
   } else {

@@ -24,7 +24,7 @@
  * --cpu-prof on Dispatch; written beside the JSON), BENCH_NO_DOCS=1 (leave
  * docs/benchmarks.md alone).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import net from 'node:net';
@@ -35,10 +35,10 @@ import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { Agent, request } from 'undici';
 import { connectDatabase } from '../src/db/client.ts';
-import { startEmbeddedPostgres, type EmbeddedDatabase } from '../src/db/embedded.ts';
+import { type EmbeddedDatabase, startEmbeddedPostgres } from '../src/db/embedded.ts';
 import { createApiKey } from '../src/domain/api-keys.ts';
 import type { BaselineCommand, BaselineMode, BaselineReply } from './baseline.ts';
-import { summariseCpuProfile, type ProfileSummary } from './profile.ts';
+import { type ProfileSummary, summariseCpuProfile } from './profile.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const NODE = path.join(ROOT, 'node_modules/.bin/node');
@@ -91,7 +91,8 @@ function percentile(sorted: number[], p: number): number | null {
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
 }
 
-const round = (value: number | null, digits = 1) => (value === null ? null : Math.round(value * 10 ** digits) / 10 ** digits);
+const round = (value: number | null, digits = 1) =>
+  value === null ? null : Math.round(value * 10 ** digits) / 10 ** digits;
 
 // ---------------------------------------------------------------- CPU accounting
 // On a shared machine throughput moves with everyone else's load; CPU time
@@ -161,7 +162,10 @@ async function walBytesBetween(databaseUrl: string, from: string, to: string): P
   const client = new pg.Client({ connectionString: databaseUrl });
   await client.connect();
   try {
-    const { rows } = await client.query<{ bytes: string }>('SELECT pg_wal_lsn_diff($2::pg_lsn, $1::pg_lsn) AS bytes', [from, to]);
+    const { rows } = await client.query<{ bytes: string }>('SELECT pg_wal_lsn_diff($2::pg_lsn, $1::pg_lsn) AS bytes', [
+      from,
+      to,
+    ]);
     return Number(rows[0]!.bytes);
   } finally {
     await client.end();
@@ -181,7 +185,12 @@ function cpuSample(systemPid: number | undefined): CpuSample {
 /** CPU milliseconds per unit of work between two samples, per process. */
 function cpuPer(before: CpuSample, after: CpuSample, units: number): CpuSample {
   const per = (k: keyof CpuSample) => round((after[k] - before[k]) / Math.max(1, units), 3)!;
-  return { system: per('system'), postgres: per('postgres'), receiver: per('receiver'), loadGenerator: per('loadGenerator') };
+  return {
+    system: per('system'),
+    postgres: per('postgres'),
+    receiver: per('receiver'),
+    loadGenerator: per('loadGenerator'),
+  };
 }
 
 // ---------------------------------------------------------------- processes
@@ -250,7 +259,9 @@ async function waitForDeliveries(receiver: Receiver, tag: string, expected: numb
       lastCount = stats.count;
       lastProgress = Date.now();
     } else if (Date.now() - lastProgress > S.stallS * 1000) {
-      log(`  ${tag}: only ${stats.distinct} of ${expected} deliveries arrived; no progress for ${S.stallS} s, giving up`);
+      log(
+        `  ${tag}: only ${stats.distinct} of ${expected} deliveries arrived; no progress for ${S.stallS} s, giving up`,
+      );
       return { ...stats, complete: false };
     }
     await sleep(50);
@@ -266,7 +277,11 @@ interface DispatchUnderTest {
   child: ChildProcess;
 }
 
-async function gql<T>(target: { url: string; apiKey: string }, query: string, variables: Record<string, unknown>): Promise<T> {
+async function gql<T>(
+  target: { url: string; apiKey: string },
+  query: string,
+  variables: Record<string, unknown>,
+): Promise<T> {
   const res = await request(`${target.url}/graphql`, {
     method: 'POST',
     dispatcher: agent,
@@ -274,11 +289,16 @@ async function gql<T>(target: { url: string; apiKey: string }, query: string, va
     body: JSON.stringify({ query, variables }),
   });
   const body = (await res.body.json()) as { data?: T; errors?: { message: string }[] };
-  if (body.errors?.length || !body.data) throw new Error(`GraphQL: ${body.errors?.map((e) => e.message).join('; ') ?? `HTTP ${res.statusCode}`}`);
+  if (body.errors?.length || !body.data)
+    throw new Error(`GraphQL: ${body.errors?.map((e) => e.message).join('; ') ?? `HTTP ${res.statusCode}`}`);
   return body.data;
 }
 
-async function startDispatchProcess(databaseUrl: string, dataDir: string, profileDir: string | undefined): Promise<{ url: string; child: ChildProcess }> {
+async function startDispatchProcess(
+  databaseUrl: string,
+  dataDir: string,
+  profileDir: string | undefined,
+): Promise<{ url: string; child: ChildProcess }> {
   const port = await freePort();
   const args = ['--import', 'tsx'];
   if (profileDir) args.push('--cpu-prof', `--cpu-prof-dir=${profileDir}`);
@@ -310,21 +330,34 @@ async function startDispatchProcess(databaseUrl: string, dataDir: string, profil
 const CREATE_ENDPOINT = `mutation($input: CreateEndpointInput!) { createEndpoint(input: $input) { id } }`;
 const SEND = `mutation($input: SendMessageInput!) { sendMessage(input: $input) { deduplicated message { id } } }`;
 
-async function setUpDispatch(databaseUrl: string, url: string, receiver: Receiver, child: ChildProcess): Promise<DispatchUnderTest> {
+async function setUpDispatch(
+  databaseUrl: string,
+  url: string,
+  receiver: Receiver,
+  child: ChildProcess,
+): Promise<DispatchUnderTest> {
   const db = connectDatabase(databaseUrl, { max: 2 });
   const { token } = await createApiKey(db.prisma, { workspaceName: `bench-${Date.now()}` });
   await db.close();
   const target = { url, apiKey: token };
-  const { createApp } = await gql<{ createApp: { id: string } }>(target, `mutation($input: CreateAppInput!) { createApp(input: $input) { id } }`, {
-    input: { name: 'Benchmark' },
-  });
+  const { createApp } = await gql<{ createApp: { id: string } }>(
+    target,
+    `mutation($input: CreateAppInput!) { createApp(input: $input) { id } }`,
+    {
+      input: { name: 'Benchmark' },
+    },
+  );
   await gql(target, `mutation($input: CreateEventTypeInput!) { createEventType(input: $input) { name } }`, {
     input: { appId: createApp.id, name: 'bench.event' },
   });
   for (let k = 0; k < S.recipients; k++) {
-    await gql(target, CREATE_ENDPOINT, { input: { appId: createApp.id, recipientId: `f1_${k}`, url: `${receiver.url}/hook/d1_${k}` } });
+    await gql(target, CREATE_ENDPOINT, {
+      input: { appId: createApp.id, recipientId: `f1_${k}`, url: `${receiver.url}/hook/d1_${k}` },
+    });
     for (let e = 0; e < 3; e++) {
-      await gql(target, CREATE_ENDPOINT, { input: { appId: createApp.id, recipientId: `f3_${k}`, url: `${receiver.url}/hook/d3_${k}_${e}` } });
+      await gql(target, CREATE_ENDPOINT, {
+        input: { appId: createApp.id, recipientId: `f3_${k}`, url: `${receiver.url}/hook/d3_${k}_${e}` },
+      });
     }
   }
   return { ...target, appId: createApp.id, child };
@@ -338,7 +371,14 @@ async function sendToDispatch(d: DispatchUnderTest, seq: string, recipientId: st
       headers: { 'content-type': 'application/json', authorization: `Bearer ${d.apiKey}` },
       body: JSON.stringify({
         query: SEND,
-        variables: { input: { appId: d.appId, recipientId, eventType: 'bench.event', data: { seq, amount: 4200, currency: 'EUR', customer: recipientId } } },
+        variables: {
+          input: {
+            appId: d.appId,
+            recipientId,
+            eventType: 'bench.event',
+            data: { seq, amount: 4200, currency: 'EUR', customer: recipientId },
+          },
+        },
       }),
     });
     const body = (await res.body.json()) as { errors?: unknown[] };
@@ -420,8 +460,17 @@ interface ThroughputResult {
 interface System {
   name: 'dispatch' | 'sql' | 'pgboss';
   pid: number | undefined;
-  batch(fanout: 1 | 3, n: number, tag: string): Promise<{ firstSendAt: number; lastReturnedAt: number; errors: number }>;
-  rate(fanout: 1 | 3, rate: number, seconds: number, tag: string): Promise<{ sentAt: Record<string, number>; returnedAt: Record<string, number>; errors: number }>;
+  batch(
+    fanout: 1 | 3,
+    n: number,
+    tag: string,
+  ): Promise<{ firstSendAt: number; lastReturnedAt: number; errors: number }>;
+  rate(
+    fanout: 1 | 3,
+    rate: number,
+    seconds: number,
+    tag: string,
+  ): Promise<{ sentAt: Record<string, number>; returnedAt: Record<string, number>; errors: number }>;
 }
 
 function dispatchSystem(d: DispatchUnderTest): System {
@@ -467,7 +516,11 @@ function dispatchSystem(d: DispatchUnderTest): System {
   };
 }
 
-async function baselineSystem(mode: BaselineMode, databaseUrl: string, receiver: Receiver): Promise<System & { stop(): Promise<void> }> {
+async function baselineSystem(
+  mode: BaselineMode,
+  databaseUrl: string,
+  receiver: Receiver,
+): Promise<System & { stop(): Promise<void> }> {
   const child = spawnNode(['--import', 'tsx', 'bench/baseline.ts'], {}, true);
   const send = (command: BaselineCommand) => child.send(command);
   let ids = 0;
@@ -500,7 +553,14 @@ async function baselineSystem(mode: BaselineMode, databaseUrl: string, receiver:
   };
 }
 
-async function throughput(system: System, receiver: Receiver, fanout: 1 | 3, n: number, databaseUrl: string, roundIndex = 0): Promise<ThroughputResult> {
+async function throughput(
+  system: System,
+  receiver: Receiver,
+  fanout: 1 | 3,
+  n: number,
+  databaseUrl: string,
+  roundIndex = 0,
+): Promise<ThroughputResult> {
   const warmTag = `${system.name}w${fanout}r${roundIndex}`;
   await system.batch(fanout, S.e2eWarmup, warmTag);
   await waitForDeliveries(receiver, warmTag, S.e2eWarmup * fanout);
@@ -569,10 +629,23 @@ async function latency(system: System, receiver: Receiver): Promise<LatencyResul
   }
   const stats = (values: number[]) => {
     values.sort((a, b) => a - b);
-    return { p50: round(percentile(values, 50)), p95: round(percentile(values, 95)), p99: round(percentile(values, 99)), max: round(values.at(-1) ?? null) };
+    return {
+      p50: round(percentile(values, 50)),
+      p95: round(percentile(values, 95)),
+      p99: round(percentile(values, 99)),
+      max: round(values.at(-1) ?? null),
+    };
   };
-  const result = { rate: S.latencyRate, measured: fromReturn.length, lost, fromReturn: stats(fromReturn), fromSend: stats(fromSend) };
-  log(`  ${system.name} latency at ${S.latencyRate}/s: p50 ${result.fromReturn.p50} ms, p95 ${result.fromReturn.p95} ms, p99 ${result.fromReturn.p99} ms (${lost} lost)`);
+  const result = {
+    rate: S.latencyRate,
+    measured: fromReturn.length,
+    lost,
+    fromReturn: stats(fromReturn),
+    fromSend: stats(fromSend),
+  };
+  log(
+    `  ${system.name} latency at ${S.latencyRate}/s: p50 ${result.fromReturn.p50} ms, p95 ${result.fromReturn.p95} ms, p99 ${result.fromReturn.p99} ms (${lost} lost)`,
+  );
   return result;
 }
 
@@ -584,9 +657,11 @@ async function machineFacts(databaseUrl: string) {
   const client = new pg.Client({ connectionString: databaseUrl });
   await client.connect();
   const version = (await client.query<{ server_version: string }>('SHOW server_version')).rows[0]!.server_version;
-  const settings = (await client.query<{ name: string; setting: string }>(
-    `SELECT name, setting FROM pg_settings WHERE name IN ('fsync', 'synchronous_commit', 'shared_buffers', 'max_connections')`,
-  )).rows;
+  const settings = (
+    await client.query<{ name: string; setting: string }>(
+      `SELECT name, setting FROM pg_settings WHERE name IN ('fsync', 'synchronous_commit', 'shared_buffers', 'max_connections')`,
+    )
+  ).rows;
   await client.end();
   const nodeVersion = await new Promise<string>((resolve) => {
     const child = spawn(NODE, ['--version'], { stdio: ['ignore', 'pipe', 'ignore'] });
@@ -635,7 +710,8 @@ async function resetStatements(databaseUrl: string) {
 
 type Results = Awaited<ReturnType<typeof runAll>>;
 
-const fmt = (value: number | null | undefined, unit = '') => (value === null || value === undefined ? 'n/a' : `${value.toLocaleString('en-US')}${unit}`);
+const fmt = (value: number | null | undefined, unit = '') =>
+  value === null || value === undefined ? 'n/a' : `${value.toLocaleString('en-US')}${unit}`;
 const cpuCell = (cpu: CpuSample | undefined) => (cpu ? `${cpu.system.toFixed(2)} / ${cpu.postgres.toFixed(2)}` : 'n/a');
 /**
  * Dispatch's throughput over a baseline's, round by round (each pair measured
@@ -647,7 +723,9 @@ function roundRatios(r: Results, baseline: 'sql' | 'pgboss', fanout: 1 | 3): str
   const ratios = ours.flatMap((x, i) => (theirs[i] ? [x.deliveriesPerSecond / theirs[i]!.deliveriesPerSecond] : []));
   if (ratios.length === 0) return 'n/a';
   const median = [...ratios].sort((a, b) => a - b)[Math.floor((ratios.length - 1) / 2)]!;
-  return ratios.length === 1 ? `${median.toFixed(2)}×` : `${median.toFixed(2)}× (rounds: ${ratios.map((x) => x.toFixed(2)).join(', ')})`;
+  return ratios.length === 1
+    ? `${median.toFixed(2)}×`
+    : `${median.toFixed(2)}× (rounds: ${ratios.map((x) => x.toFixed(2)).join(', ')})`;
 }
 
 function markdown(r: Results): string {
@@ -671,9 +749,17 @@ function markdown(r: Results): string {
     row('ingest, sendMessage/s at concurrency 32', (s) => (s === 'dispatch' ? fmt(r.ingest?.messagesPerSecond) : '–')),
     row('CPU ms per delivery, fan-out 1: pipeline process / PostgreSQL', (s) => cpuCell(t[s]?.[1]?.cpuMsPerDelivery)),
     row('CPU ms per delivery, fan-out 3: pipeline process / PostgreSQL', (s) => cpuCell(t[s]?.[3]?.cpuMsPerDelivery)),
-    row('write transactions per delivery, fan-out 1 / fan-out 3', (s) => `${fmt(t[s]?.[1]?.commitsPerDelivery)} / ${fmt(t[s]?.[3]?.commitsPerDelivery)}`),
-    row('WAL bytes per delivery, fan-out 1 / fan-out 3', (s) => `${fmt(t[s]?.[1]?.walBytesPerDelivery)} / ${fmt(t[s]?.[3]?.walBytesPerDelivery)}`),
-    row('CPU ms per ingested message: Dispatch / PostgreSQL', (s) => (s === 'dispatch' ? cpuCell(r.ingest?.cpuMsPerMessage) : '–')),
+    row(
+      'write transactions per delivery, fan-out 1 / fan-out 3',
+      (s) => `${fmt(t[s]?.[1]?.commitsPerDelivery)} / ${fmt(t[s]?.[3]?.commitsPerDelivery)}`,
+    ),
+    row(
+      'WAL bytes per delivery, fan-out 1 / fan-out 3',
+      (s) => `${fmt(t[s]?.[1]?.walBytesPerDelivery)} / ${fmt(t[s]?.[3]?.walBytesPerDelivery)}`,
+    ),
+    row('CPU ms per ingested message: Dispatch / PostgreSQL', (s) =>
+      s === 'dispatch' ? cpuCell(r.ingest?.cpuMsPerMessage) : '–',
+    ),
     '',
     '| ratio | value | target |',
     '| --- | ---: | ---: |',
@@ -687,9 +773,12 @@ function markdown(r: Results): string {
     `Settings: concurrency ${S.concurrency}; ingest ${S.ingestWarmupS} s warm-up then ${S.ingestS} s measured, to ${1000} recipients without endpoints; throughput batches of ${S.e2eMessages1} messages (fan-out 1) and ${S.e2eMessages3} (fan-out 3) after a ${S.e2eWarmup}-message warm-up, over ${S.recipients} recipients, timed from the first send to the last arrival at the receiver, in ${S.rounds} round(s) that rotate the order of the systems (the table shows each system's median round, the ratios the median of the rounds' ratios, each round's own in brackets); latency ${S.latencyWarmupS} s warm-up then ${S.latencyS} s at ${S.latencyRate} messages/s, measured as arrival at the receiver minus the moment the send call returned (the message was committed), the row "incl. the send call" from the moment it was made. CPU ms per delivery: user + system CPU time (from /proc) each process spent during the measured batch, divided by the deliveries; on a shared machine it moves much less with other people's load than throughput does.`,
   ];
   const incomplete = (['dispatch', 'sql', 'pgboss'] as const).flatMap((s) =>
-    ([1, 3] as const).filter((f) => t[s]?.[f] && !t[s]![f]!.complete).map((f) => `${s} fan-out ${f} (${t[s]![f]!.arrived}/${t[s]![f]!.deliveries})`),
+    ([1, 3] as const)
+      .filter((f) => t[s]?.[f] && !t[s]![f]!.complete)
+      .map((f) => `${s} fan-out ${f} (${t[s]![f]!.arrived}/${t[s]![f]!.deliveries})`),
   );
-  if (incomplete.length) lines.push('', `Incomplete (deliveries missing when the run gave up): ${incomplete.join(', ')}.`);
+  if (incomplete.length)
+    lines.push('', `Incomplete (deliveries missing when the run gave up): ${incomplete.join(', ')}.`);
   return lines.join('\n');
 }
 
@@ -706,7 +795,10 @@ async function writeDocs(r: Results) {
   }
   const from = text.indexOf(BEGIN);
   const to = text.indexOf(END);
-  text = from >= 0 && to > from ? text.slice(0, from) + block + text.slice(to + END.length) : `${text.trimEnd()}\n\n${block}\n`;
+  text =
+    from >= 0 && to > from
+      ? text.slice(0, from) + block + text.slice(to + END.length)
+      : `${text.trimEnd()}\n\n${block}\n`;
   await fs.writeFile(file, text);
 }
 
@@ -722,7 +814,9 @@ async function runAll(databaseUrl: string, tmp: string, resultsDir: string, stam
   const startedAt = new Date().toISOString();
   const loadBefore = os.loadavg();
   const machine = await machineFacts(databaseUrl);
-  log(`machine: ${machine.cores} cores, ${machine.model}, PostgreSQL ${machine.postgres}, Node ${machine.node}; load ${loadBefore.map((x) => x.toFixed(2)).join(' ')}`);
+  log(
+    `machine: ${machine.cores} cores, ${machine.model}, PostgreSQL ${machine.postgres}, Node ${machine.node}; load ${loadBefore.map((x) => x.toFixed(2)).join(' ')}`,
+  );
   const receiver = await startReceiver();
   const throughputs: Partial<Record<System['name'], Partial<Record<1 | 3, ThroughputResult>>>> = {};
   /** Every measurement, by system and fan-out, in round order. */
@@ -749,7 +843,9 @@ async function runAll(databaseUrl: string, tmp: string, resultsDir: string, stam
       if (PROFILE) await resetStatements(databaseUrl);
       ingestResult = await ingest(d);
       if (PROFILE) statements.ingest = await topStatements(databaseUrl);
-      log(`  ${ingestResult.messagesPerSecond} sendMessage/s (p50 ${ingestResult.p50Ms} ms, p99 ${ingestResult.p99Ms} ms, ${ingestResult.errors} errors)`);
+      log(
+        `  ${ingestResult.messagesPerSecond} sendMessage/s (p50 ${ingestResult.p50Ms} ms, p99 ${ingestResult.p99Ms} ms, ${ingestResult.errors} errors)`,
+      );
     }
     for (const mode of ['sql', 'pgboss'] as const) {
       if (ONLY.has(mode)) systems.push(await baselineSystem(mode, databaseUrl, receiver));
@@ -761,8 +857,15 @@ async function runAll(databaseUrl: string, tmp: string, resultsDir: string, stam
         const profiled = PROFILE && system.name === 'dispatch' && round === 0;
         if (profiled) await resetStatements(databaseUrl);
         for (const fanout of [1, 3] as const) {
-          const result = await throughput(system, receiver, fanout, fanout === 1 ? S.e2eMessages1 : S.e2eMessages3, databaseUrl, round);
-          ((rounds[system.name] ??= { 1: [], 3: [] })[fanout]).push(result);
+          const result = await throughput(
+            system,
+            receiver,
+            fanout,
+            fanout === 1 ? S.e2eMessages1 : S.e2eMessages3,
+            databaseUrl,
+            round,
+          );
+          (rounds[system.name] ??= { 1: [], 3: [] })[fanout].push(result);
         }
         if (profiled) statements.deliveries = await topStatements(databaseUrl);
       }
@@ -818,7 +921,16 @@ async function main() {
       embedded = await startEmbeddedPostgres({
         dir: path.join(tmp, 'postgres'),
         database: 'dispatch_bench',
-        postgresFlags: PROFILE ? ['-c', 'shared_preload_libraries=pg_stat_statements', '-c', 'pg_stat_statements.track=all', '-c', 'pg_stat_statements.track_planning=on'] : [],
+        postgresFlags: PROFILE
+          ? [
+              '-c',
+              'shared_preload_libraries=pg_stat_statements',
+              '-c',
+              'pg_stat_statements.track=all',
+              '-c',
+              'pg_stat_statements.track_planning=on',
+            ]
+          : [],
       });
       databaseUrl = embedded.url;
       cpuPids.postmaster = Number(readFileSync(path.join(tmp, 'postgres', 'postmaster.pid'), 'utf8').split('\n')[0]);

@@ -1,6 +1,6 @@
 // Prints the GraphQL schema from the code to schema.graphql; with --check,
 // fails when schema.graphql is stale instead of writing it.
-import { readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { lexicographicSortSchema, printSchema } from 'graphql';

@@ -37,22 +37,42 @@ const received = new Promise<unknown>((resolve) => {
       resolve(payload);
     });
   });
-  server.listen(Number(process.env.QUICKSTART_RECEIVER_PORT ?? 0), '127.0.0.1', () => void start((server.address() as AddressInfo).port));
+  server.listen(
+    Number(process.env.QUICKSTART_RECEIVER_PORT ?? 0),
+    '127.0.0.1',
+    () => void start((server.address() as AddressInfo).port),
+  );
 });
 
 async function start(port: number) {
   const { createApp: app } = await client.request(CreateAppDocument, { input: { name: 'Billing events' } });
   console.log('app', app.id);
   await client.request(CreateEventTypeDocument, {
-    input: { appId: app.id, name: 'invoice.paid', description: 'An invoice was paid', schema: { type: 'object', required: ['invoiceId'] } },
+    input: {
+      appId: app.id,
+      name: 'invoice.paid',
+      description: 'An invoice was paid',
+      schema: { type: 'object', required: ['invoiceId'] },
+    },
   });
   const { createEndpoint: endpoint } = await client.request(CreateEndpointDocument, {
-    input: { appId: app.id, recipientId: 'customer_123', url: `http://127.0.0.1:${port}/webhooks`, eventTypes: ['invoice.paid'] },
+    input: {
+      appId: app.id,
+      recipientId: 'customer_123',
+      url: `http://127.0.0.1:${port}/webhooks`,
+      eventTypes: ['invoice.paid'],
+    },
   });
   secret = endpoint.secret;
   console.log('endpoint', endpoint.id, 'signing secret', endpoint.secret);
   const { sendMessage } = await client.request(SendMessageDocument, {
-    input: { appId: app.id, recipientId: 'customer_123', eventType: 'invoice.paid', data: { invoiceId: 'inv_1', amount: 4200 }, messageId: `inv_1-${Date.now()}` },
+    input: {
+      appId: app.id,
+      recipientId: 'customer_123',
+      eventType: 'invoice.paid',
+      data: { invoiceId: 'inv_1', amount: 4200 },
+      messageId: `inv_1-${Date.now()}`,
+    },
   });
   console.log('message', sendMessage.message.id, 'deliveries', sendMessage.message.deliveries.nodes.length);
   const payload = await received;
@@ -64,6 +84,11 @@ async function start(port: number) {
     message = (await client.request(MessageDocument, { appId: app.id, id: sendMessage.message.id })).message;
   }
   for (const delivery of message?.deliveries.nodes ?? []) {
-    console.log('delivery', delivery.status, 'attempts', delivery.attempts.nodes.map((a) => `${a.status} ${a.responseStatusCode} ${a.durationMs}ms`).join(', '));
+    console.log(
+      'delivery',
+      delivery.status,
+      'attempts',
+      delivery.attempts.nodes.map((a) => `${a.status} ${a.responseStatusCode} ${a.durationMs}ms`).join(', '),
+    );
   }
 }

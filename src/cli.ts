@@ -5,9 +5,9 @@ import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig } from './config.ts';
-import { startDatabase, type StartedDatabase } from './db/index.ts';
+import { type StartedDatabase, startDatabase } from './db/index.ts';
 import { migrate, readMigrations } from './db/migrate.ts';
-import { createApiKey, listApiKeys, revokeApiKey, type ApiKeySummary } from './domain/api-keys.ts';
+import { type ApiKeySummary, createApiKey, listApiKeys, revokeApiKey } from './domain/api-keys.ts';
 import { DispatchError } from './domain/errors.ts';
 
 export const USAGE = `Usage: dispatch <command>
@@ -36,14 +36,19 @@ export interface CliIo {
 }
 
 function parse(args: string[], options: Record<string, { type: 'string' }>, positionals: number, usage: string) {
-  let parsed;
+  let parsed: ReturnType<
+    typeof parseArgs<{ args: string[]; options: typeof options; allowPositionals: true; strict: true }>
+  >;
   try {
     parsed = parseArgs({ args, options, allowPositionals: true, strict: true });
   } catch (error) {
     throw new UsageError(`${(error as Error).message}\nusage: ${usage}`);
   }
   if (parsed.positionals.length !== positionals) {
-    const problem = parsed.positionals.length > positionals ? `unexpected argument ${JSON.stringify(parsed.positionals[positionals])}` : 'missing argument';
+    const problem =
+      parsed.positionals.length > positionals
+        ? `unexpected argument ${JSON.stringify(parsed.positionals[positionals])}`
+        : 'missing argument';
     throw new UsageError(`${problem}\nusage: ${usage}`);
   }
   return parsed;
@@ -88,7 +93,11 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
           const applied = await migrate(db.url);
           for (const name of applied) io.out(`applied migration ${name}`);
           const total = readMigrations().length;
-          io.out(applied.length ? `${applied.length} migration(s) applied; the database is up to date` : `no pending migrations; the database is up to date (${total} applied)`);
+          io.out(
+            applied.length
+              ? `${applied.length} migration(s) applied; the database is up to date`
+              : `no pending migrations; the database is up to date (${total} applied)`,
+          );
         };
         break;
       }
@@ -100,7 +109,12 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     }
 
     const config = loadConfig(io.env);
-    const db = await startDatabase(config, { migrate: migrateAtStart, reuseRunningEmbedded: true, poolSize: 2, log: io.err });
+    const db = await startDatabase(config, {
+      migrate: migrateAtStart,
+      reuseRunningEmbedded: true,
+      poolSize: 2,
+      log: io.err,
+    });
     try {
       await run(db);
     } finally {
@@ -119,7 +133,7 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     }
     // Unexpected (the database unreachable, say): the message, and the stack when asked for.
     const debug = io.env.LOG_LEVEL === 'debug';
-    io.err(`dispatch: ${error instanceof Error ? ((debug && error.stack) || error.message) : String(error)}`);
+    io.err(`dispatch: ${error instanceof Error ? (debug && error.stack) || error.message : String(error)}`);
     if (!debug) io.err('(LOG_LEVEL=debug shows the stack trace)');
     return 1;
   }
@@ -135,8 +149,12 @@ function apiKeyCommand(args: string[], io: CliIo): (db: StartedDatabase) => Prom
       return async (db) => {
         const created = await createApiKey(db.prisma, { workspaceName, name: values.name });
         const { workspace, apiKey } = created;
-        io.out(`${created.workspaceCreated ? 'Created workspace' : 'Workspace'} ${JSON.stringify(workspace.name)} (${workspace.id}).`);
-        io.out(`Created API key ${apiKey.id}${apiKey.name ? ` ${JSON.stringify(apiKey.name)}` : ''}. It is shown only this once; store it now:`);
+        io.out(
+          `${created.workspaceCreated ? 'Created workspace' : 'Workspace'} ${JSON.stringify(workspace.name)} (${workspace.id}).`,
+        );
+        io.out(
+          `Created API key ${apiKey.id}${apiKey.name ? ` ${JSON.stringify(apiKey.name)}` : ''}. It is shown only this once; store it now:`,
+        );
         // Last line, alone, so scripts can take it with `tail -n 1`.
         io.out(created.token);
       };
@@ -154,7 +172,14 @@ function apiKeyCommand(args: string[], io: CliIo): (db: StartedDatabase) => Prom
           return;
         }
         io.out(`API keys of workspace ${JSON.stringify(workspace.name)} (${workspace.id}):`);
-        const rows = keys.map((key) => [key.id, key.name ?? '-', `${key.prefix}…`, key.createdAt.toISOString(), when(key.lastUsedAt), keyStatus(key)]);
+        const rows = keys.map((key) => [
+          key.id,
+          key.name ?? '-',
+          `${key.prefix}…`,
+          key.createdAt.toISOString(),
+          when(key.lastUsedAt),
+          keyStatus(key),
+        ]);
         for (const line of table([['ID', 'NAME', 'PREFIX', 'CREATED', 'LAST USED', 'STATUS'], ...rows])) io.out(line);
       };
     }
@@ -164,13 +189,18 @@ function apiKeyCommand(args: string[], io: CliIo): (db: StartedDatabase) => Prom
       const id = positionals[0]!;
       return async (db) => {
         // The operator at the console may revoke any workspace's key.
-        const owner = await db.prisma.apiKey.findUnique({ where: { id }, select: { workspaceId: true, revokedAt: true } });
+        const owner = await db.prisma.apiKey.findUnique({
+          where: { id },
+          select: { workspaceId: true, revokedAt: true },
+        });
         if (!owner) throw new CommandError(`no API key with id ${JSON.stringify(id)}`);
         const key = await revokeApiKey(db.prisma, { workspaceId: owner.workspaceId, id });
         if (!key) throw new CommandError(`no API key with id ${JSON.stringify(id)}`);
-        io.out(owner.revokedAt
-          ? `API key ${key.id} (${key.prefix}…) was already revoked at ${owner.revokedAt.toISOString()}.`
-          : `Revoked API key ${key.id} (${key.prefix}…). It stops working within a second.`);
+        io.out(
+          owner.revokedAt
+            ? `API key ${key.id} (${key.prefix}…) was already revoked at ${owner.revokedAt.toISOString()}.`
+            : `Revoked API key ${key.id} (${key.prefix}…). It stops working within a second.`,
+        );
       };
     }
     case undefined:

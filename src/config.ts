@@ -62,7 +62,10 @@ function oneOf<T extends string>(env: NodeJS.ProcessEnv, name: string, allowed: 
 function cidrList(env: NodeJS.ProcessEnv, name: string): string[] {
   const raw = env[name];
   if (!raw) return [];
-  const items = raw.split(',').map((s) => s.trim()).filter(Boolean);
+  const items = raw
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   for (const item of items) {
     if (!/^[0-9a-fA-F:.]+\/\d{1,3}$/.test(item)) {
       throw new ConfigError(`${name}: ${JSON.stringify(item)} is not a CIDR such as 127.0.0.0/8 or ::1/128`);

@@ -13,7 +13,12 @@ export function createLogger(level: Level = 'info', name = 'dispatch'): Logger {
   const min = LEVELS.indexOf(level);
   const write = (at: Exclude<Level, 'silent'>, message: string, extra?: unknown) => {
     if (LEVELS.indexOf(at) < min) return;
-    const detail = extra instanceof Error ? ` ${extra.stack ?? extra.message}` : extra === undefined ? '' : ` ${JSON.stringify(extra)}`;
+    const detail =
+      extra instanceof Error
+        ? ` ${extra.stack ?? extra.message}`
+        : extra === undefined
+          ? ''
+          : ` ${JSON.stringify(extra)}`;
     process.stderr.write(`${new Date().toISOString()} ${at.toUpperCase().padEnd(5)} [${name}] ${message}${detail}\n`);
   };
   return {

@@ -1,13 +1,13 @@
 import { pathToFileURL } from 'node:url';
-import { loadConfig, type Config } from './config.ts';
-import { startDatabase, type StartedDatabase } from './db/index.ts';
+import { type Config, loadConfig } from './config.ts';
+import { type StartedDatabase, startDatabase } from './db/index.ts';
 import { startDeliveryEngine } from './delivery/engine.ts';
+import { startRetentionSchedule } from './domain/retention.ts';
 import { schema } from './graphql/schema.ts';
 import { createPortalRoutes } from './http/portal.ts';
 import { createHttpServer, type HttpServer } from './http/server.ts';
 import { createPgLiveBus, type PgLiveBus } from './live/pg-bus.ts';
 import { createLogger, type Logger } from './logger.ts';
-import { startRetentionSchedule } from './domain/retention.ts';
 
 export interface Dispatch {
   config: Config;
@@ -22,7 +22,10 @@ export interface Dispatch {
 }
 
 /** Start-up: config -> database -> migrations -> roles (api, worker). */
-export async function startDispatch(config: Config = loadConfig(), options: { logger?: Logger } = {}): Promise<Dispatch> {
+export async function startDispatch(
+  config: Config = loadConfig(),
+  options: { logger?: Logger } = {},
+): Promise<Dispatch> {
   const logger = options.logger ?? createLogger(config.logLevel);
   const db = await startDatabase(config, { log: (line) => logger.info(line) });
   const api = config.role === 'all' || config.role === 'api';
@@ -30,7 +33,7 @@ export async function startDispatch(config: Config = loadConfig(), options: { lo
   const live = createPgLiveBus({ url: db.url, pool: db.pool, logger, listen: api });
   if (api) await live.listening();
   // Every role queues deliveries; the api role sends none.
-  let engine;
+  let engine: Awaited<ReturnType<typeof startDeliveryEngine>>;
   try {
     engine = await startDeliveryEngine({ config, db, logger, live, work: config.role !== 'api' });
   } catch (error) {
@@ -40,7 +43,17 @@ export async function startDispatch(config: Config = loadConfig(), options: { lo
   }
   const hooks = engine.hooks;
   const extraRoutes = api ? createPortalRoutes({ frameAncestors: config.portalFrameAncestors }) : undefined;
-  const http = createHttpServer({ config, db, schema, hooks, logger, api, extraRoutes, readiness: engine.readiness, live });
+  const http = createHttpServer({
+    config,
+    db,
+    schema,
+    hooks,
+    logger,
+    api,
+    extraRoutes,
+    readiness: engine.readiness,
+    live,
+  });
   let port: number;
   try {
     port = await http.listen(config.port, config.host);

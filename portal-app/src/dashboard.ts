@@ -2,21 +2,36 @@ import { html, nothing } from 'lit-html';
 import { gql, session } from './api.ts';
 import {
   DashboardAppDocument,
+  type DashboardAppQuery,
   DashboardAppsDocument,
   DashboardArchiveEventTypeDocument,
   DashboardCreateAppDocument,
   DashboardCreateEventTypeDocument,
   DashboardCreatePortalSessionDocument,
   DashboardRecipientEndpointsDocument,
+  type DashboardRecipientFragment,
   DashboardRecipientsDocument,
   DashboardUpdateAppDocument,
   DashboardViewerDocument,
-  type DashboardAppQuery,
-  type DashboardRecipientFragment,
   type PortalEndpointFragment,
   type UpdateAppInput,
 } from './generated.ts';
-import { act, badge, empty, loadMore, notice, PagedList, pagedResource, pretty, resource, show, time, toApiError, type Notice, type Redraw } from './ui.ts';
+import {
+  act,
+  badge,
+  empty,
+  loadMore,
+  type Notice,
+  notice,
+  PagedList,
+  pagedResource,
+  pretty,
+  type Redraw,
+  resource,
+  show,
+  time,
+  toApiError,
+} from './ui.ts';
 
 const RECIPIENTS_PAGE = 50;
 
@@ -38,7 +53,10 @@ export function signInPage(redraw: Redraw, onSignedIn: () => void) {
       onSignedIn();
     } catch (error) {
       const apiError = toApiError(error);
-      n = { kind: 'error', text: apiError.code === 'UNAUTHENTICATED' ? 'That API key is not valid.' : apiError.message };
+      n = {
+        kind: 'error',
+        text: apiError.code === 'UNAUTHENTICATED' ? 'That API key is not valid.' : apiError.message,
+      };
     }
     busy = false;
     redraw();
@@ -61,12 +79,16 @@ export function appsPage(apiKey: string, redraw: Redraw) {
     e.preventDefault();
     const form = e.currentTarget as HTMLFormElement;
     const name = String(new FormData(form).get('name') ?? '');
-    void act((x) => (n = x), redraw, async () => {
-      await gql(apiKey, DashboardCreateAppDocument, { input: { name } });
-      form.reset();
-      await apps.reload();
-      return `App ${name} created.`;
-    });
+    void act(
+      (x) => (n = x),
+      redraw,
+      async () => {
+        await gql(apiKey, DashboardCreateAppDocument, { input: { name } });
+        form.reset();
+        await apps.reload();
+        return `App ${name} created.`;
+      },
+    );
   };
   return () => html`<section>
     <h2>Apps</h2>
@@ -108,7 +130,8 @@ export function appPage(apiKey: string, appId: string, redraw: Redraw) {
   const links = new Map<string, { url?: string; expiresAt?: string; notice?: Notice }>();
   const app = resource(async () => (await gql(apiKey, DashboardAppDocument, { id: appId })).app, redraw);
   const recipients = pagedResource(
-    async (after) => (await gql(apiKey, DashboardRecipientsDocument, { appId, first: RECIPIENTS_PAGE, after })).app?.recipients,
+    async (after) =>
+      (await gql(apiKey, DashboardRecipientsDocument, { appId, first: RECIPIENTS_PAGE, after })).app?.recipients,
     redraw,
   );
   // Each recipient row pages its own endpoints; a reload brings new row objects, so their lists start over.
@@ -117,7 +140,8 @@ export function appPage(apiKey: string, appId: string, redraw: Redraw) {
     let list = endpointLists.get(r);
     if (!list) {
       const load = async (after: string) =>
-        (await gql(apiKey, DashboardRecipientEndpointsDocument, { appId, recipientId: r.recipientId, after })).recipient?.endpoints;
+        (await gql(apiKey, DashboardRecipientEndpointsDocument, { appId, recipientId: r.recipientId, after })).recipient
+          ?.endpoints;
       list = new PagedList(load, redraw).reset(r.endpoints);
       endpointLists.set(r, list);
     }
@@ -128,63 +152,77 @@ export function appPage(apiKey: string, appId: string, redraw: Redraw) {
     e.preventDefault();
     const data = new FormData(e.currentTarget as HTMLFormElement);
     saving = true;
-    void act((x) => (settingsNotice = x), redraw, async () => {
-      try {
-        // Only what changed is sent: saving a new name must not freeze the default schedule into an override.
-        const input: UpdateAppInput = { id: appId };
-        const name = String(data.get('name') ?? '');
-        if (name !== a.name) input.name = name;
-        const schedule = parseSchedule(String(data.get('retrySchedule') ?? ''));
-        if (schedule.join(',') !== a.retrySchedule.join(',')) input.retrySchedule = schedule;
-        // Empty restores the default timeout.
-        const rawTimeout = String(data.get('attemptTimeoutMs') ?? '').trim();
-        const timeout = rawTimeout ? wholeNumber(rawTimeout, 'milliseconds') : null;
-        if (timeout !== a.attemptTimeoutMs) input.attemptTimeoutMs = timeout;
-        await gql(apiKey, DashboardUpdateAppDocument, { input });
-        await app.reload();
-        return 'Settings saved.';
-      } finally {
-        saving = false;
-      }
-    });
+    void act(
+      (x) => (settingsNotice = x),
+      redraw,
+      async () => {
+        try {
+          // Only what changed is sent: saving a new name must not freeze the default schedule into an override.
+          const input: UpdateAppInput = { id: appId };
+          const name = String(data.get('name') ?? '');
+          if (name !== a.name) input.name = name;
+          const schedule = parseSchedule(String(data.get('retrySchedule') ?? ''));
+          if (schedule.join(',') !== a.retrySchedule.join(',')) input.retrySchedule = schedule;
+          // Empty restores the default timeout.
+          const rawTimeout = String(data.get('attemptTimeoutMs') ?? '').trim();
+          const timeout = rawTimeout ? wholeNumber(rawTimeout, 'milliseconds') : null;
+          if (timeout !== a.attemptTimeoutMs) input.attemptTimeoutMs = timeout;
+          await gql(apiKey, DashboardUpdateAppDocument, { input });
+          await app.reload();
+          return 'Settings saved.';
+        } finally {
+          saving = false;
+        }
+      },
+    );
   };
   const createEventType = (e: Event) => {
     e.preventDefault();
     const form = e.currentTarget as HTMLFormElement;
     const data = new FormData(form);
-    void act((x) => (etNotice = x), redraw, async () => {
-      const raw = String(data.get('schema') ?? '').trim();
-      let schema: unknown;
-      if (raw) {
-        try {
-          schema = JSON.parse(raw);
-        } catch {
-          throw new Error('The schema is not valid JSON.');
+    void act(
+      (x) => (etNotice = x),
+      redraw,
+      async () => {
+        const raw = String(data.get('schema') ?? '').trim();
+        let schema: unknown;
+        if (raw) {
+          try {
+            schema = JSON.parse(raw);
+          } catch {
+            throw new Error('The schema is not valid JSON.');
+          }
         }
-      }
-      const name = String(data.get('name') ?? '').trim();
-      await gql(apiKey, DashboardCreateEventTypeDocument, {
-        input: { appId, name, description: String(data.get('description') ?? '').trim() || null, schema },
-      });
-      form.reset();
-      await app.reload();
-      return `Event type ${name} created.`;
-    });
+        const name = String(data.get('name') ?? '').trim();
+        await gql(apiKey, DashboardCreateEventTypeDocument, {
+          input: { appId, name, description: String(data.get('description') ?? '').trim() || null, schema },
+        });
+        form.reset();
+        await app.reload();
+        return `Event type ${name} created.`;
+      },
+    );
   };
   const archive = (name: string) => {
     if (!confirm(`Archive ${name}? Sending it will be refused, and endpoints can no longer subscribe to it.`)) return;
-    void act((x) => (etNotice = x), redraw, async () => {
-      await gql(apiKey, DashboardArchiveEventTypeDocument, { input: { appId, name } });
-      await app.reload();
-      return `${name} archived.`;
-    });
+    void act(
+      (x) => (etNotice = x),
+      redraw,
+      async () => {
+        await gql(apiKey, DashboardArchiveEventTypeDocument, { input: { appId, name } });
+        await app.reload();
+        return `${name} archived.`;
+      },
+    );
   };
   const portalLink = async (recipientId: string) => {
     const entry = { notice: undefined as Notice | undefined } as { url?: string; expiresAt?: string; notice?: Notice };
     links.set(recipientId, entry);
     redraw();
     try {
-      const { createPortalSession } = await gql(apiKey, DashboardCreatePortalSessionDocument, { input: { appId, recipientId } });
+      const { createPortalSession } = await gql(apiKey, DashboardCreatePortalSessionDocument, {
+        input: { appId, recipientId },
+      });
       entry.url = createPortalSession.url;
       entry.expiresAt = createPortalSession.expiresAt;
     } catch (error) {
@@ -220,8 +258,9 @@ export function appPage(apiKey: string, appId: string, redraw: Redraw) {
             </div>
             <div class="panel">
               <h3>Event types</h3>
-              ${a.eventTypes.length
-                ? html`<ul class="rows">
+              ${
+                a.eventTypes.length
+                  ? html`<ul class="rows">
                     ${a.eventTypes.map(
                       (t) => html`<li class=${t.archived ? 'archived' : ''}>
                         <div class="row-head"><code>${t.name}</code> ${t.archived ? badge('archived') : html`<button class="secondary small" @click=${() => archive(t.name)}>Archive</button>`}</div>
@@ -230,7 +269,8 @@ export function appPage(apiKey: string, appId: string, redraw: Redraw) {
                       </li>`,
                     )}
                   </ul>`
-                : html`<p class="muted">No event types yet.</p>`}
+                  : html`<p class="muted">No event types yet.</p>`
+              }
               <form class="form" @submit=${createEventType}>
                 <h4>New event type</h4>
                 <label>Name<input name="name" required placeholder="invoice.paid" /></label>
@@ -256,15 +296,19 @@ export function appPage(apiKey: string, appId: string, redraw: Redraw) {
                                 <button class="small" @click=${() => void portalLink(r.recipientId)}>Portal link</button>
                               </span>
                             </div>
-                            ${link?.url
-                              ? html`<p class="portal-link"><input readonly aria-label="Portal link" .value=${link.url} @focus=${(e: Event) => (e.target as HTMLInputElement).select()} />
+                            ${
+                              link?.url
+                                ? html`<p class="portal-link"><input readonly aria-label="Portal link" .value=${link.url} @focus=${(e: Event) => (e.target as HTMLInputElement).select()} />
                                   <a href=${link.url} target="_blank" rel="noopener">Open</a> <span class="muted">valid until ${time(link.expiresAt)}</span></p>`
-                              : nothing}
+                                : nothing
+                            }
                             ${notice(link?.notice)}
-                            ${endpoints.items.length
-                              ? html`<ul class="sub">${endpoints.items.map((e) => html`<li><span class="url">${e.url}</span> ${e.disabled ? badge('disabled') : badge('enabled')} <span class="muted">${e.eventTypes.join(', ') || 'all event types'}</span></li>`)}</ul>
+                            ${
+                              endpoints.items.length
+                                ? html`<ul class="sub">${endpoints.items.map((e) => html`<li><span class="url">${e.url}</span> ${e.disabled ? badge('disabled') : badge('enabled')} <span class="muted">${e.eventTypes.join(', ') || 'all event types'}</span></li>`)}</ul>
                                   ${loadMore(endpoints, 'More endpoints')}`
-                              : html`<p class="muted">No endpoints.</p>`}
+                                : html`<p class="muted">No endpoints.</p>`
+                            }
                           </li>`;
                         })}
                       </ul>
@@ -273,15 +317,21 @@ export function appPage(apiKey: string, appId: string, redraw: Redraw) {
               )}
               <form class="form inline" @submit=${(e: Event) => {
                 e.preventDefault();
-                const recipientId = String(new FormData(e.currentTarget as HTMLFormElement).get('recipientId') ?? '').trim();
+                const recipientId = String(
+                  new FormData(e.currentTarget as HTMLFormElement).get('recipientId') ?? '',
+                ).trim();
                 if (recipientId) void portalLink(recipientId).then(() => recipients.reload());
               }}>
                 <label>Portal link for recipient<input name="recipientId" required placeholder="customer_123" /></label>
                 <div class="actions"><button type="submit">Create link</button></div>
               </form>
-              ${[...links].filter(([id]) => !recipients.data?.items.some((r) => r.recipientId === id)).map(([id, link]) =>
-                link.url ? html`<p class="portal-link">${id}: <input readonly aria-label="Portal link" .value=${link.url} /></p>` : notice(link.notice),
-              )}
+              ${[...links]
+                .filter(([id]) => !recipients.data?.items.some((r) => r.recipientId === id))
+                .map(([id, link]) =>
+                  link.url
+                    ? html`<p class="portal-link">${id}: <input readonly aria-label="Portal link" .value=${link.url} /></p>`
+                    : notice(link.notice),
+                )}
             </div>`,
     )}
   </section>`;

@@ -4,17 +4,29 @@ import {
   CreatePortalEndpointDocument,
   DeletePortalEndpointDocument,
   EndpointDetailDocument,
+  type EndpointDetailQuery,
   EndpointSecretDocument,
   EventTypeCatalogDocument,
+  type EventTypeCatalogQuery,
+  type PortalEndpointFragment,
   PortalViewerDocument,
   RecoverFromPortalDocument,
   RotatePortalEndpointSecretDocument,
   UpdatePortalEndpointDocument,
-  type EndpointDetailQuery,
-  type EventTypeCatalogQuery,
-  type PortalEndpointFragment,
 } from './generated.ts';
-import { act, badge, empty, isoToLocal, localToIso, notice, resource, show, time, type Notice, type Redraw } from './ui.ts';
+import {
+  act,
+  badge,
+  empty,
+  isoToLocal,
+  localToIso,
+  type Notice,
+  notice,
+  type Redraw,
+  resource,
+  show,
+  time,
+} from './ui.ts';
 
 /** Who the portal acts for: one recipient of one app. */
 export interface PortalContext {
@@ -41,7 +53,10 @@ function endpointCard(e: PortalEndpointFragment): TemplateResult {
 }
 
 export function endpointsPage(ctx: PortalContext, redraw: Redraw) {
-  const list = resource(async () => (await gql(ctx.token, PortalViewerDocument)).viewer.recipient?.endpoints.nodes ?? [], redraw);
+  const list = resource(
+    async () => (await gql(ctx.token, PortalViewerDocument)).viewer.recipient?.endpoints.nodes ?? [],
+    redraw,
+  );
   return () => html`<section>
     <div class="section-head">
       <h2>Endpoints</h2>
@@ -50,7 +65,10 @@ export function endpointsPage(ctx: PortalContext, redraw: Redraw) {
     ${show(list, 'portal', (endpoints) =>
       endpoints.length
         ? html`<ul class="cards">${endpoints.map(endpointCard)}</ul>`
-        : empty('No endpoints yet. Add one to start receiving webhooks.', html`<a class="button" href="#/endpoints/new">Add your first endpoint</a>`),
+        : empty(
+            'No endpoints yet. Add one to start receiving webhooks.',
+            html`<a class="button" href="#/endpoints/new">Add your first endpoint</a>`,
+          ),
     )}
   </section>`;
 }
@@ -65,7 +83,13 @@ interface FormState {
 }
 
 /** The add/edit form: URL, description, event types from the catalog, enabled, custom headers. */
-function endpointForm(catalog: Catalog, endpoint: Detail | undefined, state: FormState, redraw: Redraw, onSubmit: (form: HTMLFormElement) => void) {
+function endpointForm(
+  catalog: Catalog,
+  endpoint: Detail | undefined,
+  state: FormState,
+  redraw: Redraw,
+  onSubmit: (form: HTMLFormElement) => void,
+) {
   const selected = new Set(endpoint?.eventTypes ?? []);
   return html`<form class="form" @submit=${(e: Event) => {
     e.preventDefault();
@@ -79,14 +103,16 @@ function endpointForm(catalog: Catalog, endpoint: Detail | undefined, state: For
     </label>
     <fieldset>
       <legend>Event types <span class="muted">(none checked: all of them)</span></legend>
-      ${catalog.length
-        ? catalog.map(
-            (t) => html`<label class="check">
+      ${
+        catalog.length
+          ? catalog.map(
+              (t) => html`<label class="check">
               <input type="checkbox" name="eventTypes" value=${t.name} ?checked=${selected.has(t.name)} />
               <span><code>${t.name}</code>${t.description ? html`<span class="muted"> — ${t.description}</span>` : nothing}</span>
             </label>`,
-          )
-        : html`<p class="muted">This application has no event types yet.</p>`}
+            )
+          : html`<p class="muted">This application has no event types yet.</p>`
+      }
     </fieldset>
     <label class="check">
       <input type="checkbox" name="enabled" ?checked=${!(endpoint?.disabled ?? false)} />
@@ -128,17 +154,26 @@ function readForm(form: HTMLFormElement, state: FormState) {
 }
 
 export function newEndpointPage(ctx: PortalContext, redraw: Redraw) {
-  const catalog = resource(async () => (await gql(ctx.token, EventTypeCatalogDocument, { appId: ctx.appId })).app?.eventTypes ?? [], redraw);
+  const catalog = resource(
+    async () => (await gql(ctx.token, EventTypeCatalogDocument, { appId: ctx.appId })).app?.eventTypes ?? [],
+    redraw,
+  );
   const state: FormState = { headers: [], notice: undefined, busy: false };
   const submit = async (form: HTMLFormElement) => {
     state.busy = true;
     let createdId: string | undefined;
-    await act((n) => (state.notice = n), redraw, async () => {
-      const input = readForm(form, state);
-      const { createEndpoint } = await gql(ctx.token, CreatePortalEndpointDocument, { input: { appId: ctx.appId, recipientId: ctx.recipientUid, ...input } });
-      createdId = createEndpoint.id;
-      return 'Endpoint added.';
-    });
+    await act(
+      (n) => (state.notice = n),
+      redraw,
+      async () => {
+        const input = readForm(form, state);
+        const { createEndpoint } = await gql(ctx.token, CreatePortalEndpointDocument, {
+          input: { appId: ctx.appId, recipientId: ctx.recipientUid, ...input },
+        });
+        createdId = createEndpoint.id;
+        return 'Endpoint added.';
+      },
+    );
     state.busy = false;
     if (createdId) go(`#/endpoints/${createdId}`);
     else redraw();
@@ -162,68 +197,102 @@ export function endpointPage(ctx: PortalContext, id: string, redraw: Redraw) {
       gql(ctx.token, EventTypeCatalogDocument, { appId: ctx.appId }),
     ]);
     const endpoint = detail.endpoint;
-    if (endpoint) state.headers = Object.entries((endpoint.headers ?? {}) as Record<string, string>).map(([name, value]) => ({ name, value }));
+    if (endpoint)
+      state.headers = Object.entries((endpoint.headers ?? {}) as Record<string, string>).map(([name, value]) => ({
+        name,
+        value,
+      }));
     return { endpoint, catalog: catalog.app?.eventTypes ?? [] };
   }, redraw);
 
   const save = async (form: HTMLFormElement) => {
     state.busy = true;
-    await act((n) => (state.notice = n), redraw, async () => {
-      await gql(ctx.token, UpdatePortalEndpointDocument, { input: { id, ...readForm(form, state) } });
-      return 'Saved.';
-    });
+    await act(
+      (n) => (state.notice = n),
+      redraw,
+      async () => {
+        await gql(ctx.token, UpdatePortalEndpointDocument, { input: { id, ...readForm(form, state) } });
+        return 'Saved.';
+      },
+    );
     state.busy = false;
     await data.reload();
   };
   const reveal = () =>
-    act((n) => (secretNotice = n?.kind === 'error' ? n : undefined), redraw, async () => {
-      secret = (await gql(ctx.token, EndpointSecretDocument, { id })).endpoint?.secret;
-      return '';
-    });
+    act(
+      (n) => (secretNotice = n?.kind === 'error' ? n : undefined),
+      redraw,
+      async () => {
+        secret = (await gql(ctx.token, EndpointSecretDocument, { id })).endpoint?.secret;
+        return '';
+      },
+    );
   const rotate = () => {
     if (!confirm('Make a new signing secret? The current one keeps working for 24 hours.')) return;
-    void act((n) => (secretNotice = n), redraw, async () => {
-      secret = (await gql(ctx.token, RotatePortalEndpointSecretDocument, { input: { id } })).rotateEndpointSecret.secret;
-      return 'New secret made. The previous one keeps signing for 24 hours, so you can switch over.';
-    });
+    void act(
+      (n) => (secretNotice = n),
+      redraw,
+      async () => {
+        secret = (await gql(ctx.token, RotatePortalEndpointSecretDocument, { input: { id } })).rotateEndpointSecret
+          .secret;
+        return 'New secret made. The previous one keeps signing for 24 hours, so you can switch over.';
+      },
+    );
   };
   const recover = (e: Event) => {
     e.preventDefault();
     const since = localToIso(new FormData(e.currentTarget as HTMLFormElement).get('since'));
     if (!since) return;
-    void act((n) => (recoverNotice = n), redraw, async () => {
-      const { recoverEndpoint } = await gql(ctx.token, RecoverFromPortalDocument, { input: { endpointId: id, since } });
-      await data.reload();
-      return recoverEndpoint.queued ? `${recoverEndpoint.queued} failed deliveries queued to be sent again.` : 'No failed deliveries in that time.';
-    });
+    void act(
+      (n) => (recoverNotice = n),
+      redraw,
+      async () => {
+        const { recoverEndpoint } = await gql(ctx.token, RecoverFromPortalDocument, {
+          input: { endpointId: id, since },
+        });
+        await data.reload();
+        return recoverEndpoint.queued
+          ? `${recoverEndpoint.queued} failed deliveries queued to be sent again.`
+          : 'No failed deliveries in that time.';
+      },
+    );
   };
   const remove = () => {
     if (!confirm('Delete this endpoint? It stops receiving webhooks at once.')) return;
-    void act((n) => (dangerNotice = n), redraw, async () => {
-      await gql(ctx.token, DeletePortalEndpointDocument, { input: { id } });
-      go('#/endpoints');
-      return 'Deleted.';
-    });
+    void act(
+      (n) => (dangerNotice = n),
+      redraw,
+      async () => {
+        await gql(ctx.token, DeletePortalEndpointDocument, { input: { id } });
+        go('#/endpoints');
+        return 'Deleted.';
+      },
+    );
   };
 
   return () => html`<section>
     <p><a href="#/endpoints">← Endpoints</a></p>
     ${show(data, 'portal', ({ endpoint, catalog }) =>
       !endpoint
-        ? empty('This endpoint does not exist (any more).', html`<a class="button" href="#/endpoints">Back to endpoints</a>`)
+        ? empty(
+            'This endpoint does not exist (any more).',
+            html`<a class="button" href="#/endpoints">Back to endpoints</a>`,
+          )
         : html`<h2 class="url">${endpoint.url}</h2>
             <p>${endpoint.disabled ? badge('disabled') : badge('enabled')} ${endpoint.disabledReason ? html`<span class="muted">${endpoint.disabledReason}</span>` : nothing}</p>
             <div class="panel">
               <h3>Signing secret</h3>
               <p class="muted">Verify each webhook's <code>webhook-signature</code> header with this secret (Standard Webhooks).</p>
-              <p class="secret"><code data-testid="secret">${secret ?? 'whsec_' + '•'.repeat(24)}</code></p>
+              <p class="secret"><code data-testid="secret">${secret ?? `whsec_${'•'.repeat(24)}`}</code></p>
               <div class="actions">
-                ${secret
-                  ? html`<button class="secondary" @click=${() => {
-                      secret = undefined;
-                      redraw();
-                    }}>Hide</button>`
-                  : html`<button class="secondary" @click=${() => void reveal()}>Reveal</button>`}
+                ${
+                  secret
+                    ? html`<button class="secondary" @click=${() => {
+                        secret = undefined;
+                        redraw();
+                      }}>Hide</button>`
+                    : html`<button class="secondary" @click=${() => void reveal()}>Reveal</button>`
+                }
                 <button class="secondary" @click=${rotate}>Rotate secret</button>
               </div>
               ${notice(secretNotice)}
@@ -234,8 +303,9 @@ export function endpointPage(ctx: PortalContext, id: string, redraw: Redraw) {
             </div>
             <div class="panel">
               <h3>Recent deliveries</h3>
-              ${endpoint.deliveries.nodes.length
-                ? html`<ul class="rows">
+              ${
+                endpoint.deliveries.nodes.length
+                  ? html`<ul class="rows">
                     ${endpoint.deliveries.nodes.map(
                       (d) => html`<li>
                         <a href="#/messages/${d.message.id}"><code>${d.message.eventType}</code></a>
@@ -243,7 +313,8 @@ export function endpointPage(ctx: PortalContext, id: string, redraw: Redraw) {
                       </li>`,
                     )}
                   </ul>`
-                : html`<p class="muted">Nothing delivered to this endpoint yet.</p>`}
+                  : html`<p class="muted">Nothing delivered to this endpoint yet.</p>`
+              }
             </div>
             <div class="panel">
               <h3>Recover failed deliveries</h3>

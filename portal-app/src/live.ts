@@ -1,9 +1,9 @@
-import { createClient, type Client } from 'graphql-ws/client';
+import { type Client, createClient } from 'graphql-ws/client';
 import { html, nothing } from 'lit-html';
 import { gql } from './api.ts';
 import type { LiveAttemptsSubscription, LiveAttemptsSubscriptionVariables, TypedDocumentString } from './generated.ts';
 import { LiveAttemptsDocument, RecentAttemptsDocument } from './generated.ts';
-import { badge, empty, time, toApiError, type Mode, type Redraw } from './ui.ts';
+import { badge, empty, type Mode, type Redraw, time, toApiError } from './ui.ts';
 
 export type LiveAttempt = LiveAttemptsSubscription['attemptUpdated'];
 
@@ -25,11 +25,11 @@ function socket(token: string): Client {
   const entry = { token, ws, connected: false };
   ws.on('connected', () => {
     entry.connected = true;
-    connectionListeners.forEach((l) => l(true));
+    for (const l of connectionListeners) l(true);
   });
   ws.on('closed', () => {
     entry.connected = false;
-    connectionListeners.forEach((l) => l(false));
+    for (const l of connectionListeners) l(false);
   });
   client = entry;
   return ws;
@@ -57,7 +57,10 @@ export function subscribe<R, V>(
       },
       error: (error) => {
         const closed = error as { code?: number; reason?: string };
-        onError(closed.reason || (error instanceof Error ? error.message : 'the live connection closed'), closed.code === 4403 || closed.code === 4401 ? 'UNAUTHENTICATED' : undefined);
+        onError(
+          closed.reason || (error instanceof Error ? error.message : 'the live connection closed'),
+          closed.code === 4403 || closed.code === 4401 ? 'UNAUTHENTICATED' : undefined,
+        );
       },
       complete: () => undefined,
     },
@@ -78,7 +81,12 @@ export function follow<R, V>(
   token: string,
   document: TypedDocumentString<R, V>,
   variables: V,
-  handlers: { data(data: R): void; error(message: string, code: string | undefined): void; interrupted(): void; resumed(): void },
+  handlers: {
+    data(data: R): void;
+    error(message: string, code: string | undefined): void;
+    interrupted(): void;
+    resumed(): void;
+  },
 ): () => void {
   let stopped = false;
   let current: (() => void) | undefined;
@@ -107,13 +115,18 @@ export function follow<R, V>(
 /** The attempts of the newest messages, oldest first (the order the live list keeps). */
 async function recentAttempts(token: string, appId: string, recipientId: string | undefined): Promise<LiveAttempt[]> {
   const { app } = await gql(token, RecentAttemptsDocument, { appId, recipientId });
-  const all = (app?.messages.nodes ?? []).flatMap(({ attempts, ...message }) => attempts.nodes.map((a) => ({ ...a, message })));
+  const all = (app?.messages.nodes ?? []).flatMap(({ attempts, ...message }) =>
+    attempts.nodes.map((a) => ({ ...a, message })),
+  );
   // Ids sort by creation time.
   return all.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
 }
 
 /** The live attempt feed: each attempt as it starts and as it ends, newest first. */
-export function livePage(o: { token: string; appId: string; mode: Mode; messageBase: string; recipientId?: string }, redraw: Redraw) {
+export function livePage(
+  o: { token: string; appId: string; mode: Mode; messageBase: string; recipientId?: string },
+  redraw: Redraw,
+) {
   const attempts = new Map<string, LiveAttempt>();
   let state: 'connecting' | 'live' | 'interrupted' | 'error' = 'connecting';
   let problem: string | undefined;
@@ -190,14 +203,17 @@ export function livePage(o: { token: string; appId: string; mode: Mode; messageB
       >
     </div>
     ${problem ? html`<p class="notice notice-error" role="alert">${problem}</p>` : nothing}
-    ${interruption
-      ? html`<p class="notice notice-warn" role="status" data-testid="feed-interrupted">
+    ${
+      interruption
+        ? html`<p class="notice notice-warn" role="status" data-testid="feed-interrupted">
           The live feed was interrupted at ${time(interruption.at)}: attempts made meanwhile did not come through it.
           ${interruption.reloaded ? 'The list below was read again.' : 'Reading the list again…'}
         </p>`
-      : nothing}
-    ${attempts.size
-      ? html`<ul class="cards">
+        : nothing
+    }
+    ${
+      attempts.size
+        ? html`<ul class="cards">
           ${[...attempts.values()].reverse().map(
             (a) => html`<li class="card live-attempt" data-testid="live-attempt">
               <a class="card-link" href="${o.messageBase}/${a.message.id}">
@@ -212,6 +228,7 @@ export function livePage(o: { token: string; appId: string; mode: Mode; messageB
             </li>`,
           )}
         </ul>`
-      : empty('Waiting for attempts. Each delivery attempt appears here as it starts and as it ends.')}
+        : empty('Waiting for attempts. Each delivery attempt appears here as it starts and as it ends.')
+    }
   </section>`;
 }

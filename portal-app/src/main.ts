@@ -5,7 +5,7 @@ import { endpointPage, endpointsPage, newEndpointPage, type PortalContext } from
 import { PortalViewerDocument } from './generated.ts';
 import { livePage } from './live.ts';
 import { messageDetailPage, messageLogPage } from './messages.ts';
-import { errorBox, loading, toApiError, type Redraw } from './ui.ts';
+import { errorBox, loading, type Redraw, toApiError } from './ui.ts';
 import './style.css';
 
 const root = document.getElementById('app')!;
@@ -21,7 +21,14 @@ function currentRoute() {
   return { parts: path.split('/').filter(Boolean).map(decodeURIComponent), query: new URLSearchParams(query ?? '') };
 }
 
-function frame(side: 'portal' | 'dashboard', title: string, nav: [string, string][], active: string, body: TemplateResult, extra: TemplateResult | typeof nothing = nothing) {
+function frame(
+  side: 'portal' | 'dashboard',
+  title: string,
+  nav: [string, string][],
+  active: string,
+  body: TemplateResult,
+  extra: TemplateResult | typeof nothing = nothing,
+) {
   return html`<header class="top">
       <div class="brand"><span class="logo" aria-hidden="true">⇄</span><h1>${title}</h1></div>
       <nav aria-label=${side}>
@@ -62,11 +69,27 @@ function dashboardRoute(parts: string[], query: URLSearchParams, redraw: Redraw)
   let active = '#/dashboard';
   const [, appId, sub, messageId] = parts;
   if (parts[0] === 'apps' && appId && sub === 'live') {
-    page = livePage({ token: apiKey, appId, mode: 'dashboard', messageBase: `#/dashboard/apps/${appId}/messages` }, redraw);
+    page = livePage(
+      { token: apiKey, appId, mode: 'dashboard', messageBase: `#/dashboard/apps/${appId}/messages` },
+      redraw,
+    );
   } else if (parts[0] === 'apps' && appId && sub === 'messages' && messageId) {
-    page = messageDetailPage({ token: apiKey, appId, mode: 'dashboard', base: `#/dashboard/apps/${appId}/messages`, id: messageId }, redraw);
+    page = messageDetailPage(
+      { token: apiKey, appId, mode: 'dashboard', base: `#/dashboard/apps/${appId}/messages`, id: messageId },
+      redraw,
+    );
   } else if (parts[0] === 'apps' && appId && sub === 'messages') {
-    page = messageLogPage({ token: apiKey, appId, mode: 'dashboard', base: `#/dashboard/apps/${appId}/messages`, filters: query, byRecipient: true }, redraw);
+    page = messageLogPage(
+      {
+        token: apiKey,
+        appId,
+        mode: 'dashboard',
+        base: `#/dashboard/apps/${appId}/messages`,
+        filters: query,
+        byRecipient: true,
+      },
+      redraw,
+    );
   } else if (parts[0] === 'apps' && appId) {
     page = appPage(apiKey, appId, redraw);
   } else {
@@ -117,7 +140,10 @@ function portalRoute(parts: string[], query: URLSearchParams, redraw: Redraw, ge
     page = messageDetailPage({ token, appId: ctx.appId, mode: 'portal', base: '#/messages', id: parts[1] }, redraw);
     active = '#/messages';
   } else if (parts[0] === 'messages') {
-    page = messageLogPage({ token, appId: ctx.appId, mode: 'portal', base: '#/messages', filters: query, byRecipient: false }, redraw);
+    page = messageLogPage(
+      { token, appId: ctx.appId, mode: 'portal', base: '#/messages', filters: query, byRecipient: false },
+      redraw,
+    );
     active = '#/messages';
   } else if (parts[0] === 'live') {
     page = livePage({ token, appId: ctx.appId, mode: 'portal', messageBase: '#/messages' }, redraw);

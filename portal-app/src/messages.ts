@@ -1,20 +1,20 @@
 import { html, nothing } from 'lit-html';
 import { repeat } from 'lit-html/directives/repeat.js';
 import { gql } from './api.ts';
-import { follow } from './live.ts';
 import {
-  EventTypeCatalogDocument,
   DeliveryAttemptsDocument,
+  type DeliveryStatus,
+  EventTypeCatalogDocument,
   LiveAttemptsDocument,
   MessageDeliveriesDocument,
+  type MessageDeliveryFragment,
   MessageDetailDocument,
   MessageLogDocument,
-  ResendFromPortalDocument,
-  type DeliveryStatus,
-  type MessageDeliveryFragment,
   type MessageLogQuery,
   type PortalAttemptFragment,
+  ResendFromPortalDocument,
 } from './generated.ts';
+import { follow } from './live.ts';
 import {
   act,
   badge,
@@ -22,18 +22,17 @@ import {
   isoToLocal,
   loadMore,
   localToIso,
+  type Mode,
+  type Notice,
   notice,
   PagedList,
   pagedResource,
   pretty,
+  type Redraw,
   readThrough,
   resource,
   show,
   time,
-  toApiError,
-  type Mode,
-  type Notice,
-  type Redraw,
 } from './ui.ts';
 
 const STATUSES: DeliveryStatus[] = ['PENDING', 'SENDING', 'SUCCEEDED', 'FAILED', 'CANCELED'];
@@ -55,12 +54,17 @@ type Summary = NonNullable<MessageLogQuery['app']>['messages']['nodes'][number];
 export function messageLogPage(o: LogOptions, redraw: Redraw) {
   const f = {
     eventType: o.filters.get('eventType') || undefined,
-    status: (STATUSES as string[]).includes(o.filters.get('status') ?? '') ? (o.filters.get('status') as DeliveryStatus) : undefined,
+    status: (STATUSES as string[]).includes(o.filters.get('status') ?? '')
+      ? (o.filters.get('status') as DeliveryStatus)
+      : undefined,
     since: o.filters.get('since') || undefined,
     until: o.filters.get('until') || undefined,
     recipientId: (o.byRecipient && o.filters.get('recipientId')) || undefined,
   };
-  const catalog = resource(async () => (await gql(o.token, EventTypeCatalogDocument, { appId: o.appId })).app?.eventTypes ?? [], redraw);
+  const catalog = resource(
+    async () => (await gql(o.token, EventTypeCatalogDocument, { appId: o.appId })).app?.eventTypes ?? [],
+    redraw,
+  );
   const page = pagedResource<Summary>(
     async (after) => (await gql(o.token, MessageLogDocument, { appId: o.appId, first: 25, after, ...f })).app?.messages,
     redraw,
@@ -141,7 +145,10 @@ const ATTEMPTS_PAGE = 20;
 const MAX_PAGE = 100;
 const byId = (item: { id: string }) => item.id;
 
-export function messageDetailPage(o: { token: string; appId: string; mode: Mode; base: string; id: string }, redraw: Redraw) {
+export function messageDetailPage(
+  o: { token: string; appId: string; mode: Mode; base: string; id: string },
+  redraw: Redraw,
+) {
   const attemptsPage = async (deliveryId: string, first: number, after: string | null) => {
     const { node } = await gql(o.token, DeliveryAttemptsDocument, { id: deliveryId, first, after });
     return node && 'attempts' in node ? node.attempts : undefined;
@@ -154,7 +161,9 @@ export function messageDetailPage(o: { token: string; appId: string; mode: Mode;
   const attemptsOf = (d: MessageDeliveryFragment) => {
     let list = attempts.get(d.id);
     if (!list) {
-      list = new PagedList<PortalAttemptFragment>((after) => attemptsPage(d.id, ATTEMPTS_PAGE, after), redraw).reset(d.attempts);
+      list = new PagedList<PortalAttemptFragment>((after) => attemptsPage(d.id, ATTEMPTS_PAGE, after), redraw).reset(
+        d.attempts,
+      );
       attempts.set(d.id, list);
     }
     return list;
@@ -163,7 +172,9 @@ export function messageDetailPage(o: { token: string; appId: string; mode: Mode;
   // read again (a status beyond the first pages does not go stale) and the pages loaded stay, each item once.
   const data = resource(async () => {
     const shown = Math.max(deliveries.items.length, DELIVERIES_PAGE);
-    const message = (await gql(o.token, MessageDetailDocument, { appId: o.appId, id: o.id, deliveries: Math.min(shown, MAX_PAGE) })).message;
+    const message = (
+      await gql(o.token, MessageDetailDocument, { appId: o.appId, id: o.id, deliveries: Math.min(shown, MAX_PAGE) })
+    ).message;
     if (!message) return message;
     const read = await readThrough(message.deliveries, shown, MAX_PAGE, deliveriesPage);
     const fresh = await Promise.all(
@@ -201,24 +212,37 @@ export function messageDetailPage(o: { token: string; appId: string; mode: Mode;
     reloading = false;
   };
   // Subscribed again after an interruption of the feed, it rereads too: attempts made meanwhile never came through it.
-  const stop = follow(o.token, LiveAttemptsDocument, { appId: o.appId, messageId: o.id }, {
-    data: () => void refresh(),
-    error: () => undefined,
-    interrupted: () => undefined,
-    resumed: () => void refresh(),
-  });
+  const stop = follow(
+    o.token,
+    LiveAttemptsDocument,
+    { appId: o.appId, messageId: o.id },
+    {
+      data: () => void refresh(),
+      error: () => undefined,
+      interrupted: () => undefined,
+      resumed: () => void refresh(),
+    },
+  );
   window.addEventListener('hashchange', stop, { once: true });
   const resend = (endpointId?: string) =>
-    act((n) => (resendNotice = n), redraw, async () => {
-      busy = true;
-      try {
-        const { resendMessage } = await gql(o.token, ResendFromPortalDocument, { input: { appId: o.appId, messageId: o.id, endpointId } });
-        await refresh();
-        return resendMessage.length === 1 ? 'Resent: a new attempt is on its way.' : `Resent to ${resendMessage.length} endpoints.`;
-      } finally {
-        busy = false;
-      }
-    });
+    act(
+      (n) => (resendNotice = n),
+      redraw,
+      async () => {
+        busy = true;
+        try {
+          const { resendMessage } = await gql(o.token, ResendFromPortalDocument, {
+            input: { appId: o.appId, messageId: o.id, endpointId },
+          });
+          await refresh();
+          return resendMessage.length === 1
+            ? 'Resent: a new attempt is on its way.'
+            : `Resent to ${resendMessage.length} endpoints.`;
+        } finally {
+          busy = false;
+        }
+      },
+    );
   return () => html`<section>
     <div class="section-head">
       <p><a href=${o.base}>← Messages</a></p>
@@ -239,27 +263,33 @@ export function messageDetailPage(o: { token: string; appId: string; mode: Mode;
             </div>
             <div class="panel">
               <h3>Deliveries</h3>
-              ${deliveries.items.length
-                ? html`<ul class="deliveries">
+              ${
+                deliveries.items.length
+                  ? html`<ul class="deliveries">
                     ${repeat(
                       deliveries.items,
                       byId,
                       (d) => html`<li class="delivery" data-testid="delivery" data-id=${d.id}>
                         <div class="delivery-head">
                           ${badge(d.status)} <span class="url">${d.endpoint.url}</span>
-                          ${d.endpoint.disabled
-                            ? html`<span class="muted">(endpoint disabled)</span>`
-                            : html`<button class="secondary small" ?disabled=${busy} @click=${() => void resend(d.endpoint.id)}>Resend here</button>`}
+                          ${
+                            d.endpoint.disabled
+                              ? html`<span class="muted">(endpoint disabled)</span>`
+                              : html`<button class="secondary small" ?disabled=${busy} @click=${() => void resend(d.endpoint.id)}>Resend here</button>`
+                          }
                         </div>
                         <p class="muted">${d.attemptCount} attempt(s)${d.nextAttemptAt ? html` · next try ${time(d.nextAttemptAt)}` : nothing}</p>
-                        ${attemptsOf(d).items.length
-                          ? html`<ul class="attempts">${repeat(attemptsOf(d).items, byId, attemptRow)}</ul>${loadMore(attemptsOf(d), 'Older attempts')}`
-                          : html`<p class="muted">No attempt yet.</p>`}
+                        ${
+                          attemptsOf(d).items.length
+                            ? html`<ul class="attempts">${repeat(attemptsOf(d).items, byId, attemptRow)}</ul>${loadMore(attemptsOf(d), 'Older attempts')}`
+                            : html`<p class="muted">No attempt yet.</p>`
+                        }
                       </li>`,
                     )}
                   </ul>
                   ${loadMore(deliveries, 'More deliveries')}`
-                : html`<p class="muted">No endpoint was subscribed to this event when it was sent.</p>`}
+                  : html`<p class="muted">No endpoint was subscribed to this event when it was sent.</p>`
+              }
             </div>`,
     )}
   </section>`;

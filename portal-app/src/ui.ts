@@ -35,7 +35,9 @@ export function resource<T>(load: () => Promise<T>, redraw: Redraw): Resource<T>
 }
 
 export function toApiError(error: unknown): ApiError {
-  return error instanceof ApiError ? error : new ApiError(error instanceof Error ? error.message : String(error), 'INTERNAL_SERVER_ERROR');
+  return error instanceof ApiError
+    ? error
+    : new ApiError(error instanceof Error ? error.message : String(error), 'INTERNAL_SERVER_ERROR');
 }
 
 /** Which side of the SPA is showing, for what an expired credential means. */
@@ -81,7 +83,8 @@ export function time(iso: string | null | undefined): TemplateResult | string {
   return html`<time datetime=${iso} title=${iso}>${d.toLocaleString(undefined, { dateStyle: 'medium', timeStyle: 'medium' })}</time>`;
 }
 
-export const badge = (status: string) => html`<span class="badge badge-${status.toLowerCase()}">${status.toLowerCase()}</span>`;
+export const badge = (status: string) =>
+  html`<span class="badge badge-${status.toLowerCase()}">${status.toLowerCase()}</span>`;
 
 export const pretty = (value: unknown) => JSON.stringify(value, null, 2);
 
@@ -95,7 +98,11 @@ export const notice = (n: Notice | undefined) =>
   n ? html`<p class="notice notice-${n.kind}" role=${n.kind === 'error' ? 'alert' : 'status'}>${n.text}</p>` : nothing;
 
 /** Runs an action, turning its outcome into a notice; returns whether it worked. */
-export async function act(set: (n: Notice | undefined) => void, redraw: Redraw, work: () => Promise<string>): Promise<boolean> {
+export async function act(
+  set: (n: Notice | undefined) => void,
+  redraw: Redraw,
+  work: () => Promise<string>,
+): Promise<boolean> {
   set(undefined);
   redraw();
   try {
@@ -216,7 +223,10 @@ export class PagedList<T> {
 }
 
 /** A paged list whose first page loads like any resource (and reload() starts over from it). */
-export function pagedResource<T>(load: (after: string | null) => Promise<Page<T> | null | undefined>, redraw: Redraw): Resource<PagedList<T>> {
+export function pagedResource<T>(
+  load: (after: string | null) => Promise<Page<T> | null | undefined>,
+  redraw: Redraw,
+): Resource<PagedList<T>> {
   const list = new PagedList<T>(load, redraw);
   return resource(async () => list.reset(await load(null)), redraw);
 }
@@ -224,6 +234,8 @@ export function pagedResource<T>(load: (after: string | null) => Promise<Page<T>
 /** The "Load more" button of a paged list, while it has more, and why the last try failed. */
 export const loadMore = <T>(list: PagedList<T>, label = 'Load more') =>
   html`${list.moreError ? html`<p class="notice notice-error" role="alert">${list.moreError}</p>` : nothing}
-  ${list.next
-    ? html`<div class="actions"><button class="secondary" ?disabled=${list.loadingMore} @click=${() => void list.more()}>${list.loadingMore ? 'Loading…' : label}</button></div>`
-    : nothing}`;
+  ${
+    list.next
+      ? html`<div class="actions"><button class="secondary" ?disabled=${list.loadingMore} @click=${() => void list.more()}>${list.loadingMore ? 'Loading…' : label}</button></div>`
+      : nothing
+  }`;

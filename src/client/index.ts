@@ -37,10 +37,14 @@ export interface DispatchClient {
   /** Runs a typed operation; resolves its data, or rejects with a DispatchClientError. */
   request<TResult, TVariables extends Record<string, unknown>>(
     document: TypedDocumentNode<TResult, TVariables>,
+    // biome-ignore lint/complexity/noBannedTypes: `{}` is how an operation without variables is typed
     ...variables: {} extends TVariables ? [TVariables?] : [TVariables]
   ): Promise<TResult>;
   /** Runs any GraphQL text and returns the whole response, errors included. */
-  raw<T = Record<string, unknown>>(query: string, variables?: Record<string, unknown>): Promise<{ data?: T | null; errors?: GraphQLErrorShape[]; status: number }>;
+  raw<T = Record<string, unknown>>(
+    query: string,
+    variables?: Record<string, unknown>,
+  ): Promise<{ data?: T | null; errors?: GraphQLErrorShape[]; status: number }>;
 }
 
 /** A small typed client for operator backends (and portal tokens). */
@@ -51,7 +55,10 @@ export function createDispatchClient(options: DispatchClientOptions): DispatchCl
   async function post<T>(query: string, variables: Record<string, unknown> | undefined) {
     const response = await ofetch.raw<{ data?: T | null; errors?: GraphQLErrorShape[] }>(endpoint, {
       method: 'POST',
-      headers: { authorization: `Bearer ${options.apiKey}`, accept: 'application/graphql-response+json, application/json' },
+      headers: {
+        authorization: `Bearer ${options.apiKey}`,
+        accept: 'application/graphql-response+json, application/json',
+      },
       body: { query, variables },
       ignoreResponseError: true,
       timeout: options.timeoutMs ?? 30_000,
@@ -68,7 +75,8 @@ export function createDispatchClient(options: DispatchClientOptions): DispatchCl
         printed.set(document, query);
       }
       const result = await post(query, rest[0] as Record<string, unknown> | undefined);
-      if (result.errors?.length || result.data == null) throw new DispatchClientError(result.errors ?? [], result.status);
+      if (result.errors?.length || result.data == null)
+        throw new DispatchClientError(result.errors ?? [], result.status);
       return result.data as never;
     },
     raw: (query, variables) => post(query, variables),

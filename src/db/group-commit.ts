@@ -29,7 +29,7 @@ export function createGroupCommit<I, O>(options: GroupCommitOptions<I, O>): (ite
         queued = queued.slice(options.maxBatch);
         try {
           const outcomes = await options.writeBatch(batch.map((e) => e.item));
-          batch.forEach((e, i) => e.resolve(outcomes[i]!));
+          for (const [i, e] of batch.entries()) e.resolve(outcomes[i]!);
         } catch (error) {
           options.onBatchFailed?.(error, batch.length);
           await Promise.all(batch.map((e) => options.writeAlone(e.item).then(e.resolve, e.reject)));

@@ -28,7 +28,9 @@ export async function startDatabase(
   const running = !url && options.reuseRunningEmbedded ? await findRunningEmbeddedPostgres({ dir }) : undefined;
   if (running) {
     url = running.url;
-    options.log?.(`embedded PostgreSQL already running at ${url.replace(/:[^:@/]+@/, ':***@')} (data in ${config.dataDir})`);
+    options.log?.(
+      `embedded PostgreSQL already running at ${url.replace(/:[^:@/]+@/, ':***@')} (data in ${config.dataDir})`,
+    );
   } else if (!url) {
     const embedded = await startEmbeddedPostgres({ dir, port: 54329 });
     url = embedded.url;

@@ -1,5 +1,5 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { readdirSync, readFileSync, existsSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
@@ -35,7 +35,10 @@ export class MigrationError extends Error {}
  */
 export async function migrate(
   databaseUrl: string,
-  options: { log?: (line: string) => void; /** Only these (tests of an upgrade): the first n migrations. */ upTo?: number } = {},
+  options: {
+    log?: (line: string) => void /** Only these (tests of an upgrade): the first n migrations. */;
+    upTo?: number;
+  } = {},
 ): Promise<string[]> {
   const client = new pg.Client({ connectionString: databaseUrl });
   await client.connect();
@@ -52,15 +55,20 @@ export async function migrate(
       "started_at"            TIMESTAMPTZ NOT NULL DEFAULT now(),
       "applied_steps_count"   INTEGER NOT NULL DEFAULT 0
     )`);
-    const { rows } = await client.query<{ migration_name: string; checksum: string; finished_at: Date | null; rolled_back_at: Date | null }>(
-      'SELECT migration_name, checksum, finished_at, rolled_back_at FROM "_prisma_migrations"',
-    );
+    const { rows } = await client.query<{
+      migration_name: string;
+      checksum: string;
+      finished_at: Date | null;
+      rolled_back_at: Date | null;
+    }>('SELECT migration_name, checksum, finished_at, rolled_back_at FROM "_prisma_migrations"');
     const done = new Map(rows.filter((r) => r.rolled_back_at === null).map((r) => [r.migration_name, r]));
     for (const migration of readMigrations().slice(0, options.upTo)) {
       const row = done.get(migration.name);
       if (row) {
         if (row.finished_at === null) {
-          throw new MigrationError(`migration ${migration.name} started earlier and did not finish; repair the database before starting`);
+          throw new MigrationError(
+            `migration ${migration.name} started earlier and did not finish; repair the database before starting`,
+          );
         }
         if (row.checksum !== migration.checksum) {
           options.log?.(`warning: migration ${migration.name} was edited after it was applied`);

@@ -1,16 +1,16 @@
 import type pg from 'pg';
 import { createGroupCommit } from '../db/group-commit.ts';
-import { inTransaction, type SqlExecutor } from '../domain/context.ts';
 import { DEFAULT_ATTEMPT_TIMEOUT_MS } from '../domain/apps.ts';
+import { inTransaction, type SqlExecutor } from '../domain/context.ts';
 import { activeSecretsSql } from '../domain/endpoints.ts';
 import { newId } from '../domain/ids.ts';
 import type { AttemptEvent, LiveBus } from '../live/bus.ts';
 import type { Logger } from '../logger.ts';
+import { DEFAULT_RETRY_SCHEDULE, nextRetryDelayMs, retryAfterDelayMs } from '../webhooks/retry.ts';
+import { signatureHeaders } from '../webhooks/signing.ts';
 import { attemptDuration, attemptsTotal, endpointsDisabled, firstAttemptLatency } from './metrics.ts';
-import { fenceOf, type DeliveryJob, type DeliveryQueue, type JobFence, type QueuedTry, type Trigger } from './queue.ts';
-import { DEFAULT_RETRY_SCHEDULE, nextRetryDelayMs, retryAfterDelayMs } from './retry.ts';
+import { type DeliveryJob, type DeliveryQueue, fenceOf, type JobFence, type QueuedTry, type Trigger } from './queue.ts';
 import type { Sender, SendResult } from './sender.ts';
-import { signatureHeaders } from './signing.ts';
 
 /**
  * One job: one try of one delivery. In three steps, so no transaction is
@@ -116,7 +116,13 @@ export async function claimTries(deps: DeliverDeps, max: number): Promise<Claime
     for (const job of jobs) {
       const loaded = loadedById.get(job.deliveryId);
       const waiting = loaded && (loaded.status === 'PENDING' || loaded.status === 'SENDING') && loaded.scheduled;
-      if (loaded && job.runs === 1 && !loaded.disabled && (job.trigger === 'MANUAL' || waiting) && seen.get(job.deliveryId) === 1) {
+      if (
+        loaded &&
+        job.runs === 1 &&
+        !loaded.disabled &&
+        (job.trigger === 'MANUAL' || waiting) &&
+        seen.get(job.deliveryId) === 1
+      ) {
         plain.push({ job, loaded, attemptId: newId('Attempt') });
       } else {
         alone.push(job);
@@ -158,7 +164,8 @@ export async function claimTries(deps: DeliverDeps, max: number): Promise<Claime
     return result;
   });
   for (const c of claimed) {
-    if (c.send && c.send.loaded.attemptCount === 0) firstAttemptLatency.observe((Date.now() - c.send.loaded.deliveryCreatedMs) / 1000);
+    if (c.send && c.send.loaded.attemptCount === 0)
+      firstAttemptLatency.observe((Date.now() - c.send.loaded.deliveryCreatedMs) / 1000);
   }
   for (const event of events) publish(deps, event);
   return claimed;
@@ -185,9 +192,10 @@ export async function sendTry(deps: DeliverDeps, claimed: ClaimedTry): Promise<v
   attemptsTotal.inc({ outcome: result.ok ? 'succeeded' : (result.errorKind ?? 'failed'), trigger: job.trigger });
 
   const outcome: FinishInput = { job, fence: fenceOf(job), loaded, attemptId, trigger: job.trigger, result };
-  const finished = result.ok && deps.settler
-    ? await deps.settler.succeeded(outcome)
-    : await inTransaction(deps.pool, (sql) => finishAttempt(deps, sql, outcome));
+  const finished =
+    result.ok && deps.settler
+      ? await deps.settler.succeeded(outcome)
+      : await inTransaction(deps.pool, (sql) => finishAttempt(deps, sql, outcome));
   if (finished.retryAt) deps.onRetryQueued?.(finished.retryAt);
   publish(deps, attemptEvent(loaded, attemptId, result.ok ? 'SUCCEEDED' : 'FAILED'));
 }
@@ -202,7 +210,14 @@ export function webhookBody(loaded: Pick<Loaded, 'eventType' | 'messageCreatedMs
 }
 
 function attemptEvent(loaded: Loaded, attemptId: string, status: AttemptEvent['status']): AttemptEvent {
-  return { attemptId, appId: loaded.appId, recipientId: loaded.recipientId, messageId: loaded.messageId, endpointId: loaded.endpointId, status };
+  return {
+    attemptId,
+    appId: loaded.appId,
+    recipientId: loaded.recipientId,
+    messageId: loaded.messageId,
+    endpointId: loaded.endpointId,
+    status,
+  };
 }
 
 /**
@@ -213,7 +228,10 @@ function publish(deps: DeliverDeps, event: AttemptEvent): void {
   if (!deps.live) return;
   deps.live.publishAttempt(event).catch((error: unknown) => {
     // The live feed is a view; a delivery never fails because of it.
-    deps.logger.warn(`delivery: could not publish attempt ${event.attemptId} to the live feed`, error instanceof Error ? error.message : error);
+    deps.logger.warn(
+      `delivery: could not publish attempt ${event.attemptId} to the live feed`,
+      error instanceof Error ? error.message : error,
+    );
   });
 }
 
@@ -264,7 +282,12 @@ async function startAttempt(deps: DeliverDeps, sql: SqlExecutor, job: DeliveryJo
       `UPDATE "Attempt" SET status = 'FAILED', "errorKind" = $3, error = $4, "finishedAt" = now()
        WHERE "deliveryId" = $1 AND trigger = $2 AND status = 'SENDING'
        RETURNING id`,
-      [deliveryId, trigger, WORKER_LOST, 'the worker stopped during this attempt; it is tried again with the same webhook-id'],
+      [
+        deliveryId,
+        trigger,
+        WORKER_LOST,
+        'the worker stopped during this attempt; it is tried again with the same webhook-id',
+      ],
     );
     for (const { id } of lost.rows) events.push(attemptEvent(loaded, id, 'FAILED'));
   }
@@ -289,7 +312,16 @@ async function startAttempt(deps: DeliverDeps, sql: SqlExecutor, job: DeliveryJo
     name: 'dispatch_attempt_start',
     text: `INSERT INTO "Attempt" (id, "appId", "recipientId", "messageId", "endpointId", "deliveryId", status, trigger, url)
      VALUES ($1, $2, $3, $4, $5, $6, 'SENDING', $7, $8)`,
-    values: [attemptId, loaded.appId, loaded.recipientId, loaded.messageId, loaded.endpointId, deliveryId, trigger, loaded.url],
+    values: [
+      attemptId,
+      loaded.appId,
+      loaded.recipientId,
+      loaded.messageId,
+      loaded.endpointId,
+      deliveryId,
+      trigger,
+      loaded.url,
+    ],
   });
   await sql.query({
     name: 'dispatch_delivery_sending',
@@ -322,8 +354,15 @@ async function finishAttempt(deps: DeliverDeps, sql: SqlExecutor, input: FinishI
     text: `UPDATE "Attempt" SET status = $2, "responseStatusCode" = $3, "responseBody" = $4, "durationMs" = $5,
             error = $6, "errorKind" = $7, "finishedAt" = now()
      WHERE id = $1`,
-    values: [attemptId, result.ok ? 'SUCCEEDED' : 'FAILED', result.statusCode ?? null, result.responseBody ?? null, result.durationMs,
-      result.error ?? null, result.errorKind ?? null],
+    values: [
+      attemptId,
+      result.ok ? 'SUCCEEDED' : 'FAILED',
+      result.statusCode ?? null,
+      result.responseBody ?? null,
+      result.durationMs,
+      result.error ?? null,
+      result.errorKind ?? null,
+    ],
   });
   // The job was taken over (this worker was presumed dead): the attempt is
   // recorded, and the delivery is now the other worker's to move on.
@@ -353,24 +392,35 @@ async function finishAttempt(deps: DeliverDeps, sql: SqlExecutor, input: FinishI
   let retry: QueuedTry | undefined;
   if (trigger === 'SCHEDULED') {
     const tryNumber = job.try ?? 1;
-    const scheduled = gone ? null : nextRetryDelayMs({ schedule: scheduleOf(loaded.retrySchedule), attemptNumber: tryNumber });
+    const scheduled = gone
+      ? null
+      : nextRetryDelayMs({ schedule: scheduleOf(loaded.retrySchedule), attemptNumber: tryNumber });
     if (current.status === 'SUCCEEDED' || current.nextAttemptAt === null) {
       // A manual attempt succeeded meanwhile: nothing left to retry.
       status = current.status === 'SENDING' ? 'FAILED' : current.status;
     } else if (scheduled === null) {
       status = 'FAILED';
     } else {
-      const delay = result.statusCode === 429 || result.statusCode === 503 ? retryAfterDelayMs(result.retryAfter, scheduled) : scheduled;
+      const delay =
+        result.statusCode === 429 || result.statusCode === 503
+          ? retryAfterDelayMs(result.retryAfter, scheduled)
+          : scheduled;
       nextAttemptAt = new Date(Date.now() + delay);
       status = 'PENDING';
-      retry = { deliveryId: loaded.deliveryId, endpointId: loaded.endpointId, trigger: 'SCHEDULED', try: tryNumber + 1, startAfter: nextAttemptAt };
+      retry = {
+        deliveryId: loaded.deliveryId,
+        endpointId: loaded.endpointId,
+        trigger: 'SCHEDULED',
+        try: tryNumber + 1,
+        startAfter: nextAttemptAt,
+      };
     }
   } else {
     nextAttemptAt = gone ? null : current.nextAttemptAt;
-    const others = await sql.query(`SELECT 1 FROM "Attempt" WHERE "deliveryId" = $1 AND status = 'SENDING' AND id <> $2 LIMIT 1`, [
-      loaded.deliveryId,
-      attemptId,
-    ]);
+    const others = await sql.query(
+      `SELECT 1 FROM "Attempt" WHERE "deliveryId" = $1 AND status = 'SENDING' AND id <> $2 LIMIT 1`,
+      [loaded.deliveryId, attemptId],
+    );
     status = others.rowCount ? 'SENDING' : nextAttemptAt ? 'PENDING' : 'FAILED';
   }
   await sql.query({
@@ -439,7 +489,10 @@ export function createSuccessSettler(deps: DeliverDeps): SuccessSettler {
       writeBatch: settleBatch,
       writeAlone: (input) => inTransaction(deps.pool, (sql) => finishAttempt(deps, sql, input)),
       onBatchFailed: (error, size) =>
-        deps.logger.warn(`delivery: settling ${size} successful tries together failed; settling each alone`, error instanceof Error ? error.message : error),
+        deps.logger.warn(
+          `delivery: settling ${size} successful tries together failed; settling each alone`,
+          error instanceof Error ? error.message : error,
+        ),
     }),
   };
 }
@@ -449,10 +502,18 @@ export function createSuccessSettler(deps: DeliverDeps): SuccessSettler {
  * success; a 410 disables the endpoint at once, and failing everything for
  * longer than disableAfterSeconds disables it too.
  */
-async function recordEndpointHealth(deps: DeliverDeps, sql: SqlExecutor, loaded: Loaded, ok: boolean, gone: boolean): Promise<void> {
+async function recordEndpointHealth(
+  deps: DeliverDeps,
+  sql: SqlExecutor,
+  loaded: Loaded,
+  ok: boolean,
+  gone: boolean,
+): Promise<void> {
   if (ok) {
     if (loaded.failingSince) {
-      await sql.query(`UPDATE "Endpoint" SET "failingSince" = NULL WHERE id = $1 AND "failingSince" IS NOT NULL`, [loaded.endpointId]);
+      await sql.query(`UPDATE "Endpoint" SET "failingSince" = NULL WHERE id = $1 AND "failingSince" IS NOT NULL`, [
+        loaded.endpointId,
+      ]);
     }
     return;
   }
@@ -473,7 +534,9 @@ async function recordEndpointHealth(deps: DeliverDeps, sql: SqlExecutor, loaded:
     );
     deps.logger.info(`delivery: disabled endpoint ${loaded.endpointId}: ${reason}`);
   } else if (!loaded.failingSince) {
-    await sql.query(`UPDATE "Endpoint" SET "failingSince" = now() WHERE id = $1 AND "failingSince" IS NULL`, [loaded.endpointId]);
+    await sql.query(`UPDATE "Endpoint" SET "failingSince" = now() WHERE id = $1 AND "failingSince" IS NULL`, [
+      loaded.endpointId,
+    ]);
   }
 }
 

@@ -1,19 +1,26 @@
+import type { Job } from 'pg-boss';
 import client from 'prom-client';
-import type { Db } from 'pg-boss';
 import type { Config } from '../config.ts';
 import type { Database } from '../db/client.ts';
 import type { DeliveryHooks } from '../domain/context.ts';
-import { registry } from '../http/metrics.ts';
 import type { LiveBus } from '../live/bus.ts';
 import type { Logger } from '../logger.ts';
-import { claimTries, createSuccessSettler, sendTry, type ClaimedTry, type DeliverDeps } from './deliver.ts';
+import { registry } from '../metrics.ts';
+import { createAddressPolicy } from '../webhooks/outbound-safety.ts';
+import { type ClaimedTry, claimTries, createSuccessSettler, type DeliverDeps, sendTry } from './deliver.ts';
 import { attemptsInFlight } from './metrics.ts';
-import { createAddressPolicy } from './outbound-safety.ts';
-import type { Job } from 'pg-boss';
-import { DELIVERY_CHANNEL, fenceOf, JOB_LEASE_SECONDS, RECOVER_QUEUE, startQueue, triesOf, type RecoverJob } from './queue.ts';
+import {
+  DELIVERY_CHANNEL,
+  fenceOf,
+  JOB_LEASE_SECONDS,
+  RECOVER_QUEUE,
+  type RecoverJob,
+  startQueue,
+  triesOf,
+} from './queue.ts';
 import { runRecoverJob } from './recover.ts';
 import { createSender } from './sender.ts';
-import { startWorker, type QueueWorker } from './worker.ts';
+import { type QueueWorker, startWorker } from './worker.ts';
 
 /**
  * The delivery engine of one process: the queue every role writes to (the
@@ -65,7 +72,10 @@ export async function startDeliveryEngine({ config, db, logger, live, work }: En
     return { hooks, readiness: async () => null, stop: () => queue.stop() };
   }
 
-  const sender = createSender({ policy: createAddressPolicy(config.allowNetworks), connectionsPerOrigin: config.workerConcurrency });
+  const sender = createSender({
+    policy: createAddressPolicy(config.allowNetworks),
+    connectionsPerOrigin: config.workerConcurrency,
+  });
   const deliverDeps: DeliverDeps = {
     pool: db.pool,
     queue,
@@ -82,7 +92,8 @@ export async function startDeliveryEngine({ config, db, logger, live, work }: En
     source: {
       take: (max) => claimTries(deliverDeps, max),
       key: (claimed) => claimed.job.id,
-      fail: (claimed, error) => queue.release(fenceOf(claimed.job), error instanceof Error ? error.message : String(error)),
+      fail: (claimed, error) =>
+        queue.release(fenceOf(claimed.job), error instanceof Error ? error.message : String(error)),
       touch: (claimed) => queue.touch(claimed.map((c) => fenceOf(c.job))),
     },
     logger,
@@ -98,7 +109,11 @@ export async function startDeliveryEngine({ config, db, logger, live, work }: En
       take: (max) => queue.boss.fetch<RecoverJob>(RECOVER_QUEUE, { batchSize: max }),
       key: (job) => job.id,
       fail: async (job, error) => {
-        await queue.boss.fail(RECOVER_QUEUE, { id: job.id, retryCount: job.retryCount }, { message: error instanceof Error ? error.message : String(error) });
+        await queue.boss.fail(
+          RECOVER_QUEUE,
+          { id: job.id, retryCount: job.retryCount },
+          { message: error instanceof Error ? error.message : String(error) },
+        );
       },
     },
     logger,
@@ -117,7 +132,9 @@ export async function startDeliveryEngine({ config, db, logger, live, work }: En
         logger.warn(`delivery: ${n} job(s) of a lost worker queued again`);
         deliveryWorker?.wake();
       })
-      .catch((error: unknown) => logger.warn('delivery: looking for lost jobs failed', error instanceof Error ? error.message : error));
+      .catch((error: unknown) =>
+        logger.warn('delivery: looking for lost jobs failed', error instanceof Error ? error.message : error),
+      );
   }, config.queueSuperviseSeconds * 1000);
   supervisor.unref();
 
@@ -137,7 +154,10 @@ export async function startDeliveryEngine({ config, db, logger, live, work }: En
       if (listening) listens.push(listening);
     }
   } catch (error) {
-    logger.warn('delivery: LISTEN failed; workers fall back to polling', error instanceof Error ? error.message : error);
+    logger.warn(
+      'delivery: LISTEN failed; workers fall back to polling',
+      error instanceof Error ? error.message : error,
+    );
   }
 
   const depth = new client.Gauge({

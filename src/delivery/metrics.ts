@@ -1,5 +1,5 @@
 import client from 'prom-client';
-import { registry } from '../http/metrics.ts';
+import { registry } from '../metrics.ts';
 
 /** Series of the delivery engine, on the process's one registry. */
 export const attemptsTotal = new client.Counter({

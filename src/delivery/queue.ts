@@ -1,6 +1,6 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type pg from 'pg';
-import { PgBoss, type Db } from 'pg-boss';
+import { type Db, PgBoss } from 'pg-boss';
 import { notifyChannelSql } from 'pg-boss/dist/plans.js';
 import type { NewDelivery, SqlExecutor } from '../domain/context.ts';
 import type { Logger } from '../logger.ts';
@@ -80,7 +80,10 @@ const statementNames = new Map<string, string>();
  * A name for one of pg-boss's statements run in Dispatch's transactions
  * (inserting a recover job), so each connection parses and plans it once.
  */
-function named(text: string, values: unknown[] | undefined): string | { name: string; text: string; values: unknown[] } {
+function named(
+  text: string,
+  values: unknown[] | undefined,
+): string | { name: string; text: string; values: unknown[] } {
   if (!values?.length) return text;
   let name = statementNames.get(text);
   if (!name) {
@@ -171,14 +174,24 @@ export async function startQueue(options: QueueOptions): Promise<DeliveryQueue> 
     // Workers listen on the channel themselves (see engine.ts).
     useListenNotify: false,
   });
-  boss.on('error', (error: unknown) => logger.warn('queue: pg-boss error', error instanceof Error ? error.message : error));
+  boss.on('error', (error: unknown) =>
+    logger.warn('queue: pg-boss error', error instanceof Error ? error.message : error),
+  );
   await boss.start();
-  const settings = { notify: true, retryLimit: RECOVER_RETRY_LIMIT, retryDelay: 1, retryBackoff: true, retryDelayMax: 60, expireInSeconds: 15 * 60 };
+  const settings = {
+    notify: true,
+    retryLimit: RECOVER_RETRY_LIMIT,
+    retryDelay: 1,
+    retryBackoff: true,
+    retryDelayMax: 60,
+    expireInSeconds: 15 * 60,
+  };
   if (await boss.getQueue(RECOVER_QUEUE)) await boss.updateQueue(RECOVER_QUEUE, settings);
-  else await boss.createQueue(RECOVER_QUEUE, settings).catch(async (error) => {
-    // Another process created it at the same moment.
-    if (!(await boss.getQueue(RECOVER_QUEUE))) throw error;
-  });
+  else
+    await boss.createQueue(RECOVER_QUEUE, settings).catch(async (error) => {
+      // Another process created it at the same moment.
+      if (!(await boss.getQueue(RECOVER_QUEUE))) throw error;
+    });
   const { rows } = await boss.getDb().executeSql(`SELECT ${notifyChannelSql(QUEUE_SCHEMA)} AS channel`);
   const bossChannel = rows[0].channel as string;
   const instanceId = randomUUID();
@@ -194,7 +207,11 @@ export async function startQueue(options: QueueOptions): Promise<DeliveryQueue> 
     notifying = true;
     again = false;
     pool
-      .query({ name: 'dispatch_delivery_announce', text: `SELECT pg_notify('${DELIVERY_CHANNEL}', $1)`, values: [instanceId] })
+      .query({
+        name: 'dispatch_delivery_announce',
+        text: `SELECT pg_notify('${DELIVERY_CHANNEL}', $1)`,
+        values: [instanceId],
+      })
       .catch((error: unknown) => {
         // Workers poll as well; a lost announcement only delays.
         logger.warn('queue: could not announce queued deliveries', error instanceof Error ? error.message : error);
@@ -217,7 +234,8 @@ export async function startQueue(options: QueueOptions): Promise<DeliveryQueue> 
       await pool.query('VACUUM (SKIP_LOCKED) "DeliveryJob"');
       vacuumFailed = false;
     } catch (error) {
-      if (!vacuumFailed) logger.warn('queue: could not vacuum the job table', error instanceof Error ? error.message : error);
+      if (!vacuumFailed)
+        logger.warn('queue: could not vacuum the job table', error instanceof Error ? error.message : error);
       vacuumFailed = true;
     }
   };
@@ -257,7 +275,11 @@ export async function startQueue(options: QueueOptions): Promise<DeliveryQueue> 
       await boss.insert(RECOVER_QUEUE, [{ data: job }], { db: asBossDb(sql) });
     },
     async claim(sql, max, endpointLimit) {
-      await sql.query({ name: 'dispatch_jobs_claim_lock', text: 'SELECT pg_advisory_xact_lock($1)', values: [CLAIM_LOCK] });
+      await sql.query({
+        name: 'dispatch_jobs_claim_lock',
+        text: 'SELECT pg_advisory_xact_lock($1)',
+        values: [CLAIM_LOCK],
+      });
       // runAt is stored to the millisecond, rounded, so it is compared with
       // the time rounded the same way: a try queued this very millisecond is
       // ready. Endpoints at their limit are skipped in the scan, so a hanging

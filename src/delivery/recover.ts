@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import type { Job } from 'pg-boss';
 import { inTransaction } from '../domain/context.ts';
-import { RECOVER_QUEUE, type DeliveryQueue, type RecoverJob } from './queue.ts';
+import { type DeliveryQueue, RECOVER_QUEUE, type RecoverJob } from './queue.ts';
 
 /** Deliveries queued per transaction, so a large recovery neither holds locks long nor builds one huge insert. */
 const BATCH = 500;
@@ -12,7 +12,10 @@ const BATCH = 500;
  * deliveries PENDING and queues their jobs in one transaction, so a crash
  * midway resumes (the job runs again) without queueing anything twice.
  */
-export async function runRecoverJob(deps: { pool: pg.Pool; queue: DeliveryQueue; queued: () => void }, job: Job<RecoverJob>): Promise<void> {
+export async function runRecoverJob(
+  deps: { pool: pg.Pool; queue: DeliveryQueue; queued: () => void },
+  job: Job<RecoverJob>,
+): Promise<void> {
   const { endpointId, since, until } = job.data;
   // A cursor, not "while any are FAILED": a resent delivery can fail again before the loop ends.
   let after = '';
@@ -28,7 +31,10 @@ export async function runRecoverJob(deps: { pool: pg.Pool; queue: DeliveryQueue;
          RETURNING id`,
         [endpointId, since, until, after],
       );
-      await deps.queue.enqueue(sql, rows.map((r) => ({ deliveryId: r.id, endpointId, trigger: 'MANUAL' as const })));
+      await deps.queue.enqueue(
+        sql,
+        rows.map((r) => ({ deliveryId: r.id, endpointId, trigger: 'MANUAL' as const })),
+      );
       return rows.map((r) => r.id).sort();
     });
     if (queued.length) deps.queued();

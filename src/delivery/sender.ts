@@ -1,7 +1,13 @@
 import { performance } from 'node:perf_hooks';
 import type { Readable } from 'node:stream';
 import { Agent, errors } from 'undici';
-import { checkUrlAtCreate, safeLookup, UrlError, type AddressPolicy, type Resolver } from './outbound-safety.ts';
+import {
+  type AddressPolicy,
+  checkUrlAtCreate,
+  type Resolver,
+  safeLookup,
+  UrlError,
+} from '../webhooks/outbound-safety.ts';
 
 /**
  * One HTTP POST of a webhook, and nothing else: no retries, no database. The
@@ -106,7 +112,12 @@ class AttemptTimeoutError extends Error {
   }
 }
 
-export function createSender({ policy, userAgent = DEFAULT_USER_AGENT, connectionsPerOrigin = 64, resolver }: SenderOptions): Sender {
+export function createSender({
+  policy,
+  userAgent = DEFAULT_USER_AGENT,
+  connectionsPerOrigin = 64,
+  resolver,
+}: SenderOptions): Sender {
   const agent = new Agent({
     connections: connectionsPerOrigin,
     // Receivers commonly close idle connections after 5 s; undici also reads
@@ -338,7 +349,11 @@ function kindOf(code: string): SendErrorKind | undefined {
   if (KIND_BY_CODE[code]) return KIND_BY_CODE[code];
   // llhttp parse errors: the peer did not speak HTTP/1.1.
   if (code.startsWith('HPE_')) return 'invalid_response';
-  if (code.startsWith('ERR_TLS_') || code.startsWith('ERR_SSL_') || /CERT|UNABLE_TO_VERIFY|UNABLE_TO_GET_ISSUER/.test(code)) {
+  if (
+    code.startsWith('ERR_TLS_') ||
+    code.startsWith('ERR_SSL_') ||
+    /CERT|UNABLE_TO_VERIFY|UNABLE_TO_GET_ISSUER/.test(code)
+  ) {
     return 'tls';
   }
   return undefined;
@@ -359,7 +374,10 @@ const KIND_TEXT: Record<SendErrorKind, string> = {
 };
 
 function describeFailure(error: unknown): { errorKind: SendErrorKind; error: string } {
-  const errorKind = errorCodes(error).map(kindOf).find((kind) => kind !== undefined) ?? 'network';
+  const errorKind =
+    errorCodes(error)
+      .map(kindOf)
+      .find((kind) => kind !== undefined) ?? 'network';
   const e = (typeof error === 'object' && error !== null ? error : {}) as ErrorLike & { reason?: unknown };
   let message = (error instanceof Error ? error.message : String(error)).trim();
   // OpenSSL's message is a raw error-queue line; its reason and code read better.

@@ -119,15 +119,16 @@ export function startWorker<J>(options: WorkerOptions<J>): QueueWorker {
     }
   })();
 
-  const heartbeat = options.heartbeatMs && source.touch
-    ? setInterval(() => {
-        const jobs = [...running.values()].map((r) => r.job);
-        if (jobs.length === 0) return;
-        source.touch!(jobs).catch((error: unknown) => {
-          logger.warn(`${name}: heartbeat failed`, error instanceof Error ? error.message : error);
-        });
-      }, options.heartbeatMs)
-    : undefined;
+  const heartbeat =
+    options.heartbeatMs && source.touch
+      ? setInterval(() => {
+          const jobs = [...running.values()].map((r) => r.job);
+          if (jobs.length === 0) return;
+          source.touch!(jobs).catch((error: unknown) => {
+            logger.warn(`${name}: heartbeat failed`, error instanceof Error ? error.message : error);
+          });
+        }, options.heartbeatMs)
+      : undefined;
   heartbeat?.unref();
 
   return {
@@ -135,10 +136,13 @@ export function startWorker<J>(options: WorkerOptions<J>): QueueWorker {
     wakeAt(at) {
       const delay = at.getTime() - Date.now() + TIMER_SLACK_MS;
       if (delay > MAX_TIMER_MS || stopping) return;
-      const timer = setTimeout(() => {
-        timers.delete(timer);
-        wake();
-      }, Math.max(0, delay));
+      const timer = setTimeout(
+        () => {
+          timers.delete(timer);
+          wake();
+        },
+        Math.max(0, delay),
+      );
       timer.unref();
       timers.add(timer);
     },

@@ -36,10 +36,14 @@ export const visible = {
   // Deliveries and attempts have no key to App of their own (see
   // prisma/schema.prisma): an operator reaches them through their message.
   delivery(actor: Actor): Prisma.DeliveryWhereInput {
-    return actor.kind === 'operator' ? { message: { app: { workspaceId: actor.workspaceId } } } : { recipientId: actor.recipientId };
+    return actor.kind === 'operator'
+      ? { message: { app: { workspaceId: actor.workspaceId } } }
+      : { recipientId: actor.recipientId };
   },
   attempt(actor: Actor): Prisma.AttemptWhereInput {
-    return actor.kind === 'operator' ? { message: { app: { workspaceId: actor.workspaceId } } } : { recipientId: actor.recipientId };
+    return actor.kind === 'operator'
+      ? { message: { app: { workspaceId: actor.workspaceId } } }
+      : { recipientId: actor.recipientId };
   },
   portalSession(actor: Actor): Prisma.PortalSessionWhereInput {
     return actor.kind === 'operator' ? { app: { workspaceId: actor.workspaceId } } : NOTHING;

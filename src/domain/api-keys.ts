@@ -44,7 +44,6 @@ export interface ApiKeyIdentity {
   apiKeyId: string;
 }
 
-
 function checkName(value: string, what: string): string {
   const trimmed = value.trim();
   if (trimmed.length === 0 || trimmed.length > 200) throw badInput(`${what} must be 1 to 200 characters`);
@@ -96,7 +95,10 @@ export async function listApiKeys(prisma: PrismaClient, workspaceId: string): Pr
  * this process and within CACHE_TTL_MS in others. Revoking a revoked key
  * changes nothing. A key of another workspace, or none, gives null.
  */
-export async function revokeApiKey(prisma: PrismaClient, input: { workspaceId: string; id: string }): Promise<ApiKeySummary | null> {
+export async function revokeApiKey(
+  prisma: PrismaClient,
+  input: { workspaceId: string; id: string },
+): Promise<ApiKeySummary | null> {
   await prisma.apiKey.updateMany({
     where: { id: input.id, workspaceId: input.workspaceId, revokedAt: null },
     data: { revokedAt: new Date() },

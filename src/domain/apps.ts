@@ -1,5 +1,5 @@
 import type { App } from '../db/client.ts';
-import { validateRetrySchedule } from '../delivery/retry.ts';
+import { validateRetrySchedule } from '../webhooks/retry.ts';
 import { visible } from './access.ts';
 import type { DomainContext } from './context.ts';
 import { badInput, forbidden, notFound } from './errors.ts';
@@ -33,11 +33,20 @@ export async function createApp(
     if (problem) throw badInput(problem);
   }
   const timeout = input.attemptTimeoutMs ?? null;
-  if (timeout !== null && (!Number.isInteger(timeout) || timeout < MIN_ATTEMPT_TIMEOUT_MS || timeout > MAX_ATTEMPT_TIMEOUT_MS)) {
+  if (
+    timeout !== null &&
+    (!Number.isInteger(timeout) || timeout < MIN_ATTEMPT_TIMEOUT_MS || timeout > MAX_ATTEMPT_TIMEOUT_MS)
+  ) {
     throw badInput(`attemptTimeoutMs must be an integer from ${MIN_ATTEMPT_TIMEOUT_MS} to ${MAX_ATTEMPT_TIMEOUT_MS}`);
   }
   return ctx.prisma.app.create({
-    data: { id: newId('App'), workspaceId: operator.workspaceId, name, retrySchedule: schedule, attemptTimeoutMs: timeout },
+    data: {
+      id: newId('App'),
+      workspaceId: operator.workspaceId,
+      name,
+      retrySchedule: schedule,
+      attemptTimeoutMs: timeout,
+    },
   });
 }
 

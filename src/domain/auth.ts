@@ -4,7 +4,10 @@ import { authenticateApiKey } from './api-keys.ts';
 import { authenticatePortalToken } from './portal-sessions.ts';
 
 /** The actor of an `Authorization: Bearer <token>` value, or null when it names no live key or session. */
-export async function authenticate(prisma: PrismaClient, authorization: string | null | undefined): Promise<Actor | null> {
+export async function authenticate(
+  prisma: PrismaClient,
+  authorization: string | null | undefined,
+): Promise<Actor | null> {
   if (!authorization) return null;
   const match = /^Bearer\s+(\S+)\s*$/i.exec(authorization);
   if (!match) return null;

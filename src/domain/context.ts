@@ -11,7 +11,11 @@ export interface SqlExecutor {
    * (docs/benchmarks.md). Name columns rather than `*`, so a column added by
    * a migration does not invalidate the cached plan's result type.
    */
-  query<R extends pg.QueryResultRow = pg.QueryResultRow>(statement: { name: string; text: string; values?: unknown[] }): Promise<pg.QueryResult<R>>;
+  query<R extends pg.QueryResultRow = pg.QueryResultRow>(statement: {
+    name: string;
+    text: string;
+    values?: unknown[];
+  }): Promise<pg.QueryResult<R>>;
 }
 
 /** A delivery just created, as the queue needs it. */

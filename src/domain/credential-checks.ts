@@ -32,7 +32,10 @@ function cacheOf(prisma: PrismaClient): Map<string, Entry> {
 
 async function readStatus(prisma: PrismaClient, actor: Actor): Promise<CredentialStatus> {
   if (actor.kind === 'portal') {
-    const session = await prisma.portalSession.findUnique({ where: { id: actor.sessionId }, select: { revokedAt: true, expiresAt: true } });
+    const session = await prisma.portalSession.findUnique({
+      where: { id: actor.sessionId },
+      select: { revokedAt: true, expiresAt: true },
+    });
     return { live: !!session && !session.revokedAt && session.expiresAt > new Date(), expiresAt: session?.expiresAt };
   }
   const key = await prisma.apiKey.findUnique({ where: { id: actor.apiKeyId }, select: { revokedAt: true } });
@@ -45,7 +48,11 @@ async function readStatus(prisma: PrismaClient, actor: Actor): Promise<Credentia
  * token share the read). A failed read is not cached and counts as live: a
  * database restart must not end every feed.
  */
-export async function credentialStatus(prisma: PrismaClient, actor: Actor, now = Date.now()): Promise<CredentialStatus> {
+export async function credentialStatus(
+  prisma: PrismaClient,
+  actor: Actor,
+  now = Date.now(),
+): Promise<CredentialStatus> {
   const cache = cacheOf(prisma);
   const id = actor.kind === 'portal' ? actor.sessionId : actor.apiKeyId;
   const cached = cache.get(id);

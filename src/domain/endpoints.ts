@@ -1,9 +1,9 @@
 import type { Endpoint, EndpointSecret, Prisma } from '../db/client.ts';
-import { generateSecret } from '../delivery/signing.ts';
-import { checkUrlAtCreate, createAddressPolicy, UrlError } from '../delivery/outbound-safety.ts';
+import { checkUrlAtCreate, createAddressPolicy, UrlError } from '../webhooks/outbound-safety.ts';
+import { generateSecret } from '../webhooks/signing.ts';
 import { visible } from './access.ts';
 import { requireApp } from './apps.ts';
-import { inTransaction, type DomainContext } from './context.ts';
+import { type DomainContext, inTransaction } from './context.ts';
 import { badInput, DispatchError, notFound } from './errors.ts';
 import { checkEventTypesExist } from './event-types.ts';
 import { newId } from './ids.ts';
@@ -16,21 +16,37 @@ const MAX_HEADERS = 20;
 
 /** Headers Dispatch sets itself or that HTTP owns; a custom header may not replace them. */
 const RESERVED_HEADERS = new Set([
-  'content-type', 'content-length', 'host', 'connection', 'transfer-encoding', 'keep-alive', 'upgrade', 'te', 'trailer',
-  'expect', 'proxy-authorization', 'user-agent', 'webhook-id', 'webhook-timestamp', 'webhook-signature',
+  'content-type',
+  'content-length',
+  'host',
+  'connection',
+  'transfer-encoding',
+  'keep-alive',
+  'upgrade',
+  'te',
+  'trailer',
+  'expect',
+  'proxy-authorization',
+  'user-agent',
+  'webhook-id',
+  'webhook-timestamp',
+  'webhook-signature',
 ]);
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}$/;
 
 export function checkHeaders(headers: unknown): Record<string, string> {
   if (headers === null || headers === undefined) return {};
-  if (typeof headers !== 'object' || Array.isArray(headers)) throw badInput('headers must be a JSON object of header names to string values');
+  if (typeof headers !== 'object' || Array.isArray(headers))
+    throw badInput('headers must be a JSON object of header names to string values');
   const entries = Object.entries(headers as Record<string, unknown>);
   if (entries.length > MAX_HEADERS) throw badInput(`at most ${MAX_HEADERS} custom headers`);
   const out: Record<string, string> = {};
   for (const [name, value] of entries) {
-    if (!HEADER_NAME.test(name)) throw badInput(`header name ${JSON.stringify(name.slice(0, 100))} is not a valid HTTP header name`);
+    if (!HEADER_NAME.test(name))
+      throw badInput(`header name ${JSON.stringify(name.slice(0, 100))} is not a valid HTTP header name`);
     const lower = name.toLowerCase();
-    if (RESERVED_HEADERS.has(lower) || lower.startsWith('webhook-')) throw badInput(`header ${name} is set by Dispatch and cannot be customised`);
+    if (RESERVED_HEADERS.has(lower) || lower.startsWith('webhook-'))
+      throw badInput(`header ${name} is set by Dispatch and cannot be customised`);
     if (typeof value !== 'string') throw badInput(`header ${name} must have a string value`);
     if (value.length > 4096 || /[\r\n\0]/.test(value)) throw badInput(`header ${name} has an invalid value`);
     // Names are case-insensitive: two spellings of one name would silently drop one value.
@@ -92,10 +108,24 @@ export async function createEndpoint(
     await sql.query(
       `INSERT INTO "Endpoint" (id, "appId", "recipientId", url, description, "eventTypes", disabled, "disabledReason", "disabledAt", headers, "updatedAt")
        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, now())`,
-      [id, app.id, recipient.id, url, description, eventTypes, input.disabled ?? false,
-        input.disabled ? 'disabled by user' : null, input.disabled ? new Date() : null, JSON.stringify(headers)],
+      [
+        id,
+        app.id,
+        recipient.id,
+        url,
+        description,
+        eventTypes,
+        input.disabled ?? false,
+        input.disabled ? 'disabled by user' : null,
+        input.disabled ? new Date() : null,
+        JSON.stringify(headers),
+      ],
     );
-    await sql.query(`INSERT INTO "EndpointSecret" (id, "endpointId", secret) VALUES ($1, $2, $3)`, [newId('EndpointSecret'), id, generateSecret()]);
+    await sql.query(`INSERT INTO "EndpointSecret" (id, "endpointId", secret) VALUES ($1, $2, $3)`, [
+      newId('EndpointSecret'),
+      id,
+      generateSecret(),
+    ]);
   });
   return ctx.prisma.endpoint.findUniqueOrThrow({ where: { id } });
 }
@@ -142,7 +172,10 @@ export async function deleteEndpoint(ctx: DomainContext, input: { id: string }):
  * Makes a new signing secret. The ones in use keep signing beside it for the
  * grace period (default 24 h, at most 7 days; 0 retires them now).
  */
-export async function rotateEndpointSecret(ctx: DomainContext, input: { id: string; gracePeriodSeconds?: number | null }): Promise<Endpoint> {
+export async function rotateEndpointSecret(
+  ctx: DomainContext,
+  input: { id: string; gracePeriodSeconds?: number | null },
+): Promise<Endpoint> {
   const endpoint = await requireEndpoint(ctx, input.id);
   const grace = input.gracePeriodSeconds ?? DEFAULT_GRACE_PERIOD_SECONDS;
   if (!Number.isInteger(grace) || grace < 0 || grace > MAX_GRACE_PERIOD_SECONDS) {
@@ -157,7 +190,11 @@ export async function rotateEndpointSecret(ctx: DomainContext, input: { id: stri
        WHERE "endpointId" = $1 AND ("expiresAt" IS NULL OR "expiresAt" > now())`,
       [endpoint.id, retireAt],
     );
-    await sql.query(`INSERT INTO "EndpointSecret" (id, "endpointId", secret) VALUES ($1, $2, $3)`, [newId('EndpointSecret'), endpoint.id, generateSecret()]);
+    await sql.query(`INSERT INTO "EndpointSecret" (id, "endpointId", secret) VALUES ($1, $2, $3)`, [
+      newId('EndpointSecret'),
+      endpoint.id,
+      generateSecret(),
+    ]);
     await sql.query(`UPDATE "Endpoint" SET "updatedAt" = now() WHERE id = $1`, [endpoint.id]);
   });
   return ctx.prisma.endpoint.findUniqueOrThrow({ where: { id: endpoint.id } });
@@ -174,7 +211,5 @@ export function activeSecretsSql(endpointIdColumn: string): string {
 
 /** The secrets that sign now: the newest, and rotated ones still in their grace period. */
 export function activeSecrets(secrets: EndpointSecret[], now = new Date()): EndpointSecret[] {
-  return secrets
-    .filter((s) => s.expiresAt === null || s.expiresAt > now)
-    .sort((a, b) => (a.id < b.id ? 1 : -1));
+  return secrets.filter((s) => s.expiresAt === null || s.expiresAt > now).sort((a, b) => (a.id < b.id ? 1 : -1));
 }

@@ -36,5 +36,6 @@ export class DispatchError extends Error {
 }
 
 export const notFound = (what: string) => new DispatchError('NOT_FOUND', `${what} not found`);
-export const badInput = (message: string, details?: Record<string, unknown>) => new DispatchError('BAD_USER_INPUT', message, details);
+export const badInput = (message: string, details?: Record<string, unknown>) =>
+  new DispatchError('BAD_USER_INPUT', message, details);
 export const forbidden = (message = 'this token may not do that') => new DispatchError('FORBIDDEN', message);

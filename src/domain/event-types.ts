@@ -28,15 +28,22 @@ export async function createEventType(
   requireOperator(ctx);
   const app = await requireApp(ctx, input.appId);
   checkEventTypeName(input.name);
-  if (input.description != null && input.description.length > 2000) throw badInput('description must be at most 2000 characters');
+  if (input.description != null && input.description.length > 2000)
+    throw badInput('description must be at most 2000 characters');
   if (input.schema != null) checkJsonSchema(input.schema);
   const schema = (input.schema ?? undefined) as Prisma.InputJsonValue | undefined;
-  const existing = await ctx.prisma.eventType.findUnique({ where: { appId_name: { appId: app.id, name: input.name } } });
+  const existing = await ctx.prisma.eventType.findUnique({
+    where: { appId_name: { appId: app.id, name: input.name } },
+  });
   if (existing && !existing.archivedAt) throw badInput(`event type ${input.name} already exists`);
   if (existing) {
     return ctx.prisma.eventType.update({
       where: { id: existing.id },
-      data: { archivedAt: null, description: input.description ?? null, schema: schema ?? (null as unknown as Prisma.InputJsonValue) },
+      data: {
+        archivedAt: null,
+        description: input.description ?? null,
+        schema: schema ?? (null as unknown as Prisma.InputJsonValue),
+      },
     });
   }
   try {
@@ -52,7 +59,9 @@ export async function createEventType(
 export async function archiveEventType(ctx: DomainContext, input: { appId: string; name: string }): Promise<EventType> {
   requireOperator(ctx);
   const app = await requireApp(ctx, input.appId);
-  const existing = await ctx.prisma.eventType.findUnique({ where: { appId_name: { appId: app.id, name: input.name } } });
+  const existing = await ctx.prisma.eventType.findUnique({
+    where: { appId_name: { appId: app.id, name: input.name } },
+  });
   if (!existing) throw new DispatchError('UNKNOWN_EVENT_TYPE', `event type ${input.name} does not exist`);
   if (existing.archivedAt) return existing;
   return ctx.prisma.eventType.update({ where: { id: existing.id }, data: { archivedAt: new Date() } });
@@ -69,6 +78,9 @@ export async function checkEventTypesExist(ctx: DomainContext, appId: string, na
   });
   const known = new Set(found.map((f) => f.name));
   const missing = unique.filter((n) => !known.has(n));
-  if (missing.length) throw new DispatchError('UNKNOWN_EVENT_TYPE', `unknown event type(s): ${missing.join(', ')}`, { eventTypes: missing });
+  if (missing.length)
+    throw new DispatchError('UNKNOWN_EVENT_TYPE', `unknown event type(s): ${missing.join(', ')}`, {
+      eventTypes: missing,
+    });
   return unique;
 }

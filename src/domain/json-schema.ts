@@ -3,7 +3,8 @@ import addFormatsModule from 'ajv-formats';
 import { badInput } from './errors.ts';
 
 // ajv-formats is CommonJS; its default export arrives wrapped under ESM.
-const addFormats = ((addFormatsModule as unknown as { default?: typeof addFormatsModule }).default ?? addFormatsModule) as unknown as (ajv: Ajv) => void;
+const addFormats = ((addFormatsModule as unknown as { default?: typeof addFormatsModule }).default ??
+  addFormatsModule) as unknown as (ajv: Ajv) => void;
 
 const ajv = new Ajv({ allErrors: true, strict: false, validateSchema: true });
 addFormats(ajv);
@@ -40,5 +41,7 @@ export function validateAgainstSchema(key: string, schema: object, data: unknown
     cache.set(key, validate);
   }
   if (validate(data)) return [];
-  return (validate.errors ?? []).slice(0, 20).map((e) => ({ path: e.instancePath || '/', message: e.message ?? 'is invalid' }));
+  return (validate.errors ?? [])
+    .slice(0, 20)
+    .map((e) => ({ path: e.instancePath || '/', message: e.message ?? 'is invalid' }));
 }

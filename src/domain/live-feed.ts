@@ -56,7 +56,9 @@ async function recipientScope(ctx: DomainContext, appId: string, recipientUid: s
     where: { appId, uid: recipientUid, AND: [visible.recipient(actor)] },
     select: { id: true },
   });
-  return recipient ? { recipientId: recipient.id, pendingUid: undefined } : { recipientId: undefined, pendingUid: recipientUid };
+  return recipient
+    ? { recipientId: recipient.id, pendingUid: undefined }
+    : { recipientId: undefined, pendingUid: recipientUid };
 }
 
 /** Scope of `attemptUpdated`: the app must be visible (NOT_FOUND otherwise), and so must a named endpoint. */
@@ -108,7 +110,14 @@ export async function messageFeedScope(
 }
 
 /** Fields an attempt only has once it has finished. */
-const OUTCOME_FIELDS = ['responseStatusCode', 'responseBody', 'durationMs', 'error', 'errorKind', 'finishedAt'] as const;
+const OUTCOME_FIELDS = [
+  'responseStatusCode',
+  'responseBody',
+  'durationMs',
+  'error',
+  'errorKind',
+  'finishedAt',
+] as const;
 
 /**
  * An attempt as it was at its event. The row is read when the subscriber

@@ -1,10 +1,10 @@
 import { createHash, hash } from 'node:crypto';
 import type pg from 'pg';
 import type { Message, Prisma } from '../db/client.ts';
+import { createGroupCommit } from '../db/group-commit.ts';
 import { visible } from './access.ts';
 import { requireOperator } from './apps.ts';
-import { createGroupCommit } from '../db/group-commit.ts';
-import { type DomainContext, type NewDelivery, type SqlExecutor } from './context.ts';
+import type { DomainContext, NewDelivery, SqlExecutor } from './context.ts';
 import { badInput, DispatchError, notFound } from './errors.ts';
 import { checkEventTypeName } from './event-types.ts';
 import { newId } from './ids.ts';
@@ -60,7 +60,11 @@ function stripRecipientUid(row: StoredMessageRow): Message {
 }
 
 function duplicateOrConflict(existing: StoredMessageRow, input: SendMessageInput, dataHash: string): SendMessageResult {
-  if (existing.recipientUid !== input.recipientId || existing.eventType !== input.eventType || existing.dataHash !== dataHash) {
+  if (
+    existing.recipientUid !== input.recipientId ||
+    existing.eventType !== input.eventType ||
+    existing.dataHash !== dataHash
+  ) {
     throw new DispatchError(
       'IDEMPOTENCY_CONFLICT',
       `message ${existing.uid} was already sent with a different recipient, event type or data`,
@@ -90,10 +94,14 @@ export async function sendMessage(ctx: DomainContext, input: SendMessageInput): 
   const serialized = JSON.stringify(input.data);
   const size = Buffer.byteLength(serialized);
   if (size > ctx.settings.maxPayloadBytes) {
-    throw new DispatchError('PAYLOAD_TOO_LARGE', `data is ${size} bytes; the limit is ${ctx.settings.maxPayloadBytes}`, {
-      size,
-      limit: ctx.settings.maxPayloadBytes,
-    });
+    throw new DispatchError(
+      'PAYLOAD_TOO_LARGE',
+      `data is ${size} bytes; the limit is ${ctx.settings.maxPayloadBytes}`,
+      {
+        size,
+        limit: ctx.settings.maxPayloadBytes,
+      },
+    );
   }
 
   let known = knownEventTypes.get(eventTypeKey(operator.workspaceId, input));
@@ -106,7 +114,13 @@ export async function sendMessage(ctx: DomainContext, input: SendMessageInput): 
   let deliveryIds = GUESSED_DELIVERIES;
   for (let round = 0; ; round++) {
     if (round === 4) throw new Error(`sendMessage of ${uid} did not settle after ${round} rounds`);
-    const stored = await storeMessage(ctx, { workspaceId: operator.workspaceId, known, input, message: { id, uid, serialized, dataHash }, deliveryIdCount: deliveryIds });
+    const stored = await storeMessage(ctx, {
+      workspaceId: operator.workspaceId,
+      known,
+      input,
+      message: { id, uid, serialized, dataHash },
+      deliveryIdCount: deliveryIds,
+    });
     if (!stored.eventTypeOk) {
       // The event type changed since it was cached (archived, created again
       // with another schema, its app gone): look again; that throws when it
@@ -162,21 +176,31 @@ const MAX_KNOWN_EVENT_TYPES = 10_000;
 /** Delivery ids made ready per send; a recipient with more matching endpoints costs a second round. */
 const GUESSED_DELIVERIES = 4;
 
-const eventTypeKey = (workspaceId: string, input: SendMessageInput) => `${workspaceId}\u0000${input.appId}\u0000${input.eventType}`;
+const eventTypeKey = (workspaceId: string, input: SendMessageInput) =>
+  `${workspaceId}\u0000${input.appId}\u0000${input.eventType}`;
 
 /** The app (NOT_FOUND) and its active event type (UNKNOWN_EVENT_TYPE), looked up and cached. */
-async function lookupEventType(ctx: DomainContext, workspaceId: string, input: SendMessageInput): Promise<KnownEventType> {
-  const { rows } = await ctx.pool.query<{ eventTypeId: string | null; schema: object | null; archivedAt: Date | null }>({
-    name: 'dispatch_send_lookup',
-    text: `SELECT et.id AS "eventTypeId", et.schema, et."archivedAt"
+async function lookupEventType(
+  ctx: DomainContext,
+  workspaceId: string,
+  input: SendMessageInput,
+): Promise<KnownEventType> {
+  const { rows } = await ctx.pool.query<{ eventTypeId: string | null; schema: object | null; archivedAt: Date | null }>(
+    {
+      name: 'dispatch_send_lookup',
+      text: `SELECT et.id AS "eventTypeId", et.schema, et."archivedAt"
      FROM "App" a LEFT JOIN "EventType" et ON et."appId" = a.id AND et.name = $2
      WHERE a.id = $1 AND a."workspaceId" = $3`,
-    values: [input.appId, input.eventType, workspaceId],
-  });
+      values: [input.appId, input.eventType, workspaceId],
+    },
+  );
   const found = rows[0];
   if (!found) throw notFound('app');
   if (!found.eventTypeId || found.archivedAt) {
-    throw new DispatchError('UNKNOWN_EVENT_TYPE', `event type ${input.eventType} does not exist${found.archivedAt ? ' (it is archived)' : ''}`);
+    throw new DispatchError(
+      'UNKNOWN_EVENT_TYPE',
+      `event type ${input.eventType} does not exist${found.archivedAt ? ' (it is archived)' : ''}`,
+    );
   }
   const schemaText = found.schema ? JSON.stringify(found.schema) : null;
   const known: KnownEventType = {
@@ -194,9 +218,13 @@ function checkPayload(known: KnownEventType, input: SendMessageInput): void {
   if (!known.schema) return;
   const problems = validateAgainstSchema(known.validatorKey, known.schema, input.data);
   if (problems.length) {
-    throw new DispatchError('INVALID_PAYLOAD', `data does not match the schema of ${input.eventType}: ${problems.map((p) => `${p.path} ${p.message}`).join('; ')}`, {
-      problems,
-    });
+    throw new DispatchError(
+      'INVALID_PAYLOAD',
+      `data does not match the schema of ${input.eventType}: ${problems.map((p) => `${p.path} ${p.message}`).join('; ')}`,
+      {
+        problems,
+      },
+    );
   }
 }
 
@@ -258,7 +286,10 @@ async function storeMessages(pool: pg.Pool, items: ToStore[]): Promise<Stored[]>
   const perMessage = Math.max(...items.map((item) => item.deliveryIdCount));
   const deliveryIds = Array.from({ length: items.length * perMessage }, () => newId('Delivery'));
   const { rows } = await pool.query<
-    { eventTypeOk: boolean; endpointCount: number; deliveryIds: string[]; deliveryEndpointIds: string[] } & (Message | { [K in keyof Message]: null })
+    { eventTypeOk: boolean; endpointCount: number; deliveryIds: string[]; deliveryEndpointIds: string[] } & (
+      | Message
+      | { [K in keyof Message]: null }
+    )
   >({
     name: 'dispatch_store_messages',
     text: `WITH input AS (

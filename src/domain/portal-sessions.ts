@@ -1,7 +1,7 @@
 import type { PrismaClient } from '../db/client.ts';
 import type { PortalActor } from './actor.ts';
 import { requireApp, requireOperator } from './apps.ts';
-import { inTransaction, type DomainContext } from './context.ts';
+import { type DomainContext, inTransaction } from './context.ts';
 import { forgetCredentialChecks } from './credential-checks.ts';
 import { badInput } from './errors.ts';
 import { hashToken, newId, newToken } from './ids.ts';
@@ -9,7 +9,6 @@ import { checkExternalId, ensureRecipient } from './recipients.ts';
 
 export const DEFAULT_PORTAL_SESSION_SECONDS = 3600;
 export const MAX_PORTAL_SESSION_SECONDS = 7 * 24 * 3600;
-
 
 export interface CreatedPortalSession {
   id: string;
@@ -47,7 +46,10 @@ export async function createPortalSession(
 }
 
 /** Revokes every live portal session of a recipient; returns how many. */
-export async function revokePortalSessions(ctx: DomainContext, input: { appId: string; recipientId: string }): Promise<number> {
+export async function revokePortalSessions(
+  ctx: DomainContext,
+  input: { appId: string; recipientId: string },
+): Promise<number> {
   requireOperator(ctx);
   const app = await requireApp(ctx, input.appId);
   const result = await ctx.prisma.portalSession.updateMany({

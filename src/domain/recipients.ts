@@ -10,7 +10,11 @@ export function checkExternalId(value: string, what: string): void {
 }
 
 /** Creates the recipient on first use; race-safe. Returns its internal id. */
-export async function ensureRecipient(sql: SqlExecutor, appId: string, uid: string): Promise<{ id: string; uid: string; createdAt: Date; appId: string }> {
+export async function ensureRecipient(
+  sql: SqlExecutor,
+  appId: string,
+  uid: string,
+): Promise<{ id: string; uid: string; createdAt: Date; appId: string }> {
   const { rows } = await sql.query<{ id: string; uid: string; createdAt: Date; appId: string }>(
     `INSERT INTO "Recipient" (id, "appId", uid) VALUES ($1, $2, $3)
      ON CONFLICT ("appId", uid) DO UPDATE SET uid = EXCLUDED.uid

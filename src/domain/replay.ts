@@ -1,8 +1,8 @@
 import type { Delivery, Endpoint } from '../db/client.ts';
 import { visible } from './access.ts';
-import { inTransaction, type DomainContext, type NewDelivery } from './context.ts';
-import { badInput, DispatchError, notFound } from './errors.ts';
+import { type DomainContext, inTransaction, type NewDelivery } from './context.ts';
 import { findEndpoint } from './endpoints.ts';
+import { badInput, DispatchError, notFound } from './errors.ts';
 import { newId } from './ids.ts';
 import { findMessage } from './messages.ts';
 
@@ -86,7 +86,8 @@ export async function recoverEndpoint(
   if (!endpoint) throw notFound('endpoint');
   if (endpoint.disabled) throw endpointDisabled(endpoint);
   const until = input.until ?? new Date();
-  if (Number.isNaN(input.since.getTime()) || Number.isNaN(until.getTime())) throw badInput('since and until must be valid times');
+  if (Number.isNaN(input.since.getTime()) || Number.isNaN(until.getTime()))
+    throw badInput('since and until must be valid times');
   if (input.since >= until) throw badInput('since must be before until');
   const recover = ctx.hooks.recoverRequested;
   if (!recover) throw new Error('the delivery engine is not running in this process');

@@ -37,7 +37,8 @@ export const DEFAULT_PURGE_BATCH_SIZE = 1000;
  */
 export async function purgeExpired(pool: pg.Pool, options: PurgeOptions): Promise<PurgeCounts> {
   const batchSize = options.batchSize ?? DEFAULT_PURGE_BATCH_SIZE;
-  if (!Number.isInteger(batchSize) || batchSize < 1) throw new RangeError(`batchSize must be a positive integer, got ${batchSize}`);
+  if (!Number.isInteger(batchSize) || batchSize < 1)
+    throw new RangeError(`batchSize must be a positive integer, got ${batchSize}`);
   const counts: PurgeCounts = { messages: 0, deliveries: 0, attempts: 0, batches: 0 };
 
   const attemptFloor = idFloorAt('Attempt', options.olderThan);
@@ -134,7 +135,9 @@ export function startRetentionSchedule(options: {
       // A connection whose unlock failed is closed, which releases the lock too.
       let broken: Error | undefined;
       try {
-        const { rows } = await lockHolder.query<{ locked: boolean }>('SELECT pg_try_advisory_lock($1) AS locked', [RETENTION_LOCK_KEY]);
+        const { rows } = await lockHolder.query<{ locked: boolean }>('SELECT pg_try_advisory_lock($1) AS locked', [
+          RETENTION_LOCK_KEY,
+        ]);
         if (!rows[0]!.locked) return null;
         try {
           const counts = await purgeExpired(options.pool, {

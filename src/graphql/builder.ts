@@ -53,7 +53,8 @@ export const builder = new SchemaBuilder<{
     // nothing, so node(id:)/nodes(ids:) answer it like a missing one: null.
     decodeGlobalID: (globalID) => ({ typename: idType(globalID) ?? '', id: globalID }),
     nodeQueryOptions: {
-      resolve: (_root, args, _ctx, info, resolveNode) => (isNodeType(info.schema, args.id.typename) ? resolveNode(args.id) : null),
+      resolve: (_root, args, _ctx, info, resolveNode) =>
+        isNodeType(info.schema, args.id.typename) ? resolveNode(args.id) : null,
     },
     nodesQueryOptions: {
       resolve: (_root, args, _ctx, info, resolveNodes) => {
@@ -69,7 +70,12 @@ export const builder = new SchemaBuilder<{
     validationError: (failure) =>
       new DispatchError(
         'BAD_USER_INPUT',
-        failure.issues.map((i) => `${(i.path ?? []).map((p) => (typeof p === 'object' ? String(p.key) : String(p))).join('.')}: ${i.message}`).join('; '),
+        failure.issues
+          .map(
+            (i) =>
+              `${(i.path ?? []).map((p) => (typeof p === 'object' ? String(p.key) : String(p))).join('.')}: ${i.message}`,
+          )
+          .join('; '),
       ),
   },
 });

@@ -1,12 +1,12 @@
 import {
-  getOperationAST,
-  Kind,
   type DocumentNode,
   type FragmentDefinitionNode,
   type GraphQLField,
   type GraphQLNamedType,
   type GraphQLSchema,
   type GraphQLType,
+  getOperationAST,
+  Kind,
   type SelectionSetNode,
   type ValueNode,
 } from 'graphql';
@@ -64,7 +64,12 @@ export function estimateNodes(
   if (!root) return 0;
 
   // `listSize` is the page size of the connection whose fields these are (for its edges and nodes lists).
-  const count = (set: SelectionSetNode, parent: GraphQLNamedType, multiplier: number, listSize: number | undefined): number => {
+  const count = (
+    set: SelectionSetNode,
+    parent: GraphQLNamedType,
+    multiplier: number,
+    listSize: number | undefined,
+  ): number => {
     let total = 0;
     for (const selection of set.selections) {
       if (selection.kind === Kind.FIELD) {

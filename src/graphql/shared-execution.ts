@@ -1,4 +1,4 @@
-import { createSourceEventStream, execute, type DocumentNode, type ExecutionArgs, type ExecutionResult } from 'graphql';
+import { createSourceEventStream, type DocumentNode, type ExecutionArgs, type ExecutionResult, execute } from 'graphql';
 import type { Plugin } from 'graphql-yoga';
 import type { GraphQLContext } from './context.ts';
 
@@ -54,7 +54,10 @@ function executeShared(args: ExecutionArgs, key: string, payload: unknown): Prom
  * the source, so a subscriber leaving ends its queue at once, not at the
  * next event.
  */
-function mapped(source: AsyncIterator<unknown>, map: (payload: unknown) => Promise<ExecutionResult> | ExecutionResult): AsyncIterableIterator<ExecutionResult> {
+function mapped(
+  source: AsyncIterator<unknown>,
+  map: (payload: unknown) => Promise<ExecutionResult> | ExecutionResult,
+): AsyncIterableIterator<ExecutionResult> {
   return {
     async next() {
       const step = await source.next();
@@ -79,7 +82,9 @@ async function sharedSubscribe(args: ExecutionArgs): Promise<AsyncIterableIterat
   if (!(Symbol.asyncIterator in source)) return source as ExecutionResult;
   const key = shareKey(args);
   const iterator = (source as AsyncIterable<unknown>)[Symbol.asyncIterator]();
-  return mapped(iterator, (payload) => (key === undefined ? execute({ ...args, rootValue: payload }) : executeShared(args, key, payload)));
+  return mapped(iterator, (payload) =>
+    key === undefined ? execute({ ...args, rootValue: payload }) : executeShared(args, key, payload),
+  );
 }
 
 /** The yoga plugin: subscriptions (over graphql-ws and SSE alike) subscribe through sharedSubscribe. */

@@ -16,9 +16,17 @@ function isGraphQLError(error: unknown): error is GraphQLError {
 export function maskError(error: unknown, log: (message: string, error: unknown) => void): Error {
   const graphqlError = isGraphQLError(error) ? error : undefined;
   const original = graphqlError?.originalError ?? error;
-  const at = { nodes: graphqlError?.nodes, path: graphqlError?.path, positions: graphqlError?.positions, source: graphqlError?.source };
+  const at = {
+    nodes: graphqlError?.nodes,
+    path: graphqlError?.path,
+    positions: graphqlError?.positions,
+    source: graphqlError?.source,
+  };
   if (original instanceof DispatchError) {
-    return new GraphQLError(original.message, { ...at, extensions: { code: original.code, ...(original.details ?? {}) } });
+    return new GraphQLError(original.message, {
+      ...at,
+      extensions: { code: original.code, ...(original.details ?? {}) },
+    });
   }
   if (original instanceof PothosValidationError) {
     return new GraphQLError(original.message, { ...at, extensions: { code: 'BAD_USER_INPUT' } });
@@ -29,7 +37,9 @@ export function maskError(error: unknown, log: (message: string, error: unknown)
     return new GraphQLError(original.message, { ...at, extensions: { code: 'BAD_USER_INPUT' } });
   }
   if (graphqlError && !graphqlError.originalError) {
-    return graphqlError.extensions?.code ? graphqlError : new GraphQLError(graphqlError.message, { ...at, extensions: { code: 'BAD_USER_INPUT' } });
+    return graphqlError.extensions?.code
+      ? graphqlError
+      : new GraphQLError(graphqlError.message, { ...at, extensions: { code: 'BAD_USER_INPUT' } });
   }
   if (isDatabaseUnavailable(original)) {
     // Not a bug to mask: the client should retry (a sendMessage with the same messageId deduplicates).

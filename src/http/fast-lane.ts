@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { getOperationAST, GraphQLError, type DocumentNode, type ExecutionResult } from 'graphql';
+import { type DocumentNode, type ExecutionResult, GraphQLError, getOperationAST } from 'graphql';
 import { processRegularResult } from 'graphql-yoga';
 import type { GraphQLContext } from '../graphql/context.ts';
 import type { EnvelopedYoga } from './websocket.ts';
@@ -92,7 +92,8 @@ function negotiate(accept: string | undefined): RegularMediaType | undefined {
       const [askedPre, askedSuf] = asked.split('/');
       for (const mediaType of processor.mediaTypes) {
         const [pre, suf] = mediaType.split('/');
-        if ((askedPre === '*' || askedPre === pre) && (askedSuf === '*' || askedSuf === suf)) chosen = { regular: processor.regular, mediaType };
+        if ((askedPre === '*' || askedPre === pre) && (askedSuf === '*' || askedSuf === suf))
+          chosen = { regular: processor.regular, mediaType };
       }
     }
   }
@@ -137,7 +138,8 @@ export function createFastLane(options: FastLaneOptions) {
   let answered = 0;
 
   async function handle(req: IncomingMessage, res: ServerResponse, body: Buffer): Promise<FastLaneOutcome> {
-    if (req.method !== 'POST' || req.headers.origin !== undefined || !isJsonContentType(req.headers['content-type'])) return { kind: 'yoga' };
+    if (req.method !== 'POST' || req.headers.origin !== undefined || !isJsonContentType(req.headers['content-type']))
+      return { kind: 'yoga' };
     const mediaType = regularMediaType(req.headers.accept);
     if (!mediaType) return { kind: 'yoga' };
     const params = plainParams(body);
@@ -180,7 +182,9 @@ export function createFastLane(options: FastLaneOptions) {
       })) as ExecutionResult;
     } catch (error) {
       const masked = options.maskError(error);
-      result = { errors: [masked instanceof GraphQLError ? masked : new GraphQLError(masked.message, { originalError: masked })] };
+      result = {
+        errors: [masked instanceof GraphQLError ? masked : new GraphQLError(masked.message, { originalError: masked })],
+      };
     }
     answered++;
     options.onResult(result);
@@ -189,7 +193,9 @@ export function createFastLane(options: FastLaneOptions) {
       const stringify = (result as { stringify?: (r: unknown) => string }).stringify ?? JSON.stringify;
       const text = Buffer.from(stringify(result));
       if (!res.writableEnded && !res.destroyed) {
-        res.writeHead(200, { 'content-type': `${mediaType}; charset=utf-8`, 'content-length': String(text.length) }).end(text);
+        res
+          .writeHead(200, { 'content-type': `${mediaType}; charset=utf-8`, 'content-length': String(text.length) })
+          .end(text);
       }
       return { kind: 'answered' };
     }

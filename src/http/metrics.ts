@@ -1,9 +1,6 @@
 import client from 'prom-client';
 
-/** One Prometheus registry per process; delivery and live add their own series to it. */
-export const registry = new client.Registry();
-// prom-client's names already start with process_ / nodejs_: dispatch_process_resident_memory_bytes, dispatch_nodejs_heap_size_used_bytes.
-client.collectDefaultMetrics({ register: registry, prefix: 'dispatch_' });
+import { registry } from '../metrics.ts';
 
 export const httpRequests = new client.Counter({
   name: 'dispatch_http_requests_total',

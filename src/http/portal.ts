@@ -53,7 +53,12 @@ export function createPortalRoutes(options: PortalRoutesOptions) {
     'referrer-policy': 'no-referrer',
   };
 
-  async function sendFile(req: IncomingMessage, res: ServerResponse, file: string, cacheControl: string): Promise<boolean> {
+  async function sendFile(
+    req: IncomingMessage,
+    res: ServerResponse,
+    file: string,
+    cacheControl: string,
+  ): Promise<boolean> {
     const info = await stat(file).catch(() => null);
     if (!info?.isFile()) return false;
     res.writeHead(200, {
@@ -92,7 +97,8 @@ export function createPortalRoutes(options: PortalRoutesOptions) {
     if (relative.startsWith('assets/')) {
       return sendFile(req, res, file, 'public, max-age=31536000, immutable');
     }
-    if (relative !== '' && relative !== 'index.html' && (await sendFile(req, res, file, 'public, max-age=300'))) return true;
+    if (relative !== '' && relative !== 'index.html' && (await sendFile(req, res, file, 'public, max-age=300')))
+      return true;
     // Every other path is the SPA itself; it routes by the fragment.
     if (await sendFile(req, res, path.join(dist, 'index.html'), 'no-cache')) return true;
     res

@@ -1,11 +1,11 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { sendNodeResponse } from '@whatwg-node/server';
 import type { AddressInfo } from 'node:net';
+import { useGraphQlJit } from '@envelop/graphql-jit';
 import { maxAliasesPlugin } from '@escape.tech/graphql-armor-max-aliases';
 import { maxDepthPlugin } from '@escape.tech/graphql-armor-max-depth';
-import { createYoga, type Plugin, type YogaServerInstance } from 'graphql-yoga';
-import { useGraphQlJit } from '@envelop/graphql-jit';
+import { sendNodeResponse } from '@whatwg-node/server';
 import { GraphQLError, type GraphQLSchema } from 'graphql';
+import { createYoga, type Plugin, type YogaServerInstance } from 'graphql-yoga';
 import type { Config } from '../config.ts';
 import type { Database } from '../db/client.ts';
 import { pendingMigrations } from '../db/migrate.ts';
@@ -17,9 +17,10 @@ import { estimateNodes, MAX_QUERY_NODES } from '../graphql/cost.ts';
 import { sharedSubscriptionExecution } from '../graphql/shared-execution.ts';
 import type { LiveBus, MessageEvent } from '../live/bus.ts';
 import type { Logger } from '../logger.ts';
+import { registry } from '../metrics.ts';
 import { hasNulCharacter, maskError, NUL_MESSAGE } from './errors.ts';
 import { createFastLane } from './fast-lane.ts';
-import { graphqlErrors, graphqlOperations, httpDuration, httpRequests, registry } from './metrics.ts';
+import { graphqlErrors, graphqlOperations, httpDuration, httpRequests } from './metrics.ts';
 import { RateLimiter } from './rate-limit.ts';
 import { attachGraphQLWebSocket } from './websocket.ts';
 
@@ -54,7 +55,9 @@ export interface HttpServer {
  * already resolved (graphql-ws, the fast lane), or the error resolving it
  * raised in the fast lane, which yoga then answers with.
  */
-type ServerContext = { req: IncomingMessage; res: ServerResponse; contextError?: unknown } | { dispatch: GraphQLContext };
+type ServerContext =
+  | { req: IncomingMessage; res: ServerResponse; contextError?: unknown }
+  | { dispatch: GraphQLContext };
 
 export class UnauthenticatedError extends GraphQLError {
   constructor() {
@@ -74,7 +77,11 @@ function metricsPlugin(): Plugin {
     onExecute({ args }) {
       const operation = args.document.definitions.find((d: { kind: string }) => d.kind === 'OperationDefinition');
       const type = operation && 'operation' in operation ? operation.operation : 'unknown';
-      graphqlOperations.inc({ type, name: (args.operationName ?? (operation && 'name' in operation ? operation.name?.value : undefined)) || 'anonymous' });
+      graphqlOperations.inc({
+        type,
+        name:
+          (args.operationName ?? (operation && 'name' in operation ? operation.name?.value : undefined)) || 'anonymous',
+      });
     },
     onResultProcess({ result }) {
       countErrors(result);
@@ -92,7 +99,12 @@ function countErrors(result: unknown): void {
 
 /** Refuses, before any resolver runs, an operation whose pages could add up to more than MAX_QUERY_NODES objects. */
 function costPlugin(): Plugin {
-  const check = (args: { schema: GraphQLSchema; document: Parameters<typeof estimateNodes>[1]; operationName?: string | null; variableValues?: Record<string, unknown> | null }) => {
+  const check = (args: {
+    schema: GraphQLSchema;
+    document: Parameters<typeof estimateNodes>[1];
+    operationName?: string | null;
+    variableValues?: Record<string, unknown> | null;
+  }) => {
     const nodes = estimateNodes(args.schema, args.document, args.operationName, args.variableValues);
     if (nodes <= MAX_QUERY_NODES) return undefined;
     return new GraphQLError(
@@ -127,7 +139,10 @@ function limitErrorsPlugin(): Plugin {
                   source: e.source,
                   positions: e.positions,
                   // Keeps yoga's http extension, so a refused document answers 400 as before.
-                  extensions: { ...e.extensions, code: /depth|aliases/i.test(e.message) ? 'BAD_USER_INPUT' : 'GRAPHQL_VALIDATION_FAILED' },
+                  extensions: {
+                    ...e.extensions,
+                    code: /depth|aliases/i.test(e.message) ? 'BAD_USER_INPUT' : 'GRAPHQL_VALIDATION_FAILED',
+                  },
                 }),
           ),
         );
@@ -160,7 +175,11 @@ function readBody(req: IncomingMessage, limit: number): Promise<Buffer | null> {
 export function createHttpServer(deps: HttpDeps): HttpServer {
   const { config, db, logger } = deps;
   const limiter = new RateLimiter(config.apiKeyRateLimit);
-  const settings = { maxPayloadBytes: config.maxPayloadBytes, publicUrl: config.publicUrl, allowNetworks: config.allowNetworks };
+  const settings = {
+    maxPayloadBytes: config.maxPayloadBytes,
+    publicUrl: config.publicUrl,
+    allowNetworks: config.allowNetworks,
+  };
 
   const live = deps.live;
   const events = live ? { messageCreated: (message: MessageEvent) => void live.publishMessage(message) } : undefined;
@@ -216,7 +235,15 @@ export function createHttpServer(deps: HttpDeps): HttpServer {
           sharedSubscriptionExecution(),
           // Queries and mutations run compiled (cached per parsed document): about 10 % less
           // of Dispatch's CPU per sendMessage. Subscriptions keep the shared execution above.
-          useGraphQlJit({}, { enableIf: (args) => !args.document.definitions.some((d) => d.kind === 'OperationDefinition' && d.operation === 'subscription') }),
+          useGraphQlJit(
+            {},
+            {
+              enableIf: (args) =>
+                !args.document.definitions.some(
+                  (d) => d.kind === 'OperationDefinition' && d.operation === 'subscription',
+                ),
+            },
+          ),
         ],
       })
     : undefined;
@@ -244,7 +271,9 @@ export function createHttpServer(deps: HttpDeps): HttpServer {
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<string> {
     const url = new URL(req.url ?? '/', 'http://localhost');
     if (url.pathname === '/healthz') {
-      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ status: 'ok', role: config.role }));
+      res
+        .writeHead(200, { 'content-type': 'application/json' })
+        .end(JSON.stringify({ status: 'ok', role: config.role }));
       return 'healthz';
     }
     if (url.pathname === '/readyz') {
@@ -279,7 +308,9 @@ export function createHttpServer(deps: HttpDeps): HttpServer {
           return 'graphql';
         }
         if (hasNulCharacter(body)) {
-          res.writeHead(400, { 'content-type': 'application/json' }).end(graphqlErrorBody(400, NUL_MESSAGE, 'BAD_USER_INPUT'));
+          res
+            .writeHead(400, { 'content-type': 'application/json' })
+            .end(graphqlErrorBody(400, NUL_MESSAGE, 'BAD_USER_INPUT'));
           return 'graphql';
         }
         const outcome = await fastLane!.handle(req, res, body);
@@ -289,7 +320,11 @@ export function createHttpServer(deps: HttpDeps): HttpServer {
         req.headers['content-length'] = String(body.length);
         (req as IncomingMessage & { body?: Uint8Array }).body = body;
       }
-      const response = await yoga.handleNodeRequestAndResponse(req, res, contextError === undefined ? { req, res } : { req, res, contextError });
+      const response = await yoga.handleNodeRequestAndResponse(
+        req,
+        res,
+        contextError === undefined ? { req, res } : { req, res, contextError },
+      );
       await sendResponse(response, req, res);
       return 'graphql';
     }
@@ -315,7 +350,14 @@ export function createHttpServer(deps: HttpDeps): HttpServer {
   server.keepAliveTimeout = 65_000;
   // Subscriptions over WebSocket on the same path; SSE is yoga's own (Accept: text/event-stream).
   const websocket = yoga
-    ? attachGraphQLWebSocket({ server, path: '/graphql', yoga, contextFor, logger, maxPayloadBytes: config.maxRequestBytes })
+    ? attachGraphQLWebSocket({
+        server,
+        path: '/graphql',
+        yoga,
+        contextFor,
+        logger,
+        maxPayloadBytes: config.maxRequestBytes,
+      })
     : undefined;
 
   return {

@@ -1,9 +1,9 @@
 import type { IncomingMessage, Server } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { GraphQLError, type ExecutionArgs } from 'graphql';
+import { type ExecutionArgs, GraphQLError } from 'graphql';
 import { CloseCode, handleProtocols, makeServer, type ServerOptions } from 'graphql-ws';
-import { WebSocketServer, type WebSocket } from 'ws';
+import { type WebSocket, WebSocketServer } from 'ws';
 import type { GraphQLContext } from '../graphql/context.ts';
 import type { Logger } from '../logger.ts';
 
@@ -135,7 +135,10 @@ type EnvelopedArgs = ExecutionArgs & { execute(args: ExecutionArgs): unknown; su
 
 /** Close codes, in graphql-ws's 4xxx range; reasons must stay under 123 bytes. */
 export const WS_CLOSE = {
-  unauthenticated: { code: 4401, reason: 'UNAUTHENTICATED: connectionParams.authorization must be "Bearer <API key or portal token>"' },
+  unauthenticated: {
+    code: 4401,
+    reason: 'UNAUTHENTICATED: connectionParams.authorization must be "Bearer <API key or portal token>"',
+  },
   rateLimited: { code: 4429, reason: 'RATE_LIMITED: this API key is over its request rate' },
   slowConsumer: { code: 4429, reason: 'RATE_LIMITED: the client is not reading its socket; cut off' },
 } as const;
@@ -143,7 +146,12 @@ export const WS_CLOSE = {
 /** Close reasons are limited to 123 bytes. */
 function closeReason(code: string, text: string): string {
   const prefixed = `${code}: ${text}`;
-  return Buffer.byteLength(prefixed) <= 123 ? prefixed : `${Buffer.from(prefixed).subarray(0, 120).toString('utf8').replace(/\uFFFD$/, '')}...`;
+  return Buffer.byteLength(prefixed) <= 123
+    ? prefixed
+    : `${Buffer.from(prefixed)
+        .subarray(0, 120)
+        .toString('utf8')
+        .replace(/\uFFFD$/, '')}...`;
 }
 
 /** A thrown DispatchError/GraphQLError as a close reason, when it is one the client should see. */
@@ -193,7 +201,10 @@ export function attachGraphQLWebSocket(options: GraphQLWebSocketOptions): { clos
         try {
           await options.contextFor(typeof authorization === 'string' ? authorization : null);
         } catch (error) {
-          closeWith(ctx.extra.socket, codeOf(error) === 'RATE_LIMITED' ? WS_CLOSE.rateLimited : WS_CLOSE.unauthenticated);
+          closeWith(
+            ctx.extra.socket,
+            codeOf(error) === 'RATE_LIMITED' ? WS_CLOSE.rateLimited : WS_CLOSE.unauthenticated,
+          );
           return false;
         }
         authorizationOf.set(ctx.extra.socket, authorization as string);
@@ -215,7 +226,10 @@ export function attachGraphQLWebSocket(options: GraphQLWebSocketOptions): { clos
           dispatch: {
             ...context,
             cutOff: (reason: string, code: 'RATE_LIMITED' | 'UNAUTHENTICATED' = 'RATE_LIMITED') =>
-              closeWith(ctx.extra.socket, { code: code === 'UNAUTHENTICATED' ? 4401 : 4429, reason: closeReason(code, reason) }),
+              closeWith(ctx.extra.socket, {
+                code: code === 'UNAUTHENTICATED' ? 4401 : 4429,
+                reason: closeReason(code, reason),
+              }),
           },
         });
         let document: ExecutionArgs['document'];

@@ -1,5 +1,5 @@
 import client from 'prom-client';
-import { registry } from '../http/metrics.ts';
+import { registry } from '../metrics.ts';
 
 /** Series of the live feed, on the process's one registry. */
 export const liveSubscribers = new client.Gauge({

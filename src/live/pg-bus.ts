@@ -22,7 +22,8 @@ function parseEvent(value: unknown): Wire | undefined {
   if (kind === 'message') return { kind, appId, recipientId, messageId };
   if (kind === 'attempt') {
     const { attemptId, endpointId, status } = value as Record<string, unknown>;
-    if (!isId(attemptId) || !isId(endpointId) || typeof status !== 'string' || !ATTEMPT_STATUSES.has(status)) return undefined;
+    if (!isId(attemptId) || !isId(endpointId) || typeof status !== 'string' || !ATTEMPT_STATUSES.has(status))
+      return undefined;
     return { kind, attemptId, appId, recipientId, messageId, endpointId, status: status as AttemptEvent['status'] };
   }
   return undefined;
@@ -105,7 +106,8 @@ export function createPgLiveBus(options: PgLiveBusOptions): PgLiveBus {
   let addedWaiters: { total: number; resolve: () => void }[] = [];
   const listenerAdded = () => {
     added++;
-    addedWaiters = addedWaiters.filter((w) => (added >= w.total ? (w.resolve(), false) : true));
+    for (const w of addedWaiters) if (added >= w.total) w.resolve();
+    addedWaiters = addedWaiters.filter((w) => added < w.total);
   };
   const dead = new WeakSet<pg.Client>();
 
@@ -168,7 +170,11 @@ export function createPgLiveBus(options: PgLiveBusOptions): PgLiveBus {
 
   async function connect() {
     if (closed) return;
-    const client = new pg.Client({ connectionString: options.url, application_name: LIVE_APPLICATION_NAME, keepAlive: true });
+    const client = new pg.Client({
+      connectionString: options.url,
+      application_name: LIVE_APPLICATION_NAME,
+      keepAlive: true,
+    });
     // Registered before connect: a connection dropping at any time must never become an uncaught error.
     client.on('error', (error) => lost(client, error));
     client.on('end', () => lost(client));
@@ -212,7 +218,7 @@ export function createPgLiveBus(options: PgLiveBusOptions): PgLiveBus {
     bytes: number;
     resolve: () => void;
   }
-  let queue: Pending[] = [];
+  const queue: Pending[] = [];
   let flushing: Promise<void> | undefined;
 
   /** The next payload: as many queued events as fit under the limit, in order. */
@@ -279,7 +285,8 @@ export function createPgLiveBus(options: PgLiveBusOptions): PgLiveBus {
         endpointId: event.endpointId,
         status: event.status,
       }),
-    publishMessage: (event) => publish({ kind: 'message', messageId: event.messageId, appId: event.appId, recipientId: event.recipientId }),
+    publishMessage: (event) =>
+      publish({ kind: 'message', messageId: event.messageId, appId: event.appId, recipientId: event.recipientId }),
     listenerCount: () => attemptListeners.size + messageListeners.size,
     listenersAdded: () => added,
     whenListenersAdded(total) {

@@ -137,7 +137,8 @@ export class SubscriberQueue<E, R> implements AsyncIterableIterator<R> {
         return { done: false, value: this.ready.shift()! };
       }
       const events: E[] = [];
-      for (let event = this.shift(); event !== undefined; event = events.length < batchSize ? this.shift() : undefined) events.push(event);
+      for (let event = this.shift(); event !== undefined; event = events.length < batchSize ? this.shift() : undefined)
+        events.push(event);
       if (!events.length) {
         if (this.failure) {
           const failure = this.failure;

@@ -3,7 +3,7 @@ import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import { type BrowserContext, chromium, type Page } from 'playwright-core';
 import { build } from 'vite';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -15,8 +15,8 @@ import {
   ResendMessageDocument,
   SendMessageDocument,
 } from '../../src/client/index.ts';
-import { DEFAULT_RETRY_SCHEDULE } from '../../src/delivery/retry.ts';
 import { LIVE_APPLICATION_NAME } from '../../src/live/pg-bus.ts';
+import { DEFAULT_RETRY_SCHEDULE } from '../../src/webhooks/retry.ts';
 import { startTestDispatch, type TestDispatch } from '../support/dispatch.ts';
 
 const SCREENSHOTS = path.resolve('test-results/portal');
@@ -33,7 +33,7 @@ async function startReceiver() {
     req.on('end', () => {
       received.push({ headers: req.headers, body });
       res.writeHead(200, { 'content-type': 'text/plain' }).end('thanks');
-      waiters.splice(0).forEach((w) => w());
+      for (const w of waiters.splice(0)) w();
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -64,13 +64,26 @@ describe('the portal SPA in a real browser', () => {
     context = await chromium.launchPersistentContext(userDataDir, {
       executablePath: '/usr/bin/chromium',
       headless: true,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+      args: [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+      ],
       viewport: DESKTOP,
     });
     const { createApp } = await t.client.request(CreateAppDocument, { input: { name: 'Billing' } });
     appId = createApp.id;
-    await t.client.request(CreateEventTypeDocument, { input: { appId, name: 'invoice.paid', description: 'An invoice was paid in full.' } });
-    await t.client.request(CreateEventTypeDocument, { input: { appId, name: 'invoice.voided', description: 'An invoice was voided.' } });
+    await t.client.request(CreateEventTypeDocument, {
+      input: { appId, name: 'invoice.paid', description: 'An invoice was paid in full.' },
+    });
+    await t.client.request(CreateEventTypeDocument, {
+      input: { appId, name: 'invoice.voided', description: 'An invoice was voided.' },
+    });
   }, 120_000);
 
   afterAll(async () => {
@@ -81,7 +94,9 @@ describe('the portal SPA in a real browser', () => {
 
   /** The portal URL of a session, on the test server's actual port. */
   async function portalUrl(recipientId: string, expiresInSeconds?: number) {
-    const { createPortalSession } = await t.client.request(CreatePortalSessionDocument, { input: { appId, recipientId, expiresInSeconds } });
+    const { createPortalSession } = await t.client.request(CreatePortalSessionDocument, {
+      input: { appId, recipientId, expiresInSeconds },
+    });
     const url = new URL(createPortalSession.url);
     expect(url.pathname).toBe('/portal');
     expect(url.search).toBe('');
@@ -150,7 +165,12 @@ describe('the portal SPA in a real browser', () => {
     await page.getByRole('button', { name: 'Add endpoint' }).click();
     await page.getByRole('heading', { name: receiver.url }).waitFor();
     const endpoint = await t.dispatch.db.prisma.endpoint.findFirstOrThrow({ where: { url: receiver.url } });
-    expect(endpoint).toMatchObject({ description: 'Production receiver', eventTypes: ['invoice.paid'], headers: { 'x-customer': 'forty-two' }, disabled: false });
+    expect(endpoint).toMatchObject({
+      description: 'Production receiver',
+      eventTypes: ['invoice.paid'],
+      headers: { 'x-customer': 'forty-two' },
+      disabled: false,
+    });
 
     await page.getByRole('button', { name: 'Reveal' }).click();
     await expect.poll(() => page.getByTestId('secret').textContent()).toMatch(/^whsec_[A-Za-z0-9+/=]{32}$/);
@@ -166,8 +186,14 @@ describe('the portal SPA in a real browser', () => {
     expect(sendMessage.message.deliveries.nodes).toHaveLength(1);
     // The delivery engine sends it, signed, with the custom header; the page follows the live feed.
     await receiver.until(1);
-    expect(receiver.received[0]!.headers).toMatchObject({ 'x-customer': 'forty-two', 'webhook-id': sendMessage.message.messageId });
-    expect(JSON.parse(receiver.received[0]!.body)).toMatchObject({ type: 'invoice.paid', data: { invoice: 'inv_1', amount: 4200 } });
+    expect(receiver.received[0]!.headers).toMatchObject({
+      'x-customer': 'forty-two',
+      'webhook-id': sendMessage.message.messageId,
+    });
+    expect(JSON.parse(receiver.received[0]!.body)).toMatchObject({
+      type: 'invoice.paid',
+      data: { invoice: 'inv_1', amount: 4200 },
+    });
     const delivery = page.getByTestId('delivery');
     await expect.poll(() => delivery.textContent()).toContain(receiver.url);
     const attempts = page.getByTestId('attempt');
@@ -201,7 +227,9 @@ describe('the portal SPA in a real browser', () => {
     await page.getByRole('link', { name: 'Live' }).click();
     await page.getByText('● live').waitFor();
     const before = receiver.received.length;
-    await t.client.request(SendMessageDocument, { input: { appId, recipientId: 'customer_42', eventType: 'invoice.paid', data: { invoice: 'inv_2' } } });
+    await t.client.request(SendMessageDocument, {
+      input: { appId, recipientId: 'customer_42', eventType: 'invoice.paid', data: { invoice: 'inv_2' } },
+    });
     await receiver.until(before + 1);
     const live = page.getByTestId('live-attempt');
     await expect.poll(() => live.first().textContent()).toMatch(/invoice\.paid\s*succeeded.*HTTP 200/s);
@@ -209,9 +237,10 @@ describe('the portal SPA in a real browser', () => {
     await page.screenshot({ path: `${SCREENSHOTS}/portal-live-phone.png`, fullPage: true });
 
     // The server's feed loses its LISTEN connection: the page says so, reads the list again and follows the feed anew.
-    await t.dispatch.db.pool.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1 AND datname = current_database()', [
-      LIVE_APPLICATION_NAME,
-    ]);
+    await t.dispatch.db.pool.query(
+      'SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1 AND datname = current_database()',
+      [LIVE_APPLICATION_NAME],
+    );
     const interrupted = page.getByTestId('feed-interrupted');
     await expect.poll(() => interrupted.textContent()).toMatch(/interrupted at .*The list below was read again\./s);
     await page.getByText('● live').waitFor();
@@ -220,7 +249,9 @@ describe('the portal SPA in a real browser', () => {
     await page.screenshot({ path: `${SCREENSHOTS}/portal-live-interrupted-phone.png`, fullPage: true });
     const shown = await live.count();
     const resubscribed = receiver.received.length;
-    await t.client.request(SendMessageDocument, { input: { appId, recipientId: 'customer_42', eventType: 'invoice.paid', data: { invoice: 'inv_3' } } });
+    await t.client.request(SendMessageDocument, {
+      input: { appId, recipientId: 'customer_42', eventType: 'invoice.paid', data: { invoice: 'inv_3' } },
+    });
     await receiver.until(resubscribed + 1);
     await expect.poll(() => live.count()).toBe(shown + 1);
     await expect.poll(() => live.first().textContent()).toMatch(/invoice\.paid\s*succeeded.*HTTP 200/s);
@@ -228,8 +259,12 @@ describe('the portal SPA in a real browser', () => {
   });
 
   it('filters the message log by event type', async () => {
-    await t.client.request(SendMessageDocument, { input: { appId, recipientId: 'customer_7', eventType: 'invoice.paid', data: { n: 1 } } });
-    await t.client.request(SendMessageDocument, { input: { appId, recipientId: 'customer_7', eventType: 'invoice.voided', data: { n: 2 } } });
+    await t.client.request(SendMessageDocument, {
+      input: { appId, recipientId: 'customer_7', eventType: 'invoice.paid', data: { n: 1 } },
+    });
+    await t.client.request(SendMessageDocument, {
+      input: { appId, recipientId: 'customer_7', eventType: 'invoice.voided', data: { n: 2 } },
+    });
     const page = await newPage();
     await page.goto((await portalUrl('customer_7')).url);
     await page.getByRole('link', { name: 'Messages' }).click();
@@ -244,7 +279,9 @@ describe('the portal SPA in a real browser', () => {
 
   it('an expired link shows the expired state, not an error', async () => {
     const { url } = await portalUrl('customer_9');
-    await t.client.raw('mutation ($input: RevokePortalSessionsInput!) { revokePortalSessions(input: $input) }', { input: { appId, recipientId: 'customer_9' } });
+    await t.client.raw('mutation ($input: RevokePortalSessionsInput!) { revokePortalSessions(input: $input) }', {
+      input: { appId, recipientId: 'customer_9' },
+    });
     const page = await newPage(PHONE);
     await page.goto(url);
     await page.getByRole('heading', { name: 'This link has expired' }).waitFor();
@@ -291,7 +328,9 @@ describe('the portal SPA in a real browser', () => {
     await schedule.fill('5, 0');
     await save.click();
     const alert = form.getByRole('alert');
-    await expect.poll(() => alert.textContent()).toMatch(/^retrySchedule\[1\] must be a whole number of seconds from 1 to \d+/);
+    await expect
+      .poll(() => alert.textContent())
+      .toMatch(/^retrySchedule\[1\] must be a whole number of seconds from 1 to \d+/);
     await page.screenshot({ path: `${SCREENSHOTS}/dashboard-settings-error-desktop.png` });
     await timeout.fill('99');
     await schedule.fill('5, 300');
@@ -301,14 +340,22 @@ describe('the portal SPA in a real browser', () => {
     await schedule.fill('5, soon');
     await save.click();
     await expect.poll(() => alert.textContent()).toBe('"soon" is not a whole number of seconds.');
-    expect(await readBack()).toMatchObject({ name: 'Retries', retrySchedule: DEFAULT_RETRY_SCHEDULE, attemptTimeoutMs: 15_000 });
+    expect(await readBack()).toMatchObject({
+      name: 'Retries',
+      retrySchedule: DEFAULT_RETRY_SCHEDULE,
+      attemptTimeoutMs: 15_000,
+    });
 
     await form.getByLabel('Name').fill('Retries v2');
     await schedule.fill('10, 60,600');
     await timeout.fill('5000');
     await save.click();
     await form.getByText('Settings saved.').waitFor();
-    expect(await readBack()).toMatchObject({ name: 'Retries v2', retrySchedule: [10, 60, 600], attemptTimeoutMs: 5000 });
+    expect(await readBack()).toMatchObject({
+      name: 'Retries v2',
+      retrySchedule: [10, 60, 600],
+      attemptTimeoutMs: 5000,
+    });
     // The view shows what was saved.
     await page.getByRole('heading', { name: 'Retries v2' }).waitFor();
     await page.getByText('retries after 10, 60, 600 s · timeout 5000 ms').waitFor();
@@ -334,9 +381,15 @@ describe('the portal SPA in a real browser', () => {
   it("the dashboard pages through more than one page of recipients, of a recipient's endpoints and of apps", async () => {
     const { createApp } = await t.client.request(CreateAppDocument, { input: { name: 'Many recipients' } });
     const ids = Array.from({ length: 105 }, (_, i) => `tenant_${String(i).padStart(3, '0')}`);
-    await inBatches(ids, (recipientId) => t.client.request(CreatePortalSessionDocument, { input: { appId: createApp.id, recipientId } }));
-    await inBatches(Array.from({ length: 21 }, (_, i) => i), (i) =>
-      t.client.request(CreateEndpointDocument, { input: { appId: createApp.id, recipientId: 'tenant_000', url: `${receiver.url}/${i}` } }),
+    await inBatches(ids, (recipientId) =>
+      t.client.request(CreatePortalSessionDocument, { input: { appId: createApp.id, recipientId } }),
+    );
+    await inBatches(
+      Array.from({ length: 21 }, (_, i) => i),
+      (i) =>
+        t.client.request(CreateEndpointDocument, {
+          input: { appId: createApp.id, recipientId: 'tenant_000', url: `${receiver.url}/${i}` },
+        }),
     );
 
     const page = await dashboardPage(t.apiKey, `#/dashboard/apps/${createApp.id}`);
@@ -364,7 +417,10 @@ describe('the portal SPA in a real browser', () => {
 
     // Apps page by 50: another workspace with 51.
     const other = await t.newWorkspace();
-    await inBatches(Array.from({ length: 51 }, (_, i) => i), (i) => other.client.request(CreateAppDocument, { input: { name: `App ${i}` } }));
+    await inBatches(
+      Array.from({ length: 51 }, (_, i) => i),
+      (i) => other.client.request(CreateAppDocument, { input: { name: `App ${i}` } }),
+    );
     const appsPage = await dashboardPage(other.apiKey, '#/dashboard');
     const cards = appsPage.locator('.card');
     await expect.poll(() => cards.count()).toBe(50);
@@ -378,16 +434,24 @@ describe('the portal SPA in a real browser', () => {
     const prisma = t.dispatch.db.prisma;
     /** Resolves once the delivery has `count` attempts, all finished. */
     const attemptsDone = (deliveryId: string, count: number) =>
-      expect.poll(() => prisma.attempt.count({ where: { deliveryId, finishedAt: { not: null } } }), { timeout: 20_000 }).toBe(count);
-    const shownIds = (locator: ReturnType<Page['getByTestId']>) => locator.evaluateAll((els) => els.map((el) => el.getAttribute('data-id')));
+      expect
+        .poll(() => prisma.attempt.count({ where: { deliveryId, finishedAt: { not: null } } }), { timeout: 20_000 })
+        .toBe(count);
+    const shownIds = (locator: ReturnType<Page['getByTestId']>) =>
+      locator.evaluateAll((els) => els.map((el) => el.getAttribute('data-id')));
 
     // One delivery with 23 attempts (the scheduled one and 22 resends): two pages of 20.
-    await t.client.request(CreateEndpointDocument, { input: { appId, recipientId: 'pager', url: `${receiver.url}/pager` } });
-    const { sendMessage } = await t.client.request(SendMessageDocument, { input: { appId, recipientId: 'pager', eventType: 'invoice.paid', data: { n: 1 } } });
+    await t.client.request(CreateEndpointDocument, {
+      input: { appId, recipientId: 'pager', url: `${receiver.url}/pager` },
+    });
+    const { sendMessage } = await t.client.request(SendMessageDocument, {
+      input: { appId, recipientId: 'pager', eventType: 'invoice.paid', data: { n: 1 } },
+    });
     const message = sendMessage.message;
     const deliveryId = message.deliveries.nodes[0]!.id;
     await attemptsDone(deliveryId, 1);
-    for (let i = 0; i < 22; i++) await t.client.request(ResendMessageDocument, { input: { appId, messageId: message.id } });
+    for (let i = 0; i < 22; i++)
+      await t.client.request(ResendMessageDocument, { input: { appId, messageId: message.id } });
     await attemptsDone(deliveryId, 23);
 
     const page = await newPage();
@@ -411,16 +475,27 @@ describe('the portal SPA in a real browser', () => {
     await page.close();
 
     // 105 endpoints of one recipient: a message with 105 deliveries, in pages of 50, more than a reread's largest page (100).
-    await inBatches(Array.from({ length: 105 }, (_, i) => i), (i) =>
-      t.client.request(CreateEndpointDocument, { input: { appId, recipientId: 'fanout', url: `${receiver.url}/fanout/${i}` } }),
+    await inBatches(
+      Array.from({ length: 105 }, (_, i) => i),
+      (i) =>
+        t.client.request(CreateEndpointDocument, {
+          input: { appId, recipientId: 'fanout', url: `${receiver.url}/fanout/${i}` },
+        }),
     );
-    const wide = (await t.client.request(SendMessageDocument, { input: { appId, recipientId: 'fanout', eventType: 'invoice.paid', data: { n: 2 } } }))
-      .sendMessage.message;
-    const ids = (await prisma.delivery.findMany({ where: { messageId: wide.id }, orderBy: { id: 'asc' }, select: { id: true } })).map((d) => d.id);
+    const wide = (
+      await t.client.request(SendMessageDocument, {
+        input: { appId, recipientId: 'fanout', eventType: 'invoice.paid', data: { n: 2 } },
+      })
+    ).sendMessage.message;
+    const ids = (
+      await prisma.delivery.findMany({ where: { messageId: wide.id }, orderBy: { id: 'asc' }, select: { id: true } })
+    ).map((d) => d.id);
     expect(ids).toHaveLength(105);
     // Every first attempt has ended, so what the page shows changes only by the resends below.
     await expect
-      .poll(() => prisma.attempt.count({ where: { deliveryId: { in: ids }, finishedAt: { not: null } } }), { timeout: 20_000 })
+      .poll(() => prisma.attempt.count({ where: { deliveryId: { in: ids }, finishedAt: { not: null } } }), {
+        timeout: 20_000,
+      })
       .toBe(105);
     const detail = await newPage();
     await detail.goto((await portalUrl('fanout')).url);
@@ -438,10 +513,15 @@ describe('the portal SPA in a real browser', () => {
     // A resend to the 51st and to the last delivery's endpoint rereads the message: still 105 deliveries, each once, and
     // both show their new manual attempt, the last one too though it is beyond the first 100.
     const resendTo = async (deliveryId: string) => {
-      const { endpointId } = await prisma.delivery.findUniqueOrThrow({ where: { id: deliveryId }, select: { endpointId: true } });
+      const { endpointId } = await prisma.delivery.findUniqueOrThrow({
+        where: { id: deliveryId },
+        select: { endpointId: true },
+      });
       await t.client.request(ResendMessageDocument, { input: { appId, messageId: wide.id, endpointId } });
       await attemptsDone(deliveryId, 2);
-      return (await prisma.attempt.findMany({ where: { deliveryId }, orderBy: { id: 'desc' }, select: { id: true } })).map((a) => a.id);
+      return (
+        await prisma.attempt.findMany({ where: { deliveryId }, orderBy: { id: 'desc' }, select: { id: true } })
+      ).map((a) => a.id);
     };
     const [middle, last] = await Promise.all([resendTo(ids[50]!), resendTo(ids[104]!)]);
     await expect.poll(() => shownIds(deliveries.nth(50).getByTestId('attempt'))).toEqual(middle);

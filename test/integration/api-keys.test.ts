@@ -48,7 +48,9 @@ describe('API keys', () => {
   });
 
   it('concurrent creations with one new workspace name all succeed and make one workspace', async () => {
-    const results = await Promise.all(Array.from({ length: 8 }, (_, i) => createApiKey(db.prisma, { workspaceName: 'Racing', name: `key ${i}` })));
+    const results = await Promise.all(
+      Array.from({ length: 8 }, (_, i) => createApiKey(db.prisma, { workspaceName: 'Racing', name: `key ${i}` })),
+    );
     const workspaceIds = new Set(results.map((r) => r.workspace.id));
     expect(workspaceIds.size).toBe(1);
     expect(results.filter((r) => r.workspaceCreated)).toHaveLength(1);
@@ -131,11 +133,14 @@ describe('API keys', () => {
     const theirs = await createApiKey(db.prisma, { workspaceName: 'Theirs' });
     expect(await revokeApiKey(db.prisma, { workspaceId: mine.workspace.id, id: theirs.apiKey.id })).toBeNull();
     expect(await revokeApiKey(db.prisma, { workspaceId: mine.workspace.id, id: 'key_missing' })).toBeNull();
-    expect(await authenticateApiKey(db.prisma, theirs.token)).toEqual({ workspaceId: theirs.workspace.id, apiKeyId: theirs.apiKey.id });
+    expect(await authenticateApiKey(db.prisma, theirs.token)).toEqual({
+      workspaceId: theirs.workspace.id,
+      apiKeyId: theirs.apiKey.id,
+    });
     expect((await db.prisma.apiKey.findUniqueOrThrow({ where: { id: theirs.apiKey.id } })).revokedAt).toBeNull();
   });
 
-  it('listing shows a workspace\'s own keys, oldest first, revoked ones marked, without token or hash', async () => {
+  it("listing shows a workspace's own keys, oldest first, revoked ones marked, without token or hash", async () => {
     const a = await createApiKey(db.prisma, { workspaceName: 'Listed', name: 'a' });
     const b = await createApiKey(db.prisma, { workspaceName: 'Listed', name: 'b' });
     await createApiKey(db.prisma, { workspaceName: 'Unlisted' });

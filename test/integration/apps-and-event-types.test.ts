@@ -1,6 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AppDocument, ArchiveEventTypeDocument, CreateAppDocument, CreateEventTypeDocument, UpdateAppDocument } from '../../src/client/index.ts';
-import { DEFAULT_RETRY_SCHEDULE } from '../../src/delivery/retry.ts';
+import {
+  AppDocument,
+  ArchiveEventTypeDocument,
+  CreateAppDocument,
+  CreateEventTypeDocument,
+  UpdateAppDocument,
+} from '../../src/client/index.ts';
+import { DEFAULT_RETRY_SCHEDULE } from '../../src/webhooks/retry.ts';
 import { startTestDispatch, type TestDispatch } from '../support/dispatch.ts';
 import { expectError } from '../support/graphql.ts';
 
@@ -60,18 +66,28 @@ describe('apps and event types', () => {
 
   describe('updateApp', () => {
     it('changes only what it is given; an empty schedule restores the default; null timeout restores 15 s', async () => {
-      const { createApp } = await t.client.request(CreateAppDocument, { input: { name: 'Before', retrySchedule: [10], attemptTimeoutMs: 1000 } });
+      const { createApp } = await t.client.request(CreateAppDocument, {
+        input: { name: 'Before', retrySchedule: [10], attemptTimeoutMs: 1000 },
+      });
       const renamed = await t.client.request(UpdateAppDocument, { input: { id: createApp.id, name: 'After' } });
       expect(renamed.updateApp).toMatchObject({ name: 'After', retrySchedule: [10], attemptTimeoutMs: 1000 });
-      const reset = await t.client.request(UpdateAppDocument, { input: { id: createApp.id, retrySchedule: [], attemptTimeoutMs: null } });
-      expect(reset.updateApp).toMatchObject({ name: 'After', retrySchedule: [...DEFAULT_RETRY_SCHEDULE], attemptTimeoutMs: 15_000 });
+      const reset = await t.client.request(UpdateAppDocument, {
+        input: { id: createApp.id, retrySchedule: [], attemptTimeoutMs: null },
+      });
+      expect(reset.updateApp).toMatchObject({
+        name: 'After',
+        retrySchedule: [...DEFAULT_RETRY_SCHEDULE],
+        attemptTimeoutMs: 15_000,
+      });
     });
 
     it('validates like createApp and answers NOT_FOUND for an unknown app', async () => {
       await expectError(t.client, 'BAD_USER_INPUT', UPDATE_APP, { input: { id: appId, retrySchedule: [0] } });
       await expectError(t.client, 'BAD_USER_INPUT', UPDATE_APP, { input: { id: appId, attemptTimeoutMs: 0 } });
       await expectError(t.client, 'BAD_USER_INPUT', UPDATE_APP, { input: { id: appId, name: '' } });
-      await expectError(t.client, 'NOT_FOUND', UPDATE_APP, { input: { id: 'app_00000000000000000000000000', name: 'x' } });
+      await expectError(t.client, 'NOT_FOUND', UPDATE_APP, {
+        input: { id: 'app_00000000000000000000000000', name: 'x' },
+      });
       await expectError(t.client, 'NOT_FOUND', UPDATE_APP, { input: { id: 'not an id', name: 'x' } });
     });
   });
@@ -82,7 +98,12 @@ describe('apps and event types', () => {
       const { createEventType } = await t.client.request(CreateEventTypeDocument, {
         input: { appId, name: 'invoice.paid', description: 'An invoice was paid', schema },
       });
-      expect(createEventType).toMatchObject({ name: 'invoice.paid', description: 'An invoice was paid', schema, archived: false });
+      expect(createEventType).toMatchObject({
+        name: 'invoice.paid',
+        description: 'An invoice was paid',
+        schema,
+        archived: false,
+      });
       expect(createEventType.id).toMatch(/^evt_/);
     });
 
@@ -106,7 +127,9 @@ describe('apps and event types', () => {
       ['a broken $ref', { $ref: '#/definitions/missing' }],
     ])('refuses %s as a schema with BAD_USER_INPUT and stores nothing', async (_what, schema) => {
       const before = await t.dispatch.db.prisma.eventType.count();
-      await expectError(t.client, 'BAD_USER_INPUT', CREATE_EVENT_TYPE, { input: { appId, name: 'bad.schema', schema } });
+      await expectError(t.client, 'BAD_USER_INPUT', CREATE_EVENT_TYPE, {
+        input: { appId, name: 'bad.schema', schema },
+      });
       expect(await t.dispatch.db.prisma.eventType.count()).toBe(before);
     });
 
@@ -114,7 +137,9 @@ describe('apps and event types', () => {
       await t.client.request(CreateEventTypeDocument, { input: { appId, name: 'dup.name' } });
       await expectError(t.client, 'BAD_USER_INPUT', CREATE_EVENT_TYPE, { input: { appId, name: 'dup.name' } });
       const other = (await t.client.request(CreateAppDocument, { input: { name: 'Other' } })).createApp.id;
-      const { createEventType } = await t.client.request(CreateEventTypeDocument, { input: { appId: other, name: 'dup.name' } });
+      const { createEventType } = await t.client.request(CreateEventTypeDocument, {
+        input: { appId: other, name: 'dup.name' },
+      });
       expect(createEventType.name).toBe('dup.name');
     });
 
@@ -128,20 +153,26 @@ describe('apps and event types', () => {
     });
 
     it('answers NOT_FOUND for an unknown app', async () => {
-      await expectError(t.client, 'NOT_FOUND', CREATE_EVENT_TYPE, { input: { appId: 'app_00000000000000000000000000', name: 'a.b' } });
+      await expectError(t.client, 'NOT_FOUND', CREATE_EVENT_TYPE, {
+        input: { appId: 'app_00000000000000000000000000', name: 'a.b' },
+      });
     });
   });
 
   describe('archiveEventType', () => {
     it('archives; archived types are hidden from App.eventTypes unless includeArchived; archiving twice is harmless', async () => {
       await t.client.request(CreateEventTypeDocument, { input: { appId, name: 'to.archive' } });
-      const { archiveEventType } = await t.client.request(ArchiveEventTypeDocument, { input: { appId, name: 'to.archive' } });
+      const { archiveEventType } = await t.client.request(ArchiveEventTypeDocument, {
+        input: { appId, name: 'to.archive' },
+      });
       expect(archiveEventType.archived).toBe(true);
       expect(Date.parse(archiveEventType.archivedAt as string)).toBeGreaterThan(Date.now() - 60_000);
       const again = await t.client.request(ArchiveEventTypeDocument, { input: { appId, name: 'to.archive' } });
       expect(again.archiveEventType.archivedAt).toBe(archiveEventType.archivedAt);
 
-      const listed = await t.client.raw<{ app: { active: { name: string }[]; all: { name: string; archived: boolean }[] } }>(
+      const listed = await t.client.raw<{
+        app: { active: { name: string }[]; all: { name: string; archived: boolean }[] };
+      }>(
         `query ($id: ID!) { app(id: $id) { active: eventTypes { name } all: eventTypes(includeArchived: true) { name archived } } }`,
         { id: appId },
       );
@@ -153,16 +184,24 @@ describe('apps and event types', () => {
     });
 
     it('creating an archived name again restores it with the new description and schema', async () => {
-      await t.client.request(CreateEventTypeDocument, { input: { appId, name: 'revived', description: 'old', schema: { type: 'object' } } });
+      await t.client.request(CreateEventTypeDocument, {
+        input: { appId, name: 'revived', description: 'old', schema: { type: 'object' } },
+      });
       await t.client.request(ArchiveEventTypeDocument, { input: { appId, name: 'revived' } });
-      const { createEventType } = await t.client.request(CreateEventTypeDocument, { input: { appId, name: 'revived', description: 'new' } });
+      const { createEventType } = await t.client.request(CreateEventTypeDocument, {
+        input: { appId, name: 'revived', description: 'new' },
+      });
       expect(createEventType).toMatchObject({ description: 'new', schema: null, archived: false });
       expect(await t.dispatch.db.prisma.eventType.count({ where: { appId, name: 'revived' } })).toBe(1);
     });
 
     it('answers UNKNOWN_EVENT_TYPE for a name the app does not have, NOT_FOUND for an unknown app', async () => {
-      await expectError(t.client, 'UNKNOWN_EVENT_TYPE', ARCHIVE_EVENT_TYPE, { input: { appId, name: 'never.created' } });
-      await expectError(t.client, 'NOT_FOUND', ARCHIVE_EVENT_TYPE, { input: { appId: 'app_00000000000000000000000000', name: 'invoice.paid' } });
+      await expectError(t.client, 'UNKNOWN_EVENT_TYPE', ARCHIVE_EVENT_TYPE, {
+        input: { appId, name: 'never.created' },
+      });
+      await expectError(t.client, 'NOT_FOUND', ARCHIVE_EVENT_TYPE, {
+        input: { appId: 'app_00000000000000000000000000', name: 'invoice.paid' },
+      });
     });
   });
 });

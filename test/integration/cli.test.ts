@@ -56,7 +56,10 @@ describe('the dispatch command', () => {
   });
 
   it('creates a key whose last line authenticates, lists it without the token, and revokes it', async () => {
-    const create = await dispatch(['api-key', 'create', '--workspace', 'Acme CLI', '--name', 'ci'], { databaseUrl: created.url, cwd });
+    const create = await dispatch(['api-key', 'create', '--workspace', 'Acme CLI', '--name', 'ci'], {
+      databaseUrl: created.url,
+      cwd,
+    });
     expect(create.stderr).not.toMatch(/error/i);
     expect(create.code).toBe(0);
     const token = create.lines.at(-1)!;
@@ -129,22 +132,32 @@ describe('the dispatch command', () => {
     expect(help.stdout).toContain('migrate');
   });
 
-  it.each([
-    { args: [], code: 2, message: 'Usage: dispatch <command>' },
-    { args: ['launch'], code: 2, message: 'unknown command "launch"' },
-    { args: ['api-key'], code: 2, message: 'api-key needs a subcommand' },
-    { args: ['api-key', 'rotate'], code: 2, message: 'unknown api-key subcommand "rotate"' },
-    { args: ['api-key', 'create'], code: 2, message: '--workspace is required' },
-    { args: ['api-key', 'create', '--workspace'], code: 2, message: "Option '--workspace <value>' argument missing" },
-    { args: ['api-key', 'create', '--workspace', 'W', '--colour', 'red'], code: 2, message: "Unknown option '--colour'" },
-    { args: ['api-key', 'list'], code: 2, message: '--workspace is required' },
-    { args: ['api-key', 'revoke'], code: 2, message: 'missing argument' },
-    { args: ['api-key', 'revoke', 'key_a', 'key_b'], code: 2, message: 'unexpected argument "key_b"' },
-    { args: ['migrate', 'now'], code: 2, message: 'unexpected argument "now"' },
-    { args: ['api-key', 'revoke', 'key_nothing'], code: 1, message: 'no API key with id "key_nothing"' },
-    { args: ['api-key', 'list', '--workspace', 'Nobody'], code: 1, message: 'no workspace named "Nobody"' },
-    { args: ['api-key', 'create', '--workspace', 'W', '--name', ' '], code: 1, message: 'API key name must be 1 to 200 characters' },
-  ].map((c) => ({ ...c, command: ['dispatch', ...c.args].join(' ') })))('`$command` exits $code: $message', async ({ args, code, message }) => {
+  it.each(
+    [
+      { args: [], code: 2, message: 'Usage: dispatch <command>' },
+      { args: ['launch'], code: 2, message: 'unknown command "launch"' },
+      { args: ['api-key'], code: 2, message: 'api-key needs a subcommand' },
+      { args: ['api-key', 'rotate'], code: 2, message: 'unknown api-key subcommand "rotate"' },
+      { args: ['api-key', 'create'], code: 2, message: '--workspace is required' },
+      { args: ['api-key', 'create', '--workspace'], code: 2, message: "Option '--workspace <value>' argument missing" },
+      {
+        args: ['api-key', 'create', '--workspace', 'W', '--colour', 'red'],
+        code: 2,
+        message: "Unknown option '--colour'",
+      },
+      { args: ['api-key', 'list'], code: 2, message: '--workspace is required' },
+      { args: ['api-key', 'revoke'], code: 2, message: 'missing argument' },
+      { args: ['api-key', 'revoke', 'key_a', 'key_b'], code: 2, message: 'unexpected argument "key_b"' },
+      { args: ['migrate', 'now'], code: 2, message: 'unexpected argument "now"' },
+      { args: ['api-key', 'revoke', 'key_nothing'], code: 1, message: 'no API key with id "key_nothing"' },
+      { args: ['api-key', 'list', '--workspace', 'Nobody'], code: 1, message: 'no workspace named "Nobody"' },
+      {
+        args: ['api-key', 'create', '--workspace', 'W', '--name', ' '],
+        code: 1,
+        message: 'API key name must be 1 to 200 characters',
+      },
+    ].map((c) => ({ ...c, command: ['dispatch', ...c.args].join(' ') })),
+  )('`$command` exits $code: $message', async ({ args, code, message }) => {
     const run = await dispatch(args, { databaseUrl: created.url, cwd });
     expect(run.code).toBe(code);
     expect(run.stderr).toContain(message);

@@ -1,8 +1,8 @@
 import { Webhook } from 'standardwebhooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestDispatch, type TestDispatch } from '../support/dispatch.ts';
 import { attemptsOf, createDeliveryApp, createEndpoint, deliveriesOf, send, settled } from '../support/delivery.ts';
-import { startReceiver, type Receiver } from '../support/receiver.ts';
+import { startTestDispatch, type TestDispatch } from '../support/dispatch.ts';
+import { type Receiver, startReceiver } from '../support/receiver.ts';
 
 describe('delivering a message', () => {
   let t: TestDispatch;
@@ -25,13 +25,25 @@ describe('delivering a message', () => {
 
   it('POSTs the event signed so the standardwebhooks library accepts it, with the custom headers, in well under a second', async () => {
     const r = await receiver();
-    const endpoint = await createEndpoint(t.client, { appId, recipientId: 'signed', url: r.url, headers: { 'x-tenant': 'acme' } });
+    const endpoint = await createEndpoint(t.client, {
+      appId,
+      recipientId: 'signed',
+      url: r.url,
+      headers: { 'x-tenant': 'acme' },
+    });
     const sentAt = Date.now();
-    const message = await send(t.client, { appId, recipientId: 'signed', data: { amount: 42, note: 'crème ✓' }, messageId: 'order.1234.paid' });
+    const message = await send(t.client, {
+      appId,
+      recipientId: 'signed',
+      data: { amount: 42, note: 'crème ✓' },
+      messageId: 'order.1234.paid',
+    });
     const returnedAt = Date.now();
     const got = await r.nth(1);
     const latencyMs = got.at - returnedAt;
-    console.log(`delivery latency on an idle system: ${latencyMs} ms after sendMessage returned (${got.at - sentAt} ms after it was called)`);
+    console.log(
+      `delivery latency on an idle system: ${latencyMs} ms after sendMessage returned (${got.at - sentAt} ms after it was called)`,
+    );
     expect(latencyMs).toBeLessThan(1_000);
 
     expect(got.headers['content-type']).toBe('application/json');
@@ -43,13 +55,24 @@ describe('delivering a message', () => {
       'webhook-timestamp': String(got.headers['webhook-timestamp']),
       'webhook-signature': String(got.headers['webhook-signature']),
     });
-    expect(payload).toEqual({ type: 'invoice.paid', timestamp: message.createdAt, data: { amount: 42, note: 'crème ✓' } });
+    expect(payload).toEqual({
+      type: 'invoice.paid',
+      timestamp: message.createdAt,
+      data: { amount: 42, note: 'crème ✓' },
+    });
     expect(JSON.parse(got.body)).toEqual(payload);
 
     const delivery = await settled(t.dispatch.db.pool, message.id);
     expect(delivery).toMatchObject({ status: 'SUCCEEDED', attemptCount: 1, nextAttemptAt: null });
     const [attempt] = await attemptsOf(t.dispatch.db.pool, delivery.id);
-    expect(attempt).toMatchObject({ status: 'SUCCEEDED', trigger: 'SCHEDULED', responseStatusCode: 200, responseBody: 'ok', url: r.url, error: null });
+    expect(attempt).toMatchObject({
+      status: 'SUCCEEDED',
+      trigger: 'SCHEDULED',
+      responseStatusCode: 200,
+      responseBody: 'ok',
+      url: r.url,
+      error: null,
+    });
     expect(attempt!.durationMs).toBeGreaterThanOrEqual(0);
     expect(attempt!.finishedAt).toBeInstanceOf(Date);
   });

@@ -1,10 +1,10 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestDispatch, type TestDispatch } from '../support/dispatch.ts';
 import { attemptsOf, createDeliveryApp, createEndpoint, deliveriesOf, send, settled } from '../support/delivery.ts';
-import { startReceiver, type Receiver } from '../support/receiver.ts';
+import { startTestDispatch, type TestDispatch } from '../support/dispatch.ts';
+import { type Receiver, startReceiver } from '../support/receiver.ts';
 
 const root = path.resolve(import.meta.dirname, '../..');
 
@@ -37,7 +37,15 @@ describe('a worker process killed mid-send', () => {
     // The API in this process queues; the worker processes send.
     t = await startTestDispatch({ DISPATCH_ROLE: 'api' });
     // Three receivers' requests hang (the killed worker's), then every one succeeds.
-    r = await startReceiver(['hang', 'hang', 'hang', { status: 200 }, { status: 200 }, { status: 200 }, { status: 200, delayMs: 1_000 }]);
+    r = await startReceiver([
+      'hang',
+      'hang',
+      'hang',
+      { status: 200 },
+      { status: 200 },
+      { status: 200 },
+      { status: 200, delayMs: 1_000 },
+    ]);
   });
   afterAll(async () => {
     for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
@@ -59,10 +67,15 @@ describe('a worker process killed mid-send', () => {
 
     const second = startWorkerProcess(t.dispatch.db.url);
     children.push(second);
-    for (const m of messages) expect((await settled(t.dispatch.db.pool, m.id, ['SUCCEEDED'], undefined, 40_000)).status).toBe('SUCCEEDED');
+    for (const m of messages)
+      expect((await settled(t.dispatch.db.pool, m.id, ['SUCCEEDED'], undefined, 40_000)).status).toBe('SUCCEEDED');
 
     expect(r.received).toHaveLength(6);
-    const ids = (from: number, to: number) => r.received.slice(from, to).map((x) => String(x.headers['webhook-id'])).sort();
+    const ids = (from: number, to: number) =>
+      r.received
+        .slice(from, to)
+        .map((x) => String(x.headers['webhook-id']))
+        .sort();
     expect(ids(0, 3)).toEqual(messages.map((m) => m.id).sort());
     expect(ids(3, 6)).toEqual(ids(0, 3));
     for (const m of messages) {
@@ -83,6 +96,8 @@ describe('a worker process killed mid-send', () => {
     expect(code).toBe(0);
     const [delivery] = await deliveriesOf(t.dispatch.db.pool, last.id);
     expect(delivery).toMatchObject({ status: 'SUCCEEDED', attemptCount: 1 });
-    expect((await attemptsOf(t.dispatch.db.pool, delivery!.id)).map((a) => [a.status, a.responseStatusCode])).toEqual([['SUCCEEDED', 200]]);
+    expect((await attemptsOf(t.dispatch.db.pool, delivery!.id)).map((a) => [a.status, a.responseStatusCode])).toEqual([
+      ['SUCCEEDED', 200],
+    ]);
   }, 60_000);
 });

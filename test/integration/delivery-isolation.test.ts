@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestDispatch, type TestDispatch } from '../support/dispatch.ts';
 import { createDeliveryApp, createEndpoint, send, settled } from '../support/delivery.ts';
-import { eventually, startReceiver, type Receiver } from '../support/receiver.ts';
+import { startTestDispatch, type TestDispatch } from '../support/dispatch.ts';
+import { eventually, type Receiver, startReceiver } from '../support/receiver.ts';
 
 // Few slots, so a flood could take them all if per-endpoint concurrency did not hold it back.
 describe('one slow endpoint never delays the others', () => {
@@ -30,7 +30,9 @@ describe('one slow endpoint never delays the others', () => {
     await hanging.nth(2);
     // Two in flight to the hanging endpoint (its limit); the other 18 wait in the queue.
     const inFlight = async () => {
-      const { rows } = await t.dispatch.db.pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM "Attempt" WHERE status = 'SENDING'`);
+      const { rows } = await t.dispatch.db.pool.query<{ n: number }>(
+        `SELECT count(*)::int AS n FROM "Attempt" WHERE status = 'SENDING'`,
+      );
       return rows[0]!.n;
     };
     expect(await eventually(async () => ((await inFlight()) === 2 ? 2 : undefined))).toBe(2);
@@ -39,7 +41,9 @@ describe('one slow endpoint never delays the others', () => {
     const message = await send(t.client, { appId, recipientId: 'calm' });
     await healthy.nth(1);
     const waitedMs = Date.now() - before;
-    console.log(`healthy endpoint delivered in ${waitedMs} ms beside 2 hanging attempts and 18 queued for the hanging endpoint`);
+    console.log(
+      `healthy endpoint delivered in ${waitedMs} ms beside 2 hanging attempts and 18 queued for the hanging endpoint`,
+    );
     expect(waitedMs).toBeLessThan(1_000);
     expect((await settled(t.dispatch.db.pool, message.id)).status).toBe('SUCCEEDED');
     expect(hanging.received).toHaveLength(2);

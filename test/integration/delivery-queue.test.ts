@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { Database } from '../../src/db/client.ts';
-import { startQueue, type DeliveryQueue, type QueuedTry } from '../../src/delivery/queue.ts';
+import { type DeliveryQueue, type QueuedTry, startQueue } from '../../src/delivery/queue.ts';
 import { inTransaction } from '../../src/domain/context.ts';
 import { createLogger } from '../../src/logger.ts';
 import { openTestDatabase } from '../support/database.ts';
@@ -17,7 +17,13 @@ describe('the delivery queue', () => {
 
   beforeAll(async () => {
     db = await openTestDatabase();
-    queue = await startQueue({ url: db.url, pool: db.pool, logger: createLogger('silent'), supervise: false, superviseIntervalSeconds: 60 });
+    queue = await startQueue({
+      url: db.url,
+      pool: db.pool,
+      logger: createLogger('silent'),
+      supervise: false,
+      superviseIntervalSeconds: 60,
+    });
   });
   afterAll(async () => {
     await queue?.stop();
@@ -29,7 +35,16 @@ describe('the delivery queue', () => {
 
   const enqueue = (endpointId: string, n: number, extra: Partial<QueuedTry> = {}) =>
     inTransaction(db.pool, (sql) =>
-      queue.enqueue(sql, Array.from({ length: n }, () => ({ deliveryId: `dlv_${seq++}`, endpointId, trigger: 'SCHEDULED' as const, try: 1, ...extra }))),
+      queue.enqueue(
+        sql,
+        Array.from({ length: n }, () => ({
+          deliveryId: `dlv_${seq++}`,
+          endpointId,
+          trigger: 'SCHEDULED' as const,
+          try: 1,
+          ...extra,
+        })),
+      ),
     );
   const claim = (max: number, limit: number) => inTransaction(db.pool, (sql) => queue.claim(sql, max, limit));
   const held = async () => {
@@ -42,10 +57,19 @@ describe('the delivery queue', () => {
   it('a worker process vacuums the job table once it has claimed vacuumAfterJobs tries, and not before', async () => {
     const vacuums = async () => {
       await db.pool.query('SELECT pg_stat_clear_snapshot()');
-      const { rows } = await db.pool.query<{ n: string }>(`SELECT vacuum_count AS n FROM pg_stat_user_tables WHERE relname = 'DeliveryJob'`);
+      const { rows } = await db.pool.query<{ n: string }>(
+        `SELECT vacuum_count AS n FROM pg_stat_user_tables WHERE relname = 'DeliveryJob'`,
+      );
       return Number(rows[0]!.n);
     };
-    const tidy = await startQueue({ url: db.url, pool: db.pool, logger: createLogger('silent'), supervise: false, superviseIntervalSeconds: 60, vacuumAfterJobs: 5 });
+    const tidy = await startQueue({
+      url: db.url,
+      pool: db.pool,
+      logger: createLogger('silent'),
+      supervise: false,
+      superviseIntervalSeconds: 60,
+      vacuumAfterJobs: 5,
+    });
     try {
       const before = await vacuums();
       await enqueue('ep_vacuum', 4);
@@ -56,7 +80,8 @@ describe('the delivery queue', () => {
       await enqueue('ep_vacuum2', 1);
       expect(await inTransaction(db.pool, (sql) => tidy.claim(sql, 1, 8))).toHaveLength(1);
       const deadline = Date.now() + 5_000;
-      while ((await vacuums()) === before && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100));
+      while ((await vacuums()) === before && Date.now() < deadline)
+        await new Promise((resolve) => setTimeout(resolve, 100));
       expect(await vacuums()).toBe(before + 1);
     } finally {
       await tidy.stop();
@@ -80,7 +105,9 @@ describe('the delivery queue', () => {
     // compared with the unrounded time.
     for (let round = 0; round < 20; round++) {
       const jobs = await inTransaction(db.pool, async (sql) => {
-        await queue.enqueue(sql, [{ deliveryId: `dlv_now_${round}`, endpointId: `ep_now_${round}`, trigger: 'SCHEDULED', try: 1 }]);
+        await queue.enqueue(sql, [
+          { deliveryId: `dlv_now_${round}`, endpointId: `ep_now_${round}`, trigger: 'SCHEDULED', try: 1 },
+        ]);
         return queue.claim(sql, 1, 8);
       });
       expect(jobs.map((j) => j.deliveryId)).toEqual([`dlv_now_${round}`]);
@@ -94,9 +121,11 @@ describe('the delivery queue', () => {
     expect(await held()).toEqual({ ep_a: 3, ep_b: 3 });
     // Full: nothing more until a job ends.
     expect(await claim(100, 3)).toEqual([]);
-    const [first] = await db.pool.query<{ id: string; runs: number }>(
-      `SELECT id::text, runs FROM "DeliveryJob" WHERE "endpointId" = 'ep_a' AND "leaseUntil" IS NOT NULL LIMIT 1`,
-    ).then((r) => r.rows);
+    const [first] = await db.pool
+      .query<{ id: string; runs: number }>(
+        `SELECT id::text, runs FROM "DeliveryJob" WHERE "endpointId" = 'ep_a' AND "leaseUntil" IS NOT NULL LIMIT 1`,
+      )
+      .then((r) => r.rows);
     expect(await inTransaction(db.pool, (sql) => queue.complete(sql, [first!]))).toBe(1);
     const next = await claim(100, 3);
     expect(next.map((j) => j.endpointId)).toEqual(['ep_a']);
@@ -169,7 +198,8 @@ describe('the delivery queue', () => {
     await db.pool.query(`UPDATE "DeliveryJob" SET "runAt" = now() - interval '1 second'`);
     const [again] = await claim(1, 8);
     await queue.release({ id: again!.id, runs: again!.runs }, 'still unavailable');
-    const wait = (await db.pool.query(`SELECT EXTRACT(EPOCH FROM ("runAt" - now()))::float AS wait FROM "DeliveryJob"`)).rows[0].wait;
+    const wait = (await db.pool.query(`SELECT EXTRACT(EPOCH FROM ("runAt" - now()))::float AS wait FROM "DeliveryJob"`))
+      .rows[0].wait;
     expect(wait).toBeGreaterThan(1.5);
     expect(wait).toBeLessThanOrEqual(2);
   });

@@ -7,17 +7,21 @@ import {
   RotateEndpointSecretDocument,
   UpdateEndpointDocument,
 } from '../../src/client/index.ts';
-import { startTestDispatch, type TestDispatch } from '../support/dispatch.ts';
 import { attemptsOf, createDeliveryApp, createEndpoint, deliveriesOf, send, settled } from '../support/delivery.ts';
+import { startTestDispatch, type TestDispatch } from '../support/dispatch.ts';
 import { expectError } from '../support/graphql.ts';
-import { eventually, startReceiver, type Receiver } from '../support/receiver.ts';
+import { eventually, type Receiver, startReceiver } from '../support/receiver.ts';
 
 const RESEND = 'mutation ($input: ResendMessageInput!) { resendMessage(input: $input) { id status } }';
 const RECOVER = 'mutation ($input: RecoverEndpointInput!) { recoverEndpoint(input: $input) { queued } }';
 
 const headersOf = (r: Receiver, n: number) => {
   const h = r.received[n - 1]!.headers;
-  return { 'webhook-id': String(h['webhook-id']), 'webhook-timestamp': String(h['webhook-timestamp']), 'webhook-signature': String(h['webhook-signature']) };
+  return {
+    'webhook-id': String(h['webhook-id']),
+    'webhook-timestamp': String(h['webhook-timestamp']),
+    'webhook-signature': String(h['webhook-signature']),
+  };
 };
 
 describe('replay and secret rotation', () => {
@@ -43,7 +47,9 @@ describe('replay and secret rotation', () => {
     const r = await receiver();
     const endpoint = await createEndpoint(t.client, { appId, recipientId: 'rotating', url: r.url });
     const oldSecret = endpoint.secret;
-    const { rotateEndpointSecret } = await t.client.request(RotateEndpointSecretDocument, { input: { id: endpoint.id, gracePeriodSeconds: 3600 } });
+    const { rotateEndpointSecret } = await t.client.request(RotateEndpointSecretDocument, {
+      input: { id: endpoint.id, gracePeriodSeconds: 3600 },
+    });
     const newSecret = rotateEndpointSecret.secret;
     await send(t.client, { appId, recipientId: 'rotating' });
     const during = await r.nth(1);
@@ -52,7 +58,9 @@ describe('replay and secret rotation', () => {
     expect(() => new Webhook(newSecret).verify(during.body, headersOf(r, 1))).not.toThrow();
 
     // Rotating with no grace retires every older secret now.
-    const { rotateEndpointSecret: again } = await t.client.request(RotateEndpointSecretDocument, { input: { id: endpoint.id, gracePeriodSeconds: 0 } });
+    const { rotateEndpointSecret: again } = await t.client.request(RotateEndpointSecretDocument, {
+      input: { id: endpoint.id, gracePeriodSeconds: 0 },
+    });
     await send(t.client, { appId, recipientId: 'rotating' });
     const after = await r.nth(2);
     expect(String(after.headers['webhook-signature']).split(' ')).toHaveLength(1);
@@ -70,7 +78,9 @@ describe('replay and secret rotation', () => {
     await settled(t.dispatch.db.pool, message.id, ['SUCCEEDED'], endpoint.id);
     await other.nth(1);
 
-    const { resendMessage } = await t.client.request(ResendMessageDocument, { input: { appId, messageId: 'inv.77', endpointId: endpoint.id } });
+    const { resendMessage } = await t.client.request(ResendMessageDocument, {
+      input: { appId, messageId: 'inv.77', endpointId: endpoint.id },
+    });
     expect(resendMessage).toHaveLength(1);
     expect(resendMessage[0]!.endpoint.id).toBe(endpoint.id);
     const again = await r.nth(2);
@@ -96,10 +106,17 @@ describe('replay and secret rotation', () => {
     const message = await send(t.client, { appId, recipientId: 'resend-all' });
     await first.nth(1);
     await createEndpoint(t.client, { appId, recipientId: 'resend-all', url: later.url, eventTypes: ['invoice.paid'] });
-    await createEndpoint(t.client, { appId, recipientId: 'resend-all', url: unsubscribed.url, eventTypes: ['invoice.voided'] });
+    await createEndpoint(t.client, {
+      appId,
+      recipientId: 'resend-all',
+      url: unsubscribed.url,
+      eventTypes: ['invoice.voided'],
+    });
     await createEndpoint(t.client, { appId, recipientId: 'resend-all', url: paused.url, disabled: true });
 
-    const { resendMessage } = await t.client.request(ResendMessageDocument, { input: { appId, messageId: message.id } });
+    const { resendMessage } = await t.client.request(ResendMessageDocument, {
+      input: { appId, messageId: message.id },
+    });
     expect(resendMessage.map((d) => d.endpoint.url).sort()).toEqual([first.url, later.url].sort());
     await first.nth(2);
     const late = await later.nth(1);
@@ -114,16 +131,26 @@ describe('replay and secret rotation', () => {
     const message = await send(t.client, { appId, recipientId: 'resend-refused' });
     await r.nth(1);
     await t.client.request(UpdateEndpointDocument, { input: { id: endpoint.id, disabled: true } });
-    await expectError(t.client, 'ENDPOINT_DISABLED', RESEND, { input: { appId, messageId: message.id, endpointId: endpoint.id } });
-    await expectError(t.client, 'ENDPOINT_DISABLED', RECOVER, { input: { endpointId: endpoint.id, since: new Date(0).toISOString() } });
+    await expectError(t.client, 'ENDPOINT_DISABLED', RESEND, {
+      input: { appId, messageId: message.id, endpointId: endpoint.id },
+    });
+    await expectError(t.client, 'ENDPOINT_DISABLED', RECOVER, {
+      input: { endpointId: endpoint.id, since: new Date(0).toISOString() },
+    });
 
     // Another recipient's endpoint, another workspace's message: missing alike.
     const elsewhere = await createEndpoint(t.client, { appId, recipientId: 'someone-else', url: r.url });
-    await expectError(t.client, 'NOT_FOUND', RESEND, { input: { appId, messageId: message.id, endpointId: elsewhere.id } });
+    await expectError(t.client, 'NOT_FOUND', RESEND, {
+      input: { appId, messageId: message.id, endpointId: elsewhere.id },
+    });
     const stranger = await t.newWorkspace();
     await expectError(stranger.client, 'NOT_FOUND', RESEND, { input: { appId, messageId: message.id } });
-    await expectError(stranger.client, 'NOT_FOUND', RECOVER, { input: { endpointId: elsewhere.id, since: new Date(0).toISOString() } });
-    await expectError(t.client, 'BAD_USER_INPUT', RECOVER, { input: { endpointId: elsewhere.id, since: new Date(Date.now() + 60_000).toISOString() } });
+    await expectError(stranger.client, 'NOT_FOUND', RECOVER, {
+      input: { endpointId: elsewhere.id, since: new Date(0).toISOString() },
+    });
+    await expectError(t.client, 'BAD_USER_INPUT', RECOVER, {
+      input: { endpointId: elsewhere.id, since: new Date(Date.now() + 60_000).toISOString() },
+    });
     expect(r.received).toHaveLength(1);
   });
 
@@ -137,10 +164,18 @@ describe('replay and secret rotation', () => {
 
     // A window that holds none of them queues nothing.
     const before = new Date(Date.parse(messages[0]!.createdAt) - 60_000);
-    const none = await t.client.request(RecoverEndpointDocument, { input: { endpointId: endpoint.id, since: before.toISOString(), until: new Date(before.getTime() + 1_000).toISOString() } });
+    const none = await t.client.request(RecoverEndpointDocument, {
+      input: {
+        endpointId: endpoint.id,
+        since: before.toISOString(),
+        until: new Date(before.getTime() + 1_000).toISOString(),
+      },
+    });
     expect(none.recoverEndpoint.queued).toBe(0);
 
-    const { recoverEndpoint } = await t.client.request(RecoverEndpointDocument, { input: { endpointId: endpoint.id, since: before.toISOString() } });
+    const { recoverEndpoint } = await t.client.request(RecoverEndpointDocument, {
+      input: { endpointId: endpoint.id, since: before.toISOString() },
+    });
     expect(recoverEndpoint.queued).toBe(3);
     // Each gets one manual attempt (they fail again: manual attempts are not retried).
     await r.nth(9);
@@ -153,10 +188,12 @@ describe('replay and secret rotation', () => {
       expect(done.map((a) => a.trigger)).toEqual(['SCHEDULED', 'SCHEDULED', 'MANUAL']);
       await settled(t.dispatch.db.pool, m.id, ['FAILED']);
     }
-    expect(new Set(r.received.slice(6).map((x) => x.headers['webhook-id']))).toEqual(new Set(messages.map((m) => m.id)));
+    expect(new Set(r.received.slice(6).map((x) => x.headers['webhook-id']))).toEqual(
+      new Set(messages.map((m) => m.id)),
+    );
   });
 
-  it('lets a portal token resend and recover its own recipient\'s messages, and nobody else\'s', async () => {
+  it("lets a portal token resend and recover its own recipient's messages, and nobody else's", async () => {
     const r = await receiver();
     const endpoint = await createEndpoint(t.client, { appId, recipientId: 'portal-owner', url: r.url });
     const message = await send(t.client, { appId, recipientId: 'portal-owner' });
@@ -166,17 +203,25 @@ describe('replay and secret rotation', () => {
     const otherMessage = await send(t.client, { appId, recipientId: 'portal-other' });
     await otherR.nth(1);
 
-    const { createPortalSession } = await t.client.request(CreatePortalSessionDocument, { input: { appId, recipientId: 'portal-owner' } });
+    const { createPortalSession } = await t.client.request(CreatePortalSessionDocument, {
+      input: { appId, recipientId: 'portal-owner' },
+    });
     const portal = t.clientFor(createPortalSession.token);
     const { resendMessage } = await portal.request(ResendMessageDocument, { input: { appId, messageId: message.id } });
     expect(resendMessage.map((d) => d.endpoint.id)).toEqual([endpoint.id]);
     await r.nth(2);
-    const recovered = await portal.request(RecoverEndpointDocument, { input: { endpointId: endpoint.id, since: new Date(0).toISOString() } });
+    const recovered = await portal.request(RecoverEndpointDocument, {
+      input: { endpointId: endpoint.id, since: new Date(0).toISOString() },
+    });
     expect(recovered.recoverEndpoint.queued).toBe(0);
 
     await expectError(portal, 'NOT_FOUND', RESEND, { input: { appId, messageId: otherMessage.id } });
-    await expectError(portal, 'NOT_FOUND', RESEND, { input: { appId, messageId: message.id, endpointId: otherEndpoint.id } });
-    await expectError(portal, 'NOT_FOUND', RECOVER, { input: { endpointId: otherEndpoint.id, since: new Date(0).toISOString() } });
+    await expectError(portal, 'NOT_FOUND', RESEND, {
+      input: { appId, messageId: message.id, endpointId: otherEndpoint.id },
+    });
+    await expectError(portal, 'NOT_FOUND', RECOVER, {
+      input: { endpointId: otherEndpoint.id, since: new Date(0).toISOString() },
+    });
     expect(otherR.received).toHaveLength(1);
   });
 });

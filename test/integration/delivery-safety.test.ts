@@ -1,11 +1,11 @@
 import dns from 'node:dns/promises';
 import os from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { classifyAddress } from '../../src/delivery/outbound-safety.ts';
-import { startTestDispatch, type TestDispatch } from '../support/dispatch.ts';
+import { classifyAddress } from '../../src/webhooks/outbound-safety.ts';
 import { attemptsOf, createDeliveryApp, createEndpoint, send, settled } from '../support/delivery.ts';
+import { startTestDispatch, type TestDispatch } from '../support/dispatch.ts';
 import { expectError } from '../support/graphql.ts';
-import { startReceiver, type Receiver } from '../support/receiver.ts';
+import { type Receiver, startReceiver } from '../support/receiver.ts';
 
 // Dispatch as it runs by default: no DISPATCH_ALLOW_NETWORKS, so loopback is not reachable.
 describe('outbound safety of deliveries', () => {
@@ -24,14 +24,23 @@ describe('outbound safety of deliveries', () => {
   });
 
   it('refuses a literal private address when the endpoint is saved', async () => {
-    await expectError(t.client, 'UNSAFE_URL', 'mutation ($input: CreateEndpointInput!) { createEndpoint(input: $input) { id } }', {
-      input: { appId, recipientId: 'literal', url: r.url },
-    });
+    await expectError(
+      t.client,
+      'UNSAFE_URL',
+      'mutation ($input: CreateEndpointInput!) { createEndpoint(input: $input) { id } }',
+      {
+        input: { appId, recipientId: 'literal', url: r.url },
+      },
+    );
   });
 
   it('refuses a literal loopback address at send time too (an endpoint saved while it was allowed): unsafe_address, nothing sent', async () => {
     // Saved before the operator closed loopback: written directly, as the API would refuse it now.
-    const endpoint = await createEndpoint(t.client, { appId, recipientId: 'literal', url: 'https://example.com/placeholder' });
+    const endpoint = await createEndpoint(t.client, {
+      appId,
+      recipientId: 'literal',
+      url: 'https://example.com/placeholder',
+    });
     await t.dispatch.db.pool.query(`UPDATE "Endpoint" SET url = $2 WHERE id = $1`, [endpoint.id, r.url]);
     const message = await send(t.client, { appId, recipientId: 'literal' });
     const delivery = await settled(t.dispatch.db.pool, message.id);

@@ -15,7 +15,11 @@ async function run(dir: string, ending: string): Promise<{ code: number | null; 
     process.exitCode = 3;
     ${ending}
   `;
-  const child = spawn(path.join(root, 'node_modules/.bin/node'), ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: root });
+  const child = spawn(
+    path.join(root, 'node_modules/.bin/node'),
+    ['--import', 'tsx', '--input-type=module', '-e', script],
+    { cwd: root },
+  );
   let out = '';
   child.stdout.on('data', (c) => (out += c));
   child.stderr.on('data', (c) => (out += c));

@@ -1,9 +1,9 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestDispatch, type TestDispatch } from '../support/dispatch.ts';
 import { createDeliveryApp, createEndpoint, send } from '../support/delivery.ts';
-import { spawnDispatch, type DispatchProcess } from '../support/process.ts';
+import { startTestDispatch, type TestDispatch } from '../support/dispatch.ts';
+import { type DispatchProcess, spawnDispatch } from '../support/process.ts';
 import { eventually } from '../support/receiver.ts';
 
 const LIMIT = 3;
@@ -54,13 +54,26 @@ describe('the per-endpoint limit across worker processes', () => {
     await createEndpoint(t.client, { appId, recipientId: 'b', url: `${url}/b` });
     // Queued before any worker runs, so both workers find a backlog at once.
     for (let i = 0; i < PER_ENDPOINT; i++) {
-      await Promise.all([send(t.client, { appId, recipientId: 'a', data: { i } }), send(t.client, { appId, recipientId: 'b', data: { i } })]);
+      await Promise.all([
+        send(t.client, { appId, recipientId: 'a', data: { i } }),
+        send(t.client, { appId, recipientId: 'b', data: { i } }),
+      ]);
     }
-    const env = { DATABASE_URL: t.dispatch.db.url, DISPATCH_ROLE: 'worker', DISPATCH_ALLOW_NETWORKS: '127.0.0.0/8', DISPATCH_ENDPOINT_CONCURRENCY: String(LIMIT) };
+    const env = {
+      DATABASE_URL: t.dispatch.db.url,
+      DISPATCH_ROLE: 'worker',
+      DISPATCH_ALLOW_NETWORKS: '127.0.0.0/8',
+      DISPATCH_ENDPOINT_CONCURRENCY: String(LIMIT),
+    };
     workers.push(...(await Promise.all([spawnDispatch(env), spawnDispatch(env)])));
 
-    await eventually(async () => (answered === 2 * PER_ENDPOINT ? true : undefined), { timeoutMs: 30_000, intervalMs: 50 });
-    const { rows } = await t.dispatch.db.pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM "Delivery" WHERE status = 'SUCCEEDED'`);
+    await eventually(async () => (answered === 2 * PER_ENDPOINT ? true : undefined), {
+      timeoutMs: 30_000,
+      intervalMs: 50,
+    });
+    const { rows } = await t.dispatch.db.pool.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM "Delivery" WHERE status = 'SUCCEEDED'`,
+    );
     expect(rows[0]!.n).toBe(2 * PER_ENDPOINT);
     expect(Object.fromEntries(most)).toEqual({ '/a': LIMIT, '/b': LIMIT });
   });

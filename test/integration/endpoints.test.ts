@@ -1,15 +1,15 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
+  ArchiveEventTypeDocument,
   CreateAppDocument,
   CreateEndpointDocument,
+  type CreateEndpointInput,
   CreateEventTypeDocument,
-  ArchiveEventTypeDocument,
   DeleteEndpointDocument,
   EndpointDocument,
   RecipientDocument,
   RotateEndpointSecretDocument,
   UpdateEndpointDocument,
-  type CreateEndpointInput,
 } from '../../src/client/index.ts';
 import { startTestDispatch, type TestDispatch } from '../support/dispatch.ts';
 import { expectError } from '../support/graphql.ts';
@@ -43,7 +43,9 @@ describe('endpoints', () => {
   afterAll(async () => t.stop());
 
   const create = (input: Partial<CreateEndpointInput> = {}) =>
-    t.client.request(CreateEndpointDocument, { input: { appId, recipientId: 'customer_1', url: 'https://example.com/hooks', ...input } });
+    t.client.request(CreateEndpointDocument, {
+      input: { appId, recipientId: 'customer_1', url: 'https://example.com/hooks', ...input },
+    });
 
   describe('createEndpoint', () => {
     it('stores the endpoint with a fresh secret and creates its recipient on first use', async () => {
@@ -101,7 +103,9 @@ describe('endpoints', () => {
     });
 
     it('refuses a literal private address even where loopback is allowed', async () => {
-      await expectError(t.client, 'UNSAFE_URL', CREATE, { input: { appId, recipientId: 'customer_1', url: 'http://10.0.0.8/hook' } });
+      await expectError(t.client, 'UNSAFE_URL', CREATE, {
+        input: { appId, recipientId: 'customer_1', url: 'http://10.0.0.8/hook' },
+      });
       // This Dispatch allows 127.0.0.0/8 (test receivers live there).
       const { createEndpoint } = await create({ url: 'http://127.0.0.1:9/hook' });
       expect(createEndpoint.url).toBe('http://127.0.0.1:9/hook');
@@ -110,7 +114,12 @@ describe('endpoints', () => {
     it('refuses filters naming unknown or archived event types with UNKNOWN_EVENT_TYPE, malformed names with BAD_USER_INPUT', async () => {
       const before = await t.dispatch.db.prisma.endpoint.count();
       const unknown = await expectError(t.client, 'UNKNOWN_EVENT_TYPE', CREATE, {
-        input: { appId, recipientId: 'customer_1', url: 'https://example.com/', eventTypes: ['invoice.paid', 'no.such'] },
+        input: {
+          appId,
+          recipientId: 'customer_1',
+          url: 'https://example.com/',
+          eventTypes: ['invoice.paid', 'no.such'],
+        },
       });
       expect(unknown.errors![0]!.extensions).toMatchObject({ eventTypes: ['no.such'] });
       await expectError(t.client, 'UNKNOWN_EVENT_TYPE', CREATE, {
@@ -138,33 +147,57 @@ describe('endpoints', () => {
       ['an array', ['x-a', 'b']],
       ['a string', 'x-a: b'],
     ])('refuses custom headers with %s (BAD_USER_INPUT)', async (_what, headers) => {
-      await expectError(t.client, 'BAD_USER_INPUT', CREATE, { input: { appId, recipientId: 'customer_1', url: 'https://example.com/', headers } });
+      await expectError(t.client, 'BAD_USER_INPUT', CREATE, {
+        input: { appId, recipientId: 'customer_1', url: 'https://example.com/', headers },
+      });
     });
 
     it('answers NOT_FOUND for an unknown app and BAD_USER_INPUT for a malformed recipient id', async () => {
       await expectError(t.client, 'NOT_FOUND', CREATE, {
         input: { appId: 'app_00000000000000000000000000', recipientId: 'c', url: 'https://example.com/' },
       });
-      await expectError(t.client, 'BAD_USER_INPUT', CREATE, { input: { appId, recipientId: 'has space', url: 'https://example.com/' } });
-      await expectError(t.client, 'BAD_USER_INPUT', CREATE, { input: { appId, recipientId: '', url: 'https://example.com/' } });
+      await expectError(t.client, 'BAD_USER_INPUT', CREATE, {
+        input: { appId, recipientId: 'has space', url: 'https://example.com/' },
+      });
+      await expectError(t.client, 'BAD_USER_INPUT', CREATE, {
+        input: { appId, recipientId: '', url: 'https://example.com/' },
+      });
     });
   });
 
   describe('updateEndpoint', () => {
     it('changes only what it is given and validates it like create', async () => {
-      const { createEndpoint: ep } = await create({ eventTypes: ['invoice.paid'], description: 'd', headers: { 'x-a': '1' } });
-      const { updateEndpoint } = await t.client.request(UpdateEndpointDocument, { input: { id: ep.id, url: 'https://example.org/new' } });
-      expect(updateEndpoint).toMatchObject({ url: 'https://example.org/new', eventTypes: ['invoice.paid'], description: 'd', headers: { 'x-a': '1' } });
+      const { createEndpoint: ep } = await create({
+        eventTypes: ['invoice.paid'],
+        description: 'd',
+        headers: { 'x-a': '1' },
+      });
+      const { updateEndpoint } = await t.client.request(UpdateEndpointDocument, {
+        input: { id: ep.id, url: 'https://example.org/new' },
+      });
+      expect(updateEndpoint).toMatchObject({
+        url: 'https://example.org/new',
+        eventTypes: ['invoice.paid'],
+        description: 'd',
+        headers: { 'x-a': '1' },
+      });
 
       const second = await t.client.request(UpdateEndpointDocument, {
         input: { id: ep.id, eventTypes: [], description: null, headers: { 'x-b': '2' } },
       });
-      expect(second.updateEndpoint).toMatchObject({ url: 'https://example.org/new', eventTypes: [], description: null, headers: { 'x-b': '2' } });
+      expect(second.updateEndpoint).toMatchObject({
+        url: 'https://example.org/new',
+        eventTypes: [],
+        description: null,
+        headers: { 'x-b': '2' },
+      });
 
       await expectError(t.client, 'BAD_USER_INPUT', UPDATE, { input: { id: ep.id, url: 'gopher://example.com/' } });
       await expectError(t.client, 'UNSAFE_URL', UPDATE, { input: { id: ep.id, url: 'http://192.168.0.1/' } });
       await expectError(t.client, 'UNKNOWN_EVENT_TYPE', UPDATE, { input: { id: ep.id, eventTypes: ['no.such'] } });
-      await expectError(t.client, 'BAD_USER_INPUT', UPDATE, { input: { id: ep.id, headers: { 'webhook-timestamp': '1' } } });
+      await expectError(t.client, 'BAD_USER_INPUT', UPDATE, {
+        input: { id: ep.id, headers: { 'webhook-timestamp': '1' } },
+      });
       const row = await t.dispatch.db.prisma.endpoint.findUniqueOrThrow({ where: { id: ep.id } });
       expect(row).toMatchObject({ url: 'https://example.org/new', eventTypes: [], headers: { 'x-b': '2' } });
     });
@@ -186,7 +219,9 @@ describe('endpoints', () => {
     });
 
     it('answers NOT_FOUND for an unknown or malformed id', async () => {
-      await expectError(t.client, 'NOT_FOUND', UPDATE, { input: { id: 'ep_00000000000000000000000000', url: 'https://example.com/' } });
+      await expectError(t.client, 'NOT_FOUND', UPDATE, {
+        input: { id: 'ep_00000000000000000000000000', url: 'https://example.com/' },
+      });
       await expectError(t.client, 'NOT_FOUND', UPDATE, { input: { id: 'garbage', url: 'https://example.com/' } });
     });
   });
@@ -194,11 +229,17 @@ describe('endpoints', () => {
   describe('deleteEndpoint', () => {
     it('returns what was selected, removes the endpoint and its secrets; deleting again is NOT_FOUND', async () => {
       const { createEndpoint: ep } = await create({ description: 'doomed' });
-      const deleted = await t.client.raw<{ deleteEndpoint: { id: string; url: string; description: string; secret: string } }>(
-        `mutation ($input: DeleteEndpointInput!) { deleteEndpoint(input: $input) { id url description secret } }`,
-        { input: { id: ep.id } },
-      );
-      expect(deleted.data?.deleteEndpoint).toEqual({ id: ep.id, url: ep.url, description: 'doomed', secret: ep.secret });
+      const deleted = await t.client.raw<{
+        deleteEndpoint: { id: string; url: string; description: string; secret: string };
+      }>(`mutation ($input: DeleteEndpointInput!) { deleteEndpoint(input: $input) { id url description secret } }`, {
+        input: { id: ep.id },
+      });
+      expect(deleted.data?.deleteEndpoint).toEqual({
+        id: ep.id,
+        url: ep.url,
+        description: 'doomed',
+        secret: ep.secret,
+      });
       expect((await t.client.request(EndpointDocument, { id: ep.id })).endpoint).toBeNull();
       expect(await secretRows(ep.id)).toEqual([]);
       await expectError(t.client, 'NOT_FOUND', DELETE, { input: { id: ep.id } });
@@ -218,7 +259,9 @@ describe('endpoints', () => {
       const after = Date.now();
       expectSecret(rotateEndpointSecret.secret);
       expect(rotateEndpointSecret.secret).not.toBe(ep.secret);
-      expect((await t.client.request(EndpointDocument, { id: ep.id })).endpoint?.secret).toBe(rotateEndpointSecret.secret);
+      expect((await t.client.request(EndpointDocument, { id: ep.id })).endpoint?.secret).toBe(
+        rotateEndpointSecret.secret,
+      );
 
       const [old, current] = await secretRows(ep.id);
       expect(old!.secret).toBe(ep.secret);
@@ -247,17 +290,22 @@ describe('endpoints', () => {
 
     it('concurrent rotations leave exactly one secret without expiry', async () => {
       const { createEndpoint: ep } = await create();
-      await Promise.all(Array.from({ length: 5 }, () => t.client.request(RotateEndpointSecretDocument, { input: { id: ep.id } })));
+      await Promise.all(
+        Array.from({ length: 5 }, () => t.client.request(RotateEndpointSecretDocument, { input: { id: ep.id } })),
+      );
       const rows = await secretRows(ep.id);
       expect(rows).toHaveLength(6);
       expect(rows.filter((r) => r.expiresAt === null)).toHaveLength(1);
     });
 
-    it.each([-1, 7 * 86_400 + 1])('refuses gracePeriodSeconds %i with BAD_USER_INPUT and changes nothing', async (gracePeriodSeconds) => {
-      const { createEndpoint: ep } = await create();
-      await expectError(t.client, 'BAD_USER_INPUT', ROTATE, { input: { id: ep.id, gracePeriodSeconds } });
-      expect(await secretRows(ep.id)).toHaveLength(1);
-    });
+    it.each([-1, 7 * 86_400 + 1])(
+      'refuses gracePeriodSeconds %i with BAD_USER_INPUT and changes nothing',
+      async (gracePeriodSeconds) => {
+        const { createEndpoint: ep } = await create();
+        await expectError(t.client, 'BAD_USER_INPUT', ROTATE, { input: { id: ep.id, gracePeriodSeconds } });
+        expect(await secretRows(ep.id)).toHaveLength(1);
+      },
+    );
 
     it('answers NOT_FOUND for an unknown endpoint', async () => {
       await expectError(t.client, 'NOT_FOUND', ROTATE, { input: { id: 'ep_00000000000000000000000000' } });
@@ -311,8 +359,12 @@ describe('endpoint URLs where no network is allowed (the production default)', (
     const { createEndpoint } = await strict.client.request(CreateEndpointDocument, {
       input: { appId, recipientId: 'c', url: 'https://example.com/keep' },
     });
-    await expectError(strict.client, 'UNSAFE_URL', UPDATE, { input: { id: createEndpoint.id, url: 'http://[::1]:4000/' } });
-    await expectError(strict.client, 'UNSAFE_URL', UPDATE, { input: { id: createEndpoint.id, url: 'http://localhost:4000/' } });
+    await expectError(strict.client, 'UNSAFE_URL', UPDATE, {
+      input: { id: createEndpoint.id, url: 'http://[::1]:4000/' },
+    });
+    await expectError(strict.client, 'UNSAFE_URL', UPDATE, {
+      input: { id: createEndpoint.id, url: 'http://localhost:4000/' },
+    });
     const row = await strict.dispatch.db.prisma.endpoint.findUniqueOrThrow({ where: { id: createEndpoint.id } });
     expect(row.url).toBe('https://example.com/keep');
   });

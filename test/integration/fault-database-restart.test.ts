@@ -3,14 +3,14 @@ import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createDispatchClient, DispatchClientError, type DispatchClient } from '../../src/client/index.ts';
+import { createDispatchClient, type DispatchClient, DispatchClientError } from '../../src/client/index.ts';
 import { connectDatabase, type Database } from '../../src/db/client.ts';
-import { startEmbeddedPostgres, type EmbeddedDatabase } from '../../src/db/embedded.ts';
+import { type EmbeddedDatabase, startEmbeddedPostgres } from '../../src/db/embedded.ts';
 import { createApiKey } from '../../src/domain/api-keys.ts';
 import { createDeliveryApp, createEndpoint, send } from '../support/delivery.ts';
-import { subscribeWs, wsClient, liveSubscribers } from '../support/live.ts';
-import { spawnDispatch, type DispatchProcess } from '../support/process.ts';
-import { eventually, startReceiver, type Receiver } from '../support/receiver.ts';
+import { liveSubscribers, subscribeWs, wsClient } from '../support/live.ts';
+import { type DispatchProcess, spawnDispatch } from '../support/process.ts';
+import { eventually, type Receiver, startReceiver } from '../support/receiver.ts';
 
 type AttemptData = { attemptUpdated: { status: string; message: { messageId: string } } };
 const ATTEMPTS = `subscription($appId: ID!) { attemptUpdated(appId: $appId) { status message { messageId } } }`;
@@ -68,8 +68,12 @@ describe('PostgreSQL restarted during a run', () => {
   });
 
   /** Times the api process's LISTEN connection was re-established, from its /metrics. */
-  const liveReconnects = async () => Number(/^dispatch_live_reconnects_total (\d+)/m.exec(await (await fetch(`${dispatch.url}/metrics`)).text())?.[1] ?? 0);
-  const probe = async (route: string) => (await fetch(`${dispatch.url}${route}`, { signal: AbortSignal.timeout(2_000) })).status;
+  const liveReconnects = async () =>
+    Number(
+      /^dispatch_live_reconnects_total (\d+)/m.exec(await (await fetch(`${dispatch.url}/metrics`)).text())?.[1] ?? 0,
+    );
+  const probe = async (route: string) =>
+    (await fetch(`${dispatch.url}${route}`, { signal: AbortSignal.timeout(2_000) })).status;
 
   it('recovers by itself: readiness goes false then true, sends fail fast while down, and no accepted message is lost', async () => {
     const appId = await createDeliveryApp(client, { retrySchedule: [1], attemptTimeoutMs: 2_000 });
@@ -131,7 +135,9 @@ describe('PostgreSQL restarted during a run', () => {
 
       // Sends succeed again, and keep coming for another second.
       const recoveredFrom = Date.now();
-      await eventually(async () => (outcomes.some((o) => o.ok && o.at - o.ms > recoveredFrom) ? true : undefined), { timeoutMs: 10_000 });
+      await eventually(async () => (outcomes.some((o) => o.ok && o.at - o.ms > recoveredFrom) ? true : undefined), {
+        timeoutMs: 10_000,
+      });
       await new Promise((resolve) => setTimeout(resolve, 1_000));
       clearInterval(load);
       await Promise.all([...inFlight]);
@@ -145,7 +151,10 @@ describe('PostgreSQL restarted during a run', () => {
       const codes = [...new Set(refused.map(show))];
       // Sends caught by the stop itself (begun before it finished) may fail too, and the same way.
       const allFailures = [...new Set(outcomes.filter((o) => !o.ok).map(show))];
-      expect(refused.every((o) => o.code === 'SERVICE_UNAVAILABLE' && o.status === 503), codes.join('\n')).toBe(true);
+      expect(
+        refused.every((o) => o.code === 'SERVICE_UNAVAILABLE' && o.status === 503),
+        codes.join('\n'),
+      ).toBe(true);
 
       // None lost: every accepted message reaches the receiver, through the same engine (no restart).
       // A try whose outcome could not be recorded while the database was down
@@ -164,7 +173,8 @@ describe('PostgreSQL restarted during a run', () => {
         return accepted.every((id) => seen.has(id)) && statuses.length === 1 && statuses[0]!.status === 'SUCCEEDED';
       }, 45_000);
       const counts = new Map<string, number>();
-      for (const r of receiver.received) counts.set(String(r.headers['webhook-id']), (counts.get(String(r.headers['webhook-id'])) ?? 0) + 1);
+      for (const r of receiver.received)
+        counts.set(String(r.headers['webhook-id']), (counts.get(String(r.headers['webhook-id'])) ?? 0) + 1);
       const duplicates = [...counts.values()].reduce((sum, n) => sum + n - 1, 0);
       expect(await deliveryStatuses()).toEqual([{ status: 'SUCCEEDED', n: accepted.length }]);
       const seen = new Set(receiver.received.map((r) => String(r.headers['webhook-id'])));
@@ -182,7 +192,8 @@ describe('PostgreSQL restarted during a run', () => {
       const markerSentAt = performance.now();
       await send(client, { appId, recipientId: 'restart', messageId: marker });
       await again.until(
-        (f) => f.data.some((d) => d.attemptUpdated.message.messageId === marker && d.attemptUpdated.status === 'SUCCEEDED'),
+        (f) =>
+          f.data.some((d) => d.attemptUpdated.message.messageId === marker && d.attemptUpdated.status === 'SUCCEEDED'),
         10_000,
         'the marker attempt on the live feed',
       );

@@ -1,6 +1,6 @@
+import { once } from 'node:events';
 import http from 'node:http';
 import net from 'node:net';
-import { once } from 'node:events';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDispatchClient, type DispatchClient } from '../../src/client/index.ts';
 import { connectDatabase, type Database } from '../../src/db/client.ts';
@@ -8,8 +8,8 @@ import { RESPONSE_BODY_LIMIT } from '../../src/delivery/sender.ts';
 import { createApiKey } from '../../src/domain/api-keys.ts';
 import { createTestDatabase } from '../support/database.ts';
 import { createDeliveryApp, createEndpoint, send } from '../support/delivery.ts';
-import { spawnDispatch, type DispatchProcess } from '../support/process.ts';
-import { eventually, startReceiver, type Receiver } from '../support/receiver.ts';
+import { type DispatchProcess, spawnDispatch } from '../support/process.ts';
+import { eventually, type Receiver, startReceiver } from '../support/receiver.ts';
 
 /**
  * Receivers that misbehave, each on its own port of 127.0.0.1, against a whole
@@ -51,7 +51,8 @@ async function listen(server: net.Server): Promise<Server> {
 const hangingServer = () => listen(http.createServer((req) => req.resume()));
 
 /** Reads the request, then resets the connection (TCP RST). */
-const resettingServer = () => listen(http.createServer((req) => req.resume().on('end', () => req.socket.resetAndDestroy())));
+const resettingServer = () =>
+  listen(http.createServer((req) => req.resume().on('end', () => req.socket.resetAndDestroy())));
 
 /** Answers every connection with bytes that are not HTTP, over raw TCP. */
 const garbageServer = () =>
@@ -150,12 +151,16 @@ describe('receivers that hang, reset, answer garbage or never end their body, th
           `SELECT "endpointId", status, "attemptCount" FROM "Delivery" WHERE "endpointId" = ANY($1)`,
           [Object.values(endpoints).map((e) => e.id)],
         );
-        return rows.length === messages.length * Object.keys(endpoints).length && rows.every((d) => d.status === 'SUCCEEDED' || d.status === 'FAILED') ? rows : undefined;
+        return rows.length === messages.length * Object.keys(endpoints).length &&
+          rows.every((d) => d.status === 'SUCCEEDED' || d.status === 'FAILED')
+          ? rows
+          : undefined;
       },
       { timeoutMs: 30_000, intervalMs: 100 },
     );
-    const summary = (endpointId: string) =>
-      [...new Set(byEndpoint.filter((d) => d.endpointId === endpointId).map((d) => `${d.status} x${d.attemptCount}`))];
+    const summary = (endpointId: string) => [
+      ...new Set(byEndpoint.filter((d) => d.endpointId === endpointId).map((d) => `${d.status} x${d.attemptCount}`)),
+    ];
     expect(summary(endpoints.hanging.id)).toEqual(['FAILED x2']);
     expect(summary(endpoints.resetting.id)).toEqual(['FAILED x2']);
     expect(summary(endpoints.garbage.id)).toEqual(['FAILED x2']);
@@ -177,7 +182,9 @@ describe('receivers that hang, reset, answer garbage or never end their body, th
       [Object.values(endpoints).map((e) => e.id)],
     );
     const of = (endpointId: string) => attempts.filter((a) => a.endpointId === endpointId);
-    const kinds = (endpointId: string) => [...new Set(of(endpointId).map((a) => `${a.status} ${a.errorKind ?? 'ok'} ${a.responseStatusCode ?? '-'}`))];
+    const kinds = (endpointId: string) => [
+      ...new Set(of(endpointId).map((a) => `${a.status} ${a.errorKind ?? 'ok'} ${a.responseStatusCode ?? '-'}`)),
+    ];
     expect(of(endpoints.hanging.id)).toHaveLength(16);
     expect(kinds(endpoints.hanging.id)).toEqual(['FAILED timeout -']);
     // Each hanging attempt was cut at the app's timeout, not much later.
@@ -206,8 +213,12 @@ describe('receivers that hang, reset, answer garbage or never end their body, th
     const recipientId = 'endless-only';
     const endpoint = await createEndpoint(client, { appId, recipientId, url: endless.url });
     const succeeded = async () =>
-      (await db.pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM "Delivery" WHERE "endpointId" = $1 AND status = 'SUCCEEDED'`, [endpoint.id]))
-        .rows[0]!.n;
+      (
+        await db.pool.query<{ n: number }>(
+          `SELECT count(*)::int AS n FROM "Delivery" WHERE "endpointId" = $1 AND status = 'SUCCEEDED'`,
+          [endpoint.id],
+        )
+      ).rows[0]!.n;
     const sendMany = async (count: number) => {
       let next = 0;
       await Promise.all(
@@ -222,7 +233,10 @@ describe('receivers that hang, reset, answer garbage or never end their body, th
 
     // Warm-up, so the first reading is of a process that has already done this work many times.
     await sendMany(WARM_UP);
-    await eventually(async () => ((await succeeded()) === WARM_UP ? true : undefined), { timeoutMs: 40_000, intervalMs: 100 });
+    await eventually(async () => ((await succeeded()) === WARM_UP ? true : undefined), {
+      timeoutMs: 40_000,
+      intervalMs: 100,
+    });
     const before = await residentMemory(dispatch.url);
     const writtenBefore = endless.bytesWritten();
 
@@ -237,7 +251,10 @@ describe('receivers that hang, reset, answer garbage or never end their body, th
     })();
     const started = Date.now();
     await sendMany(ENDLESS_ATTEMPTS);
-    await eventually(async () => ((await succeeded()) === WARM_UP + ENDLESS_ATTEMPTS ? true : undefined), { timeoutMs: 40_000, intervalMs: 100 });
+    await eventually(async () => ((await succeeded()) === WARM_UP + ENDLESS_ATTEMPTS ? true : undefined), {
+      timeoutMs: 40_000,
+      intervalMs: 100,
+    });
     const tookMs = Date.now() - started;
     sampling = false;
     await sampler;
@@ -250,7 +267,11 @@ describe('receivers that hang, reset, answer garbage or never end their body, th
       [endpoint.id],
     );
     const { maxMs, ...stored } = rows[0]!;
-    expect(stored).toEqual({ n: WARM_UP + ENDLESS_ATTEMPTS, maxBytes: RESPONSE_BODY_LIMIT, minBytes: RESPONSE_BODY_LIMIT });
+    expect(stored).toEqual({
+      n: WARM_UP + ENDLESS_ATTEMPTS,
+      maxBytes: RESPONSE_BODY_LIMIT,
+      minBytes: RESPONSE_BODY_LIMIT,
+    });
     const mib = (bytes: number) => (bytes / 1024 / 1024).toFixed(1);
     const written = endless.bytesWritten() - writtenBefore;
     console.info(

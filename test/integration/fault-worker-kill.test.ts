@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestDispatch, type TestDispatch } from '../support/dispatch.ts';
 import { createDeliveryApp, createEndpoint, send } from '../support/delivery.ts';
-import { spawnDispatch, type DispatchProcess } from '../support/process.ts';
-import { eventually, startReceiver, type Receiver } from '../support/receiver.ts';
+import { startTestDispatch, type TestDispatch } from '../support/dispatch.ts';
+import { type DispatchProcess, spawnDispatch } from '../support/process.ts';
+import { eventually, type Receiver, startReceiver } from '../support/receiver.ts';
 
 const MESSAGES = 500;
 const RECIPIENTS = 4;
@@ -40,7 +40,8 @@ describe('a worker process killed with SIGKILL during a 500-message run', () => 
 
   it('delivers every message at least once, and duplicates only what was in flight when it died', async () => {
     const appId = await createDeliveryApp(t.client, { retrySchedule: [1], attemptTimeoutMs: 5_000 });
-    for (let r = 0; r < RECIPIENTS; r++) await createEndpoint(t.client, { appId, recipientId: `kill-${r}`, url: receiver.url });
+    for (let r = 0; r < RECIPIENTS; r++)
+      await createEndpoint(t.client, { appId, recipientId: `kill-${r}`, url: receiver.url });
 
     // Eight senders at a time; messages queue up while the worker starts, and keep coming while it runs and after it dies.
     const ids: string[] = [];
@@ -61,7 +62,9 @@ describe('a worker process killed with SIGKILL during a 500-message run', () => 
     const killedAt = Date.now();
     const receivedAtKill = receiver.received.length;
     // What the dead worker left: tries it started (Attempt SENDING) and never recorded.
-    const { rows: leftSending } = await t.dispatch.db.pool.query<{ id: string }>(`SELECT id FROM "Attempt" WHERE status = 'SENDING'`);
+    const { rows: leftSending } = await t.dispatch.db.pool.query<{ id: string }>(
+      `SELECT id FROM "Attempt" WHERE status = 'SENDING'`,
+    );
 
     await startWorker();
     await sending;
@@ -70,7 +73,9 @@ describe('a worker process killed with SIGKILL during a 500-message run', () => 
     const pool = t.dispatch.db.pool;
     const finished = await eventually(
       async () => {
-        const { rows } = await pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM "Delivery" WHERE status = 'SUCCEEDED'`);
+        const { rows } = await pool.query<{ n: number }>(
+          `SELECT count(*)::int AS n FROM "Delivery" WHERE status = 'SUCCEEDED'`,
+        );
         return rows[0]!.n === MESSAGES ? Date.now() : undefined;
       },
       { timeoutMs: 45_000, intervalMs: 100 },

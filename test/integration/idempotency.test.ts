@@ -1,5 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CreateAppDocument, CreateEndpointDocument, CreateEventTypeDocument, SendMessageDocument } from '../../src/client/index.ts';
+import {
+  CreateAppDocument,
+  CreateEndpointDocument,
+  CreateEventTypeDocument,
+  SendMessageDocument,
+} from '../../src/client/index.ts';
 import { startTestDispatch, type TestDispatch } from '../support/dispatch.ts';
 import { expectError } from '../support/graphql.ts';
 
@@ -20,8 +25,12 @@ describe('idempotency of sendMessage', () => {
     await t.client.request(CreateEventTypeDocument, { input: { appId, name: 'order.placed' } });
     await t.client.request(CreateEventTypeDocument, { input: { appId, name: 'order.shipped' } });
     for (const recipientId of ['alice', 'bob']) {
-      await t.client.request(CreateEndpointDocument, { input: { appId, recipientId, url: `https://example.com/${recipientId}/a` } });
-      await t.client.request(CreateEndpointDocument, { input: { appId, recipientId, url: `https://example.com/${recipientId}/b` } });
+      await t.client.request(CreateEndpointDocument, {
+        input: { appId, recipientId, url: `https://example.com/${recipientId}/a` },
+      });
+      await t.client.request(CreateEndpointDocument, {
+        input: { appId, recipientId, url: `https://example.com/${recipientId}/b` },
+      });
     }
   });
   afterAll(async () => t.stop());
@@ -47,7 +56,9 @@ describe('idempotency of sendMessage', () => {
 
   it('a new endpoint does not get a delivery of a deduplicated resend', async () => {
     await send({ messageId: 'order-late-endpoint', recipientId: 'bob' });
-    await t.client.request(CreateEndpointDocument, { input: { appId, recipientId: 'bob', url: 'https://example.com/bob/late' } });
+    await t.client.request(CreateEndpointDocument, {
+      input: { appId, recipientId: 'bob', url: 'https://example.com/bob/late' },
+    });
     const again = await send({ messageId: 'order-late-endpoint', recipientId: 'bob' });
     expect(again.sendMessage.deduplicated).toBe(true);
     expect(await counts('order-late-endpoint')).toEqual({ messages: 1, deliveries: 2 });
@@ -57,7 +68,10 @@ describe('idempotency of sendMessage', () => {
     const first = await send({ idempotencyKey: 'order-2' });
     expect(first.sendMessage).toMatchObject({ deduplicated: false, message: { messageId: 'order-2' } });
     const byMessageId = await send({ messageId: 'order-2' });
-    expect(byMessageId.sendMessage).toMatchObject({ deduplicated: true, message: { id: first.sendMessage.message.id } });
+    expect(byMessageId.sendMessage).toMatchObject({
+      deduplicated: true,
+      message: { id: first.sendMessage.message.id },
+    });
     const both = await send({ messageId: 'order-2', idempotencyKey: 'order-2' });
     expect(both.sendMessage).toMatchObject({ deduplicated: true, message: { id: first.sendMessage.message.id } });
 
@@ -68,7 +82,14 @@ describe('idempotency of sendMessage', () => {
 
   it('both given and different is BAD_USER_INPUT and writes nothing', async () => {
     await expectError(t.client, 'BAD_USER_INPUT', SEND, {
-      input: { appId, recipientId: 'alice', eventType: 'order.placed', data: {}, messageId: 'order-4a', idempotencyKey: 'order-4b' },
+      input: {
+        appId,
+        recipientId: 'alice',
+        eventType: 'order.placed',
+        data: {},
+        messageId: 'order-4a',
+        idempotencyKey: 'order-4b',
+      },
     });
     expect(await counts('order-4a')).toEqual({ messages: 0, deliveries: 0 });
     expect(await counts('order-4b')).toEqual({ messages: 0, deliveries: 0 });
@@ -97,7 +118,13 @@ describe('idempotency of sendMessage', () => {
     expect(reordered.sendMessage).toMatchObject({ deduplicated: true, message: { id: first.sendMessage.message.id } });
     // Array order does matter.
     await expectError(t.client, 'IDEMPOTENCY_CONFLICT', SEND, {
-      input: { appId, recipientId: 'alice', eventType: 'order.placed', messageId: 'order-keys', data: { a: 1, b: { x: [{ p: 1, q: 2 }, 1], y: 'z' } } },
+      input: {
+        appId,
+        recipientId: 'alice',
+        eventType: 'order.placed',
+        messageId: 'order-keys',
+        data: { a: 1, b: { x: [{ p: 1, q: 2 }, 1], y: 'z' } },
+      },
     });
   });
 
@@ -106,7 +133,13 @@ describe('idempotency of sendMessage', () => {
     await t.client.request(CreateEventTypeDocument, { input: { appId: other, name: 'order.placed' } });
     const here = await send({ messageId: 'shared-id' });
     const there = await t.client.request(SendMessageDocument, {
-      input: { appId: other, recipientId: 'alice', eventType: 'order.placed', data: { order: 1 }, messageId: 'shared-id' },
+      input: {
+        appId: other,
+        recipientId: 'alice',
+        eventType: 'order.placed',
+        data: { order: 1 },
+        messageId: 'shared-id',
+      },
     });
     expect(there.sendMessage.deduplicated).toBe(false);
     expect(there.sendMessage.message.id).not.toBe(here.sendMessage.message.id);
@@ -118,12 +151,20 @@ describe('idempotency of sendMessage', () => {
     const again = await send({ messageId: plain.sendMessage.message.id, data: { order: 'no-id' } });
     expect(again.sendMessage).toMatchObject({ deduplicated: true, message: { id: plain.sendMessage.message.id } });
     await expectError(t.client, 'IDEMPOTENCY_CONFLICT', SEND, {
-      input: { appId, recipientId: 'alice', eventType: 'order.placed', data: { order: 'other' }, messageId: plain.sendMessage.message.id },
+      input: {
+        appId,
+        recipientId: 'alice',
+        eventType: 'order.placed',
+        data: { order: 'other' },
+        messageId: plain.sendMessage.message.id,
+      },
     });
   });
 
   it('20 concurrent sends of one id: exactly one message, one not deduplicated, 19 deduplicated, one set of deliveries', async () => {
-    const results = await Promise.all(Array.from({ length: 20 }, () => send({ messageId: 'race-1', data: { racing: true } })));
+    const results = await Promise.all(
+      Array.from({ length: 20 }, () => send({ messageId: 'race-1', data: { racing: true } })),
+    );
     expect(results.filter((r) => !r.sendMessage.deduplicated)).toHaveLength(1);
     expect(results.filter((r) => r.sendMessage.deduplicated)).toHaveLength(19);
     expect(new Set(results.map((r) => r.sendMessage.message.id)).size).toBe(1);
@@ -141,7 +182,8 @@ describe('idempotency of sendMessage', () => {
     const succeeded = results.filter((r) => !r.errors);
     expect(succeeded).toHaveLength(1);
     expect(succeeded[0]!.data?.sendMessage.deduplicated).toBe(false);
-    for (const r of results.filter((r) => r.errors)) expect(r.errors!.map((e) => e.extensions?.code)).toEqual(['IDEMPOTENCY_CONFLICT']);
+    for (const r of results.filter((r) => r.errors))
+      expect(r.errors!.map((e) => e.extensions?.code)).toEqual(['IDEMPOTENCY_CONFLICT']);
     expect(await counts('race-2')).toEqual({ messages: 1, deliveries: 2 });
   });
 });

@@ -18,19 +18,34 @@ describe('limits and malformed requests', () => {
     fetch(`${t.url}/graphql`, {
       method: 'POST',
       body,
-      headers: { authorization: `Bearer ${t.apiKey}`, 'content-type': 'application/json', accept: 'application/json', ...headers },
+      headers: {
+        authorization: `Bearer ${t.apiKey}`,
+        'content-type': 'application/json',
+        accept: 'application/json',
+        ...headers,
+      },
     });
 
   describe('text PostgreSQL cannot store', () => {
-    const count = async () => Number((await t.dispatch.db.pool.query('SELECT (SELECT count(*) FROM "App") + (SELECT count(*) FROM "Message") AS n')).rows[0].n);
+    const count = async () =>
+      Number(
+        (await t.dispatch.db.pool.query('SELECT (SELECT count(*) FROM "App") + (SELECT count(*) FROM "Message") AS n'))
+          .rows[0].n,
+      );
 
     it('a NUL character in any string of a request (variables, data, a name) is BAD_USER_INPUT and writes nothing', async () => {
       await t.client.request(CreateEventTypeDocument, { input: { appId, name: 'nul.test' } });
       const before = await count();
       for (const [query, variables] of [
         [`mutation ($input: CreateAppInput!) { createApp(input: $input) { id } }`, { input: { name: 'a\u0000b' } }],
-        [`mutation ($input: SendMessageInput!) { sendMessage(input: $input) { message { id } } }`, { input: { appId, recipientId: 'r', eventType: 'nul.test', data: { s: '\u0000' } } }],
-        [`mutation ($input: SendMessageInput!) { sendMessage(input: $input) { message { id } } }`, { input: { appId, recipientId: 'r', eventType: 'nul.test', data: { ['k\u0000']: 1 } } }],
+        [
+          `mutation ($input: SendMessageInput!) { sendMessage(input: $input) { message { id } } }`,
+          { input: { appId, recipientId: 'r', eventType: 'nul.test', data: { s: '\u0000' } } },
+        ],
+        [
+          `mutation ($input: SendMessageInput!) { sendMessage(input: $input) { message { id } } }`,
+          { input: { appId, recipientId: 'r', eventType: 'nul.test', data: { 'k\u0000': 1 } } },
+        ],
         // In the query text itself, as a GraphQL string escape.
         [`mutation { createApp(input: { name: "a\\u0000b" }) { id } }`, undefined],
       ] as const) {
@@ -54,8 +69,14 @@ describe('limits and malformed requests', () => {
   describe('query shape', () => {
     it('a query nested deeper than 12 levels is BAD_USER_INPUT, fragments included', async () => {
       // app > messages > nodes > app > messages > nodes > … : each round trip adds three levels.
-      const nest = (levels: number): string => (levels === 0 ? 'id' : `app { messages { nodes { ${nest(levels - 1)} } } }`);
-      const deep = await expectError(t.client, 'BAD_USER_INPUT', `query ($id: ID!) { node(id: $id) { ... on Message { ${nest(4)} } } }`, { id: 'msg_x' });
+      const nest = (levels: number): string =>
+        levels === 0 ? 'id' : `app { messages { nodes { ${nest(levels - 1)} } } }`;
+      const deep = await expectError(
+        t.client,
+        'BAD_USER_INPUT',
+        `query ($id: ID!) { node(id: $id) { ... on Message { ${nest(4)} } } }`,
+        { id: 'msg_x' },
+      );
       expect(deep.errors![0]!.message).toMatch(/depth/i);
       await expectError(
         t.client,
@@ -66,7 +87,9 @@ describe('limits and malformed requests', () => {
         { id: 'msg_x' },
       );
       // Three round trips (depth 10) are fine.
-      const ok = await t.client.raw(`query ($id: ID!) { node(id: $id) { ... on Message { ${nest(3)} } } }`, { id: 'msg_x' });
+      const ok = await t.client.raw(`query ($id: ID!) { node(id: $id) { ... on Message { ${nest(3)} } } }`, {
+        id: 'msg_x',
+      });
       expect(ok.errors).toBeUndefined();
     });
 
@@ -109,24 +132,70 @@ describe('limits and malformed requests', () => {
     it('first over 100 or negative is BAD_USER_INPUT on every connection', async () => {
       await expectError(t.client, 'BAD_USER_INPUT', `{ apps(first: 101) { nodes { id } } }`);
       await expectError(t.client, 'BAD_USER_INPUT', `{ apps(first: -1) { nodes { id } } }`);
-      await expectError(t.client, 'BAD_USER_INPUT', `query ($id: ID!) { app(id: $id) { messages(first: 1000) { nodes { id } } } }`, { id: appId });
-      await expectError(t.client, 'BAD_USER_INPUT', `query ($id: ID!) { app(id: $id) { endpoints(first: 101) { nodes { id } } } }`, { id: appId });
+      await expectError(
+        t.client,
+        'BAD_USER_INPUT',
+        `query ($id: ID!) { app(id: $id) { messages(first: 1000) { nodes { id } } } }`,
+        { id: appId },
+      );
+      await expectError(
+        t.client,
+        'BAD_USER_INPUT',
+        `query ($id: ID!) { app(id: $id) { endpoints(first: 101) { nodes { id } } } }`,
+        { id: appId },
+      );
     });
   });
 
   describe('malformed values', () => {
     it.each([
-      ['a DateTime that is not a date (variable)', `query ($id: ID!, $s: DateTime) { app(id: $id) { messages(since: $s) { nodes { id } } } }`, { s: 'yesterday' }],
-      ['a DateTime without a time (variable)', `query ($id: ID!, $s: DateTime) { app(id: $id) { messages(since: $s) { nodes { id } } } }`, { s: '2026-01-01' }],
-      ['a DateTime that is a number (variable)', `query ($id: ID!, $s: DateTime) { app(id: $id) { messages(until: $s) { nodes { id } } } }`, { s: 1700000000 }],
-      ['an impossible DateTime (literal)', `query ($id: ID!) { app(id: $id) { messages(since: "2026-13-45T99:00:00Z") { nodes { id } } } }`, {}],
-      ['a DateTime literal that is an int', `query ($id: ID!) { app(id: $id) { messages(since: 5) { nodes { id } } } }`, {}],
-      ['an Int variable given a string', `query ($first: Int) { apps(first: $first) { nodes { id } } }`, { first: 'ten' }],
+      [
+        'a DateTime that is not a date (variable)',
+        `query ($id: ID!, $s: DateTime) { app(id: $id) { messages(since: $s) { nodes { id } } } }`,
+        { s: 'yesterday' },
+      ],
+      [
+        'a DateTime without a time (variable)',
+        `query ($id: ID!, $s: DateTime) { app(id: $id) { messages(since: $s) { nodes { id } } } }`,
+        { s: '2026-01-01' },
+      ],
+      [
+        'a DateTime that is a number (variable)',
+        `query ($id: ID!, $s: DateTime) { app(id: $id) { messages(until: $s) { nodes { id } } } }`,
+        { s: 1700000000 },
+      ],
+      [
+        'an impossible DateTime (literal)',
+        `query ($id: ID!) { app(id: $id) { messages(since: "2026-13-45T99:00:00Z") { nodes { id } } } }`,
+        {},
+      ],
+      [
+        'a DateTime literal that is an int',
+        `query ($id: ID!) { app(id: $id) { messages(since: 5) { nodes { id } } } }`,
+        {},
+      ],
+      [
+        'an Int variable given a string',
+        `query ($first: Int) { apps(first: $first) { nodes { id } } }`,
+        { first: 'ten' },
+      ],
       ['an Int variable over 2^31', `query ($first: Int) { apps(first: $first) { nodes { id } } }`, { first: 2 ** 40 }],
-      ['an enum variable with an unknown value', `query ($id: ID!, $s: DeliveryStatus) { app(id: $id) { messages(status: $s) { nodes { id } } } }`, { s: 'LOST' }],
+      [
+        'an enum variable with an unknown value',
+        `query ($id: ID!, $s: DeliveryStatus) { app(id: $id) { messages(status: $s) { nodes { id } } } }`,
+        { s: 'LOST' },
+      ],
       ['a required input missing', `mutation ($input: CreateAppInput!) { createApp(input: $input) { id } }`, {}],
-      ['an input with an unknown field', `mutation ($input: CreateAppInput!) { createApp(input: $input) { id } }`, { input: { name: 'x', colour: 'red' } }],
-      ['a list given an object', `mutation ($input: CreateAppInput!) { createApp(input: $input) { id } }`, { input: { name: 'x', retrySchedule: { a: 1 } } }],
+      [
+        'an input with an unknown field',
+        `mutation ($input: CreateAppInput!) { createApp(input: $input) { id } }`,
+        { input: { name: 'x', colour: 'red' } },
+      ],
+      [
+        'a list given an object',
+        `mutation ($input: CreateAppInput!) { createApp(input: $input) { id } }`,
+        { input: { name: 'x', retrySchedule: { a: 1 } } },
+      ],
       ['a cursor that is garbage', `{ apps(after: "%%%not-a-cursor") { nodes { id } } }`, {}],
     ])('%s → BAD_USER_INPUT', async (_what, query, variables) => {
       const result = await t.client.raw(query, { id: appId, ...variables });
@@ -135,12 +204,21 @@ describe('limits and malformed requests', () => {
 
     it('unknown fields and syntax errors answer their own codes, never INTERNAL_SERVER_ERROR', async () => {
       expect(codesOf(await t.client.raw(`{ nope }`))).toEqual(['GRAPHQL_VALIDATION_FAILED']);
-      expect(codesOf(await t.client.raw(`{ apps(first: "x") { nodes { id } } }`))).toEqual(['GRAPHQL_VALIDATION_FAILED']);
+      expect(codesOf(await t.client.raw(`{ apps(first: "x") { nodes { id } } }`))).toEqual([
+        'GRAPHQL_VALIDATION_FAILED',
+      ]);
       expect(codesOf(await t.client.raw(`{ apps { `))).toEqual(['GRAPHQL_PARSE_FAILED']);
     });
 
     it('node(id:) with garbage, a secret id or a portal session id answers null like a missing id', async () => {
-      for (const id of ['garbage', '', 'app_', 'sec_00000000000000000000000000', 'pts_00000000000000000000000000', 'app_00000000000000000000000000']) {
+      for (const id of [
+        'garbage',
+        '',
+        'app_',
+        'sec_00000000000000000000000000',
+        'pts_00000000000000000000000000',
+        'app_00000000000000000000000000',
+      ]) {
         const result = await t.client.raw<{ node: null }>(`query ($id: ID!) { node(id: $id) { id } }`, { id });
         expect(result, id).toEqual({ data: { node: null }, status: 200 });
       }
@@ -170,7 +248,13 @@ describe('limits and malformed requests', () => {
         new Promise<{ status: number; body: string }>((resolve, reject) => {
           const url = new URL(`${t.url}/graphql`);
           const req = request(
-            { host: url.hostname, port: url.port, path: url.pathname, method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${t.apiKey}` } },
+            {
+              host: url.hostname,
+              port: url.port,
+              path: url.pathname,
+              method: 'POST',
+              headers: { 'content-type': 'application/json', authorization: `Bearer ${t.apiKey}` },
+            },
             (res) => {
               let body = '';
               res.on('data', (c) => (body += c));
@@ -203,9 +287,12 @@ describe('limits and malformed requests', () => {
         const json = (await response.json()) as { errors: { extensions: { code: string } }[] };
         expect(json.errors[0]!.extensions.code).toBe('BAD_REQUEST');
       }
-      const get = await fetch(`${t.url}/graphql?query=${encodeURIComponent('mutation { createApp(input: { name: "x" }) { id } }')}`, {
-        headers: { authorization: `Bearer ${t.apiKey}` },
-      });
+      const get = await fetch(
+        `${t.url}/graphql?query=${encodeURIComponent('mutation { createApp(input: { name: "x" }) { id } }')}`,
+        {
+          headers: { authorization: `Bearer ${t.apiKey}` },
+        },
+      );
       expect(get.status).toBe(405);
       expect(await t.dispatch.db.prisma.app.count({ where: { name: 'x' } })).toBe(0);
     });
@@ -239,7 +326,10 @@ describe('limits and malformed requests', () => {
       try {
         const unready = await fetch(`${t.url}/readyz`);
         expect(unready.status).toBe(503);
-        expect(await unready.json()).toMatchObject({ status: 'unavailable', reason: expect.stringMatching(/migrations pending/) });
+        expect(await unready.json()).toMatchObject({
+          status: 'unavailable',
+          reason: expect.stringMatching(/migrations pending/),
+        });
       } finally {
         const row = saved.rows[0] as Record<string, unknown>;
         const columns = Object.keys(row);

@@ -79,7 +79,10 @@ describe('live bus publishing', () => {
     try {
       const one = { kind: 'message', messageId: 'msg_single', appId: 'app_x', recipientId: 'customer_a' };
       await pool.query('SELECT pg_notify($1, $2)', [LIVE_CHANNEL, JSON.stringify(one)]);
-      await pool.query('SELECT pg_notify($1, $2)', [LIVE_CHANNEL, JSON.stringify([{ kind: 'nope' }, 42, { ...one, messageId: 'msg_last' }])]);
+      await pool.query('SELECT pg_notify($1, $2)', [
+        LIVE_CHANNEL,
+        JSON.stringify([{ kind: 'nope' }, 42, { ...one, messageId: 'msg_last' }]),
+      ]);
       await pool.query('SELECT pg_notify($1, $2)', [LIVE_CHANNEL, 'not json']);
       await arrived;
     } finally {

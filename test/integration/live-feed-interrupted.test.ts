@@ -1,12 +1,17 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { CreateAppDocument, CreateEndpointDocument, CreateEventTypeDocument, SendMessageDocument } from '../../src/client/index.ts';
+import {
+  CreateAppDocument,
+  CreateEndpointDocument,
+  CreateEventTypeDocument,
+  SendMessageDocument,
+} from '../../src/client/index.ts';
 import { newId } from '../../src/domain/ids.ts';
 import type { AttemptEvent, MessageEvent } from '../../src/live/bus.ts';
 import { createPgLiveBus, LIVE_APPLICATION_NAME } from '../../src/live/pg-bus.ts';
 import { createLogger } from '../../src/logger.ts';
 import { startTestDispatch, type TestDispatch } from '../support/dispatch.ts';
-import { subscribeSse, subscribeWs, wsClient, type Feed } from '../support/live.ts';
+import { type Feed, subscribeSse, subscribeWs, wsClient } from '../support/live.ts';
 
 const ATTEMPTS = 'subscription ($appId: ID!) { attemptUpdated(appId: $appId) { id status } }';
 const MESSAGES = 'subscription ($appId: ID!) { messageCreated(appId: $appId) { id messageId } }';
@@ -43,7 +48,16 @@ describe('live feed interrupted: the LISTEN connection is lost', () => {
   /** An attempt row as a worker writes it, and the event it publishes. */
   const attempt = async (): Promise<AttemptEvent> => {
     const row = await t.dispatch.db.prisma.attempt.create({
-      data: { id: newId('Attempt'), appId, recipientId, messageId, endpointId, deliveryId, url: 'http://127.0.0.1:9/a', status: 'SENDING' },
+      data: {
+        id: newId('Attempt'),
+        appId,
+        recipientId,
+        messageId,
+        endpointId,
+        deliveryId,
+        url: 'http://127.0.0.1:9/a',
+        status: 'SENDING',
+      },
     });
     return { attemptId: row.id, appId, recipientId, messageId, endpointId, status: 'SENDING' };
   };
@@ -54,7 +68,8 @@ describe('live feed interrupted: the LISTEN connection is lost', () => {
     });
     return { messageId: sendMessage.message.id, appId, recipientId };
   };
-  const allowConnections = (allow: boolean) => admin.query(`ALTER DATABASE ${admin.escapeIdentifier(database)} WITH ALLOW_CONNECTIONS ${allow}`);
+  const allowConnections = (allow: boolean) =>
+    admin.query(`ALTER DATABASE ${admin.escapeIdentifier(database)} WITH ALLOW_CONNECTIONS ${allow}`);
 
   beforeAll(async () => {
     t = await startTestDispatch();
@@ -69,10 +84,19 @@ describe('live feed interrupted: the LISTEN connection is lost', () => {
     const first = await message();
     messageId = first.messageId;
     recipientId = (await t.dispatch.db.prisma.message.findUniqueOrThrow({ where: { id: messageId } })).recipientId;
-    deliveryId = (await t.dispatch.db.prisma.delivery.create({ data: { id: newId('Delivery'), appId, recipientId, messageId, endpointId } })).id;
+    deliveryId = (
+      await t.dispatch.db.prisma.delivery.create({
+        data: { id: newId('Delivery'), appId, recipientId, messageId, endpointId },
+      })
+    ).id;
     // Another process's bus, as a worker's is; its one connection is made now and outlives the refusal.
     publisherPool = new pg.Pool({ connectionString: t.dispatch.db.url, max: 1, idleTimeoutMillis: 0 });
-    publisher = createPgLiveBus({ url: t.dispatch.db.url, pool: publisherPool, logger: createLogger('warn', 'publisher'), listen: false });
+    publisher = createPgLiveBus({
+      url: t.dispatch.db.url,
+      pool: publisherPool,
+      logger: createLogger('warn', 'publisher'),
+      listen: false,
+    });
     // From another database: PostgreSQL does not let a session refuse connections to its own.
     admin = new pg.Client({ connectionString: inject('adminDatabaseUrl') });
     await admin.connect();
@@ -107,18 +131,20 @@ describe('live feed interrupted: the LISTEN connection is lost', () => {
       const sent = await message();
       await publisher.publishAttempt(before);
       await publisher.publishMessage(sent);
-      for (const feed of [wsAttempts, sseAttempts]) expect(((await feed.nextData()) as AttemptData).attemptUpdated.id).toBe(before.attemptId);
-      for (const feed of [wsMessages, sseMessages]) expect(((await feed.nextData()) as MessageData).messageCreated.id).toBe(sent.messageId);
+      for (const feed of [wsAttempts, sseAttempts])
+        expect(((await feed.nextData()) as AttemptData).attemptUpdated.id).toBe(before.attemptId);
+      for (const feed of [wsMessages, sseMessages])
+        expect(((await feed.nextData()) as MessageData).messageCreated.id).toBe(sent.messageId);
 
       const interruptedBefore = {
         attemptUpdated: await counter(t.url, 'dispatch_live_subscriptions_interrupted_total', 'attemptUpdated'),
         messageCreated: await counter(t.url, 'dispatch_live_subscriptions_interrupted_total', 'messageCreated'),
       };
       await allowConnections(false);
-      const killed = await admin.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1 AND datname = $2', [
-        LIVE_APPLICATION_NAME,
-        database,
-      ]);
+      const killed = await admin.query(
+        'SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1 AND datname = $2',
+        [LIVE_APPLICATION_NAME, database],
+      );
       expect(killed.rowCount).toBe(1);
 
       // Each ends with one last result, an error with the code and no data, then completes.
@@ -147,15 +173,28 @@ describe('live feed interrupted: the LISTEN connection is lost', () => {
         expect(feed.data).toEqual([]);
       }
       expect(t.dispatch.live.listenersAdded()).toBe(added);
-      expect(await counter(t.url, 'dispatch_live_subscriptions_interrupted_total', 'attemptUpdated')).toBe(interruptedBefore.attemptUpdated + 3);
-      expect(await counter(t.url, 'dispatch_live_subscriptions_interrupted_total', 'messageCreated')).toBe(interruptedBefore.messageCreated + 3);
+      expect(await counter(t.url, 'dispatch_live_subscriptions_interrupted_total', 'attemptUpdated')).toBe(
+        interruptedBefore.attemptUpdated + 3,
+      );
+      expect(await counter(t.url, 'dispatch_live_subscriptions_interrupted_total', 'messageCreated')).toBe(
+        interruptedBefore.messageCreated + 3,
+      );
 
       // Back: the bus reconnects by itself; resubscribed (the same socket), both transports receive new events.
       await allowConnections(true);
       await t.dispatch.live.listening();
-      const again = [subscribeWs<AttemptData>(socket, ATTEMPTS, { appId }), await subscribeSse<AttemptData>(t.url, t.apiKey, ATTEMPTS, { appId })];
-      const againMessages = [subscribeWs<MessageData>(socket, MESSAGES, { appId }), await subscribeSse<MessageData>(t.url, t.apiKey, MESSAGES, { appId })];
-      sse.push(again[1] as Feed<AttemptData> & { close(): void }, againMessages[1] as Feed<MessageData> & { close(): void });
+      const again = [
+        subscribeWs<AttemptData>(socket, ATTEMPTS, { appId }),
+        await subscribeSse<AttemptData>(t.url, t.apiKey, ATTEMPTS, { appId }),
+      ];
+      const againMessages = [
+        subscribeWs<MessageData>(socket, MESSAGES, { appId }),
+        await subscribeSse<MessageData>(t.url, t.apiKey, MESSAGES, { appId }),
+      ];
+      sse.push(
+        again[1] as Feed<AttemptData> & { close(): void },
+        againMessages[1] as Feed<MessageData> & { close(): void },
+      );
       await t.dispatch.live.whenListenersAdded((added += 4));
       const after = await attempt();
       const later = await message();

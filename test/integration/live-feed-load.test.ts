@@ -2,17 +2,23 @@ import { fork } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
+import { type Client, createClient } from 'graphql-ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { createClient, type Client } from 'graphql-ws';
-import { createDispatchClient, CreateAppDocument, CreateEndpointDocument, CreateEventTypeDocument, SendMessageDocument } from '../../src/client/index.ts';
+import {
+  CreateAppDocument,
+  CreateEndpointDocument,
+  CreateEventTypeDocument,
+  createDispatchClient,
+  SendMessageDocument,
+} from '../../src/client/index.ts';
 import { connectDatabase, type Database } from '../../src/db/client.ts';
 import { createApiKey } from '../../src/domain/api-keys.ts';
 import { newId } from '../../src/domain/ids.ts';
 import { createTestDatabase } from '../support/database.ts';
 import { liveSubscribers, subscribeWs } from '../support/live.ts';
 import type { LoadCommand, LoadMessage } from '../support/live-load-worker.ts';
-import { spawnDispatch, type DispatchProcess } from '../support/process.ts';
+import { type DispatchProcess, spawnDispatch } from '../support/process.ts';
 
 // The issue's target: 1,000 attempts/s to 50 subscribers for 3 s, no loss for subscribers that
 // keep up. The API, the publisher and the subscribers (spread over LIVE_LOAD_PROCESSES child
@@ -56,7 +62,8 @@ function forkWorker(command: LoadCommand) {
         if (failed) throw new Error(`load worker failed: ${(failed as { error: string }).error}`);
         const found = messages.find((m) => m.type === type);
         if (found) return found as Extract<LoadMessage, { type: T }>;
-        if (child.exitCode !== null || child.signalCode !== null) throw new Error(`load worker exited before "${type}"`);
+        if (child.exitCode !== null || child.signalCode !== null)
+          throw new Error(`load worker exited before "${type}"`);
         const left = deadline - Date.now();
         if (left <= 0) throw new Error(`load worker: no "${type}" in ${timeoutMs} ms`);
         await new Promise<void>((resolve) => {
@@ -88,11 +95,16 @@ async function cpuOf(pid: number): Promise<number> {
   return (Number(fields[11]) + Number(fields[12])) * 10; // utime + stime, in 10 ms ticks
 }
 async function machineBusyMs(): Promise<number> {
-  const [user, nice, system, , , irq, softirq, steal] = (await readFile('/proc/stat', 'utf8')).split('\n')[0]!.split(/\s+/).slice(1).map(Number);
+  const [user, nice, system, , , irq, softirq, steal] = (await readFile('/proc/stat', 'utf8'))
+    .split('\n')[0]!
+    .split(/\s+/)
+    .slice(1)
+    .map(Number);
   return (user! + nice! + system! + irq! + softirq! + steal!) * 10;
 }
 
-const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))]!;
+const percentile = (sorted: number[], p: number) =>
+  sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))]!;
 
 /**
  * The API is its own process (as in production, and so the test's clients
@@ -125,11 +137,19 @@ describe('live feed under load', () => {
     const { createEndpoint } = await client.request(CreateEndpointDocument, {
       input: { appId, recipientId: 'customer_load', url: 'http://127.0.0.1:9/load', disabled: true },
     });
-    const { sendMessage } = await client.request(SendMessageDocument, { input: { appId, recipientId: 'customer_load', eventType: 'tick', data: {} } });
+    const { sendMessage } = await client.request(SendMessageDocument, {
+      input: { appId, recipientId: 'customer_load', eventType: 'tick', data: {} },
+    });
     const prisma = db.prisma;
     const message = await prisma.message.findUniqueOrThrow({ where: { id: sendMessage.message.id } });
     const delivery = await prisma.delivery.create({
-      data: { id: newId('Delivery'), appId, recipientId: message.recipientId, messageId: message.id, endpointId: createEndpoint.id },
+      data: {
+        id: newId('Delivery'),
+        appId,
+        recipientId: message.recipientId,
+        messageId: message.id,
+        endpointId: createEndpoint.id,
+      },
     });
     // Rows are written up front, so the measured part is the feed, not the inserts. Their
     // 16 KiB response bodies make a subscriber that asks for them heavy to send to.
@@ -244,7 +264,11 @@ describe('live feed under load', () => {
       expect(subscribers).toHaveLength(SUBSCRIBERS);
       for (const s of subscribers) {
         // Every attempt exactly once, no errors, never cut off.
-        expect(s, `a subscriber received ${s.received} of ${TOTAL}`).toMatchObject({ received: TOTAL, unexpected: 0, errors: 0 });
+        expect(s, `a subscriber received ${s.received} of ${TOTAL}`).toMatchObject({
+          received: TOTAL,
+          unexpected: 0,
+          errors: 0,
+        });
       }
       // Concurrent publishes commit in any order; every subscriber sees that one order.
       expect(new Set(subscribers.map((s) => s.orderHash)).size).toBe(1);
@@ -264,7 +288,11 @@ describe('live feed under load', () => {
         publishedPerSecond: Math.round(TOTAL / published.seconds),
         allDeliveredAfterSeconds: +doneSeconds.toFixed(2),
         cpuMs,
-        latencyMs: { p50: Math.round(percentile(latencies, 50)), p99: Math.round(percentile(latencies, 99)), max: Math.round(latencies.at(-1)!) },
+        latencyMs: {
+          p50: Math.round(percentile(latencies, 50)),
+          p99: Math.round(percentile(latencies, 99)),
+          max: Math.round(latencies.at(-1)!),
+        },
         slowSubscriber: { received: slow.data.length, closed: slowClosed },
       };
       process.stdout.write(`live feed load: ${JSON.stringify(report)}\n`);

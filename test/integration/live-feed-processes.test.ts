@@ -1,15 +1,22 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createDispatchClient, CreatePortalSessionDocument, type DispatchClient } from '../../src/client/index.ts';
+import { CreatePortalSessionDocument, createDispatchClient, type DispatchClient } from '../../src/client/index.ts';
 import { connectDatabase, type Database } from '../../src/db/client.ts';
 import { createApiKey } from '../../src/domain/api-keys.ts';
 import { createTestDatabase } from '../support/database.ts';
 import { createDeliveryApp, createEndpoint, send } from '../support/delivery.ts';
 import { liveSubscribers, subscribeSse, subscribeWs, wsClient } from '../support/live.ts';
-import { spawnDispatch, type DispatchProcess } from '../support/process.ts';
-import { startReceiver, type Receiver } from '../support/receiver.ts';
+import { type DispatchProcess, spawnDispatch } from '../support/process.ts';
+import { type Receiver, startReceiver } from '../support/receiver.ts';
 
 type AttemptData = {
-  attemptUpdated: { id: string; status: string; responseStatusCode: number | null; createdAt: string; finishedAt: string | null; message: { messageId: string } };
+  attemptUpdated: {
+    id: string;
+    status: string;
+    responseStatusCode: number | null;
+    createdAt: string;
+    finishedAt: string | null;
+    message: { messageId: string };
+  };
 };
 
 const ATTEMPTS = `subscription($appId: ID!) {
@@ -29,7 +36,10 @@ describe('live feed across separate api and worker processes', () => {
     database = await createTestDatabase();
     db = connectDatabase(database.url, { max: 2 });
     const env = { DATABASE_URL: database.url, DISPATCH_ALLOW_NETWORKS: '127.0.0.0/8,::1/128' };
-    [api, worker] = await Promise.all([spawnDispatch({ ...env, DISPATCH_ROLE: 'api' }), spawnDispatch({ ...env, DISPATCH_ROLE: 'worker' })]);
+    [api, worker] = await Promise.all([
+      spawnDispatch({ ...env, DISPATCH_ROLE: 'api' }),
+      spawnDispatch({ ...env, DISPATCH_ROLE: 'worker' }),
+    ]);
     apiKey = (await createApiKey(db.prisma, { workspaceName: 'Live processes' })).token;
     client = createDispatchClient({ url: api.url, apiKey });
     // The first try fails, the retry a second later succeeds.
@@ -46,7 +56,9 @@ describe('live feed across separate api and worker processes', () => {
   it("gives a subscriber on the api process the worker's attempts, each start and end within a second", async () => {
     const appId = await createDeliveryApp(client, { retrySchedule: [1] });
     await createEndpoint(client, { appId, recipientId: 'customer_a', url: receiver.url });
-    const { createPortalSession } = await client.request(CreatePortalSessionDocument, { input: { appId, recipientId: 'customer_a' } });
+    const { createPortalSession } = await client.request(CreatePortalSessionDocument, {
+      input: { appId, recipientId: 'customer_a' },
+    });
 
     const socket = wsClient(api.url, apiKey);
     const operator = subscribeWs<AttemptData>(socket, ATTEMPTS, { appId });

@@ -5,7 +5,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDispatchClient } from '../../src/client/index.ts';
 import { connectDatabase, type Database } from '../../src/db/client.ts';
-import { startEmbeddedPostgres, type EmbeddedDatabase } from '../../src/db/embedded.ts';
+import { type EmbeddedDatabase, startEmbeddedPostgres } from '../../src/db/embedded.ts';
 import { createApiKey } from '../../src/domain/api-keys.ts';
 import { newId } from '../../src/domain/ids.ts';
 import type { AttemptEvent } from '../../src/live/bus.ts';
@@ -13,7 +13,7 @@ import { createPgLiveBus } from '../../src/live/pg-bus.ts';
 import { createLogger } from '../../src/logger.ts';
 import { createDeliveryApp, createEndpoint, send } from '../support/delivery.ts';
 import { liveSubscribers, subscribeWs, wsClient } from '../support/live.ts';
-import { spawnDispatch, type DispatchProcess } from '../support/process.ts';
+import { type DispatchProcess, spawnDispatch } from '../support/process.ts';
 
 type AttemptData = { attemptUpdated: { id: string; status: string } };
 const ATTEMPTS = 'subscription($appId: ID!) { attemptUpdated(appId: $appId) { id status } }';
@@ -43,7 +43,11 @@ describe('live feed across a PostgreSQL restart', () => {
     await fs.chmod(dir, 0o755);
     postgres = await startEmbeddedPostgres({ dir: path.join(dir, 'data'), database: 'dispatch' });
     port = Number(new URL(postgres.url).port);
-    api = await spawnDispatch({ DATABASE_URL: postgres.url, DISPATCH_ROLE: 'api', DISPATCH_ALLOW_NETWORKS: '127.0.0.0/8' });
+    api = await spawnDispatch({
+      DATABASE_URL: postgres.url,
+      DISPATCH_ROLE: 'api',
+      DISPATCH_ALLOW_NETWORKS: '127.0.0.0/8',
+    });
     db = connectDatabase(postgres.url, { max: 2 });
     apiKey = (await createApiKey(db.prisma, { workspaceName: 'Live restart' })).token;
   }, 90_000);
@@ -58,10 +62,23 @@ describe('live feed across a PostgreSQL restart', () => {
   it('reconnects by itself; the open subscription ends with FEED_INTERRUPTED and a new one receives events published after the restart', async () => {
     const client = createDispatchClient({ url: api.url, apiKey });
     const appId = await createDeliveryApp(client);
-    const endpoint = await createEndpoint(client, { appId, recipientId: 'customer_a', url: 'http://127.0.0.1:9/a', disabled: true });
-    const message = await db.prisma.message.findUniqueOrThrow({ where: { id: (await send(client, { appId, recipientId: 'customer_a' })).id } });
+    const endpoint = await createEndpoint(client, {
+      appId,
+      recipientId: 'customer_a',
+      url: 'http://127.0.0.1:9/a',
+      disabled: true,
+    });
+    const message = await db.prisma.message.findUniqueOrThrow({
+      where: { id: (await send(client, { appId, recipientId: 'customer_a' })).id },
+    });
     const delivery = await db.prisma.delivery.create({
-      data: { id: newId('Delivery'), appId, recipientId: message.recipientId, messageId: message.id, endpointId: endpoint.id },
+      data: {
+        id: newId('Delivery'),
+        appId,
+        recipientId: message.recipientId,
+        messageId: message.id,
+        endpointId: endpoint.id,
+      },
     });
     /** An attempt row as a worker writes it, and its event. */
     const attempt = async (): Promise<AttemptEvent> => {
@@ -77,9 +94,17 @@ describe('live feed across a PostgreSQL restart', () => {
           status: 'SENDING',
         },
       });
-      return { attemptId: row.id, appId, recipientId: message.recipientId, messageId: message.id, endpointId: endpoint.id, status: 'SENDING' };
+      return {
+        attemptId: row.id,
+        appId,
+        recipientId: message.recipientId,
+        messageId: message.id,
+        endpointId: endpoint.id,
+        status: 'SENDING',
+      };
     };
-    const publishFrom = (pool: pg.Pool) => createPgLiveBus({ url: postgres.url, pool, logger: createLogger('error', 'restart-publisher'), listen: false });
+    const publishFrom = (pool: pg.Pool) =>
+      createPgLiveBus({ url: postgres.url, pool, logger: createLogger('error', 'restart-publisher'), listen: false });
     // pool.end() resolves before its clients' sockets have closed; a server
     // stopped right after may still reach one of them with an error, which
     // with no listener would be an uncaught exception in this test process.
@@ -115,7 +140,9 @@ describe('live feed across a PostgreSQL restart', () => {
       expect(feed.data.map((d) => d.attemptUpdated.id)).toEqual([before.attemptId]);
       expect(feed.results.flatMap((r) => r.errors ?? []).map((e) => e.extensions?.code)).toEqual(['FEED_INTERRUPTED']);
       // The api process notices the lost LISTEN connection and makes a new one, with no help.
-      await expect.poll(() => reconnects(api.url), { timeout: 20_000, interval: 200 }).toBeGreaterThan(reconnectsBefore);
+      await expect
+        .poll(() => reconnects(api.url), { timeout: 20_000, interval: 200 })
+        .toBeGreaterThan(reconnectsBefore);
       const again = subscribeWs<AttemptData>(socket, ATTEMPTS, { appId });
       await expect.poll(() => liveSubscribers(api.url, 'attemptUpdated'), { timeout: 5_000 }).toBe(1);
       const after = await attempt();

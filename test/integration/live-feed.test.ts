@@ -6,8 +6,8 @@ import {
   CreateEndpointDocument,
   CreateEventTypeDocument,
   CreatePortalSessionDocument,
-  SendMessageDocument,
   type DispatchClient,
+  SendMessageDocument,
 } from '../../src/client/index.ts';
 import type { PrismaClient } from '../../src/db/client.ts';
 import { newId } from '../../src/domain/ids.ts';
@@ -46,7 +46,9 @@ type AttemptData = {
     message: { id: string; messageId: string; recipientId: string };
   };
 };
-type MessageData = { messageCreated: { id: string; messageId: string; eventType: string; recipientId: string; data: unknown } };
+type MessageData = {
+  messageCreated: { id: string; messageId: string; eventType: string; recipientId: string; data: unknown };
+};
 
 interface Side {
   uid: string;
@@ -79,16 +81,33 @@ async function makeFixture(t: TestDispatch, client: DispatchClient = t.client): 
       input: { appId: createApp.id, recipientId: uid, eventType: 'invoice.paid', data: { uid }, messageId: messageUid },
     });
     const recipient = await t.dispatch.db.prisma.recipient.findFirstOrThrow({ where: { appId: createApp.id, uid } });
-    return { uid, recipientId: recipient.id, endpointId: createEndpoint.id, messageId: sendMessage.message.id, messageUid };
+    return {
+      uid,
+      recipientId: recipient.id,
+      endpointId: createEndpoint.id,
+      messageId: sendMessage.message.id,
+      messageUid,
+    };
   };
   return { appId: createApp.id, a: await side('customer_a'), b: await side('customer_b') };
 }
 
 /** Writes an attempt as the delivery engine would, and returns the event a worker publishes for it. */
-async function insertAttempt(prisma: PrismaClient, appId: string, side: Side, status: 'SENDING' | 'SUCCEEDED' | 'FAILED' = 'SENDING') {
+async function insertAttempt(
+  prisma: PrismaClient,
+  appId: string,
+  side: Side,
+  status: 'SENDING' | 'SUCCEEDED' | 'FAILED' = 'SENDING',
+) {
   const delivery = await prisma.delivery.upsert({
     where: { messageId_endpointId: { messageId: side.messageId, endpointId: side.endpointId } },
-    create: { id: newId('Delivery'), appId, recipientId: side.recipientId, messageId: side.messageId, endpointId: side.endpointId },
+    create: {
+      id: newId('Delivery'),
+      appId,
+      recipientId: side.recipientId,
+      messageId: side.messageId,
+      endpointId: side.endpointId,
+    },
     update: {},
   });
   const attempt = await prisma.attempt.create({
@@ -101,7 +120,9 @@ async function insertAttempt(prisma: PrismaClient, appId: string, side: Side, st
       deliveryId: delivery.id,
       url: `http://127.0.0.1:9/${side.uid}`,
       status,
-      ...(status === 'SENDING' ? {} : { responseStatusCode: status === 'SUCCEEDED' ? 200 : 500, durationMs: 3, finishedAt: new Date() }),
+      ...(status === 'SENDING'
+        ? {}
+        : { responseStatusCode: status === 'SUCCEEDED' ? 200 : 500, durationMs: 3, finishedAt: new Date() }),
     },
   });
   return {
@@ -178,7 +199,11 @@ describe('live delivery feed', () => {
       endpoint: { id: f.a.endpointId, url: 'http://127.0.0.1:9/customer_a' },
       message: { id: f.a.messageId, messageId: f.a.messageUid, recipientId: 'customer_a' },
     });
-    expect(second.attemptUpdated).toMatchObject({ id: sending.attemptId, status: 'SUCCEEDED', responseStatusCode: 204 });
+    expect(second.attemptUpdated).toMatchObject({
+      id: sending.attemptId,
+      status: 'SUCCEEDED',
+      responseStatusCode: 204,
+    });
     expect(second.attemptUpdated.finishedAt).not.toBeNull();
     feed.unsubscribe();
   });
@@ -213,10 +238,24 @@ describe('live delivery feed', () => {
       input: { appId: f.appId, recipientId: 'customer_new', url: 'http://127.0.0.1:9/new', disabled: true },
     });
     const { sendMessage } = await t.client.request(SendMessageDocument, {
-      input: { appId: f.appId, recipientId: 'customer_new', eventType: 'invoice.paid', data: {}, messageId: 'order-not-sent-yet' },
+      input: {
+        appId: f.appId,
+        recipientId: 'customer_new',
+        eventType: 'invoice.paid',
+        data: {},
+        messageId: 'order-not-sent-yet',
+      },
     });
-    const recipient = await t.dispatch.db.prisma.recipient.findFirstOrThrow({ where: { appId: f.appId, uid: 'customer_new' } });
-    const side: Side = { uid: 'customer_new', recipientId: recipient.id, endpointId: createEndpoint.id, messageId: sendMessage.message.id, messageUid: 'order-not-sent-yet' };
+    const recipient = await t.dispatch.db.prisma.recipient.findFirstOrThrow({
+      where: { appId: f.appId, uid: 'customer_new' },
+    });
+    const side: Side = {
+      uid: 'customer_new',
+      recipientId: recipient.id,
+      endpointId: createEndpoint.id,
+      messageId: sendMessage.message.id,
+      messageUid: 'order-not-sent-yet',
+    };
     await worker.bus.publishAttempt(await insertAttempt(t.dispatch.db.prisma, f.appId, f.a));
     const event = await insertAttempt(t.dispatch.db.prisma, f.appId, side);
     await worker.bus.publishAttempt(event);
@@ -227,7 +266,9 @@ describe('live delivery feed', () => {
   });
 
   it("gives a portal token of recipient A only A's attempts, even when it asks for the whole app", async () => {
-    const { createPortalSession } = await t.client.request(CreatePortalSessionDocument, { input: { appId: f.appId, recipientId: 'customer_a' } });
+    const { createPortalSession } = await t.client.request(CreatePortalSessionDocument, {
+      input: { appId: f.appId, recipientId: 'customer_a' },
+    });
     expect(createPortalSession.token).toMatch(/^dpt_/);
     const client = ws(createPortalSession.token);
     const before = t.dispatch.live.listenersAdded();
@@ -262,7 +303,10 @@ describe('live delivery feed', () => {
     ]) {
       const refused = subscribeWs<AttemptData>(client, ATTEMPTS, variables);
       const result = await refused.next(2_000);
-      expect(result.errors?.map((e) => e.extensions?.code), JSON.stringify(variables)).toEqual(['NOT_FOUND']);
+      expect(
+        result.errors?.map((e) => e.extensions?.code),
+        JSON.stringify(variables),
+      ).toEqual(['NOT_FOUND']);
     }
   });
 
@@ -294,7 +338,9 @@ describe('live delivery feed', () => {
   it('serves the same feed over SSE, with the token in the Authorization header', async () => {
     const before = t.dispatch.live.listenersAdded();
     const operator = await subscribeSse<AttemptData>(t.url, t.apiKey, ATTEMPTS, { appId: f.appId });
-    const { createPortalSession } = await t.client.request(CreatePortalSessionDocument, { input: { appId: f.appId, recipientId: 'customer_b' } });
+    const { createPortalSession } = await t.client.request(CreatePortalSessionDocument, {
+      input: { appId: f.appId, recipientId: 'customer_b' },
+    });
     const portal = await subscribeSse<AttemptData>(t.url, createPortalSession.token, ATTEMPTS, { appId: f.appId });
     expect([operator.status, portal.status]).toEqual([200, 200]);
     await subscribed(before, 2);
@@ -304,7 +350,11 @@ describe('live delivery feed', () => {
     const ofB = await insertAttempt(t.dispatch.db.prisma, f.appId, f.b, 'FAILED');
     await worker.bus.publishAttempt(ofB);
     expect((await operator.nextData(1_000)).attemptUpdated.id).toBe(ofA.attemptId);
-    expect((await operator.nextData(1_000)).attemptUpdated).toMatchObject({ id: ofB.attemptId, status: 'FAILED', responseStatusCode: 500 });
+    expect((await operator.nextData(1_000)).attemptUpdated).toMatchObject({
+      id: ofB.attemptId,
+      status: 'FAILED',
+      responseStatusCode: 500,
+    });
     expect((await portal.nextData(1_000)).attemptUpdated.id).toBe(ofB.attemptId);
     const listening = t.dispatch.live.listenerCount();
     operator.close();
@@ -320,12 +370,16 @@ describe('live delivery feed', () => {
   it('announces new messages, including ones no endpoint receives, but not deduplicated sends', async () => {
     const before = t.dispatch.live.listenersAdded();
     const all = subscribeWs<MessageData>(ws(t.apiKey), MESSAGES, { appId: f.appId });
-    const { createPortalSession } = await t.client.request(CreatePortalSessionDocument, { input: { appId: f.appId, recipientId: 'customer_a' } });
+    const { createPortalSession } = await t.client.request(CreatePortalSessionDocument, {
+      input: { appId: f.appId, recipientId: 'customer_a' },
+    });
     const portal = await subscribeSse<MessageData>(t.url, createPortalSession.token, MESSAGES, { appId: f.appId });
     await subscribed(before, 2);
 
     const send = (recipientId: string, messageId: string) =>
-      t.client.request(SendMessageDocument, { input: { appId: f.appId, recipientId, eventType: 'invoice.paid', data: { n: 1 }, messageId } });
+      t.client.request(SendMessageDocument, {
+        input: { appId: f.appId, recipientId, eventType: 'invoice.paid', data: { n: 1 }, messageId },
+      });
     const lonely = await send('customer_without_endpoints', 'm-lonely');
     expect((await send('customer_without_endpoints', 'm-lonely')).sendMessage.deduplicated).toBe(true);
     const ofA = await send('customer_a', 'm-of-a');
@@ -362,7 +416,9 @@ describe('live delivery feed', () => {
     }
     // Events published until it is back are lost, so the subscriber is told (see live-feed-interrupted.test.ts).
     await interrupted.until((feed) => feed.ended !== undefined, 5_000, 'the interrupted subscription');
-    expect(interrupted.results.flatMap((r) => r.errors ?? []).map((e) => e.extensions?.code)).toEqual(['FEED_INTERRUPTED']);
+    expect(interrupted.results.flatMap((r) => r.errors ?? []).map((e) => e.extensions?.code)).toEqual([
+      'FEED_INTERRUPTED',
+    ]);
     // The bus notices the loss and comes back on its own.
     await expect.poll(reconnects, { timeout: 5_000 }).toBe(reconnectsBefore + 1);
     expect(t.dispatch.live.isListening).toBe(true);
@@ -380,7 +436,9 @@ describe('live delivery feed', () => {
       input: { appId: f.appId, recipientId: 'customer_a', expiresInSeconds: 2 },
     });
     const expiresAt = Date.parse(createPortalSession.expiresAt);
-    const closed = new Promise<{ code: number; reason: string }>((resolve) => open.push(wsClient(t.url, createPortalSession.token, { onClosed: resolve })));
+    const closed = new Promise<{ code: number; reason: string }>((resolve) =>
+      open.push(wsClient(t.url, createPortalSession.token, { onClosed: resolve })),
+    );
     const before = t.dispatch.live.listenersAdded();
     const listening = t.dispatch.live.listenerCount();
     const feed = subscribeWs<AttemptData>(open.at(-1) as Client, ATTEMPTS, { appId: f.appId });
@@ -388,25 +446,34 @@ describe('live delivery feed', () => {
     await subscribed(before);
     const event = await closed;
     expect(Date.now()).toBeGreaterThanOrEqual(expiresAt);
-    expect(event).toMatchObject({ code: 4401, reason: expect.stringMatching(/^UNAUTHENTICATED: this portal session expired or was revoked/) });
+    expect(event).toMatchObject({
+      code: 4401,
+      reason: expect.stringMatching(/^UNAUTHENTICATED: this portal session expired or was revoked/),
+    });
     expect(feed.data).toEqual([]);
     await expect.poll(() => t.dispatch.live.listenerCount(), { timeout: 2_000 }).toBe(listening);
   });
 
   it("ends a portal session's open subscriptions when it is revoked, over graphql-ws and SSE; the next event is not delivered", async () => {
     const session = async () =>
-      (await t.client.request(CreatePortalSessionDocument, { input: { appId: f.appId, recipientId: 'customer_b' } })).createPortalSession.token;
+      (await t.client.request(CreatePortalSessionDocument, { input: { appId: f.appId, recipientId: 'customer_b' } }))
+        .createPortalSession.token;
     const [wsToken, sseToken] = [await session(), await session()];
-    const closed = new Promise<{ code: number; reason: string }>((resolve) => open.push(wsClient(t.url, wsToken, { onClosed: resolve })));
+    const closed = new Promise<{ code: number; reason: string }>((resolve) =>
+      open.push(wsClient(t.url, wsToken, { onClosed: resolve })),
+    );
     const before = t.dispatch.live.listenersAdded();
     const viaWs = subscribeWs<AttemptData>(open.at(-1) as Client, ATTEMPTS, { appId: f.appId });
     const viaSse = await subscribeSse<AttemptData>(t.url, sseToken, ATTEMPTS, { appId: f.appId });
     const operator = subscribeWs<AttemptData>(ws(t.apiKey), ATTEMPTS, { appId: f.appId, recipientId: 'customer_b' });
     await subscribed(before, 3);
     try {
-      const revoked = await t.client.raw('mutation ($input: RevokePortalSessionsInput!) { revokePortalSessions(input: $input) }', {
-        input: { appId: f.appId, recipientId: 'customer_b' },
-      });
+      const revoked = await t.client.raw(
+        'mutation ($input: RevokePortalSessionsInput!) { revokePortalSessions(input: $input) }',
+        {
+          input: { appId: f.appId, recipientId: 'customer_b' },
+        },
+      );
       // These two, and any an earlier test left live.
       expect((revoked.data as { revokePortalSessions: number }).revokePortalSessions).toBeGreaterThanOrEqual(2);
 
@@ -427,19 +494,27 @@ describe('live delivery feed', () => {
 
   it("ends an API key's open subscriptions when the key is revoked; the workspace's other keys carry on", async () => {
     const created = await t.client.raw('mutation { createApiKey(input: { name: "feed" }) { token apiKey { id } } }');
-    const { token, apiKey } = (created.data as { createApiKey: { token: string; apiKey: { id: string } } }).createApiKey;
-    const closed = new Promise<{ code: number; reason: string }>((resolve) => open.push(wsClient(t.url, token, { onClosed: resolve })));
+    const { token, apiKey } = (created.data as { createApiKey: { token: string; apiKey: { id: string } } })
+      .createApiKey;
+    const closed = new Promise<{ code: number; reason: string }>((resolve) =>
+      open.push(wsClient(t.url, token, { onClosed: resolve })),
+    );
     const before = t.dispatch.live.listenersAdded();
     const revokedFeed = subscribeWs<AttemptData>(open.at(-1) as Client, ATTEMPTS, { appId: f.appId });
     const other = subscribeWs<AttemptData>(ws(t.apiKey), ATTEMPTS, { appId: f.appId });
     await subscribed(before, 2);
     try {
-      const revoked = await t.client.raw('mutation ($id: ID!) { revokeApiKey(input: { id: $id }) { revokedAt } }', { id: apiKey.id });
+      const revoked = await t.client.raw('mutation ($id: ID!) { revokeApiKey(input: { id: $id }) { revokedAt } }', {
+        id: apiKey.id,
+      });
       expect(revoked.errors).toBeUndefined();
       const attempt = await insertAttempt(t.dispatch.db.prisma, f.appId, f.a);
       await worker.bus.publishAttempt(attempt);
       expect((await other.nextData(1_000)).attemptUpdated.id).toBe(attempt.attemptId);
-      expect(await closed).toMatchObject({ code: 4401, reason: expect.stringMatching(/^UNAUTHENTICATED: this API key was revoked/) });
+      expect(await closed).toMatchObject({
+        code: 4401,
+        reason: expect.stringMatching(/^UNAUTHENTICATED: this API key was revoked/),
+      });
       expect(revokedFeed.data).toEqual([]);
     } finally {
       other.unsubscribe();

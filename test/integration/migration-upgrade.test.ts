@@ -36,11 +36,10 @@ describe('upgrading a database whose deliveries were queued in pg-boss', () => {
     await client.query(`INSERT INTO "Workspace" (id, name) VALUES ($1, 'upgrade')`, [ws]);
     await client.query(`INSERT INTO "App" (id, "workspaceId", name) VALUES ($1, $2, 'upgrade')`, [app, ws]);
     await client.query(`INSERT INTO "Recipient" (id, "appId", uid) VALUES ($1, $2, 'r')`, [recipient, app]);
-    await client.query(`INSERT INTO "Endpoint" (id, "appId", "recipientId", url, "updatedAt") VALUES ($1, $2, $3, 'https://example.com/', now())`, [
-      endpoint,
-      app,
-      recipient,
-    ]);
+    await client.query(
+      `INSERT INTO "Endpoint" (id, "appId", "recipientId", url, "updatedAt") VALUES ($1, $2, $3, 'https://example.com/', now())`,
+      [endpoint, app, recipient],
+    );
     const deliveries: string[] = [];
     for (let i = 0; i < 4; i++) {
       const message = newId('Message');
@@ -77,7 +76,14 @@ describe('upgrading a database whose deliveries were queued in pg-boss', () => {
 
       await migrate(database.url);
 
-      const { rows } = await client.query<{ deliveryId: string; endpointId: string; trigger: string; try: number | null; runs: number; due: boolean }>(
+      const { rows } = await client.query<{
+        deliveryId: string;
+        endpointId: string;
+        trigger: string;
+        try: number | null;
+        runs: number;
+        due: boolean;
+      }>(
         `SELECT "deliveryId", "endpointId", trigger, try, runs, "runAt" <= LOCALTIMESTAMP(3) AS due FROM "DeliveryJob" ORDER BY "deliveryId"`,
       );
       const expected = deliveries

@@ -33,7 +33,9 @@ describe('migrations', () => {
     expect(results.flat().sort()).toEqual(names);
     const client = new pg.Client({ connectionString: db.url });
     await client.connect();
-    const { rows } = await client.query('SELECT migration_name, checksum, finished_at, applied_steps_count FROM "_prisma_migrations" ORDER BY migration_name');
+    const { rows } = await client.query(
+      'SELECT migration_name, checksum, finished_at, applied_steps_count FROM "_prisma_migrations" ORDER BY migration_name',
+    );
     await client.end();
     expect(rows.map((r) => r.migration_name)).toEqual(names);
     for (const [i, row] of rows.entries()) {
@@ -57,37 +59,99 @@ describe('a migrated database matches prisma/schema.prisma', () => {
 
   it('the schema side covers the whole model, keys and indexes included', () => {
     // Guards against a comparison that passes because it reads nothing.
-    expect(Object.keys(expected.relations).sort()).toEqual(
-      ['ApiKey', 'App', 'Attempt', 'Delivery', 'DeliveryJob', 'DeliveryJob_id_seq', 'Endpoint', 'EndpointSecret', 'EventType', 'Message', 'PortalSession', 'Recipient', 'Workspace'],
-    );
-    expect(expected.relations['DeliveryJob_id_seq']).toBe('sequence');
-    expect(expected.columns['"DeliveryJob"."id"']).toEqual({ type: 'bigint', notNull: true, default: `nextval('"DeliveryJob_id_seq"'::regclass)`, generated: null });
+    expect(Object.keys(expected.relations).sort()).toEqual([
+      'ApiKey',
+      'App',
+      'Attempt',
+      'Delivery',
+      'DeliveryJob',
+      'DeliveryJob_id_seq',
+      'Endpoint',
+      'EndpointSecret',
+      'EventType',
+      'Message',
+      'PortalSession',
+      'Recipient',
+      'Workspace',
+    ]);
+    expect(expected.relations.DeliveryJob_id_seq).toBe('sequence');
+    expect(expected.columns['"DeliveryJob"."id"']).toEqual({
+      type: 'bigint',
+      notNull: true,
+      default: `nextval('"DeliveryJob_id_seq"'::regclass)`,
+      generated: null,
+    });
     expect(expected.enums).toEqual({
       DeliveryStatus: ['PENDING', 'SENDING', 'SUCCEEDED', 'FAILED', 'CANCELED'],
       AttemptStatus: ['SENDING', 'SUCCEEDED', 'FAILED'],
       AttemptTrigger: ['SCHEDULED', 'MANUAL'],
     });
-    expect(expected.columns['"Delivery"."status"']).toEqual({ type: 'DeliveryStatus', notNull: true, default: "'PENDING'", generated: null });
-    expect(expected.columns['"Endpoint"."headers"']).toEqual({ type: 'jsonb', notNull: true, default: "'{}'", generated: null });
-    expect(expected.columns['"Endpoint"."eventTypes"']).toEqual({ type: 'text[]', notNull: false, default: null, generated: null });
-    expect(expected.columns['"App"."retrySchedule"']?.type).toBe('integer[]');
-    expect(expected.columns['"Workspace"."createdAt"']).toEqual({ type: 'timestamp(3) without time zone', notNull: true, default: 'CURRENT_TIMESTAMP', generated: null });
-    expect(expected.columns['"Endpoint"."updatedAt"']).toEqual({ type: 'timestamp(3) without time zone', notNull: true, default: null, generated: null });
-    expect(expected.columns['"Attempt"."responseStatusCode"']).toEqual({ type: 'integer', notNull: false, default: null, generated: null });
-    expect(expected.indexes['Message_appId_eventType_id_idx']).toEqual({
-      table: 'Message', unique: false, method: 'btree', columns: ['appId', 'eventType', 'id'], include: [], predicate: null,
+    expect(expected.columns['"Delivery"."status"']).toEqual({
+      type: 'DeliveryStatus',
+      notNull: true,
+      default: "'PENDING'",
+      generated: null,
     });
-    expect(expected.indexes['Workspace_name_key']?.unique).toBe(true);
-    expect(expected.indexes['Delivery_messageId_endpointId_key']?.columns).toEqual(['messageId', 'endpointId']);
+    expect(expected.columns['"Endpoint"."headers"']).toEqual({
+      type: 'jsonb',
+      notNull: true,
+      default: "'{}'",
+      generated: null,
+    });
+    expect(expected.columns['"Endpoint"."eventTypes"']).toEqual({
+      type: 'text[]',
+      notNull: false,
+      default: null,
+      generated: null,
+    });
+    expect(expected.columns['"App"."retrySchedule"']?.type).toBe('integer[]');
+    expect(expected.columns['"Workspace"."createdAt"']).toEqual({
+      type: 'timestamp(3) without time zone',
+      notNull: true,
+      default: 'CURRENT_TIMESTAMP',
+      generated: null,
+    });
+    expect(expected.columns['"Endpoint"."updatedAt"']).toEqual({
+      type: 'timestamp(3) without time zone',
+      notNull: true,
+      default: null,
+      generated: null,
+    });
+    expect(expected.columns['"Attempt"."responseStatusCode"']).toEqual({
+      type: 'integer',
+      notNull: false,
+      default: null,
+      generated: null,
+    });
+    expect(expected.indexes.Message_appId_eventType_id_idx).toEqual({
+      table: 'Message',
+      unique: false,
+      method: 'btree',
+      columns: ['appId', 'eventType', 'id'],
+      include: [],
+      predicate: null,
+    });
+    expect(expected.indexes.Workspace_name_key?.unique).toBe(true);
+    expect(expected.indexes.Delivery_messageId_endpointId_key?.columns).toEqual(['messageId', 'endpointId']);
     expect(expected.constraints['"Attempt".Attempt_deliveryId_fkey']).toEqual({
-      table: 'Attempt', kind: 'foreign key', columns: ['deliveryId'], references: { table: 'Delivery', columns: ['id'] },
-      onDelete: 'CASCADE', onUpdate: 'CASCADE', deferrable: false,
+      table: 'Attempt',
+      kind: 'foreign key',
+      columns: ['deliveryId'],
+      references: { table: 'Delivery', columns: ['id'] },
+      onDelete: 'CASCADE',
+      onUpdate: 'CASCADE',
+      deferrable: false,
     });
     expect(expected.constraints['"Workspace".Workspace_pkey']?.kind).toBe('primary key');
     expect(Object.keys(expected.indexes)).toHaveLength(22);
     expect(Object.values(expected.constraints).filter((c) => c.kind === 'foreign key')).toHaveLength(14);
     // Relations documented "[no foreign key]" have none in the database.
-    for (const key of ['"Attempt".Attempt_recipientId_fkey', '"Attempt".Attempt_messageId_fkey', '"Attempt".Attempt_endpointId_fkey', '"Delivery".Delivery_recipientId_fkey']) {
+    for (const key of [
+      '"Attempt".Attempt_recipientId_fkey',
+      '"Attempt".Attempt_messageId_fkey',
+      '"Attempt".Attempt_endpointId_fkey',
+      '"Delivery".Delivery_recipientId_fkey',
+    ]) {
       expect(expected.constraints[key], key).toBeUndefined();
     }
     expect(expected.constraints['"Delivery".Delivery_messageId_fkey']?.kind).toBe('foreign key');
@@ -129,9 +193,12 @@ describe('a migrated database matches prisma/schema.prisma', () => {
       }
     `);
     expect(shape.columns['"Child"."id"']?.default).toBeNull();
-    expect(shape.indexes['Child_parent_a_parentB_key']?.columns).toEqual(['parent_a', 'parentB']);
+    expect(shape.indexes.Child_parent_a_parentB_key?.columns).toEqual(['parent_a', 'parentB']);
     // An optional relation with no onDelete: Prisma's default is SET NULL.
-    expect(shape.constraints['"Child".Child_parent_a_parentB_fkey']).toMatchObject({ onDelete: 'SET NULL', onUpdate: 'CASCADE' });
+    expect(shape.constraints['"Child".Child_parent_a_parentB_fkey']).toMatchObject({
+      onDelete: 'SET NULL',
+      onUpdate: 'CASCADE',
+    });
     // The SQL Prisma's migrate generates for that schema matches it exactly.
     const scratch = await createTestDatabase({ empty: true });
     try {
@@ -180,7 +247,9 @@ describe('a migrated database matches prisma/schema.prisma', () => {
     {
       name: 'a timestamp with the wrong precision',
       sql: 'ALTER TABLE "Message" ALTER COLUMN "createdAt" TYPE timestamp(6)',
-      differences: ['column "Message"."createdAt": type is "timestamp(6) without time zone", the schema says "timestamp(3) without time zone"'],
+      differences: [
+        'column "Message"."createdAt": type is "timestamp(6) without time zone", the schema says "timestamp(3) without time zone"',
+      ],
     },
     {
       name: 'a nullable column that should be NOT NULL',
@@ -205,7 +274,10 @@ describe('a migrated database matches prisma/schema.prisma', () => {
     {
       name: 'an extra table',
       sql: 'CREATE TABLE "Leftover" (id text)',
-      differences: ['column "Leftover"."id" is in the database but not in the schema', 'relation Leftover is in the database but not in the schema'],
+      differences: [
+        'column "Leftover"."id" is in the database but not in the schema',
+        'relation Leftover is in the database but not in the schema',
+      ],
     },
     {
       name: 'a dropped index',
@@ -215,7 +287,9 @@ describe('a migrated database matches prisma/schema.prisma', () => {
     {
       name: 'an index with its columns in the wrong order',
       sql: 'DROP INDEX "Message_appId_eventType_id_idx"; CREATE INDEX "Message_appId_eventType_id_idx" ON "Message" ("eventType", "appId", "id")',
-      differences: ['index Message_appId_eventType_id_idx: columns is ["eventType","appId","id"], the schema says ["appId","eventType","id"]'],
+      differences: [
+        'index Message_appId_eventType_id_idx: columns is ["eventType","appId","id"], the schema says ["appId","eventType","id"]',
+      ],
     },
     {
       name: 'a unique index that is not unique',
@@ -223,9 +297,12 @@ describe('a migrated database matches prisma/schema.prisma', () => {
       differences: ['index ApiKey_tokenHash_key: unique is false, the schema says true'],
     },
     {
-      name: 'a unique index under a name that is not Prisma\'s',
+      name: "a unique index under a name that is not Prisma's",
       sql: 'ALTER INDEX "Recipient_appId_uid_key" RENAME TO "recipient_app_uid"',
-      differences: ['index Recipient_appId_uid_key is missing from the database', 'index recipient_app_uid is in the database but not in the schema'],
+      differences: [
+        'index Recipient_appId_uid_key is missing from the database',
+        'index recipient_app_uid is in the database but not in the schema',
+      ],
     },
     {
       name: 'a partial index',
@@ -240,7 +317,9 @@ describe('a migrated database matches prisma/schema.prisma', () => {
     {
       name: 'a foreign key with the wrong ON DELETE',
       sql: 'ALTER TABLE "EndpointSecret" DROP CONSTRAINT "EndpointSecret_endpointId_fkey"; ALTER TABLE "EndpointSecret" ADD CONSTRAINT "EndpointSecret_endpointId_fkey" FOREIGN KEY ("endpointId") REFERENCES "Endpoint"("id") ON DELETE RESTRICT ON UPDATE CASCADE',
-      differences: ['constraint "EndpointSecret".EndpointSecret_endpointId_fkey: onDelete is "RESTRICT", the schema says "CASCADE"'],
+      differences: [
+        'constraint "EndpointSecret".EndpointSecret_endpointId_fkey: onDelete is "RESTRICT", the schema says "CASCADE"',
+      ],
     },
     {
       name: 'a missing foreign key',
@@ -298,10 +377,14 @@ describe('a migrated database matches prisma/schema.prisma', () => {
       const context = `reported:\n${reported.join('\n')}`;
       // A missing or extra object's line goes on with its shape; match by start.
       for (const difference of differences) {
-        expect(reported.filter((line) => line.startsWith(difference)), `${difference}\n${context}`).toHaveLength(1);
+        expect(
+          reported.filter((line) => line.startsWith(difference)),
+          `${difference}\n${context}`,
+        ).toHaveLength(1);
       }
       for (const line of reported) {
-        const explained = differences.some((d) => line.startsWith(d)) || (alsoAbout !== undefined && line.includes(alsoAbout));
+        const explained =
+          differences.some((d) => line.startsWith(d)) || (alsoAbout !== undefined && line.includes(alsoAbout));
         expect(explained, `unexpected: ${line}\n${context}`).toBe(true);
       }
     } finally {
@@ -322,11 +405,10 @@ describe('deleting what an attempt names deletes the attempt, through its delive
     await client.query(`INSERT INTO "Workspace" (id, name) VALUES ($1, $1)`, [`ws_${s}`]);
     await client.query(`INSERT INTO "App" (id, "workspaceId", name) VALUES ($1, $2, 'a')`, [`app_${s}`, `ws_${s}`]);
     await client.query(`INSERT INTO "Recipient" (id, "appId", uid) VALUES ($1, $2, 'r')`, [`rcp_${s}`, `app_${s}`]);
-    await client.query(`INSERT INTO "Endpoint" (id, "appId", "recipientId", url, "updatedAt") VALUES ($1, $2, $3, 'https://example.com/', now())`, [
-      `ep_${s}`,
-      `app_${s}`,
-      `rcp_${s}`,
-    ]);
+    await client.query(
+      `INSERT INTO "Endpoint" (id, "appId", "recipientId", url, "updatedAt") VALUES ($1, $2, $3, 'https://example.com/', now())`,
+      [`ep_${s}`, `app_${s}`, `rcp_${s}`],
+    );
     await client.query(
       `INSERT INTO "Message" (id, "appId", "recipientId", uid, "eventType", data, "dataHash") VALUES ($1, $2, $3, $1, 'e', '{}', 'x')`,
       [`msg_${s}`, `app_${s}`, `rcp_${s}`],
@@ -343,7 +425,8 @@ describe('deleting what an attempt names deletes the attempt, through its delive
 
   it('an endpoint, a message, a recipient or an app', async () => {
     await withClient(db.url, async (client) => {
-      const attempts = async (s: string) => Number((await client.query(`SELECT count(*) AS n FROM "Attempt" WHERE id = $1`, [`atm_${s}`])).rows[0].n);
+      const attempts = async (s: string) =>
+        Number((await client.query(`SELECT count(*) AS n FROM "Attempt" WHERE id = $1`, [`atm_${s}`])).rows[0].n);
       for (const [s, table, id] of [
         ['e', 'Endpoint', 'ep_e'],
         ['m', 'Message', 'msg_m'],

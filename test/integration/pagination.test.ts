@@ -22,15 +22,24 @@ describe('cursor pagination', () => {
   beforeAll(async () => {
     // API role: delivery statuses stay as the test sets them.
     t = await startTestDispatch({ DISPATCH_ROLE: 'api' });
-    for (let i = 0; i < 7; i++) apps.push((await t.client.request(CreateAppDocument, { input: { name: `App ${i}` } })).createApp.id);
+    for (let i = 0; i < 7; i++)
+      apps.push((await t.client.request(CreateAppDocument, { input: { name: `App ${i}` } })).createApp.id);
     appId = apps[0]!;
     await t.client.request(CreateEventTypeDocument, { input: { appId, name: 'a.created' } });
     await t.client.request(CreateEventTypeDocument, { input: { appId, name: 'b.created' } });
-    endpointId = (await t.client.request(CreateEndpointDocument, { input: { appId, recipientId: 'alice', url: 'https://example.com/a' } }))
-      .createEndpoint.id;
+    endpointId = (
+      await t.client.request(CreateEndpointDocument, {
+        input: { appId, recipientId: 'alice', url: 'https://example.com/a' },
+      })
+    ).createEndpoint.id;
     for (let i = 0; i < 25; i++) {
       const { sendMessage } = await t.client.request(SendMessageDocument, {
-        input: { appId, recipientId: i % 5 === 0 ? 'bob' : 'alice', eventType: i % 3 === 0 ? 'b.created' : 'a.created', data: { i } },
+        input: {
+          appId,
+          recipientId: i % 5 === 0 ? 'bob' : 'alice',
+          eventType: i % 3 === 0 ? 'b.created' : 'a.created',
+          data: { i },
+        },
       });
       sent.push(sendMessage.message.id);
     }
@@ -67,7 +76,9 @@ describe('cursor pagination', () => {
 
   it('a page stays stable while new messages arrive', async () => {
     const { app } = await t.client.request(MessagesDocument, { appId, first: 5 });
-    const extra = await t.client.request(SendMessageDocument, { input: { appId, recipientId: 'carol', eventType: 'a.created', data: { late: true } } });
+    const extra = await t.client.request(SendMessageDocument, {
+      input: { appId, recipientId: 'carol', eventType: 'a.created', data: { late: true } },
+    });
     const next = await t.client.request(MessagesDocument, { appId, first: 5, after: app!.messages.pageInfo.endCursor });
     expect(next.app!.messages.nodes.map((n) => n.id)).toEqual([...sent].reverse().slice(5, 10));
     expect(next.app!.messages.nodes.map((n) => n.id)).not.toContain(extra.sendMessage.message.id);
@@ -82,15 +93,23 @@ describe('cursor pagination', () => {
     expect(bob).toEqual(sent.filter((_, i) => i < 25 && i % 5 === 0).reverse());
 
     const failed = [sent[3]!, sent[11]!];
-    await t.dispatch.db.prisma.delivery.updateMany({ where: { messageId: { in: failed } }, data: { status: 'FAILED' } });
+    await t.dispatch.db.prisma.delivery.updateMany({
+      where: { messageId: { in: failed } },
+      data: { status: 'FAILED' },
+    });
     expect((await allMessagePages({ status: 'FAILED' }, 1)).flat()).toEqual([sent[11], sent[3]]);
 
     // Spread five messages over known instants.
     const base = Date.parse('2026-01-01T00:00:00.000Z');
     for (let i = 0; i < 5; i++) {
-      await t.dispatch.db.prisma.message.update({ where: { id: sent[i]! }, data: { createdAt: new Date(base + i * 3_600_000) } });
+      await t.dispatch.db.prisma.message.update({
+        where: { id: sent[i]! },
+        data: { createdAt: new Date(base + i * 3_600_000) },
+      });
     }
-    const window = (await allMessagePages({ since: '2026-01-01T01:00:00.000Z', until: '2026-01-01T04:00:00Z' }, 2)).flat();
+    const window = (
+      await allMessagePages({ since: '2026-01-01T01:00:00.000Z', until: '2026-01-01T04:00:00Z' }, 2)
+    ).flat();
     expect(window).toEqual([sent[3], sent[2], sent[1]]);
     const sinceOnly = (await allMessagePages({ since: '2026-01-01T04:00:00.000Z', recipientId: 'alice' }, 50)).flat();
     expect(sinceOnly).toContain(sent[4]);
@@ -114,13 +133,21 @@ describe('cursor pagination', () => {
   it('endpoints of an app and of a recipient page newest first', async () => {
     const ids = [endpointId];
     for (let i = 0; i < 4; i++) {
-      ids.push((await t.client.request(CreateEndpointDocument, { input: { appId, recipientId: 'dave', url: `https://example.com/d${i}` } })).createEndpoint.id);
+      ids.push(
+        (
+          await t.client.request(CreateEndpointDocument, {
+            input: { appId, recipientId: 'dave', url: `https://example.com/d${i}` },
+          })
+        ).createEndpoint.id,
+      );
     }
     const query = `query ($id: ID!, $after: String) { app(id: $id) { endpoints(first: 2, after: $after) { nodes { id } pageInfo { hasNextPage endCursor } } } }`;
     const seen: string[] = [];
     let after: string | null = null;
     for (;;) {
-      type Page = { app: { endpoints: { nodes: { id: string }[]; pageInfo: { hasNextPage: boolean; endCursor: string } } } };
+      type Page = {
+        app: { endpoints: { nodes: { id: string }[]; pageInfo: { hasNextPage: boolean; endCursor: string } } };
+      };
       const result: { data?: Page | null } = await t.client.raw<Page>(query, { id: appId, after });
       seen.push(...result.data!.app.endpoints.nodes.map((n) => n.id));
       if (!result.data!.app.endpoints.pageInfo.hasNextPage) break;
@@ -128,7 +155,9 @@ describe('cursor pagination', () => {
     }
     expect(seen).toEqual([...ids].reverse());
 
-    const recipient = await t.client.raw<{ recipient: { endpoints: { edges: { cursor: string; node: { id: string } }[] } } }>(
+    const recipient = await t.client.raw<{
+      recipient: { endpoints: { edges: { cursor: string; node: { id: string } }[] } };
+    }>(
       `query ($id: ID!) { recipient(appId: $id, recipientId: "dave") { endpoints(first: 10) { edges { cursor node { id } } } } }`,
       { id: appId },
     );
@@ -146,7 +175,11 @@ describe('cursor pagination', () => {
       if (!endpoint!.deliveries.pageInfo.hasNextPage) break;
       after = endpoint!.deliveries.pageInfo.endCursor;
     }
-    const expected = await t.dispatch.db.prisma.delivery.findMany({ where: { endpointId }, orderBy: { id: 'desc' }, select: { id: true } });
+    const expected = await t.dispatch.db.prisma.delivery.findMany({
+      where: { endpointId },
+      orderBy: { id: 'desc' },
+      select: { id: true },
+    });
     expect(seen).toEqual(expected.map((d) => d.id));
     // Every message to alice (the endpoint's recipient) made one delivery.
     expect(seen).toHaveLength(sent.filter((_, i) => i < 25 && i % 5 !== 0).length);
@@ -154,7 +187,12 @@ describe('cursor pagination', () => {
 
   it('first over 100 is BAD_USER_INPUT, on root and nested connections; 100 is fine', async () => {
     await expectError(t.client, 'BAD_USER_INPUT', `{ apps(first: 101) { nodes { id } } }`);
-    await expectError(t.client, 'BAD_USER_INPUT', `query ($id: ID!) { endpoint(id: $id) { deliveries(first: 500) { nodes { id } } } }`, { id: endpointId });
+    await expectError(
+      t.client,
+      'BAD_USER_INPUT',
+      `query ($id: ID!) { endpoint(id: $id) { deliveries(first: 500) { nodes { id } } } }`,
+      { id: endpointId },
+    );
     const { app } = await t.client.request(MessagesDocument, { appId, first: 100 });
     expect(app!.messages.nodes.length).toBe(sent.length);
   });

@@ -1,4 +1,4 @@
-import { createClient, type Client } from 'graphql-ws';
+import { type Client, createClient } from 'graphql-ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   ArchiveEventTypeDocument,
@@ -6,10 +6,10 @@ import {
   CreateEndpointDocument,
   CreateEventTypeDocument,
   CreatePortalSessionDocument,
-  SendMessageDocument,
   type DispatchClient,
+  SendMessageDocument,
 } from '../../src/client/index.ts';
-import { newId, type IdType } from '../../src/domain/ids.ts';
+import { type IdType, newId } from '../../src/domain/ids.ts';
 import { startTestDispatch, type TestDispatch } from '../support/dispatch.ts';
 import { codesOf } from '../support/graphql.ts';
 
@@ -29,7 +29,17 @@ interface Owned {
   attemptId: string;
 }
 
-const NODE_TYPES = ['Workspace', 'ApiKey', 'App', 'EventType', 'Recipient', 'Endpoint', 'Message', 'Delivery', 'Attempt'] as const;
+const NODE_TYPES = [
+  'Workspace',
+  'ApiKey',
+  'App',
+  'EventType',
+  'Recipient',
+  'Endpoint',
+  'Message',
+  'Delivery',
+  'Attempt',
+] as const;
 const nodeIdOf = (o: Owned, type: (typeof NODE_TYPES)[number]) =>
   ({
     Workspace: o.workspaceId,
@@ -43,7 +53,11 @@ const nodeIdOf = (o: Owned, type: (typeof NODE_TYPES)[number]) =>
     Attempt: o.attemptId,
   })[type];
 
-type WsOutcome = { data?: unknown; errors?: { message: string; extensions?: { code?: string } }[]; closed?: { code: number; reason: string } };
+type WsOutcome = {
+  data?: unknown;
+  errors?: { message: string; extensions?: { code?: string } }[];
+  closed?: { code: number; reason: string };
+};
 
 /** A graphql-ws client over Node's WebSocket with `token` in connectionParams. */
 function wsClient(url: string, token: string): Client {
@@ -68,7 +82,8 @@ function firstOutcome(client: Client, query: string, variables: Record<string, u
         },
         error: (error) => {
           if (Array.isArray(error)) resolve({ errors: error });
-          else if (error && typeof error === 'object' && 'code' in error) resolve({ closed: { code: (error as CloseEvent).code, reason: (error as CloseEvent).reason } });
+          else if (error && typeof error === 'object' && 'code' in error)
+            resolve({ closed: { code: (error as CloseEvent).code, reason: (error as CloseEvent).reason } });
           else resolve({ errors: [{ message: String(error) }] });
         },
         complete: () => undefined,
@@ -100,12 +115,30 @@ describe('a portal token sees only its own recipient, through every path', () =>
   let seeded = 0;
 
   /** An endpoint, a message (so a PENDING delivery) and an attempt of one recipient. */
-  async function seed(client: DispatchClient, workspaceId: string, appId: string, recipientUid: string, label: string): Promise<Owned> {
+  async function seed(
+    client: DispatchClient,
+    workspaceId: string,
+    appId: string,
+    recipientUid: string,
+    label: string,
+  ): Promise<Owned> {
     const { createEndpoint } = await client.request(CreateEndpointDocument, {
-      input: { appId, recipientId: recipientUid, url: 'http://127.0.0.1:9/hook', description: `${label} endpoint`, headers: { 'x-tenant': recipientUid } },
+      input: {
+        appId,
+        recipientId: recipientUid,
+        url: 'http://127.0.0.1:9/hook',
+        description: `${label} endpoint`,
+        headers: { 'x-tenant': recipientUid },
+      },
     });
     const { sendMessage } = await client.request(SendMessageDocument, {
-      input: { appId, recipientId: recipientUid, eventType: 'invoice.paid', data: { label }, messageId: `order-${seeded++}` },
+      input: {
+        appId,
+        recipientId: recipientUid,
+        eventType: 'invoice.paid',
+        data: { label },
+        messageId: `order-${seeded++}`,
+      },
     });
     const prisma = t.dispatch.db.prisma;
     const delivery = await prisma.delivery.findFirstOrThrow({ where: { messageId: sendMessage.message.id } });
@@ -148,7 +181,9 @@ describe('a portal token sees only its own recipient, through every path', () =>
 
   async function newApp(client: DispatchClient, name: string): Promise<string> {
     const { createApp } = await client.request(CreateAppDocument, { input: { name } });
-    await client.request(CreateEventTypeDocument, { input: { appId: createApp.id, name: 'invoice.paid', description: 'An invoice was paid.' } });
+    await client.request(CreateEventTypeDocument, {
+      input: { appId: createApp.id, name: 'invoice.paid', description: 'An invoice was paid.' },
+    });
     return createApp.id;
   }
 
@@ -158,8 +193,12 @@ describe('a portal token sees only its own recipient, through every path', () =>
     const workspaceId = (await t.dispatch.db.prisma.workspace.findFirstOrThrow()).id;
     const app1 = await newApp(operator, 'Billing');
     const app2 = await newApp(operator, 'Shipping');
-    await operator.request(CreateEventTypeDocument, { input: { appId: app1, name: 'invoice.voided', description: 'Retired.' } });
-    archivedEventTypeId = (await operator.request(ArchiveEventTypeDocument, { input: { appId: app1, name: 'invoice.voided' } })).archiveEventType.id;
+    await operator.request(CreateEventTypeDocument, {
+      input: { appId: app1, name: 'invoice.voided', description: 'Retired.' },
+    });
+    archivedEventTypeId = (
+      await operator.request(ArchiveEventTypeDocument, { input: { appId: app1, name: 'invoice.voided' } })
+    ).archiveEventType.id;
     const other = await t.newWorkspace('Other workspace');
     const app3 = await newApp(other.client, 'Billing');
 
@@ -169,14 +208,20 @@ describe('a portal token sees only its own recipient, through every path', () =>
       await seed(operator, workspaceId, app2, 'customer_1', 'the same recipient id in another app'),
       await seed(other.client, other.workspaceId, app3, 'customer_1', 'the same recipient id in another workspace'),
     ];
-    const { createPortalSession } = await operator.request(CreatePortalSessionDocument, { input: { appId: app1, recipientId: 'customer_1' } });
+    const { createPortalSession } = await operator.request(CreatePortalSessionDocument, {
+      input: { appId: app1, recipientId: 'customer_1' },
+    });
     portalToken = createPortalSession.token;
     portal = t.clientFor(portalToken);
   });
   afterAll(async () => t?.stop());
 
   /** Runs a query against a foreign id and against a missing one of the same type; both must answer the same. */
-  async function sameAsMissing(query: string, foreignVars: Record<string, unknown>, missingVars: Record<string, unknown>) {
+  async function sameAsMissing(
+    query: string,
+    foreignVars: Record<string, unknown>,
+    missingVars: Record<string, unknown>,
+  ) {
     const [a, b] = [await portal.raw(query, foreignVars), await portal.raw(query, missingVars)];
     expect(a, JSON.stringify(foreignVars)).toEqual(b);
     return a;
@@ -193,25 +238,40 @@ describe('a portal token sees only its own recipient, through every path', () =>
     );
     expect(result.errors).toBeUndefined();
     expect(result.data).toMatchObject({
-      viewer: { kind: 'PORTAL', workspace: null, app: { id: own.appId, name: 'Billing' }, recipient: { id: own.recipientNodeId, recipientId: 'customer_1' } },
+      viewer: {
+        kind: 'PORTAL',
+        workspace: null,
+        app: { id: own.appId, name: 'Billing' },
+        recipient: { id: own.recipientNodeId, recipientId: 'customer_1' },
+      },
       app: { id: own.appId },
       recipient: { id: own.recipientNodeId },
       endpoint: { id: own.endpointId, secret: expect.stringMatching(/^whsec_/) },
       message: { id: own.messageId },
     });
     for (const type of NODE_TYPES.filter((n) => n !== 'Workspace' && n !== 'ApiKey')) {
-      const node = await portal.raw<{ node: { id: string } | null }>(`query ($id: ID!) { node(id: $id) { id } }`, { id: nodeIdOf(own, type) });
+      const node = await portal.raw<{ node: { id: string } | null }>(`query ($id: ID!) { node(id: $id) { id } }`, {
+        id: nodeIdOf(own, type),
+      });
       expect(node.data?.node, type).toEqual({ id: nodeIdOf(own, type) });
     }
   });
 
-  for (const [index, label] of ['another recipient of the same app', 'the same recipient id in another app', 'the same recipient id in another workspace'].entries()) {
+  for (const [index, label] of [
+    'another recipient of the same app',
+    'the same recipient id in another app',
+    'the same recipient id in another workspace',
+  ].entries()) {
     describe(`data of ${label}`, () => {
       const f = () => foreign[index]!;
 
       it('root fields answer null, exactly as for a missing object', async () => {
         if (index > 0) {
-          const app = await sameAsMissing(`query ($id: ID!) { app(id: $id) { id name } }`, { id: f().appId }, { id: newId('App') });
+          const app = await sameAsMissing(
+            `query ($id: ID!) { app(id: $id) { id name } }`,
+            { id: f().appId },
+            { id: newId('App') },
+          );
           expect(app.data).toEqual({ app: null });
         }
         const recipient = await sameAsMissing(
@@ -220,7 +280,11 @@ describe('a portal token sees only its own recipient, through every path', () =>
           { app: f().appId, rcp: 'nobody_at_all' },
         );
         expect(recipient.data).toEqual({ recipient: null });
-        const endpoint = await sameAsMissing(`query ($id: ID!) { endpoint(id: $id) { id secret } }`, { id: f().endpointId }, { id: newId('Endpoint') });
+        const endpoint = await sameAsMissing(
+          `query ($id: ID!) { endpoint(id: $id) { id secret } }`,
+          { id: f().endpointId },
+          { id: newId('Endpoint') },
+        );
         expect(endpoint.data).toEqual({ endpoint: null });
         for (const id of [f().messageId, f().messageUid]) {
           const message = await sameAsMissing(
@@ -236,7 +300,11 @@ describe('a portal token sees only its own recipient, through every path', () =>
         // Another recipient of the same app shares its app and event types, which the portal may see.
         const types = index === 0 ? NODE_TYPES.filter((n) => n !== 'App' && n !== 'EventType') : NODE_TYPES;
         for (const type of types) {
-          const result = await sameAsMissing(`query ($id: ID!) { node(id: $id) { id } }`, { id: nodeIdOf(f(), type) }, { id: newId(type as IdType) });
+          const result = await sameAsMissing(
+            `query ($id: ID!) { node(id: $id) { id } }`,
+            { id: nodeIdOf(f(), type) },
+            { id: newId(type as IdType) },
+          );
           expect(result.errors, type).toBeUndefined();
           expect(result.data, type).toEqual({ node: null });
         }
@@ -248,27 +316,43 @@ describe('a portal token sees only its own recipient, through every path', () =>
 
       it('endpoint mutations on its endpoint answer NOT_FOUND, exactly as for a missing one, and change nothing', async () => {
         const cases: [string, Record<string, unknown>][] = [
-          ['mutation ($input: UpdateEndpointInput!) { updateEndpoint(input: $input) { id } }', { url: 'http://127.0.0.1:9/stolen', disabled: true }],
+          [
+            'mutation ($input: UpdateEndpointInput!) { updateEndpoint(input: $input) { id } }',
+            { url: 'http://127.0.0.1:9/stolen', disabled: true },
+          ],
           ['mutation ($input: RotateEndpointSecretInput!) { rotateEndpointSecret(input: $input) { id secret } }', {}],
           ['mutation ($input: DeleteEndpointInput!) { deleteEndpoint(input: $input) { id url } }', {}],
         ];
         for (const [query, extra] of cases) {
-          const result = await sameAsMissing(query, { input: { id: f().endpointId, ...extra } }, { input: { id: newId('Endpoint'), ...extra } });
+          const result = await sameAsMissing(
+            query,
+            { input: { id: f().endpointId, ...extra } },
+            { input: { id: newId('Endpoint'), ...extra } },
+          );
           expect(codesOf(result), query).toEqual(['NOT_FOUND']);
           expect(result.data).toBeNull();
         }
-        const row = await t.dispatch.db.prisma.endpoint.findUniqueOrThrow({ where: { id: f().endpointId }, include: { secrets: true } });
+        const row = await t.dispatch.db.prisma.endpoint.findUniqueOrThrow({
+          where: { id: f().endpointId },
+          include: { secrets: true },
+        });
         expect(row).toMatchObject({ url: 'http://127.0.0.1:9/hook', disabled: false });
         expect(row.secrets).toHaveLength(1);
       });
 
       it('resending its message and recovering its endpoint answer NOT_FOUND, exactly as for missing ones, and queue nothing', async () => {
         const prisma = t.dispatch.db.prisma;
-        const attemptsBefore = await prisma.attempt.count({ where: { recipientId: f().recipientNodeId, trigger: 'MANUAL' } });
+        const attemptsBefore = await prisma.attempt.count({
+          where: { recipientId: f().recipientNodeId, trigger: 'MANUAL' },
+        });
         const resend = 'mutation ($input: ResendMessageInput!) { resendMessage(input: $input) { id } }';
         for (const appId of [f().appId, own.appId]) {
           for (const messageId of [f().messageId, f().messageUid]) {
-            const result = await sameAsMissing(resend, { input: { appId, messageId } }, { input: { appId, messageId: messageId.startsWith('msg_') ? newId('Message') : 'order-nobody' } });
+            const result = await sameAsMissing(
+              resend,
+              { input: { appId, messageId } },
+              { input: { appId, messageId: messageId.startsWith('msg_') ? newId('Message') : 'order-nobody' } },
+            );
             expect(codesOf(result), `${appId} ${messageId}`).toEqual(['NOT_FOUND']);
           }
         }
@@ -284,7 +368,9 @@ describe('a portal token sees only its own recipient, through every path', () =>
           { input: { endpointId: newId('Endpoint'), since: '2000-01-01T00:00:00Z' } },
         );
         expect(codesOf(recover)).toEqual(['NOT_FOUND']);
-        expect(await prisma.attempt.count({ where: { recipientId: f().recipientNodeId, trigger: 'MANUAL' } })).toBe(attemptsBefore);
+        expect(await prisma.attempt.count({ where: { recipientId: f().recipientNodeId, trigger: 'MANUAL' } })).toBe(
+          attemptsBefore,
+        );
       });
 
       it('creating an endpoint for that recipient answers NOT_FOUND, exactly as for a missing recipient or app', async () => {
@@ -327,7 +413,15 @@ describe('a portal token sees only its own recipient, through every path', () =>
       ...(await prisma.attempt.findMany({ where: mine })).map((r) => r.id),
     ]);
     expect([...seen].filter((id) => !ownAll.has(id))).toEqual([]);
-    for (const id of [own.appId, own.eventTypeId, own.recipientNodeId, own.endpointId, own.messageId, own.deliveryId, own.attemptId]) {
+    for (const id of [
+      own.appId,
+      own.eventTypeId,
+      own.recipientNodeId,
+      own.endpointId,
+      own.messageId,
+      own.deliveryId,
+      own.attemptId,
+    ]) {
       expect(seen.has(id), id).toBe(true);
     }
 
@@ -342,7 +436,9 @@ describe('a portal token sees only its own recipient, through every path', () =>
       }`,
       { app: own.appId },
     );
-    expect(byName).toMatchObject({ data: { app: { byOther: { nodes: [] }, recipient: null, eventType: null, paid: { id: own.eventTypeId } } } });
+    expect(byName).toMatchObject({
+      data: { app: { byOther: { nodes: [] }, recipient: null, eventType: null, paid: { id: own.eventTypeId } } },
+    });
   });
 
   it('archived event types are hidden: in the catalog, by name, by node(id:), and as an endpoint filter', async () => {
@@ -350,22 +446,48 @@ describe('a portal token sees only its own recipient, through every path', () =>
     expect(node).toMatchObject({ data: { node: null } });
     const operatorView = await t.client.raw(`query ($id: ID!) { node(id: $id) { id } }`, { id: archivedEventTypeId });
     expect(operatorView).toMatchObject({ data: { node: { id: archivedEventTypeId } } });
-    const created = await portal.raw('mutation ($input: CreateEndpointInput!) { createEndpoint(input: $input) { id } }', {
-      input: { appId: own.appId, recipientId: own.recipientUid, url: 'http://127.0.0.1:9/x', eventTypes: ['invoice.voided'] },
-    });
+    const created = await portal.raw(
+      'mutation ($input: CreateEndpointInput!) { createEndpoint(input: $input) { id } }',
+      {
+        input: {
+          appId: own.appId,
+          recipientId: own.recipientUid,
+          url: 'http://127.0.0.1:9/x',
+          eventTypes: ['invoice.voided'],
+        },
+      },
+    );
     expect(codesOf(created)).toEqual(['UNKNOWN_EVENT_TYPE']);
   });
 
   it('operator-only operations are FORBIDDEN, even on its own app and recipient', async () => {
     const app = own.appId;
     const cases: [string, Record<string, unknown>][] = [
-      ['mutation ($input: SendMessageInput!) { sendMessage(input: $input) { deduplicated } }', { input: { appId: app, recipientId: own.recipientUid, eventType: 'invoice.paid', data: {} } }],
+      [
+        'mutation ($input: SendMessageInput!) { sendMessage(input: $input) { deduplicated } }',
+        { input: { appId: app, recipientId: own.recipientUid, eventType: 'invoice.paid', data: {} } },
+      ],
       ['mutation ($input: CreateAppInput!) { createApp(input: $input) { id } }', { input: { name: 'Mine now' } }],
-      ['mutation ($input: UpdateAppInput!) { updateApp(input: $input) { id } }', { input: { id: app, name: 'Renamed' } }],
-      ['mutation ($input: CreateEventTypeInput!) { createEventType(input: $input) { id } }', { input: { appId: app, name: 'custom.event' } }],
-      ['mutation ($input: ArchiveEventTypeInput!) { archiveEventType(input: $input) { id } }', { input: { appId: app, name: 'invoice.paid' } }],
-      ['mutation ($input: CreatePortalSessionInput!) { createPortalSession(input: $input) { token } }', { input: { appId: app, recipientId: own.recipientUid } }],
-      ['mutation ($input: RevokePortalSessionsInput!) { revokePortalSessions(input: $input) }', { input: { appId: app, recipientId: 'customer_2' } }],
+      [
+        'mutation ($input: UpdateAppInput!) { updateApp(input: $input) { id } }',
+        { input: { id: app, name: 'Renamed' } },
+      ],
+      [
+        'mutation ($input: CreateEventTypeInput!) { createEventType(input: $input) { id } }',
+        { input: { appId: app, name: 'custom.event' } },
+      ],
+      [
+        'mutation ($input: ArchiveEventTypeInput!) { archiveEventType(input: $input) { id } }',
+        { input: { appId: app, name: 'invoice.paid' } },
+      ],
+      [
+        'mutation ($input: CreatePortalSessionInput!) { createPortalSession(input: $input) { token } }',
+        { input: { appId: app, recipientId: own.recipientUid } },
+      ],
+      [
+        'mutation ($input: RevokePortalSessionsInput!) { revokePortalSessions(input: $input) }',
+        { input: { appId: app, recipientId: 'customer_2' } },
+      ],
       ['mutation { createApiKey { token } }', {}],
       ['mutation ($input: RevokeApiKeyInput!) { revokeApiKey(input: $input) { id } }', { input: { id: own.apiKeyId } }],
       ['query { app: viewer { app { retrySchedule } } }', {}],
@@ -384,19 +506,33 @@ describe('a portal token sees only its own recipient, through every path', () =>
 
   it('manages its own endpoints: create, edit, disable, rotate, delete', async () => {
     const { createEndpoint } = await portal.request(CreateEndpointDocument, {
-      input: { appId: own.appId, recipientId: own.recipientUid, url: 'http://127.0.0.1:9/mine', eventTypes: ['invoice.paid'] },
+      input: {
+        appId: own.appId,
+        recipientId: own.recipientUid,
+        url: 'http://127.0.0.1:9/mine',
+        eventTypes: ['invoice.paid'],
+      },
     });
-    const updated = await portal.raw('mutation ($input: UpdateEndpointInput!) { updateEndpoint(input: $input) { disabled description } }', {
-      input: { id: createEndpoint.id, disabled: true, description: 'paused' },
-    });
+    const updated = await portal.raw(
+      'mutation ($input: UpdateEndpointInput!) { updateEndpoint(input: $input) { disabled description } }',
+      {
+        input: { id: createEndpoint.id, disabled: true, description: 'paused' },
+      },
+    );
     expect(updated.data).toEqual({ updateEndpoint: { disabled: true, description: 'paused' } });
-    const rotated = await portal.raw('mutation ($input: RotateEndpointSecretInput!) { rotateEndpointSecret(input: $input) { secret } }', {
-      input: { id: createEndpoint.id },
-    });
+    const rotated = await portal.raw(
+      'mutation ($input: RotateEndpointSecretInput!) { rotateEndpointSecret(input: $input) { secret } }',
+      {
+        input: { id: createEndpoint.id },
+      },
+    );
     const newSecret = (rotated.data as { rotateEndpointSecret: { secret: string } }).rotateEndpointSecret.secret;
     expect(newSecret).toMatch(/^whsec_/);
     expect(newSecret).not.toBe(createEndpoint.secret);
-    const deleted = await portal.raw('mutation ($input: DeleteEndpointInput!) { deleteEndpoint(input: $input) { id } }', { input: { id: createEndpoint.id } });
+    const deleted = await portal.raw(
+      'mutation ($input: DeleteEndpointInput!) { deleteEndpoint(input: $input) { id } }',
+      { input: { id: createEndpoint.id } },
+    );
     expect(deleted.data).toEqual({ deleteEndpoint: { id: createEndpoint.id } });
   });
 
@@ -433,11 +569,22 @@ describe('a portal token sees only its own recipient, through every path', () =>
       const prisma = t.dispatch.db.prisma;
       const eventOf = async (attemptId: string) => {
         const a = await prisma.attempt.findUniqueOrThrow({ where: { id: attemptId } });
-        return { attemptId: a.id, appId: a.appId, recipientId: a.recipientId, messageId: a.messageId, endpointId: a.endpointId, status: 'FAILED' as const };
+        return {
+          attemptId: a.id,
+          appId: a.appId,
+          recipientId: a.recipientId,
+          messageId: a.messageId,
+          endpointId: a.endpointId,
+          status: 'FAILED' as const,
+        };
       };
       for (const f of foreign) await t.dispatch.live.publishAttempt(await eventOf(f.attemptId));
       // An event that names its own app and recipient but another's attempt: the row's own visibility still decides.
-      await t.dispatch.live.publishAttempt({ ...(await eventOf(foreign[0]!.attemptId)), appId: own.appId, recipientId: own.recipientNodeId });
+      await t.dispatch.live.publishAttempt({
+        ...(await eventOf(foreign[0]!.attemptId)),
+        appId: own.appId,
+        recipientId: own.recipientNodeId,
+      });
       await t.dispatch.live.publishAttempt(await eventOf(own.attemptId));
       await ownArrived;
       stop();
@@ -448,13 +595,25 @@ describe('a portal token sees only its own recipient, through every path', () =>
       const cases: [Record<string, unknown>, Record<string, unknown>][] = [
         [{ app: foreign[1]!.appId }, { app: newId('App') }],
         [{ app: foreign[2]!.appId }, { app: newId('App') }],
-        [{ app: own.appId, rcp: 'customer_2' }, { app: own.appId, rcp: 'nobody_at_all' }],
-        [{ app: own.appId, ep: foreign[0]!.endpointId }, { app: own.appId, ep: newId('Endpoint') }],
+        [
+          { app: own.appId, rcp: 'customer_2' },
+          { app: own.appId, rcp: 'nobody_at_all' },
+        ],
+        [
+          { app: own.appId, ep: foreign[0]!.endpointId },
+          { app: own.appId, ep: newId('Endpoint') },
+        ],
       ];
       for (const [foreignVars, missingVars] of cases) {
-        const [a, b] = [await firstOutcome(ws, SUBSCRIPTION, foreignVars), await firstOutcome(ws, SUBSCRIPTION, missingVars)];
+        const [a, b] = [
+          await firstOutcome(ws, SUBSCRIPTION, foreignVars),
+          await firstOutcome(ws, SUBSCRIPTION, missingVars),
+        ];
         expect(a, JSON.stringify(foreignVars)).toEqual(b);
-        expect(a.errors?.map((e) => e.extensions?.code), JSON.stringify(foreignVars)).toEqual(['NOT_FOUND']);
+        expect(
+          a.errors?.map((e) => e.extensions?.code),
+          JSON.stringify(foreignVars),
+        ).toEqual(['NOT_FOUND']);
       }
     });
 
@@ -463,17 +622,25 @@ describe('a portal token sees only its own recipient, through every path', () =>
       const cases: [Record<string, unknown>, Record<string, unknown>][] = [
         [{ app: foreign[1]!.appId }, { app: newId('App') }],
         [{ app: foreign[2]!.appId }, { app: newId('App') }],
-        [{ app: own.appId, rcp: 'customer_2' }, { app: own.appId, rcp: 'nobody_at_all' }],
+        [
+          { app: own.appId, rcp: 'customer_2' },
+          { app: own.appId, rcp: 'nobody_at_all' },
+        ],
       ];
       for (const [foreignVars, missingVars] of cases) {
         const [a, b] = [await firstOutcome(ws, query, foreignVars), await firstOutcome(ws, query, missingVars)];
         expect(a, JSON.stringify(foreignVars)).toEqual(b);
-        expect(a.errors?.map((e) => e.extensions?.code), JSON.stringify(foreignVars)).toEqual(['NOT_FOUND']);
+        expect(
+          a.errors?.map((e) => e.extensions?.code),
+          JSON.stringify(foreignVars),
+        ).toEqual(['NOT_FOUND']);
       }
     });
 
     it('a revoked or expired token cannot open a socket', async () => {
-      const { createPortalSession } = await t.client.request(CreatePortalSessionDocument, { input: { appId: own.appId, recipientId: 'customer_4' } });
+      const { createPortalSession } = await t.client.request(CreatePortalSessionDocument, {
+        input: { appId: own.appId, recipientId: 'customer_4' },
+      });
       await t.client.raw('mutation ($input: RevokePortalSessionsInput!) { revokePortalSessions(input: $input) }', {
         input: { appId: own.appId, recipientId: 'customer_4' },
       });
@@ -485,12 +652,17 @@ describe('a portal token sees only its own recipient, through every path', () =>
   });
 
   it('a revoked token answers UNAUTHENTICATED; revoking one recipient leaves the others signed in', async () => {
-    const { createPortalSession } = await t.client.request(CreatePortalSessionDocument, { input: { appId: own.appId, recipientId: 'customer_3' } });
-    const third = t.clientFor(createPortalSession.token);
-    expect((await third.raw('{ viewer { kind } }')).data).toEqual({ viewer: { kind: 'PORTAL' } });
-    const revoked = await t.client.raw('mutation ($input: RevokePortalSessionsInput!) { revokePortalSessions(input: $input) }', {
+    const { createPortalSession } = await t.client.request(CreatePortalSessionDocument, {
       input: { appId: own.appId, recipientId: 'customer_3' },
     });
+    const third = t.clientFor(createPortalSession.token);
+    expect((await third.raw('{ viewer { kind } }')).data).toEqual({ viewer: { kind: 'PORTAL' } });
+    const revoked = await t.client.raw(
+      'mutation ($input: RevokePortalSessionsInput!) { revokePortalSessions(input: $input) }',
+      {
+        input: { appId: own.appId, recipientId: 'customer_3' },
+      },
+    );
     expect(revoked.data).toEqual({ revokePortalSessions: 1 });
     const after = await third.raw('{ viewer { kind } }');
     expect(codesOf(after)).toEqual(['UNAUTHENTICATED']);
@@ -505,7 +677,9 @@ describe('a portal token sees only its own recipient, through every path', () =>
     const shortLived = t.clientFor(createPortalSession.token);
     expect((await shortLived.raw('{ viewer { kind } }')).data).toEqual({ viewer: { kind: 'PORTAL' } });
     // Expiry is a point in time, not an event: wait until it has passed.
-    await new Promise((resolve) => setTimeout(resolve, Math.max(0, Date.parse(createPortalSession.expiresAt) - Date.now()) + 50));
+    await new Promise((resolve) =>
+      setTimeout(resolve, Math.max(0, Date.parse(createPortalSession.expiresAt) - Date.now()) + 50),
+    );
     expect(codesOf(await shortLived.raw('{ viewer { kind } }'))).toEqual(['UNAUTHENTICATED']);
     const forged = t.clientFor(`dpt_${'A'.repeat(43)}`);
     expect(codesOf(await forged.raw('{ viewer { kind } }'))).toEqual(['UNAUTHENTICATED']);

@@ -1,5 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CreateAppDocument, CreateEndpointDocument, CreateEventTypeDocument, MessagesDocument, SendMessageDocument } from '../../src/client/index.ts';
+import {
+  CreateAppDocument,
+  CreateEndpointDocument,
+  CreateEventTypeDocument,
+  MessagesDocument,
+  SendMessageDocument,
+} from '../../src/client/index.ts';
 import { startTestDispatch, type TestDispatch } from '../support/dispatch.ts';
 
 /**
@@ -27,19 +33,26 @@ describe('SQL statements per page', () => {
       return query(...args);
     };
 
-    for (const [size, count] of [['few', 5], ['many', 50]] as const) {
+    for (const [size, count] of [
+      ['few', 5],
+      ['many', 50],
+    ] as const) {
       const appId = (await t.client.request(CreateAppDocument, { input: { name: `${count} messages` } })).createApp.id;
       apps[size] = appId;
       await t.client.request(CreateEventTypeDocument, { input: { appId, name: 'page.test' } });
       for (let e = 0; e < 3; e++) {
         // Two recipients, so rows of one page belong to different parents.
         for (const recipientId of ['r1', 'r2']) {
-          await t.client.request(CreateEndpointDocument, { input: { appId, recipientId, url: `https://example.com/${recipientId}/${e}` } });
+          await t.client.request(CreateEndpointDocument, {
+            input: { appId, recipientId, url: `https://example.com/${recipientId}/${e}` },
+          });
         }
       }
       await Promise.all(
         Array.from({ length: count }, (_, i) =>
-          t.client.request(SendMessageDocument, { input: { appId, recipientId: i % 2 ? 'r1' : 'r2', eventType: 'page.test', data: { i } } }),
+          t.client.request(SendMessageDocument, {
+            input: { appId, recipientId: i % 2 ? 'r1' : 'r2', eventType: 'page.test', data: { i } },
+          }),
         ),
       );
     }

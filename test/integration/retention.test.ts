@@ -5,9 +5,14 @@ import { createApiKey } from '../../src/domain/api-keys.ts';
 import { createApp } from '../../src/domain/apps.ts';
 import type { DomainContext } from '../../src/domain/context.ts';
 import { createEventType } from '../../src/domain/event-types.ts';
-import { idFloorAt, newId, type IdType } from '../../src/domain/ids.ts';
+import { type IdType, idFloorAt, newId } from '../../src/domain/ids.ts';
 import { sendMessage } from '../../src/domain/messages.ts';
-import { purgeExpired, RETENTION_LOCK_KEY, startRetentionSchedule, type PurgeCounts } from '../../src/domain/retention.ts';
+import {
+  type PurgeCounts,
+  purgeExpired,
+  RETENTION_LOCK_KEY,
+  startRetentionSchedule,
+} from '../../src/domain/retention.ts';
 import { openTestDatabase } from '../support/database.ts';
 
 const DAY = 24 * 3600 * 1000;
@@ -40,7 +45,10 @@ describe('retention', () => {
     await createEventType(ctx, { appId, name: 'invoice.paid' });
     recipientId = newId('Recipient');
     endpointId = newId('Endpoint');
-    await db.pool.query(`INSERT INTO "Recipient" (id, "appId", uid) VALUES ($1, $2, 'customer_1')`, [recipientId, appId]);
+    await db.pool.query(`INSERT INTO "Recipient" (id, "appId", uid) VALUES ($1, $2, 'customer_1')`, [
+      recipientId,
+      appId,
+    ]);
     await db.pool.query(
       `INSERT INTO "Endpoint" (id, "appId", "recipientId", url, "updatedAt") VALUES ($1, $2, $3, 'http://127.0.0.1:9/hook', now())`,
       [endpointId, appId, recipientId],
@@ -72,13 +80,16 @@ describe('retention', () => {
     return { messageId, deliveryId };
   }
 
-  const count = async (table: string) => Number((await db.pool.query(`SELECT count(*) AS n FROM "${table}"`)).rows[0].n);
-  const exists = async (table: string, id: string) => (await db.pool.query(`SELECT 1 FROM "${table}" WHERE id = $1`, [id])).rowCount === 1;
+  const count = async (table: string) =>
+    Number((await db.pool.query(`SELECT count(*) AS n FROM "${table}"`)).rows[0].n);
+  const exists = async (table: string, id: string) =>
+    (await db.pool.query(`SELECT 1 FROM "${table}" WHERE id = $1`, [id])).rowCount === 1;
 
   it('purges messages, deliveries and attempts older than the cut-off and keeps younger ones', async () => {
     const now = Date.now();
     const old = [];
-    for (let i = 0; i < 25; i++) old.push(await storeMessage(new Date(now - 40 * DAY - i * 1000), i % 2 ? 'FAILED' : 'SUCCEEDED', 2));
+    for (let i = 0; i < 25; i++)
+      old.push(await storeMessage(new Date(now - 40 * DAY - i * 1000), i % 2 ? 'FAILED' : 'SUCCEEDED', 2));
     const young = await storeMessage(new Date(now - 29 * DAY), 'SUCCEEDED', 1);
     const fresh = await storeMessage(new Date(now), 'SUCCEEDED', 1);
 
@@ -96,7 +107,12 @@ describe('retention', () => {
     }
     expect(await count('Attempt')).toBe(2);
     // Nothing left to do: a second run deletes nothing.
-    expect(await purgeExpired(db.pool, { olderThan: new Date(now - 30 * DAY) })).toEqual({ messages: 0, deliveries: 0, attempts: 0, batches: 0 });
+    expect(await purgeExpired(db.pool, { olderThan: new Date(now - 30 * DAY) })).toEqual({
+      messages: 0,
+      deliveries: 0,
+      attempts: 0,
+      batches: 0,
+    });
     await db.pool.query('DELETE FROM "Message"');
   });
 
@@ -132,7 +148,12 @@ describe('retention', () => {
     const holder = await db.pool.connect();
     try {
       await holder.query('SELECT pg_advisory_lock($1)', [RETENTION_LOCK_KEY]);
-      const schedule = startRetentionSchedule({ pool: db.pool, retentionMs: 30 * DAY, intervalMs: 3600_000, firstRunAfterMs: 3600_000 });
+      const schedule = startRetentionSchedule({
+        pool: db.pool,
+        retentionMs: 30 * DAY,
+        intervalMs: 3600_000,
+        firstRunAfterMs: 3600_000,
+      });
       expect(await schedule.runOnce()).toBeNull();
       await holder.query('SELECT pg_advisory_unlock($1)', [RETENTION_LOCK_KEY]);
       expect(await schedule.runOnce()).toEqual({ messages: 0, deliveries: 0, attempts: 0, batches: 0 });
@@ -162,7 +183,12 @@ describe('retention', () => {
       // Two senders for 20 s; a sample of the table every second.
       const sender = async () => {
         while (Date.now() - started < 20_000) {
-          await sendMessage(ctx, { appId, recipientId: `soak_${sentAt.length % 50}`, eventType: 'invoice.paid', data: { n: sentAt.length, pad: 'x'.repeat(512) } });
+          await sendMessage(ctx, {
+            appId,
+            recipientId: `soak_${sentAt.length % 50}`,
+            eventType: 'invoice.paid',
+            data: { n: sentAt.length, pad: 'x'.repeat(512) },
+          });
           sentAt.push(Date.now());
         }
       };
@@ -170,7 +196,9 @@ describe('retention', () => {
         while (Date.now() - started < 20_000) {
           await new Promise((resolve) => setTimeout(resolve, Math.max(0, sampledAt + 1000 - Date.now())));
           sampledAt = Date.now();
-          const { rows } = await db.pool.query(`SELECT count(*) AS n, pg_total_relation_size('"Message"') AS bytes FROM "Message"`);
+          const { rows } = await db.pool.query(
+            `SELECT count(*) AS n, pg_total_relation_size('"Message"') AS bytes FROM "Message"`,
+          );
           samples.push({ at: sampledAt, messages: Number(rows[0].n), bytes: Number(rows[0].bytes) });
         }
       };

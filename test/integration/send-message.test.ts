@@ -27,8 +27,11 @@ describe('sendMessage', () => {
   };
 
   const endpoint = async (recipientId: string, extra: { eventTypes?: string[]; disabled?: boolean } = {}) =>
-    (await t.client.request(CreateEndpointDocument, { input: { appId, recipientId, url: `https://example.com/${recipientId}`, ...extra } }))
-      .createEndpoint.id;
+    (
+      await t.client.request(CreateEndpointDocument, {
+        input: { appId, recipientId, url: `https://example.com/${recipientId}`, ...extra },
+      })
+    ).createEndpoint.id;
 
   beforeAll(async () => {
     // API role only: deliveries stay as sendMessage left them, and nothing is sent to the example.com endpoints.
@@ -102,14 +105,20 @@ describe('sendMessage', () => {
     });
     expect(sendMessage.message.deliveries.nodes).toEqual([]);
     const after = await rowCounts();
-    expect(after).toEqual({ messages: before.messages + 1, deliveries: before.deliveries, recipients: before.recipients + 1 });
+    expect(after).toEqual({
+      messages: before.messages + 1,
+      deliveries: before.deliveries,
+      recipients: before.recipients + 1,
+    });
   });
 
   it('creates the recipient on first use, once', async () => {
     expect(await t.dispatch.db.prisma.recipient.count({ where: { appId, uid: 'first_use' } })).toBe(0);
     await Promise.all(
       Array.from({ length: 5 }, (_, i) =>
-        t.client.request(SendMessageDocument, { input: { appId, recipientId: 'first_use', eventType: 'invoice.paid', data: { i } } }),
+        t.client.request(SendMessageDocument, {
+          input: { appId, recipientId: 'first_use', eventType: 'invoice.paid', data: { i } },
+        }),
       ),
     );
     expect(await t.dispatch.db.prisma.recipient.count({ where: { appId, uid: 'first_use' } })).toBe(1);
@@ -127,7 +136,14 @@ describe('sendMessage', () => {
     expect(ok.sendMessage.deduplicated).toBe(false);
 
     const before = await rowCounts();
-    for (const data of [{ email: 'a@example.com' }, { email: 'not an email', age: 1 }, { email: 'a@example.com', age: -1 }, { email: 'a@example.com', age: 1, extra: 1 }, [1], 'x']) {
+    for (const data of [
+      { email: 'a@example.com' },
+      { email: 'not an email', age: 1 },
+      { email: 'a@example.com', age: -1 },
+      { email: 'a@example.com', age: 1, extra: 1 },
+      [1],
+      'x',
+    ]) {
       const refused = await expectError(t.client, 'INVALID_PAYLOAD', SEND, {
         input: { appId, recipientId: 'schema_refused', eventType: 'user.created', data },
       });
@@ -141,14 +157,24 @@ describe('sendMessage', () => {
   it('refuses unknown and archived event types with UNKNOWN_EVENT_TYPE and writes nothing', async () => {
     await endpoint('unknown_types');
     const before = await rowCounts();
-    await expectError(t.client, 'UNKNOWN_EVENT_TYPE', SEND, { input: { appId, recipientId: 'unknown_types', eventType: 'no.such', data: {} } });
-    await expectError(t.client, 'UNKNOWN_EVENT_TYPE', SEND, { input: { appId, recipientId: 'unknown_types', eventType: 'retired.event', data: {} } });
-    await expectError(t.client, 'UNKNOWN_EVENT_TYPE', SEND, { input: { appId, recipientId: 'new_recipient', eventType: 'no.such', data: {} } });
+    await expectError(t.client, 'UNKNOWN_EVENT_TYPE', SEND, {
+      input: { appId, recipientId: 'unknown_types', eventType: 'no.such', data: {} },
+    });
+    await expectError(t.client, 'UNKNOWN_EVENT_TYPE', SEND, {
+      input: { appId, recipientId: 'unknown_types', eventType: 'retired.event', data: {} },
+    });
+    await expectError(t.client, 'UNKNOWN_EVENT_TYPE', SEND, {
+      input: { appId, recipientId: 'new_recipient', eventType: 'no.such', data: {} },
+    });
     expect(await rowCounts()).toEqual(before);
   });
 
   it('an event type archived, or created again with another schema, takes effect on the very next send', async () => {
-    const schemaOf = (field: string) => ({ type: 'object', required: [field], properties: { [field]: { type: 'integer' } } });
+    const schemaOf = (field: string) => ({
+      type: 'object',
+      required: [field],
+      properties: { [field]: { type: 'integer' } },
+    });
     await t.client.request(CreateEventTypeDocument, { input: { appId, name: 'shape.changes', schema: schemaOf('x') } });
     const send = (data: unknown) => ({ input: { appId, recipientId: 'shapes', eventType: 'shape.changes', data } });
     await t.client.request(SendMessageDocument, send({ x: 1 }));
@@ -176,7 +202,9 @@ describe('sendMessage', () => {
   });
 
   it('a message id sent again to a recipient never seen is a conflict that creates no recipient', async () => {
-    await t.client.request(SendMessageDocument, { input: { appId, recipientId: 'owner', eventType: 'invoice.paid', data: {}, messageId: 'taken-id' } });
+    await t.client.request(SendMessageDocument, {
+      input: { appId, recipientId: 'owner', eventType: 'invoice.paid', data: {}, messageId: 'taken-id' },
+    });
     const before = await rowCounts();
     await expectError(t.client, 'IDEMPOTENCY_CONFLICT', SEND, {
       input: { appId, recipientId: 'never_seen', eventType: 'invoice.paid', data: {}, messageId: 'taken-id' },
@@ -189,7 +217,12 @@ describe('sendMessage', () => {
     await endpoint('burst_b', { eventTypes: ['invoice.voided'] });
     const sends = Array.from({ length: 60 }, (_, i) =>
       t.client.raw<{ sendMessage: { message: { id: string } } }>(SEND, {
-        input: { appId, recipientId: i % 2 ? 'burst_a' : 'burst_b', eventType: i % 3 ? 'invoice.paid' : 'invoice.voided', data: { i } },
+        input: {
+          appId,
+          recipientId: i % 2 ? 'burst_a' : 'burst_b',
+          eventType: i % 3 ? 'invoice.paid' : 'invoice.voided',
+          data: { i },
+        },
       }),
     );
     const bad = t.client.raw(SEND, { input: { appId, recipientId: 'burst_a', eventType: 'retired.event', data: {} } });
@@ -197,7 +230,12 @@ describe('sendMessage', () => {
     expect(results.every((r) => !r.errors && r.data?.sendMessage.message.id)).toBe(true);
     expect((await bad).errors?.[0]?.extensions?.code).toBe('UNKNOWN_EVENT_TYPE');
     const ids = results.map((r) => r.data!.sendMessage.message.id);
-    const { rows } = await t.dispatch.db.pool.query<{ messages: number; statements: number; deliveries: number; jobs: number }>(
+    const { rows } = await t.dispatch.db.pool.query<{
+      messages: number;
+      statements: number;
+      deliveries: number;
+      jobs: number;
+    }>(
       `SELECT count(*)::int AS messages, count(DISTINCT m."createdAt")::int AS statements,
               (SELECT count(*)::int FROM "Delivery" d WHERE d."messageId" = ANY($1::text[])) AS deliveries,
               (SELECT count(*)::int FROM "DeliveryJob" j JOIN "Delivery" d ON d.id = j."deliveryId" WHERE d."messageId" = ANY($1::text[])) AS jobs
@@ -214,7 +252,9 @@ describe('sendMessage', () => {
   it('an event type of another app is unknown here', async () => {
     const other = (await t.client.request(CreateAppDocument, { input: { name: 'Other' } })).createApp.id;
     await t.client.request(CreateEventTypeDocument, { input: { appId: other, name: 'only.there' } });
-    await expectError(t.client, 'UNKNOWN_EVENT_TYPE', SEND, { input: { appId, recipientId: 'r', eventType: 'only.there', data: {} } });
+    await expectError(t.client, 'UNKNOWN_EVENT_TYPE', SEND, {
+      input: { appId, recipientId: 'r', eventType: 'only.there', data: {} },
+    });
   });
 
   it('refuses data over 1 MiB with PAYLOAD_TOO_LARGE before anything is written; exactly 1 MiB is accepted', async () => {
@@ -237,14 +277,16 @@ describe('sendMessage', () => {
     expect(await rowCounts()).toEqual(before);
     expect(await t.dispatch.db.prisma.recipient.count({ where: { uid: 'big_new_recipient' } })).toBe(0);
 
-    const accepted = await t.client.request(SendMessageDocument, { input: { appId, recipientId: 'big', eventType: 'invoice.paid', data: atLimit } });
+    const accepted = await t.client.request(SendMessageDocument, {
+      input: { appId, recipientId: 'big', eventType: 'invoice.paid', data: atLimit },
+    });
     expect(accepted.sendMessage.message.deliveries.nodes).toHaveLength(1);
   });
 
   describe('malformed input is BAD_USER_INPUT (or NOT_FOUND for ids) and writes nothing', () => {
     const cases: [string, string, Record<string, unknown>][] = [
       ['an unknown app id', 'NOT_FOUND', { appId: 'app_00000000000000000000000000' }],
-      ['a garbage app id', 'NOT_FOUND', { appId: "'; DROP TABLE \"Message\"; --" }],
+      ['a garbage app id', 'NOT_FOUND', { appId: '\'; DROP TABLE "Message"; --' }],
       ['an empty recipient id', 'BAD_USER_INPUT', { recipientId: '' }],
       ['a recipient id with a space', 'BAD_USER_INPUT', { recipientId: 'customer 1' }],
       ['a recipient id with a newline', 'BAD_USER_INPUT', { recipientId: 'customer\n1' }],

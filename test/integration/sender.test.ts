@@ -1,11 +1,11 @@
+import { once } from 'node:events';
 import http from 'node:http';
 import net from 'node:net';
-import { once } from 'node:events';
 import { Webhook } from 'standardwebhooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createAddressPolicy, type Resolver } from '../../src/delivery/outbound-safety.ts';
 import { createSender, DEFAULT_USER_AGENT, RESPONSE_BODY_LIMIT, type Sender } from '../../src/delivery/sender.ts';
-import { generateSecret, signatureHeaders } from '../../src/delivery/signing.ts';
+import { createAddressPolicy, type Resolver } from '../../src/webhooks/outbound-safety.ts';
+import { generateSecret, signatureHeaders } from '../../src/webhooks/signing.ts';
 
 interface Received {
   path: string;
@@ -148,7 +148,11 @@ async function closedPort(): Promise<number> {
 }
 
 const LOOPBACK = createAddressPolicy(['127.0.0.0/8', '::1/128']);
-const JSON_BODY = JSON.stringify({ type: 'invoice.paid', timestamp: '2026-01-01T00:00:00.000Z', data: { id: 'inv_1' } });
+const JSON_BODY = JSON.stringify({
+  type: 'invoice.paid',
+  timestamp: '2026-01-01T00:00:00.000Z',
+  data: { id: 'inv_1' },
+});
 
 describe('sending one webhook', () => {
   let receiver: Awaited<ReturnType<typeof startReceiver>>;
@@ -175,7 +179,13 @@ describe('sending one webhook', () => {
 
   it('succeeds on 200 and keeps the response body', async () => {
     const result = await post('/ok');
-    expect(result).toMatchObject({ ok: true, statusCode: 200, responseBody: 'thanks', responseBodyTruncated: false, retryAfter: null });
+    expect(result).toMatchObject({
+      ok: true,
+      statusCode: 200,
+      responseBody: 'thanks',
+      responseBodyTruncated: false,
+      retryAfter: null,
+    });
     expect(result.errorKind).toBeUndefined();
     expect(result.error).toBeUndefined();
     expect(result.durationMs).toBeGreaterThanOrEqual(0);
@@ -205,8 +215,17 @@ describe('sending one webhook', () => {
   });
 
   it('surfaces Retry-After on 429 and 503', async () => {
-    expect(await post('/slow-down')).toMatchObject({ ok: false, statusCode: 429, errorKind: 'http_status', retryAfter: '120' });
-    expect(await post('/unavailable')).toMatchObject({ ok: false, statusCode: 503, retryAfter: 'Wed, 21 Oct 2037 07:28:00 GMT' });
+    expect(await post('/slow-down')).toMatchObject({
+      ok: false,
+      statusCode: 429,
+      errorKind: 'http_status',
+      retryAfter: '120',
+    });
+    expect(await post('/unavailable')).toMatchObject({
+      ok: false,
+      statusCode: 503,
+      retryAfter: 'Wed, 21 Oct 2037 07:28:00 GMT',
+    });
   });
 
   it('times out a receiver that never answers, on time', async () => {
@@ -226,7 +245,12 @@ describe('sending one webhook', () => {
     };
     const slow = createSender({ policy: LOOPBACK, resolver: slowDns });
     try {
-      const result = await slow.send({ url: `http://slow-dns.test:${receiver.port()}/ok`, headers: {}, body: '{}', timeoutMs: 300 });
+      const result = await slow.send({
+        url: `http://slow-dns.test:${receiver.port()}/ok`,
+        headers: {},
+        body: '{}',
+        timeoutMs: 300,
+      });
       expect(result).toMatchObject({ ok: false, errorKind: 'timeout' });
       expect(result.durationMs).toBeLessThan(900);
     } finally {
@@ -249,7 +273,12 @@ describe('sending one webhook', () => {
   });
 
   it('reports bytes that are not HTTP as an invalid response', async () => {
-    const result = await sender.send({ url: `http://127.0.0.1:${garbage.port}/`, headers: {}, body: '{}', timeoutMs: 5_000 });
+    const result = await sender.send({
+      url: `http://127.0.0.1:${garbage.port}/`,
+      headers: {},
+      body: '{}',
+      timeoutMs: 5_000,
+    });
     expect(result).toMatchObject({ ok: false, errorKind: 'invalid_response' });
     expect(result.error).toMatch(/^response is not valid HTTP/);
   });
@@ -279,7 +308,12 @@ describe('sending one webhook', () => {
     expect(result.responseBody).toBe('z'.repeat(RESPONSE_BODY_LIMIT));
     expect(result.durationMs).toBeLessThan(2_000);
     // The receiver sees its response stream closed: Dispatch is not reading on.
-    await expect(Promise.race([receiver.endlessClosed(), new Promise((_, reject) => setTimeout(() => reject(new Error('still open')), 2_000))])).resolves.toBeUndefined();
+    await expect(
+      Promise.race([
+        receiver.endlessClosed(),
+        new Promise((_, reject) => setTimeout(() => reject(new Error('still open')), 2_000)),
+      ]),
+    ).resolves.toBeUndefined();
   });
 
   it('bounds a body that trickles forever by the timeout, keeping the 2xx', async () => {
@@ -292,7 +326,12 @@ describe('sending one webhook', () => {
 
   it('delivers the body, the custom headers and a signature receivers verify', async () => {
     const secret = generateSecret();
-    const signed = signatureHeaders({ msgId: 'msg_sender_test', timestamp: Math.floor(Date.now() / 1000), body: JSON_BODY, secrets: [secret] });
+    const signed = signatureHeaders({
+      msgId: 'msg_sender_test',
+      timestamp: Math.floor(Date.now() / 1000),
+      body: JSON_BODY,
+      secrets: [secret],
+    });
     const result = await post('/echo', 5_000, {
       ...signed,
       'X-Tenant': 'acme',
@@ -333,7 +372,12 @@ describe('sending one webhook', () => {
   });
 
   it('delivers to a host name once the address it resolves to is allowed', async () => {
-    const result = await sender.send({ url: `http://localhost:${receiver.port()}/ok`, headers: {}, body: '{}', timeoutMs: 5_000 });
+    const result = await sender.send({
+      url: `http://localhost:${receiver.port()}/ok`,
+      headers: {},
+      body: '{}',
+      timeoutMs: 5_000,
+    });
     expect(result).toMatchObject({ ok: true, statusCode: 200 });
   });
 
@@ -341,7 +385,11 @@ describe('sending one webhook', () => {
     it('refuses a literal loopback address before connecting', async () => {
       const requestsBefore = receiver.received.length;
       const connectionsBefore = receiver.connectionCount();
-      for (const url of [receiver.url('/ok'), `http://[::1]:${receiver.port()}/ok`, `http://[::ffff:127.0.0.1]:${receiver.port()}/ok`]) {
+      for (const url of [
+        receiver.url('/ok'),
+        `http://[::1]:${receiver.port()}/ok`,
+        `http://[::ffff:127.0.0.1]:${receiver.port()}/ok`,
+      ]) {
         const result = await strictSender.send({ url, headers: {}, body: '{}', timeoutMs: 5_000 });
         expect(result, url).toMatchObject({ ok: false, errorKind: 'unsafe_address' });
         expect(result.error).toMatch(/loopback/);
@@ -352,12 +400,18 @@ describe('sending one webhook', () => {
 
     it('refuses a host name that resolves to loopback, at connect time', async () => {
       // No create-time shortcut: a name the URL check cannot judge.
-      const rebinding: Resolver = (_hostname, _options, callback) => callback(null, [{ address: '127.0.0.1', family: 4 }]);
+      const rebinding: Resolver = (_hostname, _options, callback) =>
+        callback(null, [{ address: '127.0.0.1', family: 4 }]);
       const strict = createSender({ policy: createAddressPolicy(), resolver: rebinding });
       try {
         const requestsBefore = receiver.received.length;
         const connectionsBefore = receiver.connectionCount();
-        const result = await strict.send({ url: `http://rebind.example.com:${receiver.port()}/ok`, headers: {}, body: '{}', timeoutMs: 5_000 });
+        const result = await strict.send({
+          url: `http://rebind.example.com:${receiver.port()}/ok`,
+          headers: {},
+          body: '{}',
+          timeoutMs: 5_000,
+        });
         expect(result).toMatchObject({ ok: false, errorKind: 'unsafe_address' });
         expect(result.error).toMatch(/rebind\.example\.com resolves to 127\.0\.0\.1, which is a loopback address/);
         expect(receiver.received.length).toBe(requestsBefore);
@@ -368,7 +422,12 @@ describe('sending one webhook', () => {
     });
 
     it('refuses localhost too', async () => {
-      const result = await strictSender.send({ url: `http://localhost:${receiver.port()}/ok`, headers: {}, body: '{}', timeoutMs: 5_000 });
+      const result = await strictSender.send({
+        url: `http://localhost:${receiver.port()}/ok`,
+        headers: {},
+        body: '{}',
+        timeoutMs: 5_000,
+      });
       expect(result).toMatchObject({ ok: false, errorKind: 'unsafe_address' });
     });
   });
@@ -384,17 +443,34 @@ describe('sending one webhook', () => {
 
   it('reports a failed TLS handshake as a TLS error', async () => {
     // https to a plain-HTTP port: the handshake cannot succeed.
-    const result = await sender.send({ url: `https://127.0.0.1:${receiver.port()}/ok`, headers: {}, body: '{}', timeoutMs: 5_000 });
+    const result = await sender.send({
+      url: `https://127.0.0.1:${receiver.port()}/ok`,
+      headers: {},
+      body: '{}',
+      timeoutMs: 5_000,
+    });
     expect(result).toMatchObject({ ok: false, errorKind: 'tls' });
     expect(result.error).toMatch(/^TLS failed: wrong version number/);
   });
 
   it('reports a name that does not resolve as a DNS failure', async () => {
     const nxdomain: Resolver = (hostname, _options, callback) =>
-      callback(Object.assign(new Error(`getaddrinfo ENOTFOUND ${hostname}`), { code: 'ENOTFOUND', syscall: 'getaddrinfo', hostname }), []);
+      callback(
+        Object.assign(new Error(`getaddrinfo ENOTFOUND ${hostname}`), {
+          code: 'ENOTFOUND',
+          syscall: 'getaddrinfo',
+          hostname,
+        }),
+        [],
+      );
     const withNx = createSender({ policy: LOOPBACK, resolver: nxdomain });
     try {
-      const result = await withNx.send({ url: 'https://nx.example.com/hook', headers: {}, body: '{}', timeoutMs: 5_000 });
+      const result = await withNx.send({
+        url: 'https://nx.example.com/hook',
+        headers: {},
+        body: '{}',
+        timeoutMs: 5_000,
+      });
       expect(result).toMatchObject({ ok: false, errorKind: 'dns' });
       expect(result.error).toMatch(/ENOTFOUND nx\.example\.com/);
     } finally {

@@ -1,5 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CreateAppDocument, CreateEventTypeDocument, SendMessageDocument, ViewerDocument } from '../../src/client/index.ts';
+import {
+  CreateAppDocument,
+  CreateEventTypeDocument,
+  SendMessageDocument,
+  ViewerDocument,
+} from '../../src/client/index.ts';
 import { startTestDispatch, type TestDispatch } from '../support/dispatch.ts';
 
 describe("a newcomer's first minute", () => {

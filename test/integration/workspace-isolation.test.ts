@@ -39,14 +39,24 @@ describe('workspace isolation', () => {
     first.workspace = viewer.viewer.workspace!.id;
     first.apiKey = (await t.dispatch.db.prisma.apiKey.findFirstOrThrow({ where: { workspaceId: first.workspace } })).id;
     first.app = (await t.client.request(CreateAppDocument, { input: { name: 'Private app' } })).createApp.id;
-    first.eventType = (await t.client.request(CreateEventTypeDocument, { input: { appId: first.app, name: 'secret.event' } })).createEventType.id;
+    first.eventType = (
+      await t.client.request(CreateEventTypeDocument, { input: { appId: first.app, name: 'secret.event' } })
+    ).createEventType.id;
     first.recipientUid = 'customer_1';
     first.endpoint = (
-      await t.client.request(CreateEndpointDocument, { input: { appId: first.app, recipientId: first.recipientUid, url: 'https://example.com/private' } })
+      await t.client.request(CreateEndpointDocument, {
+        input: { appId: first.app, recipientId: first.recipientUid, url: 'https://example.com/private' },
+      })
     ).createEndpoint.id;
     first.messageUid = 'private-message-1';
     const sent = await t.client.request(SendMessageDocument, {
-      input: { appId: first.app, recipientId: first.recipientUid, eventType: 'secret.event', data: { secret: 42 }, messageId: first.messageUid },
+      input: {
+        appId: first.app,
+        recipientId: first.recipientUid,
+        eventType: 'secret.event',
+        data: { secret: 42 },
+        messageId: first.messageUid,
+      },
     });
     first.message = sent.sendMessage.message.id;
     first.delivery = sent.sendMessage.message.deliveries.nodes[0]!.id;
@@ -79,11 +89,16 @@ describe('workspace isolation', () => {
   }
 
   it('the first workspace sees its own objects (so the checks below can fail)', async () => {
-    const result = await t.client.raw<{ node: { id: string } | null }>(`query ($id: ID!) { node(id: $id) { id } }`, { id: first.attempt });
-    expect(result.data?.node?.id).toBe(first.attempt);
-    const app = await t.client.raw<{ app: { messages: { nodes: unknown[] } } }>(`query ($id: ID!) { app(id: $id) { messages { nodes { id } } } }`, {
-      id: first.app,
+    const result = await t.client.raw<{ node: { id: string } | null }>(`query ($id: ID!) { node(id: $id) { id } }`, {
+      id: first.attempt,
     });
+    expect(result.data?.node?.id).toBe(first.attempt);
+    const app = await t.client.raw<{ app: { messages: { nodes: unknown[] } } }>(
+      `query ($id: ID!) { app(id: $id) { messages { nodes { id } } } }`,
+      {
+        id: first.app,
+      },
+    );
     expect(app.data?.app.messages.nodes).toHaveLength(1);
   });
 
@@ -118,7 +133,9 @@ describe('workspace isolation', () => {
 
   it('node(id:) and nodes(ids:) answer null for every type of the first workspace, as for missing ids', async () => {
     for (const key of Object.keys(missing) as (keyof typeof missing)[]) {
-      const result = await sameAsMissing(`query ($id: ID!) { node(id: $id) { id __typename } }`, (ids) => ({ id: ids[key] }));
+      const result = await sameAsMissing(`query ($id: ID!) { node(id: $id) { id __typename } }`, (ids) => ({
+        id: ids[key],
+      }));
       expect(result, key).toEqual({ data: { node: null }, status: 200 });
     }
     const all = await other.client.raw<{ nodes: unknown[] }>(`query ($ids: [ID!]!) { nodes(ids: $ids) { id } }`, {
@@ -133,10 +150,32 @@ describe('workspace isolation', () => {
     await other.client.request(CreateEventTypeDocument, { input: { appId: app, name: 'secret.event' } });
     // The same recipient id and message id as the first workspace uses.
     await other.client.request(SendMessageDocument, {
-      input: { appId: app, recipientId: first.recipientUid, eventType: 'secret.event', data: { mine: true }, messageId: first.messageUid },
+      input: {
+        appId: app,
+        recipientId: first.recipientUid,
+        eventType: 'secret.event',
+        data: { mine: true },
+        messageId: first.messageUid,
+      },
     });
     const result = await other.client.raw<{
-      apps: { nodes: { id: string; eventTypes: { name: string }[]; endpoints: { nodes: unknown[] }; recipients: { nodes: { recipientId: string; endpoints: { nodes: unknown[] }; messages: { nodes: { data: unknown; deliveries: { nodes: unknown[] }; attempts: { nodes: unknown[] } }[] } }[] }; messages: { nodes: { id: string }[] } }[] };
+      apps: {
+        nodes: {
+          id: string;
+          eventTypes: { name: string }[];
+          endpoints: { nodes: unknown[] };
+          recipients: {
+            nodes: {
+              recipientId: string;
+              endpoints: { nodes: unknown[] };
+              messages: {
+                nodes: { data: unknown; deliveries: { nodes: unknown[] }; attempts: { nodes: unknown[] } }[];
+              };
+            }[];
+          };
+          messages: { nodes: { id: string }[] };
+        }[];
+      };
     }>(
       `{ apps(first: 5) { nodes { id eventTypes(includeArchived: true) { name } endpoints { nodes { id } }
            recipients(first: 5) { nodes { recipientId endpoints { nodes { id } } messages(first: 5) { nodes { data deliveries { nodes { id } } attempts { nodes { id } } } } } }
@@ -149,15 +188,23 @@ describe('workspace isolation', () => {
     expect(theirs.endpoints.nodes).toEqual([]);
     expect(theirs.recipients.nodes).toHaveLength(1);
     expect(theirs.recipients.nodes[0]!.endpoints.nodes).toEqual([]);
-    expect(theirs.recipients.nodes[0]!.messages.nodes).toEqual([{ data: { mine: true }, deliveries: { nodes: [] }, attempts: { nodes: [] } }]);
+    expect(theirs.recipients.nodes[0]!.messages.nodes).toEqual([
+      { data: { mine: true }, deliveries: { nodes: [] }, attempts: { nodes: [] } },
+    ]);
     expect(JSON.stringify(result.data)).not.toContain(first.message);
   });
 
   it('every mutation on a foreign id answers NOT_FOUND exactly as on a missing id, and changes nothing', async () => {
     const snapshot = async () => ({
       app: await t.dispatch.db.prisma.app.findUniqueOrThrow({ where: { id: first.app } }),
-      eventTypes: await t.dispatch.db.prisma.eventType.findMany({ where: { appId: first.app }, orderBy: { id: 'asc' } }),
-      endpoint: await t.dispatch.db.prisma.endpoint.findUniqueOrThrow({ where: { id: first.endpoint }, include: { secrets: true } }),
+      eventTypes: await t.dispatch.db.prisma.eventType.findMany({
+        where: { appId: first.app },
+        orderBy: { id: 'asc' },
+      }),
+      endpoint: await t.dispatch.db.prisma.endpoint.findUniqueOrThrow({
+        where: { id: first.endpoint },
+        include: { secrets: true },
+      }),
       messages: await t.dispatch.db.prisma.message.count({ where: { appId: first.app } }),
       recipients: await t.dispatch.db.prisma.recipient.count({ where: { appId: first.app } }),
       portalSessions: await t.dispatch.db.prisma.portalSession.count({ where: { appId: first.app } }),
@@ -165,27 +212,62 @@ describe('workspace isolation', () => {
     });
     const before = await snapshot();
     const mutations: [string, (ids: typeof missing) => Record<string, unknown>][] = [
-      [`mutation ($input: UpdateAppInput!) { updateApp(input: $input) { id } }`, (ids) => ({ input: { id: ids.app, name: 'stolen' } })],
-      [`mutation ($input: CreateEventTypeInput!) { createEventType(input: $input) { id } }`, (ids) => ({ input: { appId: ids.app, name: 'injected' } })],
-      [`mutation ($input: ArchiveEventTypeInput!) { archiveEventType(input: $input) { id } }`, (ids) => ({ input: { appId: ids.app, name: 'secret.event' } })],
+      [
+        `mutation ($input: UpdateAppInput!) { updateApp(input: $input) { id } }`,
+        (ids) => ({ input: { id: ids.app, name: 'stolen' } }),
+      ],
+      [
+        `mutation ($input: CreateEventTypeInput!) { createEventType(input: $input) { id } }`,
+        (ids) => ({ input: { appId: ids.app, name: 'injected' } }),
+      ],
+      [
+        `mutation ($input: ArchiveEventTypeInput!) { archiveEventType(input: $input) { id } }`,
+        (ids) => ({ input: { appId: ids.app, name: 'secret.event' } }),
+      ],
       [
         `mutation ($input: CreateEndpointInput!) { createEndpoint(input: $input) { id } }`,
         (ids) => ({ input: { appId: ids.app, recipientId: 'customer_1', url: 'https://evil.example/' } }),
       ],
-      [`mutation ($input: UpdateEndpointInput!) { updateEndpoint(input: $input) { id } }`, (ids) => ({ input: { id: ids.endpoint, url: 'https://evil.example/' } })],
-      [`mutation ($input: UpdateEndpointInput!) { updateEndpoint(input: $input) { id } }`, (ids) => ({ input: { id: ids.endpoint, disabled: true } })],
-      [`mutation ($input: RotateEndpointSecretInput!) { rotateEndpointSecret(input: $input) { secret } }`, (ids) => ({ input: { id: ids.endpoint } })],
-      [`mutation ($input: DeleteEndpointInput!) { deleteEndpoint(input: $input) { id } }`, (ids) => ({ input: { id: ids.endpoint } })],
+      [
+        `mutation ($input: UpdateEndpointInput!) { updateEndpoint(input: $input) { id } }`,
+        (ids) => ({ input: { id: ids.endpoint, url: 'https://evil.example/' } }),
+      ],
+      [
+        `mutation ($input: UpdateEndpointInput!) { updateEndpoint(input: $input) { id } }`,
+        (ids) => ({ input: { id: ids.endpoint, disabled: true } }),
+      ],
+      [
+        `mutation ($input: RotateEndpointSecretInput!) { rotateEndpointSecret(input: $input) { secret } }`,
+        (ids) => ({ input: { id: ids.endpoint } }),
+      ],
+      [
+        `mutation ($input: DeleteEndpointInput!) { deleteEndpoint(input: $input) { id } }`,
+        (ids) => ({ input: { id: ids.endpoint } }),
+      ],
       [
         `mutation ($input: SendMessageInput!) { sendMessage(input: $input) { deduplicated } }`,
-        (ids) => ({ input: { appId: ids.app, recipientId: 'customer_1', eventType: 'secret.event', data: { secret: 42 }, messageId: 'private-message-1' } }),
+        (ids) => ({
+          input: {
+            appId: ids.app,
+            recipientId: 'customer_1',
+            eventType: 'secret.event',
+            data: { secret: 42 },
+            messageId: 'private-message-1',
+          },
+        }),
       ],
       [
         `mutation ($input: CreatePortalSessionInput!) { createPortalSession(input: $input) { token } }`,
         (ids) => ({ input: { appId: ids.app, recipientId: 'customer_1' } }),
       ],
-      [`mutation ($input: RevokePortalSessionsInput!) { revokePortalSessions(input: $input) }`, (ids) => ({ input: { appId: ids.app, recipientId: 'customer_1' } })],
-      [`mutation ($input: RevokeApiKeyInput!) { revokeApiKey(input: $input) { id } }`, (ids) => ({ input: { id: ids.apiKey } })],
+      [
+        `mutation ($input: RevokePortalSessionsInput!) { revokePortalSessions(input: $input) }`,
+        (ids) => ({ input: { appId: ids.app, recipientId: 'customer_1' } }),
+      ],
+      [
+        `mutation ($input: RevokeApiKeyInput!) { revokeApiKey(input: $input) { id } }`,
+        (ids) => ({ input: { id: ids.apiKey } }),
+      ],
     ];
     for (const [mutation, variables] of mutations) {
       const result = await sameAsMissing(mutation, variables);
@@ -206,7 +288,10 @@ describe('workspace isolation', () => {
         headers: { 'content-type': 'application/json', ...(authorization === undefined ? {} : { authorization }) },
         body: JSON.stringify({ query: '{ apps { nodes { id name } } }' }),
       });
-      return { status: response.status, body: (await response.json()) as { data?: unknown; errors?: { extensions?: { code?: string } }[] } };
+      return {
+        status: response.status,
+        body: (await response.json()) as { data?: unknown; errors?: { extensions?: { code?: string } }[] },
+      };
     };
 
     it.each([
@@ -234,7 +319,9 @@ describe('workspace isolation', () => {
         { input: { name: 'survivor' } },
       );
       expect((await attempt(`Bearer ${doomed.apiKey}`)).status).toBe(200);
-      const ownId = (await t.dispatch.db.prisma.apiKey.findFirstOrThrow({ where: { workspaceId: doomed.workspaceId, name: null } })).id;
+      const ownId = (
+        await t.dispatch.db.prisma.apiKey.findFirstOrThrow({ where: { workspaceId: doomed.workspaceId, name: null } })
+      ).id;
       await t.clientFor(keep.createApiKey.token).request(RevokeApiKeyDocument, { input: { id: ownId } });
       const { status, body } = await attempt(`Bearer ${doomed.apiKey}`);
       expect(status).toBe(401);

@@ -16,12 +16,16 @@ export function databaseUrl(name: string): string {
  * A fresh, migrated database of its own (a clone of the migrated template).
  * `empty: true` gives a database with no tables at all.
  */
-export async function createTestDatabase(options: { empty?: boolean } = {}): Promise<{ url: string; name: string; drop(): Promise<void> }> {
+export async function createTestDatabase(
+  options: { empty?: boolean } = {},
+): Promise<{ url: string; name: string; drop(): Promise<void> }> {
   const name = `test_${randomBytes(6).toString('hex')}`;
   const admin = new pg.Client({ connectionString: inject('adminDatabaseUrl') });
   await admin.connect();
   try {
-    await admin.query(options.empty ? `CREATE DATABASE ${name}` : `CREATE DATABASE ${name} TEMPLATE ${TEMPLATE_DATABASE}`);
+    await admin.query(
+      options.empty ? `CREATE DATABASE ${name}` : `CREATE DATABASE ${name} TEMPLATE ${TEMPLATE_DATABASE}`,
+    );
   } finally {
     await admin.end();
   }
@@ -38,7 +42,9 @@ export async function createTestDatabase(options: { empty?: boolean } = {}): Pro
 }
 
 /** A migrated database with a connected Prisma client, dropped by `close()`. */
-export async function openTestDatabase(options: { onQuery?: (sql: string) => void } = {}): Promise<Database & { name: string }> {
+export async function openTestDatabase(
+  options: { onQuery?: (sql: string) => void } = {},
+): Promise<Database & { name: string }> {
   const created = await createTestDatabase();
   const db = connectDatabase(created.url, { max: 10, onQuery: options.onQuery });
   return {

@@ -1,5 +1,11 @@
-import pg from 'pg';
-import { CreateAppDocument, CreateEndpointDocument, CreateEventTypeDocument, SendMessageDocument, type DispatchClient } from '../../src/client/index.ts';
+import type pg from 'pg';
+import {
+  CreateAppDocument,
+  CreateEndpointDocument,
+  CreateEventTypeDocument,
+  type DispatchClient,
+  SendMessageDocument,
+} from '../../src/client/index.ts';
 import { eventually } from './receiver.ts';
 
 /** Fixtures of the delivery tests: an app with a short retry schedule, its endpoints and messages. */
@@ -8,7 +14,11 @@ export async function createDeliveryApp(
   options: { retrySchedule?: number[]; attemptTimeoutMs?: number; eventTypes?: string[] } = {},
 ): Promise<string> {
   const { createApp } = await client.request(CreateAppDocument, {
-    input: { name: 'Deliveries', retrySchedule: options.retrySchedule ?? [1, 1], attemptTimeoutMs: options.attemptTimeoutMs ?? 5_000 },
+    input: {
+      name: 'Deliveries',
+      retrySchedule: options.retrySchedule ?? [1, 1],
+      attemptTimeoutMs: options.attemptTimeoutMs ?? 5_000,
+    },
   });
   for (const name of options.eventTypes ?? ['invoice.paid', 'invoice.voided']) {
     await client.request(CreateEventTypeDocument, { input: { appId: createApp.id, name } });
@@ -18,12 +28,22 @@ export async function createDeliveryApp(
 
 export async function createEndpoint(
   client: DispatchClient,
-  input: { appId: string; recipientId: string; url: string; eventTypes?: string[]; disabled?: boolean; headers?: Record<string, string> },
+  input: {
+    appId: string;
+    recipientId: string;
+    url: string;
+    eventTypes?: string[];
+    disabled?: boolean;
+    headers?: Record<string, string>;
+  },
 ) {
   return (await client.request(CreateEndpointDocument, { input })).createEndpoint;
 }
 
-export async function send(client: DispatchClient, input: { appId: string; recipientId: string; eventType?: string; data?: unknown; messageId?: string }) {
+export async function send(
+  client: DispatchClient,
+  input: { appId: string; recipientId: string; eventType?: string; data?: unknown; messageId?: string },
+) {
   const { sendMessage } = await client.request(SendMessageDocument, {
     input: { eventType: 'invoice.paid', data: { amount: 42 }, ...input },
   });
@@ -52,17 +72,27 @@ export interface AttemptRow {
 }
 
 export async function deliveriesOf(pool: pg.Pool, messageId: string): Promise<DeliveryRow[]> {
-  const { rows } = await pool.query<DeliveryRow>(`SELECT * FROM "Delivery" WHERE "messageId" = $1 ORDER BY id`, [messageId]);
+  const { rows } = await pool.query<DeliveryRow>(`SELECT * FROM "Delivery" WHERE "messageId" = $1 ORDER BY id`, [
+    messageId,
+  ]);
   return rows;
 }
 
 export async function attemptsOf(pool: pg.Pool, deliveryId: string): Promise<AttemptRow[]> {
-  const { rows } = await pool.query<AttemptRow>(`SELECT * FROM "Attempt" WHERE "deliveryId" = $1 ORDER BY id`, [deliveryId]);
+  const { rows } = await pool.query<AttemptRow>(`SELECT * FROM "Attempt" WHERE "deliveryId" = $1 ORDER BY id`, [
+    deliveryId,
+  ]);
   return rows;
 }
 
 /** Waits until the only delivery of a message (to the given endpoint, if any) has reached one of `statuses`. */
-export async function settled(pool: pg.Pool, messageId: string, statuses: string[] = ['SUCCEEDED', 'FAILED', 'CANCELED'], endpointId?: string, timeoutMs = 15_000) {
+export async function settled(
+  pool: pg.Pool,
+  messageId: string,
+  statuses: string[] = ['SUCCEEDED', 'FAILED', 'CANCELED'],
+  endpointId?: string,
+  timeoutMs = 15_000,
+) {
   return eventually(
     async () => {
       const rows = (await deliveriesOf(pool, messageId)).filter((d) => !endpointId || d.endpointId === endpointId);

@@ -1,8 +1,8 @@
 import { createDispatchClient, type DispatchClient } from '../../src/client/index.ts';
-import { loadConfig, type Config } from '../../src/config.ts';
+import { type Config, loadConfig } from '../../src/config.ts';
 import { createApiKey } from '../../src/domain/api-keys.ts';
 import { createLogger } from '../../src/logger.ts';
-import { startDispatch, type Dispatch } from '../../src/main.ts';
+import { type Dispatch, startDispatch } from '../../src/main.ts';
 import { createTestDatabase } from './database.ts';
 
 export interface TestDispatch {

@@ -10,17 +10,25 @@
  * of one machine.
  */
 import { createHash } from 'node:crypto';
+import { createClient } from 'graphql-ws';
 import pg from 'pg';
 import WebSocket from 'ws';
-import { createClient } from 'graphql-ws';
-import { createPgLiveBus } from '../../src/live/pg-bus.ts';
 import type { AttemptEvent } from '../../src/live/bus.ts';
+import { createPgLiveBus } from '../../src/live/pg-bus.ts';
 import { createLogger } from '../../src/logger.ts';
 
 export type LoadAttempt = Omit<AttemptEvent, 'status'>;
 
 export type LoadCommand =
-  | { role: 'subscribers'; url: string; apiKey: string; query: string; variables: Record<string, unknown>; count: number; ids: string[] }
+  | {
+      role: 'subscribers';
+      url: string;
+      apiKey: string;
+      query: string;
+      variables: Record<string, unknown>;
+      count: number;
+      ids: string[];
+    }
   | { role: 'publisher'; databaseUrl: string; rate: number; attempts: LoadAttempt[] }
   | { type: 'finish'; publishedAt: number[]; timeoutMs: number };
 
@@ -47,7 +55,10 @@ const cpuMs = (since: NodeJS.CpuUsage) => {
   return Math.round((used.user + used.system) / 1000);
 };
 /** Resolves once the message is handed over, so disconnecting after it does not lose it. */
-const send = (message: LoadMessage) => new Promise<void>((resolve, reject) => process.send!(message, undefined, {}, (error) => (error ? reject(error) : resolve())));
+const send = (message: LoadMessage) =>
+  new Promise<void>((resolve, reject) =>
+    process.send!(message, undefined, {}, (error) => (error ? reject(error) : resolve())),
+  );
 
 async function runSubscribers(command: Extract<LoadCommand, { role: 'subscribers' }>) {
   const index = new Map(command.ids.map((id, i) => [id, i]));
@@ -70,7 +81,10 @@ async function runSubscribers(command: Extract<LoadCommand, { role: 'subscribers
       shouldRetry: () => false,
       lazy: false,
       onNonLazyError: () => undefined,
-      on: { closed: (event) => (state.closed = { code: (event as { code: number }).code, reason: (event as { reason: string }).reason }) },
+      on: {
+        closed: (event) =>
+          (state.closed = { code: (event as { code: number }).code, reason: (event as { reason: string }).reason }),
+      },
     });
     client.subscribe<{ attemptUpdated: { id: string } }>(
       { query: command.query, variables: command.variables },
@@ -96,14 +110,16 @@ async function runSubscribers(command: Extract<LoadCommand, { role: 'subscribers
   await send({ type: 'started' });
   const cpuStart = process.cpuUsage();
 
-  const finish = await new Promise<Extract<LoadCommand, { type: 'finish' }>>((resolve) => process.once('message', (m) => resolve(m as never)));
+  const finish = await new Promise<Extract<LoadCommand, { type: 'finish' }>>((resolve) =>
+    process.once('message', (m) => resolve(m as never)),
+  );
   const deadline = Date.now() + finish.timeoutMs;
   while (subscribers.some(({ state }) => !state.ended && state.order.length < total) && Date.now() < deadline) {
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
   const latencies: number[] = [];
   const reports = subscribers.map(({ state }) => {
-    state.order.forEach((i, k) => latencies.push(state.at[k]! - finish.publishedAt[i]!));
+    for (const [k, i] of state.order.entries()) latencies.push(state.at[k]! - finish.publishedAt[i]!);
     return {
       received: state.order.length,
       unexpected: state.unexpected,
@@ -119,7 +135,12 @@ async function runSubscribers(command: Extract<LoadCommand, { role: 'subscribers
 async function runPublisher(command: Extract<LoadCommand, { role: 'publisher' }>) {
   // Its own pool and bus, NOTIFY only: like a worker process.
   const pool = new pg.Pool({ connectionString: command.databaseUrl, max: 8 });
-  const bus = createPgLiveBus({ url: command.databaseUrl, pool, logger: createLogger('warn', 'load-publisher'), listen: false });
+  const bus = createPgLiveBus({
+    url: command.databaseUrl,
+    pool,
+    logger: createLogger('warn', 'load-publisher'),
+    listen: false,
+  });
   await pool.query('SELECT 1');
   const { attempts, rate } = command;
   const publishedAt: number[] = new Array(attempts.length);
@@ -143,7 +164,10 @@ async function runPublisher(command: Extract<LoadCommand, { role: 'publisher' }>
 }
 
 process.once('message', (command: LoadCommand) => {
-  const run = 'role' in command && command.role === 'publisher' ? runPublisher(command) : runSubscribers(command as Extract<LoadCommand, { role: 'subscribers' }>);
+  const run =
+    'role' in command && command.role === 'publisher'
+      ? runPublisher(command)
+      : runSubscribers(command as Extract<LoadCommand, { role: 'subscribers' }>);
   run.then(
     () => process.disconnect(),
     (error: unknown) => {

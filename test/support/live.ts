@@ -1,4 +1,4 @@
-import { createClient, type Client } from 'graphql-ws';
+import { type Client, createClient } from 'graphql-ws';
 import WebSocket from 'ws';
 import type { GraphQLErrorShape } from '../../src/client/index.ts';
 
@@ -44,7 +44,9 @@ export class Feed<T> {
     while (!predicate(this)) {
       const left = deadline - Date.now();
       if (left <= 0) {
-        throw new Error(`${what}: timed out after ${timeoutMs} ms with ${this.results.length} results${this.ended ? ' (ended)' : ''}: ${JSON.stringify(this.results.slice(-3))}`);
+        throw new Error(
+          `${what}: timed out after ${timeoutMs} ms with ${this.results.length} results${this.ended ? ' (ended)' : ''}: ${JSON.stringify(this.results.slice(-3))}`,
+        );
       }
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, left);
@@ -59,7 +61,10 @@ export class Feed<T> {
   /** The next result not yet taken by next(). */
   async next(timeoutMs = 5_000): Promise<FeedResult<T>> {
     await this.until((f) => f.results.length > this.read || f.ended !== undefined, timeoutMs, 'next result');
-    if (this.results.length <= this.read) throw new Error(`the feed ended: ${String((this.ended?.error as Error | undefined)?.message ?? this.ended?.error ?? 'complete')}`);
+    if (this.results.length <= this.read)
+      throw new Error(
+        `the feed ended: ${String((this.ended?.error as Error | undefined)?.message ?? this.ended?.error ?? 'complete')}`,
+      );
     return this.results[this.read++]!;
   }
 
@@ -76,7 +81,11 @@ export class Feed<T> {
 }
 
 /** A graphql-ws client on Dispatch's /graphql, authenticated with `token` (or none). */
-export function wsClient(baseUrl: string, token: string | undefined, options: { onClosed?: (event: { code: number; reason: string }) => void } = {}): Client {
+export function wsClient(
+  baseUrl: string,
+  token: string | undefined,
+  options: { onClosed?: (event: { code: number; reason: string }) => void } = {},
+): Client {
   return createClient({
     url: `${baseUrl.replace(/^http/, 'ws')}/graphql`,
     webSocketImpl: WebSocket,
@@ -93,7 +102,11 @@ export function wsClient(baseUrl: string, token: string | undefined, options: { 
 }
 
 /** Subscribes over graphql-ws; the feed collects every result until complete or error. */
-export function subscribeWs<T>(client: Client, query: string, variables?: Record<string, unknown>): Feed<T> & { unsubscribe(): void } {
+export function subscribeWs<T>(
+  client: Client,
+  query: string,
+  variables?: Record<string, unknown>,
+): Feed<T> & { unsubscribe(): void } {
   const feed = new Feed<T>() as Feed<T> & { unsubscribe(): void };
   feed.unsubscribe = client.subscribe<T>(
     { query, variables },

@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -21,11 +21,18 @@ export interface DispatchProcess {
 export async function spawnDispatch(env: Record<string, string>): Promise<DispatchProcess> {
   const childEnv: NodeJS.ProcessEnv = { ...process.env, PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info', ...env };
   const node = existsSync(projectNode) ? projectNode : process.execPath;
-  const child = spawn(node, ['--import', 'tsx', path.join(root, 'src', 'main.ts')], { cwd: root, env: childEnv, stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(node, ['--import', 'tsx', path.join(root, 'src', 'main.ts')], {
+    cwd: root,
+    env: childEnv,
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
   let log = '';
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`Dispatch (${env.DISPATCH_ROLE}) did not start in 60 s:\n${log}`)), 60_000);
+    const timer = setTimeout(
+      () => reject(new Error(`Dispatch (${env.DISPATCH_ROLE}) did not start in 60 s:\n${log}`)),
+      60_000,
+    );
     child.stderr!.on('data', (chunk: Buffer) => {
       log += chunk.toString('utf8');
       const match = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(log);

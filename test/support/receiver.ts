@@ -23,7 +23,10 @@ export interface Receiver {
  * A webhook receiver on 127.0.0.1. `replies` answers requests in order; once
  * they run out, every request gets `fallback` (200 by default).
  */
-export async function startReceiver(replies: Reply[] = [], fallback: Reply = { status: 200, body: 'ok' }): Promise<Receiver> {
+export async function startReceiver(
+  replies: Reply[] = [],
+  fallback: Reply = { status: 200, body: 'ok' },
+): Promise<Receiver> {
   const received: Received[] = [];
   const waiters: Array<{ n: number; resolve: (r: Received) => void }> = [];
   const hanging = new Set<ServerResponse>();
@@ -63,7 +66,10 @@ export async function startReceiver(replies: Reply[] = [], fallback: Reply = { s
 }
 
 /** Polls `check` until it returns a value (not undefined), for database state that has no event to await. */
-export async function eventually<T>(check: () => Promise<T | undefined>, { timeoutMs = 10_000, intervalMs = 25 } = {}): Promise<T> {
+export async function eventually<T>(
+  check: () => Promise<T | undefined>,
+  { timeoutMs = 10_000, intervalMs = 25 } = {},
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = await check();

@@ -85,24 +85,42 @@ const SCALAR_TYPES: Record<string, string> = {
 function nativeType([name, args]: readonly [string, readonly string[]]): string {
   const withArgs = (base: string) => (args.length ? `${base}(${args.join(',')})` : base);
   switch (name) {
-    case 'Text': return 'text';
-    case 'VarChar': return withArgs('character varying');
-    case 'Char': return withArgs('character');
-    case 'Uuid': return 'uuid';
-    case 'SmallInt': return 'smallint';
-    case 'Integer': return 'integer';
-    case 'BigInt': return 'bigint';
-    case 'Real': return 'real';
-    case 'DoublePrecision': return 'double precision';
-    case 'Decimal': return withArgs('numeric');
-    case 'Boolean': return 'boolean';
-    case 'Date': return 'date';
-    case 'Timestamp': return `timestamp(${args[0] ?? 3}) without time zone`;
-    case 'Timestamptz': return `timestamp(${args[0] ?? 3}) with time zone`;
-    case 'Json': return 'json';
-    case 'JsonB': return 'jsonb';
-    case 'ByteA': return 'bytea';
-    default: throw new Error(`schema-compare does not know the PostgreSQL type of @db.${name}; teach it`);
+    case 'Text':
+      return 'text';
+    case 'VarChar':
+      return withArgs('character varying');
+    case 'Char':
+      return withArgs('character');
+    case 'Uuid':
+      return 'uuid';
+    case 'SmallInt':
+      return 'smallint';
+    case 'Integer':
+      return 'integer';
+    case 'BigInt':
+      return 'bigint';
+    case 'Real':
+      return 'real';
+    case 'DoublePrecision':
+      return 'double precision';
+    case 'Decimal':
+      return withArgs('numeric');
+    case 'Boolean':
+      return 'boolean';
+    case 'Date':
+      return 'date';
+    case 'Timestamp':
+      return `timestamp(${args[0] ?? 3}) without time zone`;
+    case 'Timestamptz':
+      return `timestamp(${args[0] ?? 3}) with time zone`;
+    case 'Json':
+      return 'json';
+    case 'JsonB':
+      return 'jsonb';
+    case 'ByteA':
+      return 'bytea';
+    default:
+      throw new Error(`schema-compare does not know the PostgreSQL type of @db.${name}; teach it`);
   }
 }
 
@@ -121,14 +139,22 @@ function expectedDefault(model: Model, field: Field, enums: Datamodel['enums']):
   if (typeof value === 'object' && value !== null && 'name' in value) {
     const fn = value as { name: string; args: readonly (string | number)[] };
     switch (fn.name) {
-      case 'now': return 'CURRENT_TIMESTAMP';
+      case 'now':
+        return 'CURRENT_TIMESTAMP';
       // BIGSERIAL / SERIAL: the sequence PostgreSQL names after table and column.
-      case 'autoincrement': return `nextval('"${model.dbName ?? model.name}_${field.dbName ?? field.name}_seq"'::regclass)`;
+      case 'autoincrement':
+        return `nextval('"${model.dbName ?? model.name}_${field.dbName ?? field.name}_seq"'::regclass)`;
       // Compared verbatim: write it in the schema as PostgreSQL prints it back.
-      case 'dbgenerated': return String(fn.args[0] ?? '');
+      case 'dbgenerated':
+        return String(fn.args[0] ?? '');
       // Filled in by the client, not the database.
-      case 'uuid': case 'cuid': case 'nanoid': case 'ulid': return null;
-      default: throw new Error(`schema-compare does not render @default(${fn.name}()) (${where}); teach it`);
+      case 'uuid':
+      case 'cuid':
+      case 'nanoid':
+      case 'ulid':
+        return null;
+      default:
+        throw new Error(`schema-compare does not render @default(${fn.name}()) (${where}); teach it`);
     }
   }
   if (field.kind === 'enum') {
@@ -165,10 +191,15 @@ function columnType(field: Field, enumDbName: (name: string) => string): string 
 }
 
 /** Prisma's default constraint and index names: `Table_col1_col2_suffix`, cut to fit 63 characters. */
-export function prismaConstraintName(table: string, columns: readonly string[], suffix: 'pkey' | 'key' | 'idx' | 'fkey'): string {
+export function prismaConstraintName(
+  table: string,
+  columns: readonly string[],
+  suffix: 'pkey' | 'key' | 'idx' | 'fkey',
+): string {
   if (suffix === 'pkey') return `${table}_pkey`;
   let body = [table, ...columns].join('_');
-  if (body.length + suffix.length + 1 > MAX_IDENTIFIER_LENGTH) body = body.slice(0, MAX_IDENTIFIER_LENGTH - suffix.length - 1);
+  if (body.length + suffix.length + 1 > MAX_IDENTIFIER_LENGTH)
+    body = body.slice(0, MAX_IDENTIFIER_LENGTH - suffix.length - 1);
   return `${body}_${suffix}`;
 }
 
@@ -228,14 +259,26 @@ export async function expectedSchemaShape(datamodel: string): Promise<SchemaShap
           table,
           kind: 'foreign key',
           columns,
-          references: { table: tableOf(target), columns: (field.relationToFields ?? []).map((name) => columnOf(target, name)) },
-          onDelete: ON_ACTION[onDelete] ?? (() => { throw new Error(`unknown referential action ${onDelete}`); })(),
-          onUpdate: ON_ACTION[onUpdate] ?? (() => { throw new Error(`unknown referential action ${onUpdate}`); })(),
+          references: {
+            table: tableOf(target),
+            columns: (field.relationToFields ?? []).map((name) => columnOf(target, name)),
+          },
+          onDelete:
+            ON_ACTION[onDelete] ??
+            (() => {
+              throw new Error(`unknown referential action ${onDelete}`);
+            })(),
+          onUpdate:
+            ON_ACTION[onUpdate] ??
+            (() => {
+              throw new Error(`unknown referential action ${onUpdate}`);
+            })(),
           deferrable: false,
         };
         continue;
       }
-      if (field.kind === 'unsupported') throw new Error(`schema-compare cannot check Unsupported fields (${model.name}.${field.name})`);
+      if (field.kind === 'unsupported')
+        throw new Error(`schema-compare cannot check Unsupported fields (${model.name}.${field.name})`);
       const fieldDefault = field.default as { name?: string } | undefined;
       if (fieldDefault && typeof fieldDefault === 'object' && fieldDefault.name === 'autoincrement') {
         // SERIAL / BIGSERIAL brings its own sequence.
@@ -255,19 +298,27 @@ export async function expectedSchemaShape(datamodel: string): Promise<SchemaShap
   // @@unique and @@index, with its fields in order). Older Prisma versions
   // lack it, and then @@index cannot be checked at all: refuse rather than pass.
   const indexes = dmmf.datamodel.indexes;
-  if (!indexes) throw new Error('this Prisma version gives no datamodel.indexes in its DMMF; @@index cannot be checked');
+  if (!indexes)
+    throw new Error('this Prisma version gives no datamodel.indexes in its DMMF; @@index cannot be checked');
   for (const index of indexes) {
     const model = modelByName.get(index.model);
     if (!model) throw new Error(`index on unknown model ${index.model}`);
     const table = tableOf(model);
     const columns = index.fields.map((f) => columnOf(model, f.name));
     for (const f of index.fields) {
-      if (f.operatorClass) throw new Error(`schema-compare does not render operator classes (${model.name}.${f.name}); teach it`);
+      if (f.operatorClass)
+        throw new Error(`schema-compare does not render operator classes (${model.name}.${f.name}); teach it`);
     }
     if (index.type === 'id') {
       const name = index.dbName ?? prismaConstraintName(table, columns, 'pkey');
       shape.constraints[`"${table}".${name}`] = {
-        table, kind: 'primary key', columns, references: null, onDelete: null, onUpdate: null, deferrable: false,
+        table,
+        kind: 'primary key',
+        columns,
+        references: null,
+        onDelete: null,
+        onUpdate: null,
+        deferrable: false,
       };
       continue;
     }
@@ -287,7 +338,9 @@ export async function expectedSchemaShape(datamodel: string): Promise<SchemaShap
 }
 
 /** The expected shape of prisma/schema.prisma itself. */
-export async function expectedShapeOfSchemaFile(file = new URL('../../prisma/schema.prisma', import.meta.url)): Promise<SchemaShape> {
+export async function expectedShapeOfSchemaFile(
+  file = new URL('../../prisma/schema.prisma', import.meta.url),
+): Promise<SchemaShape> {
   return expectedSchemaShape(readFileSync(file, 'utf8'));
 }
 
@@ -295,15 +348,30 @@ export async function expectedShapeOfSchemaFile(file = new URL('../../prisma/sch
 // The database side
 
 const RELATION_KINDS: Record<string, string> = {
-  r: 'table', p: 'partitioned table', v: 'view', m: 'materialized view', f: 'foreign table', S: 'sequence', c: 'composite type',
+  r: 'table',
+  p: 'partitioned table',
+  v: 'view',
+  m: 'materialized view',
+  f: 'foreign table',
+  S: 'sequence',
+  c: 'composite type',
 };
 
 const CONSTRAINT_KINDS: Record<string, ConstraintShape['kind']> = {
-  p: 'primary key', f: 'foreign key', u: 'unique', c: 'check', x: 'exclusion', t: 'trigger',
+  p: 'primary key',
+  f: 'foreign key',
+  u: 'unique',
+  c: 'check',
+  x: 'exclusion',
+  t: 'trigger',
 };
 
 const ACTIONS: Record<string, ReferentialAction> = {
-  a: 'NO ACTION', r: 'RESTRICT', c: 'CASCADE', n: 'SET NULL', d: 'SET DEFAULT',
+  a: 'NO ACTION',
+  r: 'RESTRICT',
+  c: 'CASCADE',
+  n: 'SET NULL',
+  d: 'SET DEFAULT',
 };
 
 /** What the database behind `client` holds in `schema` (default `public`). */
@@ -333,8 +401,17 @@ export async function actualSchemaShape(client: Pick<pg.Client, 'query'>, schema
   }
 
   const columns = await client.query<{
-    table: string; column: string; format: string; base_kind: string; base_name: string; is_array: boolean;
-    own_type: string; not_null: boolean; default: string | null; identity: string; generated: string;
+    table: string;
+    column: string;
+    format: string;
+    base_kind: string;
+    base_name: string;
+    is_array: boolean;
+    own_type: string;
+    not_null: boolean;
+    default: string | null;
+    identity: string;
+    generated: string;
   }>(
     `SELECT c.relname AS table, a.attname AS column,
             format_type(a.atttypid, a.atttypmod) AS format,
@@ -357,19 +434,36 @@ export async function actualSchemaShape(client: Pick<pg.Client, 'query'>, schema
     const type = row.base_kind === 'e' ? `${row.base_name}${row.is_array ? '[]' : ''}` : row.format;
     let dflt = row.default;
     const ownCast = `::${row.own_type}`;
-    if (dflt !== null && dflt.endsWith(ownCast)) dflt = dflt.slice(0, -ownCast.length);
+    if (dflt?.endsWith(ownCast)) dflt = dflt.slice(0, -ownCast.length);
     shape.columns[`"${row.table}"."${row.column}"`] = {
       type,
       notNull: row.not_null,
       default: dflt,
       generated:
-        row.identity === 'a' ? 'identity always' : row.identity === 'd' ? 'identity by default' : row.generated === 's' ? 'stored' : row.generated === 'v' ? 'virtual' : null,
+        row.identity === 'a'
+          ? 'identity always'
+          : row.identity === 'd'
+            ? 'identity by default'
+            : row.generated === 's'
+              ? 'stored'
+              : row.generated === 'v'
+                ? 'virtual'
+                : null,
     };
   }
 
   const indexes = await client.query<{
-    table: string; name: string; unique: boolean; primary: boolean; method: string; predicate: string | null;
-    key_count: number; keys: (string | null)[]; options: number[]; default_opclass: boolean[]; opclasses: string[];
+    table: string;
+    name: string;
+    unique: boolean;
+    primary: boolean;
+    method: string;
+    predicate: string | null;
+    key_count: number;
+    keys: (string | null)[];
+    options: number[];
+    default_opclass: boolean[];
+    opclasses: string[];
   }>(
     `SELECT t.relname AS table, i.relname AS name, ix.indisunique AS unique, ix.indisprimary AS primary,
             am.amname AS method, pg_get_expr(ix.indpred, ix.indrelid) AS predicate, ix.indnkeyatts AS key_count,
@@ -414,8 +508,15 @@ export async function actualSchemaShape(client: Pick<pg.Client, 'query'>, schema
   }
 
   const constraints = await client.query<{
-    table: string; name: string; type: string; columns: string[]; ref_table: string | null; ref_columns: string[];
-    on_delete: string; on_update: string; deferrable: boolean;
+    table: string;
+    name: string;
+    type: string;
+    columns: string[];
+    ref_table: string | null;
+    ref_columns: string[];
+    on_delete: string;
+    on_update: string;
+    deferrable: boolean;
   }>(
     `SELECT t.relname AS table, con.conname AS name, con.contype::text AS type,
             array(SELECT a.attname::text FROM unnest(con.conkey) WITH ORDINALITY AS k(attnum, ord)
@@ -473,10 +574,12 @@ export function compareSchemaShapes(expected: SchemaShape, actual: SchemaShape):
     const have = actual[category] as Record<string, unknown>;
     const label = LABELS[category];
     for (const key of Object.keys(want)) {
-      if (!(key in have)) differences.push(`${label(key)} is missing from the database (the schema declares ${show(want[key])})`);
+      if (!(key in have))
+        differences.push(`${label(key)} is missing from the database (the schema declares ${show(want[key])})`);
     }
     for (const key of Object.keys(have)) {
-      if (!(key in want)) differences.push(`${label(key)} is in the database but not in the schema (${show(have[key])})`);
+      if (!(key in want))
+        differences.push(`${label(key)} is in the database but not in the schema (${show(have[key])})`);
     }
     for (const key of Object.keys(want)) {
       if (!(key in have)) continue;
@@ -489,7 +592,8 @@ export function compareSchemaShapes(expected: SchemaShape, actual: SchemaShape):
       for (const prop of Object.keys(w)) {
         const wp = (w as Record<string, unknown>)[prop];
         const hp = (h as Record<string, unknown>)[prop];
-        if (show(wp) !== show(hp)) differences.push(`${label(key)}: ${prop} is ${show(hp)}, the schema says ${show(wp)}`);
+        if (show(wp) !== show(hp))
+          differences.push(`${label(key)}: ${prop} is ${show(hp)}, the schema says ${show(wp)}`);
       }
     }
   }

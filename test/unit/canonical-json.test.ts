@@ -3,11 +3,21 @@ import { canonicalJson, hashData } from '../../src/domain/messages.ts';
 
 describe('canonicalJson and hashData', () => {
   it('sort object keys at every depth, keep array order', () => {
-    expect(canonicalJson({ b: 1, a: { d: [3, { z: 1, y: 2 }], c: null } })).toBe('{"a":{"c":null,"d":[3,{"y":2,"z":1}]},"b":1}');
+    expect(canonicalJson({ b: 1, a: { d: [3, { z: 1, y: 2 }], c: null } })).toBe(
+      '{"a":{"c":null,"d":[3,{"y":2,"z":1}]},"b":1}',
+    );
   });
 
   it('are valid JSON that parses back to the same value', () => {
-    const value = { s: 'quote " backslash \\ newline \n ünï ✓', n: [0, -1.5, 1e21], t: true, f: false, z: null, e: {}, l: [] };
+    const value = {
+      s: 'quote " backslash \\ newline \n ünï ✓',
+      n: [0, -1.5, 1e21],
+      t: true,
+      f: false,
+      z: null,
+      e: {},
+      l: [],
+    };
     expect(JSON.parse(canonicalJson(value))).toEqual(value);
   });
 
@@ -20,7 +30,17 @@ describe('canonicalJson and hashData', () => {
 
   it('hash different data differently', () => {
     const base = { a: 1, b: [1, 2] };
-    const variants: unknown[] = [{ a: 1, b: [2, 1] }, { a: '1', b: [1, 2] }, { a: 1, b: [1, 2], c: null }, [base], { a: 1 }, null, 0, '', false];
+    const variants: unknown[] = [
+      { a: 1, b: [2, 1] },
+      { a: '1', b: [1, 2] },
+      { a: 1, b: [1, 2], c: null },
+      [base],
+      { a: 1 },
+      null,
+      0,
+      '',
+      false,
+    ];
     const hashes = new Set([hashData(base), ...variants.map(hashData)]);
     expect(hashes.size).toBe(variants.length + 1);
   });

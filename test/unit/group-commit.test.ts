@@ -70,7 +70,12 @@ describe('group commit', () => {
       onBatchFailed: (_error, size) => failed.push(size),
     });
     const lone = write(1);
-    const batch = [2, 3, 4].map((n) => write(n).then((v) => ({ ok: v }), (e: Error) => ({ error: e.message })));
+    const batch = [2, 3, 4].map((n) =>
+      write(n).then(
+        (v) => ({ ok: v }),
+        (e: Error) => ({ error: e.message }),
+      ),
+    );
     first.open();
     expect(await lone).toBe(1);
     expect(await Promise.all(batch)).toEqual([{ ok: 20 }, { error: 'item 3 is bad' }, { ok: 40 }]);

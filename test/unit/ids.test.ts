@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { ID_PREFIX, idFloorAt, idType, newId, newToken, type IdType } from '../../src/domain/ids.ts';
+import { ID_PREFIX, type IdType, idFloorAt, idType, newId, newToken } from '../../src/domain/ids.ts';
 
 const ID = /^[a-z]+_[0-9a-hjkmnp-tv-z]{26}$/;
 

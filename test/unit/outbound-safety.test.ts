@@ -7,11 +7,11 @@ import {
   createAddressPolicy,
   isPublicAddress,
   parseEndpointUrl,
+  type Resolver,
   safeLookup,
   UnsafeAddressError,
   UrlError,
-  type Resolver,
-} from '../../src/delivery/outbound-safety.ts';
+} from '../../src/webhooks/outbound-safety.ts';
 
 const LOOPBACK = ['127.0.0.0/8', '::1/128'];
 
@@ -33,8 +33,20 @@ describe('endpoint URLs', () => {
   });
 
   it('refuses what is not an absolute http(s) URL as BAD_USER_INPUT', () => {
-    for (const url of ['', '   ', 'example.com/hook', '/hook', 'ftp://example.com/', 'file:///etc/passwd', 'javascript:alert(1)',
-      'gopher://example.com', 'ws://example.com', 'http://', 'http://exa mple.com/', 'https://[::1']) {
+    for (const url of [
+      '',
+      '   ',
+      'example.com/hook',
+      '/hook',
+      'ftp://example.com/',
+      'file:///etc/passwd',
+      'javascript:alert(1)',
+      'gopher://example.com',
+      'ws://example.com',
+      'http://',
+      'http://exa mple.com/',
+      'https://[::1',
+    ]) {
       expect(urlError(() => parseEndpointUrl(url)).code, url).toBe('BAD_USER_INPUT');
     }
     expect(urlError(() => parseEndpointUrl('ftp://example.com/')).message).toMatch(/http or https, got ftp/);
@@ -208,7 +220,9 @@ describe('checking a URL when an endpoint is created', () => {
       expect(error.code, url).toBe('UNSAFE_URL');
       expect(error.message).toMatch(/DISPATCH_ALLOW_NETWORKS/);
     }
-    expect(urlError(() => checkUrlAtCreate('http://169.254.169.254/', strict)).message).toMatch(/169\.254\.169\.254 is a link-local address/);
+    expect(urlError(() => checkUrlAtCreate('http://169.254.169.254/', strict)).message).toMatch(
+      /169\.254\.169\.254 is a link-local address/,
+    );
   });
 
   it('leaves host names to the connect-time check', () => {
@@ -237,9 +251,11 @@ describe('checking a URL when an endpoint is created', () => {
 
 /** Calls a lookup the way net.connect does and returns what it answered. */
 function lookupWith(lookup: LookupFunction, hostname: string, all: boolean) {
-  return new Promise<{ err: NodeJS.ErrnoException | null; address: string | LookupAddress[]; family?: number }>((resolve) => {
-    lookup(hostname, all ? { all: true } : {}, (err, address, family) => resolve({ err, address, family }));
-  });
+  return new Promise<{ err: NodeJS.ErrnoException | null; address: string | LookupAddress[]; family?: number }>(
+    (resolve) => {
+      lookup(hostname, all ? { all: true } : {}, (err, address, family) => resolve({ err, address, family }));
+    },
+  );
 }
 
 function fakeResolver(answers: Record<string, LookupAddress[]>): Resolver {
@@ -247,7 +263,11 @@ function fakeResolver(answers: Record<string, LookupAddress[]>): Resolver {
     const addresses = answers[hostname];
     setImmediate(() => {
       if (addresses) callback(null, addresses);
-      else callback(Object.assign(new Error(`getaddrinfo ENOTFOUND ${hostname}`), { code: 'ENOTFOUND', syscall: 'getaddrinfo' }), []);
+      else
+        callback(
+          Object.assign(new Error(`getaddrinfo ENOTFOUND ${hostname}`), { code: 'ENOTFOUND', syscall: 'getaddrinfo' }),
+          [],
+        );
     });
   };
 }
@@ -274,16 +294,32 @@ describe('checking the resolved address at connect time', () => {
   });
 
   it('passes public answers through, in both lookup forms', async () => {
-    const answers = { 'hooks.example.com': [{ address: '93.184.216.34', family: 4 }, { address: '2606:2800:220:1::248', family: 6 }] };
+    const answers = {
+      'hooks.example.com': [
+        { address: '93.184.216.34', family: 4 },
+        { address: '2606:2800:220:1::248', family: 6 },
+      ],
+    };
     const lookup = safeLookup(createAddressPolicy(), fakeResolver(answers));
-    expect(await lookupWith(lookup, 'hooks.example.com', false)).toEqual({ err: null, address: '93.184.216.34', family: 4 });
-    expect(await lookupWith(lookup, 'hooks.example.com', true)).toEqual({ err: null, address: answers['hooks.example.com'], family: undefined });
+    expect(await lookupWith(lookup, 'hooks.example.com', false)).toEqual({
+      err: null,
+      address: '93.184.216.34',
+      family: 4,
+    });
+    expect(await lookupWith(lookup, 'hooks.example.com', true)).toEqual({
+      err: null,
+      address: answers['hooks.example.com'],
+      family: undefined,
+    });
   });
 
   it('refuses a name when any of its addresses is not allowed (DNS rebinding, split answers)', async () => {
     const answers = {
       'rebind.example.com': [{ address: '169.254.169.254', family: 4 }],
-      'mixed.example.com': [{ address: '93.184.216.34', family: 4 }, { address: '10.0.0.7', family: 4 }],
+      'mixed.example.com': [
+        { address: '93.184.216.34', family: 4 },
+        { address: '10.0.0.7', family: 4 },
+      ],
       'mapped.example.com': [{ address: '::ffff:127.0.0.1', family: 6 }],
     };
     const lookup = safeLookup(createAddressPolicy(), fakeResolver(answers));
@@ -302,7 +338,11 @@ describe('checking the resolved address at connect time', () => {
   it('passes DNS failures through unchanged', async () => {
     const { err } = await lookupWith(safeLookup(createAddressPolicy(), fakeResolver({})), 'nx.example.com', false);
     expect(err!.code).toBe('ENOTFOUND');
-    const empty = await lookupWith(safeLookup(createAddressPolicy(), fakeResolver({ 'empty.example.com': [] })), 'empty.example.com', true);
+    const empty = await lookupWith(
+      safeLookup(createAddressPolicy(), fakeResolver({ 'empty.example.com': [] })),
+      'empty.example.com',
+      true,
+    );
     expect(empty.err!.code).toBe('ENOTFOUND');
   });
 

@@ -6,7 +6,7 @@ import {
   nextRetryDelayMs,
   retryAfterDelayMs,
   validateRetrySchedule,
-} from '../../src/delivery/retry.ts';
+} from '../../src/webhooks/retry.ts';
 
 const noJitter = () => 0.5;
 

@@ -1,6 +1,6 @@
 import { Webhook } from 'standardwebhooks';
 import { describe, expect, it } from 'vitest';
-import { generateSecret, isValidSecret, sign, signatureHeaders } from '../../src/delivery/signing.ts';
+import { generateSecret, isValidSecret, sign, signatureHeaders } from '../../src/webhooks/signing.ts';
 
 // The published test vector of the Standard Webhooks reference libraries
 // (standard-webhooks/standard-webhooks, libraries/javascript/src/webhook.test.ts,
@@ -23,14 +23,23 @@ describe('webhook signing', () => {
   });
 
   it('signs like the standardwebhooks reference library', () => {
-    const ours = sign({ msgId: VECTOR.msgId, timestamp: VECTOR.timestamp, body: VECTOR.body, secrets: [VECTOR.secret] });
+    const ours = sign({
+      msgId: VECTOR.msgId,
+      timestamp: VECTOR.timestamp,
+      body: VECTOR.body,
+      secrets: [VECTOR.secret],
+    });
     const theirs = new Webhook(VECTOR.secret).sign(VECTOR.msgId, new Date(VECTOR.timestamp * 1000), VECTOR.body);
     expect(ours).toBe(theirs);
   });
 
   it('is accepted by the standardwebhooks verifier', () => {
     const secret = generateSecret();
-    const body = JSON.stringify({ type: 'invoice.paid', timestamp: new Date().toISOString(), data: { amount: 42, note: 'crème brûlée ✓' } });
+    const body = JSON.stringify({
+      type: 'invoice.paid',
+      timestamp: new Date().toISOString(),
+      data: { amount: 42, note: 'crème brûlée ✓' },
+    });
     const headers = signatureHeaders({ msgId: 'msg_01hx', timestamp: now(), body, secrets: [secret] });
     expect(new Webhook(secret).verify(body, { ...headers })).toEqual(JSON.parse(body));
   });
@@ -39,7 +48,12 @@ describe('webhook signing', () => {
     const oldSecret = generateSecret();
     const newSecret = generateSecret();
     const body = '{"type":"invoice.paid","data":{}}';
-    const headers = signatureHeaders({ msgId: 'msg_rotating', timestamp: now(), body, secrets: [newSecret, oldSecret] });
+    const headers = signatureHeaders({
+      msgId: 'msg_rotating',
+      timestamp: now(),
+      body,
+      secrets: [newSecret, oldSecret],
+    });
 
     const parts = headers['webhook-signature'].split(' ');
     expect(parts).toHaveLength(2);
@@ -82,7 +96,7 @@ describe('webhook signing', () => {
     expect(() => sign({ ...input, secrets: [] })).toThrow(/at least one secret/);
   });
 
-  it('signs ids with dots (a caller\'s messageId), and the verifier accepts them', () => {
+  it("signs ids with dots (a caller's messageId), and the verifier accepts them", () => {
     const secret = generateSecret();
     const body = '{"type":"order.paid","data":{}}';
     const headers = signatureHeaders({ msgId: 'order.1234.paid', timestamp: now(), body, secrets: [secret] });

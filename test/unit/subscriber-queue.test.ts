@@ -14,7 +14,13 @@ function queueOnBus() {
     load: async (events) => events,
     overflowError: () => new Error('overflow'),
   });
-  return { queue, publish: (event: number) => listeners.forEach((l) => l(event)), listeners };
+  return {
+    queue,
+    publish: (event: number) => {
+      for (const l of listeners) l(event);
+    },
+    listeners,
+  };
 }
 
 describe('SubscriberQueue.interrupt', () => {

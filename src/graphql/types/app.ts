@@ -1,7 +1,7 @@
 import { visible } from '../../domain/access.ts';
 import { createApp, DEFAULT_ATTEMPT_TIMEOUT_MS, updateApp } from '../../domain/apps.ts';
 import { archiveEventType, createEventType } from '../../domain/event-types.ts';
-import { DEFAULT_RETRY_SCHEDULE } from '../../delivery/retry.ts';
+import { DEFAULT_RETRY_SCHEDULE } from '../../webhooks/retry.ts';
 import { builder } from '../builder.ts';
 import { PAGE } from '../paging.ts';
 import { EndpointConnection, endpointsNewestFirst } from './endpoint.ts';
@@ -16,7 +16,8 @@ export const AppRef = builder.prismaNode('App', {
     name: t.exposeString('name'),
     retrySchedule: t.field({
       type: ['Int'],
-      description: 'Delays in seconds between tries, after the first (the default schedule unless overridden). Operators only.',
+      description:
+        'Delays in seconds between tries, after the first (the default schedule unless overridden). Operators only.',
       authScopes: { operator: true },
       select: { retrySchedule: true },
       resolve: (app) => (app.retrySchedule.length ? app.retrySchedule : DEFAULT_RETRY_SCHEDULE),
@@ -29,7 +30,12 @@ export const AppRef = builder.prismaNode('App', {
     }),
     createdAt: t.expose('createdAt', { type: 'DateTime' }),
     eventTypes: t.relation('eventTypes', {
-      args: { includeArchived: t.arg.boolean({ defaultValue: false, description: 'Operators only; portal tokens never see archived types.' }) },
+      args: {
+        includeArchived: t.arg.boolean({
+          defaultValue: false,
+          description: 'Operators only; portal tokens never see archived types.',
+        }),
+      },
       query: (args, ctx) => ({
         where: { AND: [visible.eventType(ctx.actor), args.includeArchived ? {} : { archivedAt: null }] },
         orderBy: { name: 'asc' },
@@ -40,36 +46,54 @@ export const AppRef = builder.prismaNode('App', {
       nullable: true,
       args: { name: t.arg.string({ required: true }) },
       resolve: (query, app, args, ctx) =>
-        ctx.domain.prisma.eventType.findFirst({ ...query, where: { appId: app.id, name: args.name, AND: [visible.eventType(ctx.actor)] } }),
+        ctx.domain.prisma.eventType.findFirst({
+          ...query,
+          where: { appId: app.id, name: args.name, AND: [visible.eventType(ctx.actor)] },
+        }),
     }),
-    recipients: t.relatedConnection('recipients', {
-      ...PAGE,
-      cursor: 'id',
-      query: (_args, ctx) => ({ where: visible.recipient(ctx.actor), orderBy: { id: 'desc' } }),
-    }, RecipientConnection),
+    recipients: t.relatedConnection(
+      'recipients',
+      {
+        ...PAGE,
+        cursor: 'id',
+        query: (_args, ctx) => ({ where: visible.recipient(ctx.actor), orderBy: { id: 'desc' } }),
+      },
+      RecipientConnection,
+    ),
     recipient: t.prismaField({
       type: 'Recipient',
       nullable: true,
       args: { recipientId: t.arg.string({ required: true, description: "The operator's own id of the recipient." }) },
       resolve: (query, app, args, ctx) =>
-        ctx.domain.prisma.recipient.findFirst({ ...query, where: { appId: app.id, uid: args.recipientId, AND: [visible.recipient(ctx.actor)] } }),
+        ctx.domain.prisma.recipient.findFirst({
+          ...query,
+          where: { appId: app.id, uid: args.recipientId, AND: [visible.recipient(ctx.actor)] },
+        }),
     }),
     endpoints: t.relatedConnection('endpoints', endpointsNewestFirst, EndpointConnection),
-    messages: t.relatedConnection('messages', {
-      ...PAGE,
-      cursor: 'id',
-      description: 'Newest first.',
-      args: {
-        ...messageFilterArgs,
-        recipientId: t.arg.string({ description: "Only this recipient's messages (the operator's id)." }),
-      },
-      query: (args, ctx) => ({
-        where: {
-          AND: [visible.message(ctx.actor), messageFilter(args), args.recipientId ? { recipient: { uid: args.recipientId } } : {}],
+    messages: t.relatedConnection(
+      'messages',
+      {
+        ...PAGE,
+        cursor: 'id',
+        description: 'Newest first.',
+        args: {
+          ...messageFilterArgs,
+          recipientId: t.arg.string({ description: "Only this recipient's messages (the operator's id)." }),
         },
-        orderBy: { id: 'desc' },
-      }),
-    }, MessageConnection),
+        query: (args, ctx) => ({
+          where: {
+            AND: [
+              visible.message(ctx.actor),
+              messageFilter(args),
+              args.recipientId ? { recipient: { uid: args.recipientId } } : {},
+            ],
+          },
+          orderBy: { id: 'desc' },
+        }),
+      },
+      MessageConnection,
+    ),
   }),
 });
 
@@ -80,7 +104,11 @@ builder.prismaNode('EventType', {
   fields: (t) => ({
     name: t.exposeString('name'),
     description: t.exposeString('description', { nullable: true }),
-    schema: t.expose('schema', { type: 'JSON', nullable: true, description: 'JSON Schema that message data must match.' }),
+    schema: t.expose('schema', {
+      type: 'JSON',
+      nullable: true,
+      description: 'JSON Schema that message data must match.',
+    }),
     archived: t.boolean({ select: { archivedAt: true }, resolve: (et) => et.archivedAt !== null }),
     archivedAt: t.expose('archivedAt', { type: 'DateTime', nullable: true }),
     createdAt: t.expose('createdAt', { type: 'DateTime' }),
@@ -96,13 +124,20 @@ export const RecipientRef = builder.prismaNode('Recipient', {
     createdAt: t.expose('createdAt', { type: 'DateTime' }),
     app: t.relation('app'),
     endpoints: t.relatedConnection('endpoints', endpointsNewestFirst, EndpointConnection),
-    messages: t.relatedConnection('messages', {
-      ...PAGE,
-      cursor: 'id',
-      description: 'Newest first.',
-      args: messageFilterArgs,
-      query: (args, ctx) => ({ where: { AND: [visible.message(ctx.actor), messageFilter(args)] }, orderBy: { id: 'desc' } }),
-    }, MessageConnection),
+    messages: t.relatedConnection(
+      'messages',
+      {
+        ...PAGE,
+        cursor: 'id',
+        description: 'Newest first.',
+        args: messageFilterArgs,
+        query: (args, ctx) => ({
+          where: { AND: [visible.message(ctx.actor), messageFilter(args)] },
+          orderBy: { id: 'desc' },
+        }),
+      },
+      MessageConnection,
+    ),
   }),
 });
 
@@ -110,18 +145,23 @@ export const AppConnection = builder.connectionObject({ type: AppRef, name: 'App
 export const RecipientConnection = builder.connectionObject({ type: RecipientRef, name: 'RecipientConnection' });
 
 builder.queryFields((t) => ({
-  apps: t.prismaConnection({
-    type: 'App',
-    ...PAGE,
-    cursor: 'id',
-    description: "The apps this token may see: the workspace's, or a portal token's one app. Newest first.",
-    resolve: (query, _root, _args, ctx) => ctx.domain.prisma.app.findMany({ ...query, where: visible.app(ctx.actor), orderBy: { id: 'desc' } }),
-  }, AppConnection),
+  apps: t.prismaConnection(
+    {
+      type: 'App',
+      ...PAGE,
+      cursor: 'id',
+      description: "The apps this token may see: the workspace's, or a portal token's one app. Newest first.",
+      resolve: (query, _root, _args, ctx) =>
+        ctx.domain.prisma.app.findMany({ ...query, where: visible.app(ctx.actor), orderBy: { id: 'desc' } }),
+    },
+    AppConnection,
+  ),
   app: t.prismaField({
     type: 'App',
     nullable: true,
     args: { id: t.arg.id({ required: true }) },
-    resolve: (query, _root, args, ctx) => ctx.domain.prisma.app.findFirst({ ...query, where: { id: args.id, AND: [visible.app(ctx.actor)] } }),
+    resolve: (query, _root, args, ctx) =>
+      ctx.domain.prisma.app.findFirst({ ...query, where: { id: args.id, AND: [visible.app(ctx.actor)] } }),
   }),
   recipient: t.prismaField({
     type: 'Recipient',
@@ -131,14 +171,20 @@ builder.queryFields((t) => ({
       recipientId: t.arg.string({ required: true, description: "The operator's own id of the recipient." }),
     },
     resolve: (query, _root, args, ctx) =>
-      ctx.domain.prisma.recipient.findFirst({ ...query, where: { appId: args.appId, uid: args.recipientId, AND: [visible.recipient(ctx.actor)] } }),
+      ctx.domain.prisma.recipient.findFirst({
+        ...query,
+        where: { appId: args.appId, uid: args.recipientId, AND: [visible.recipient(ctx.actor)] },
+      }),
   }),
 }));
 
 const CreateAppInput = builder.inputType('CreateAppInput', {
   fields: (t) => ({
     name: t.string({ required: true }),
-    retrySchedule: t.intList({ description: 'Delays in seconds between tries, after the first. Default: 5, 300, 1800, 7200, 18000, 36000, 36000.' }),
+    retrySchedule: t.intList({
+      description:
+        'Delays in seconds between tries, after the first. Default: 5, 300, 1800, 7200, 18000, 36000, 36000.',
+    }),
     attemptTimeoutMs: t.int({ description: 'Timeout of one try in milliseconds (100 to 60000). Default 15000.' }),
   }),
 });
@@ -155,7 +201,10 @@ const UpdateAppInput = builder.inputType('UpdateAppInput', {
 const CreateEventTypeInput = builder.inputType('CreateEventTypeInput', {
   fields: (t) => ({
     appId: t.id({ required: true }),
-    name: t.string({ required: true, description: 'Dot-separated segments of letters, digits, "_" and "-", e.g. invoice.paid.' }),
+    name: t.string({
+      required: true,
+      description: 'Dot-separated segments of letters, digits, "_" and "-", e.g. invoice.paid.',
+    }),
     description: t.string(),
     schema: t.field({ type: 'JSON', description: 'A JSON Schema that message data must match.' }),
   }),
@@ -170,26 +219,34 @@ builder.mutationFields((t) => ({
     type: 'App',
     authScopes: { operator: true },
     args: { input: t.arg({ type: CreateAppInput, required: true }) },
-    resolve: async (query, _root, { input }, ctx) => ctx.domain.prisma.app.findUniqueOrThrow({ ...query, where: { id: (await createApp(ctx.domain, input)).id } }),
+    resolve: async (query, _root, { input }, ctx) =>
+      ctx.domain.prisma.app.findUniqueOrThrow({ ...query, where: { id: (await createApp(ctx.domain, input)).id } }),
   }),
   updateApp: t.prismaField({
     type: 'App',
     authScopes: { operator: true },
     args: { input: t.arg({ type: UpdateAppInput, required: true }) },
-    resolve: async (query, _root, { input }, ctx) => ctx.domain.prisma.app.findUniqueOrThrow({ ...query, where: { id: (await updateApp(ctx.domain, input)).id } }),
+    resolve: async (query, _root, { input }, ctx) =>
+      ctx.domain.prisma.app.findUniqueOrThrow({ ...query, where: { id: (await updateApp(ctx.domain, input)).id } }),
   }),
   createEventType: t.prismaField({
     type: 'EventType',
     authScopes: { operator: true },
     args: { input: t.arg({ type: CreateEventTypeInput, required: true }) },
     resolve: async (query, _root, { input }, ctx) =>
-      ctx.domain.prisma.eventType.findUniqueOrThrow({ ...query, where: { id: (await createEventType(ctx.domain, input)).id } }),
+      ctx.domain.prisma.eventType.findUniqueOrThrow({
+        ...query,
+        where: { id: (await createEventType(ctx.domain, input)).id },
+      }),
   }),
   archiveEventType: t.prismaField({
     type: 'EventType',
     authScopes: { operator: true },
     args: { input: t.arg({ type: ArchiveEventTypeInput, required: true }) },
     resolve: async (query, _root, { input }, ctx) =>
-      ctx.domain.prisma.eventType.findUniqueOrThrow({ ...query, where: { id: (await archiveEventType(ctx.domain, input)).id } }),
+      ctx.domain.prisma.eventType.findUniqueOrThrow({
+        ...query,
+        where: { id: (await archiveEventType(ctx.domain, input)).id },
+      }),
   }),
 }));

@@ -13,7 +13,9 @@ export const EndpointRef = builder.prismaNode('Endpoint', {
   fields: (t) => ({
     url: t.exposeString('url'),
     description: t.exposeString('description', { nullable: true }),
-    eventTypes: t.exposeStringList('eventTypes', { description: 'Event types this endpoint receives; empty means all.' }),
+    eventTypes: t.exposeStringList('eventTypes', {
+      description: 'Event types this endpoint receives; empty means all.',
+    }),
     disabled: t.exposeBoolean('disabled'),
     disabledReason: t.exposeString('disabledReason', { nullable: true }),
     disabledAt: t.expose('disabledAt', { type: 'DateTime', nullable: true }),
@@ -32,16 +34,20 @@ export const EndpointRef = builder.prismaNode('Endpoint', {
       select: { recipient: { select: { uid: true } } },
       resolve: (e) => e.recipient.uid,
     }),
-    deliveries: t.relatedConnection('deliveries', {
-      ...PAGE,
-      cursor: 'id',
-      description: 'Newest first.',
-      args: { status: t.arg({ type: DeliveryStatusEnum }) },
-      query: (args, ctx) => ({
-        where: { AND: [visible.delivery(ctx.actor), args.status ? { status: args.status } : {}] },
-        orderBy: { id: 'desc' },
-      }),
-    }, DeliveryConnection),
+    deliveries: t.relatedConnection(
+      'deliveries',
+      {
+        ...PAGE,
+        cursor: 'id',
+        description: 'Newest first.',
+        args: { status: t.arg({ type: DeliveryStatusEnum }) },
+        query: (args, ctx) => ({
+          where: { AND: [visible.delivery(ctx.actor), args.status ? { status: args.status } : {}] },
+          orderBy: { id: 'desc' },
+        }),
+      },
+      DeliveryConnection,
+    ),
     attempts: t.relatedConnection('attempts', attemptsNewestFirst, AttemptConnection),
   }),
 });
@@ -50,7 +56,10 @@ export const EndpointRef = builder.prismaNode('Endpoint', {
 export const endpointsNewestFirst = {
   ...PAGE,
   cursor: 'id' as const,
-  query: (_args: unknown, ctx: GraphQLContext) => ({ where: visible.endpoint(ctx.actor), orderBy: { id: 'desc' as const } }),
+  query: (_args: unknown, ctx: GraphQLContext) => ({
+    where: visible.endpoint(ctx.actor),
+    orderBy: { id: 'desc' as const },
+  }),
 };
 
 export const EndpointConnection = builder.connectionObject({ type: EndpointRef, name: 'EndpointConnection' });
@@ -60,14 +69,18 @@ builder.queryField('endpoint', (t) =>
     type: 'Endpoint',
     nullable: true,
     args: { id: t.arg.id({ required: true }) },
-    resolve: (query, _root, args, ctx) => ctx.domain.prisma.endpoint.findFirst({ ...query, where: { id: args.id, AND: [visible.endpoint(ctx.actor)] } }),
+    resolve: (query, _root, args, ctx) =>
+      ctx.domain.prisma.endpoint.findFirst({ ...query, where: { id: args.id, AND: [visible.endpoint(ctx.actor)] } }),
   }),
 );
 
 const CreateEndpointInput = builder.inputType('CreateEndpointInput', {
   fields: (t) => ({
     appId: t.id({ required: true }),
-    recipientId: t.string({ required: true, description: "The operator's own id of the recipient; created on first use." }),
+    recipientId: t.string({
+      required: true,
+      description: "The operator's own id of the recipient; created on first use.",
+    }),
     url: t.string({ required: true }),
     eventTypes: t.stringList({ description: 'Event types to receive; empty or absent means all.' }),
     description: t.string(),
@@ -87,12 +100,16 @@ const UpdateEndpointInput = builder.inputType('UpdateEndpointInput', {
   }),
 });
 
-const DeleteEndpointInput = builder.inputType('DeleteEndpointInput', { fields: (t) => ({ id: t.id({ required: true }) }) });
+const DeleteEndpointInput = builder.inputType('DeleteEndpointInput', {
+  fields: (t) => ({ id: t.id({ required: true }) }),
+});
 
 const RotateEndpointSecretInput = builder.inputType('RotateEndpointSecretInput', {
   fields: (t) => ({
     id: t.id({ required: true }),
-    gracePeriodSeconds: t.int({ description: 'How long the old secret keeps signing: default 86400 (24 h), at most 604800 (7 days).' }),
+    gracePeriodSeconds: t.int({
+      description: 'How long the old secret keeps signing: default 86400 (24 h), at most 604800 (7 days).',
+    }),
   }),
 });
 
@@ -101,20 +118,29 @@ builder.mutationFields((t) => ({
     type: 'Endpoint',
     args: { input: t.arg({ type: CreateEndpointInput, required: true }) },
     resolve: async (query, _root, { input }, ctx) =>
-      ctx.domain.prisma.endpoint.findUniqueOrThrow({ ...query, where: { id: (await createEndpoint(ctx.domain, input)).id } }),
+      ctx.domain.prisma.endpoint.findUniqueOrThrow({
+        ...query,
+        where: { id: (await createEndpoint(ctx.domain, input)).id },
+      }),
   }),
   updateEndpoint: t.prismaField({
     type: 'Endpoint',
     args: { input: t.arg({ type: UpdateEndpointInput, required: true }) },
     resolve: async (query, _root, { input }, ctx) =>
-      ctx.domain.prisma.endpoint.findUniqueOrThrow({ ...query, where: { id: (await updateEndpoint(ctx.domain, input)).id } }),
+      ctx.domain.prisma.endpoint.findUniqueOrThrow({
+        ...query,
+        where: { id: (await updateEndpoint(ctx.domain, input)).id },
+      }),
   }),
   deleteEndpoint: t.prismaField({
     type: 'Endpoint',
     args: { input: t.arg({ type: DeleteEndpointInput, required: true }) },
     resolve: async (query, _root, { input }, ctx) => {
       // Read what the client selected before the row is gone.
-      const snapshot = await ctx.domain.prisma.endpoint.findFirst({ ...query, where: { id: input.id, AND: [visible.endpoint(ctx.actor)] } });
+      const snapshot = await ctx.domain.prisma.endpoint.findFirst({
+        ...query,
+        where: { id: input.id, AND: [visible.endpoint(ctx.actor)] },
+      });
       const deleted = await deleteEndpoint(ctx.domain, input);
       return snapshot ?? deleted;
     },
@@ -123,6 +149,9 @@ builder.mutationFields((t) => ({
     type: 'Endpoint',
     args: { input: t.arg({ type: RotateEndpointSecretInput, required: true }) },
     resolve: async (query, _root, { input }, ctx) =>
-      ctx.domain.prisma.endpoint.findUniqueOrThrow({ ...query, where: { id: (await rotateEndpointSecret(ctx.domain, input)).id } }),
+      ctx.domain.prisma.endpoint.findUniqueOrThrow({
+        ...query,
+        where: { id: (await rotateEndpointSecret(ctx.domain, input)).id },
+      }),
   }),
 }));

@@ -1,6 +1,6 @@
 import type { Message, Prisma } from '../../db/client.ts';
-import { messageNamed, sendMessage } from '../../domain/messages.ts';
 import { visible } from '../../domain/access.ts';
+import { messageNamed, sendMessage } from '../../domain/messages.ts';
 import { builder } from '../builder.ts';
 import type { GraphQLContext } from '../context.ts';
 import { PAGE } from '../paging.ts';
@@ -34,7 +34,10 @@ export const attemptsNewestFirst = {
   ...PAGE,
   cursor: 'id' as const,
   description: 'Newest first.',
-  query: (_args: unknown, ctx: GraphQLContext) => ({ where: visible.attempt(ctx.actor), orderBy: { id: 'desc' as const } }),
+  query: (_args: unknown, ctx: GraphQLContext) => ({
+    where: visible.attempt(ctx.actor),
+    orderBy: { id: 'desc' as const },
+  }),
 };
 
 export const MessageRef = builder.prismaNode('Message', {
@@ -42,7 +45,9 @@ export const MessageRef = builder.prismaNode('Message', {
   nullable: true,
   findUnique: (id, ctx) => ({ id, AND: [visible.message(ctx.actor)] }),
   fields: (t) => ({
-    messageId: t.exposeString('uid', { description: "The caller's messageId (idempotency key), else the same as id. Sent as webhook-id." }),
+    messageId: t.exposeString('uid', {
+      description: "The caller's messageId (idempotency key), else the same as id. Sent as webhook-id.",
+    }),
     eventType: t.exposeString('eventType'),
     data: t.expose('data', { type: 'JSON' }),
     createdAt: t.expose('createdAt', { type: 'DateTime' }),
@@ -53,15 +58,19 @@ export const MessageRef = builder.prismaNode('Message', {
       select: { recipient: { select: { uid: true } } },
       resolve: (m) => m.recipient.uid,
     }),
-    deliveries: t.relatedConnection('deliveries', {
-      ...PAGE,
-      cursor: 'id',
-      args: { status: t.arg({ type: DeliveryStatusEnum }) },
-      query: (args, ctx) => ({
-        where: { AND: [visible.delivery(ctx.actor), args.status ? { status: args.status } : {}] },
-        orderBy: { id: 'asc' },
-      }),
-    }, DeliveryConnection),
+    deliveries: t.relatedConnection(
+      'deliveries',
+      {
+        ...PAGE,
+        cursor: 'id',
+        args: { status: t.arg({ type: DeliveryStatusEnum }) },
+        query: (args, ctx) => ({
+          where: { AND: [visible.delivery(ctx.actor), args.status ? { status: args.status } : {}] },
+          orderBy: { id: 'asc' },
+        }),
+      },
+      DeliveryConnection,
+    ),
     attempts: t.relatedConnection('attempts', attemptsNewestFirst, AttemptConnection),
   }),
 });
@@ -92,12 +101,16 @@ export const AttemptRef = builder.prismaNode('Attempt', {
     trigger: t.expose('trigger', { type: AttemptTriggerEnum }),
     url: t.exposeString('url'),
     responseStatusCode: t.exposeInt('responseStatusCode', { nullable: true }),
-    responseBody: t.exposeString('responseBody', { nullable: true, description: 'The first 16 KiB of the response body.' }),
+    responseBody: t.exposeString('responseBody', {
+      nullable: true,
+      description: 'The first 16 KiB of the response body.',
+    }),
     durationMs: t.exposeInt('durationMs', { nullable: true }),
     error: t.exposeString('error', { nullable: true }),
     errorKind: t.exposeString('errorKind', {
       nullable: true,
-      description: 'timeout, connection_refused, connection_reset, dns, tls, unsafe_address, redirect, http_status, invalid_response or network.',
+      description:
+        'timeout, connection_refused, connection_reset, dns, tls, unsafe_address, redirect, http_status, invalid_response or network.',
     }),
     createdAt: t.expose('createdAt', { type: 'DateTime' }),
     finishedAt: t.expose('finishedAt', { type: 'DateTime', nullable: true }),
@@ -129,22 +142,30 @@ builder.queryField('message', (t) =>
 const SendMessageInput = builder.inputType('SendMessageInput', {
   fields: (t) => ({
     appId: t.id({ required: true }),
-    recipientId: t.string({ required: true, description: "The operator's own id of the recipient; created on first use." }),
+    recipientId: t.string({
+      required: true,
+      description: "The operator's own id of the recipient; created on first use.",
+    }),
     eventType: t.string({ required: true }),
     data: t.field({ type: 'JSON', required: true }),
-    messageId: t.string({ description: 'Your id for this message; sending it again deduplicates. Sent as webhook-id.' }),
+    messageId: t.string({
+      description: 'Your id for this message; sending it again deduplicates. Sent as webhook-id.',
+    }),
     idempotencyKey: t.string({ description: 'Another name for messageId.' }),
   }),
 });
 
-const SendMessagePayload = builder.objectRef<{ message: Message; deduplicated: boolean }>('SendMessagePayload').implement({
-  fields: (t) => ({
-    message: t.field({ type: MessageRef, resolve: (payload) => payload.message }),
-    deduplicated: t.exposeBoolean('deduplicated', {
-      description: 'True when this id was sent before: the original message is returned and nothing new is delivered.',
+const SendMessagePayload = builder
+  .objectRef<{ message: Message; deduplicated: boolean }>('SendMessagePayload')
+  .implement({
+    fields: (t) => ({
+      message: t.field({ type: MessageRef, resolve: (payload) => payload.message }),
+      deduplicated: t.exposeBoolean('deduplicated', {
+        description:
+          'True when this id was sent before: the original message is returned and nothing new is delivered.',
+      }),
     }),
-  }),
-});
+  });
 
 builder.mutationField('sendMessage', (t) =>
   t.field({

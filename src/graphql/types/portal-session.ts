@@ -1,4 +1,4 @@
-import { createPortalSession, revokePortalSessions, type CreatedPortalSession } from '../../domain/portal-sessions.ts';
+import { type CreatedPortalSession, createPortalSession, revokePortalSessions } from '../../domain/portal-sessions.ts';
 import { builder } from '../builder.ts';
 
 const PortalSession = builder.objectRef<CreatedPortalSession>('PortalSession').implement({

@@ -34,13 +34,17 @@ builder.scalarType('DateTime', {
   serialize: (value) => (value instanceof Date ? value.toISOString() : new Date(value as string).toISOString()),
   parseValue: (value) => {
     if (typeof value !== 'string' || !/^\d{4}-\d{2}-\d{2}T/.test(value) || Number.isNaN(Date.parse(value))) {
-      throw new GraphQLError('DateTime must be an ISO-8601 string such as 2026-11-28T12:00:00Z', { extensions: { code: 'BAD_USER_INPUT' } });
+      throw new GraphQLError('DateTime must be an ISO-8601 string such as 2026-11-28T12:00:00Z', {
+        extensions: { code: 'BAD_USER_INPUT' },
+      });
     }
     return new Date(value);
   },
   parseLiteral: (node) => {
     if (node.kind !== Kind.STRING || !/^\d{4}-\d{2}-\d{2}T/.test(node.value) || Number.isNaN(Date.parse(node.value))) {
-      throw new GraphQLError('DateTime must be an ISO-8601 string such as 2026-11-28T12:00:00Z', { extensions: { code: 'BAD_USER_INPUT' } });
+      throw new GraphQLError('DateTime must be an ISO-8601 string such as 2026-11-28T12:00:00Z', {
+        extensions: { code: 'BAD_USER_INPUT' },
+      });
     }
     return new Date(node.value);
   },

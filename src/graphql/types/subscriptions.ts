@@ -3,9 +3,14 @@ import type { GraphQLResolveInfo } from 'graphql';
 import type { PrismaClient } from '../../db/client.ts';
 import { CREDENTIAL_RECHECK_MS, credentialEnded, credentialStatus } from '../../domain/credential-checks.ts';
 import { DispatchError } from '../../domain/errors.ts';
-import { attemptAtEvent, attemptFeedScope, inScope, messageFeedScope, type FeedScope } from '../../domain/live-feed.ts';
+import { attemptAtEvent, attemptFeedScope, type FeedScope, inScope, messageFeedScope } from '../../domain/live-feed.ts';
 import type { AttemptEvent, LiveBus, MessageEvent } from '../../live/bus.ts';
-import { liveEventsDelivered, liveEventsDropped, liveSubscribers, liveSubscriptionsInterrupted } from '../../live/metrics.ts';
+import {
+  liveEventsDelivered,
+  liveEventsDropped,
+  liveSubscribers,
+  liveSubscriptionsInterrupted,
+} from '../../live/metrics.ts';
 import { SubscriberQueue } from '../../live/subscriber-queue.ts';
 import { builder } from '../builder.ts';
 import type { GraphQLContext } from '../context.ts';
@@ -26,12 +31,25 @@ type Model = 'attempt' | 'message';
  * not 50 per event.
  */
 class RowBatcher {
-  private pending = new Map<string, { model: Model; args: { where: object; select?: object; include?: object }; ids: Map<string, ((row: Row | null) => void)[]>; fail: ((e: unknown) => void)[] }>();
+  private pending = new Map<
+    string,
+    {
+      model: Model;
+      args: { where: object; select?: object; include?: object };
+      ids: Map<string, ((row: Row | null) => void)[]>;
+      fail: ((e: unknown) => void)[];
+    }
+  >();
   private scheduled = false;
 
   constructor(private readonly prisma: PrismaClient) {}
 
-  load(key: string, model: Model, args: { where: object; select?: object; include?: object }, id: string): Promise<Row | null> {
+  load(
+    key: string,
+    model: Model,
+    args: { where: object; select?: object; include?: object },
+    id: string,
+  ): Promise<Row | null> {
     return new Promise((resolve, reject) => {
       let batch = this.pending.get(key);
       if (!batch) {
@@ -135,7 +153,10 @@ const feedInterrupted = () =>
  * before events flow again would silently miss what happens until then.
  */
 const feedReconnecting = () =>
-  new DispatchError('FEED_INTERRUPTED', 'the live feed is reconnecting and cannot receive events yet: subscribe again shortly (with backoff)');
+  new DispatchError(
+    'FEED_INTERRUPTED',
+    'the live feed is reconnecting and cannot receive events yet: subscribe again shortly (with backoff)',
+  );
 
 function requireBus(ctx: GraphQLContext, field: string): LiveBus {
   // Every API process is started with a bus; a schema executed without one has no feed to offer.
@@ -162,7 +183,10 @@ function selectionOf(ctx: GraphQLContext, info: GraphQLResolveInfo): { select?: 
  * session's expiry, and every CREDENTIAL_RECHECK_MS while no events come.
  * Returns the check (false once ended) and the function that stops the timers.
  */
-async function watchCredential(ctx: GraphQLContext, end: (error: DispatchError) => void): Promise<{ check(): Promise<boolean>; stop(): void }> {
+async function watchCredential(
+  ctx: GraphQLContext,
+  end: (error: DispatchError) => void,
+): Promise<{ check(): Promise<boolean>; stop(): void }> {
   const { prisma } = ctx.domain;
   let ended = false;
   let expiry: NodeJS.Timeout | undefined;
@@ -191,7 +215,10 @@ async function watchCredential(ctx: GraphQLContext, end: (error: DispatchError) 
   };
 }
 
-async function feed<E extends { appId: string; recipientId: string; messageId: string; endpointId?: string }, R>(options: {
+async function feed<
+  E extends { appId: string; recipientId: string; messageId: string; endpointId?: string },
+  R,
+>(options: {
   field: string;
   ctx: GraphQLContext;
   info: GraphQLResolveInfo;
@@ -223,7 +250,9 @@ async function feed<E extends { appId: string; recipientId: string; messageId: s
       if (!(await credential.check())) return [];
       return Promise.all(
         events.map((event) =>
-          loadedOnce(event, key, () => batcher.load(key, model, args, options.id(event)).then((row) => (row ? options.present(row, event) : null))),
+          loadedOnce(event, key, () =>
+            batcher.load(key, model, args, options.id(event)).then((row) => (row ? options.present(row, event) : null)),
+          ),
         ),
       );
     },
@@ -261,7 +290,7 @@ builder.subscriptionFields((t) => ({
     description:
       'Each attempt of the app when it starts (status SENDING) and when it ends (SUCCEEDED or FAILED), within a second, whichever process made it. ' +
       "Narrowed by recipient (the operator's id), message (msg_… or the caller's messageId) and endpoint. " +
-      'A portal token only receives its own recipient\'s attempts. A subscriber more than 1000 events behind is cut off with RATE_LIMITED; one whose API key or portal session ends, with UNAUTHENTICATED. ' +
+      "A portal token only receives its own recipient's attempts. A subscriber more than 1000 events behind is cut off with RATE_LIMITED; one whose API key or portal session ends, with UNAUTHENTICATED. " +
       'When events may have been missed (this API process lost its connection to the event bus), it ends with FEED_INTERRUPTED: subscribe again, then re-read with queries.',
     args: {
       appId: t.arg.id({ required: true }),
@@ -290,7 +319,7 @@ builder.subscriptionFields((t) => ({
     type: MessageRef,
     description:
       'Each new message of the app (deduplicated sends are not new), including messages no endpoint receives. ' +
-      'A portal token only receives its own recipient\'s messages. A subscriber more than 1000 events behind is cut off with RATE_LIMITED; one whose API key or portal session ends, with UNAUTHENTICATED. ' +
+      "A portal token only receives its own recipient's messages. A subscriber more than 1000 events behind is cut off with RATE_LIMITED; one whose API key or portal session ends, with UNAUTHENTICATED. " +
       'When events may have been missed (this API process lost its connection to the event bus), it ends with FEED_INTERRUPTED: subscribe again, then re-read with queries.',
     args: {
       appId: t.arg.id({ required: true }),

@@ -1,5 +1,5 @@
-import type { Actor } from '../../domain/actor.ts';
 import { visible } from '../../domain/access.ts';
+import type { Actor } from '../../domain/actor.ts';
 import { builder } from '../builder.ts';
 import { ViewerKindEnum } from './enums.ts';
 
@@ -11,18 +11,23 @@ const Viewer = builder.objectRef<Actor>('Viewer').implement({
       type: 'Workspace',
       nullable: true,
       resolve: (query, actor, _args, ctx) =>
-        actor.kind === 'operator' ? ctx.domain.prisma.workspace.findFirst({ ...query, where: visible.workspace(actor) }) : null,
+        actor.kind === 'operator'
+          ? ctx.domain.prisma.workspace.findFirst({ ...query, where: visible.workspace(actor) })
+          : null,
     }),
     app: t.prismaField({
       type: 'App',
       nullable: true,
-      resolve: (query, actor, _args, ctx) => (actor.kind === 'portal' ? ctx.domain.prisma.app.findFirst({ ...query, where: { id: actor.appId } }) : null),
+      resolve: (query, actor, _args, ctx) =>
+        actor.kind === 'portal' ? ctx.domain.prisma.app.findFirst({ ...query, where: { id: actor.appId } }) : null,
     }),
     recipient: t.prismaField({
       type: 'Recipient',
       nullable: true,
       resolve: (query, actor, _args, ctx) =>
-        actor.kind === 'portal' ? ctx.domain.prisma.recipient.findFirst({ ...query, where: { id: actor.recipientId } }) : null,
+        actor.kind === 'portal'
+          ? ctx.domain.prisma.recipient.findFirst({ ...query, where: { id: actor.recipientId } })
+          : null,
     }),
   }),
 });

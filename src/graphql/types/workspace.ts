@@ -1,6 +1,6 @@
 import type { ApiKey } from '../../db/client.ts';
 import { visible } from '../../domain/access.ts';
-import { createApiKey, revokeApiKey, type CreatedApiKey } from '../../domain/api-keys.ts';
+import { type CreatedApiKey, createApiKey, revokeApiKey } from '../../domain/api-keys.ts';
 import { forbidden, notFound } from '../../domain/errors.ts';
 import { builder } from '../builder.ts';
 import { PAGE } from '../paging.ts';
@@ -13,15 +13,19 @@ builder.prismaNode('Workspace', {
   fields: (t) => ({
     name: t.exposeString('name'),
     createdAt: t.expose('createdAt', { type: 'DateTime' }),
-    apiKeys: t.relatedConnection('apiKeys', {
-      ...PAGE,
-      cursor: 'id',
-      args: { includeRevoked: t.arg.boolean({ defaultValue: false }) },
-      query: (args, ctx) => ({
-        where: { AND: [visible.apiKey(ctx.actor), args.includeRevoked ? {} : { revokedAt: null }] },
-        orderBy: { id: 'desc' },
-      }),
-    }, ApiKeyConnection),
+    apiKeys: t.relatedConnection(
+      'apiKeys',
+      {
+        ...PAGE,
+        cursor: 'id',
+        args: { includeRevoked: t.arg.boolean({ defaultValue: false }) },
+        query: (args, ctx) => ({
+          where: { AND: [visible.apiKey(ctx.actor), args.includeRevoked ? {} : { revokedAt: null }] },
+          orderBy: { id: 'desc' },
+        }),
+      },
+      ApiKeyConnection,
+    ),
   }),
 });
 

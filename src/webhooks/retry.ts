@@ -72,7 +72,11 @@ function parseRetryAfterMs(header: string, now: number): number | undefined {
  * Only call this when the schedule has a next delay (nextRetryDelayMs is not
  * null): Retry-After never adds tries.
  */
-export function retryAfterDelayMs(header: string | null | undefined, scheduledMs: number, now: number | Date = Date.now()): number {
+export function retryAfterDelayMs(
+  header: string | null | undefined,
+  scheduledMs: number,
+  now: number | Date = Date.now(),
+): number {
   if (!header) return scheduledMs;
   const requested = parseRetryAfterMs(header, typeof now === 'number' ? now : now.getTime());
   if (requested === undefined) return scheduledMs;

@@ -1,4 +1,4 @@
-import { createHmac, createSecretKey, randomBytes, type KeyObject } from 'node:crypto';
+import { createHmac, createSecretKey, type KeyObject, randomBytes } from 'node:crypto';
 
 /**
  * Standard Webhooks signing (symmetric, `v1`): the one signing function of
@@ -70,7 +70,9 @@ export function sign({ msgId, timestamp, body, secrets }: SignInput): string {
   }
   if (secrets.length === 0) throw new TypeError('at least one secret is needed to sign a webhook');
   const signed = `${msgId}.${timestamp}.${body}`;
-  return secrets.map((secret) => `v1,${createHmac('sha256', signingKey(secret)).update(signed, 'utf8').digest('base64')}`).join(' ');
+  return secrets
+    .map((secret) => `v1,${createHmac('sha256', signingKey(secret)).update(signed, 'utf8').digest('base64')}`)
+    .join(' ');
 }
 
 /**

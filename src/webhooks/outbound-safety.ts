@@ -219,7 +219,10 @@ function refusal(where: string, kind: string): string {
 
 /** The URL's host as an address or name: no IPv6 brackets, no trailing dot, lower case. */
 function hostOf(url: URL): string {
-  return url.hostname.replace(/^\[(.*)\]$/, '$1').replace(/\.$/, '').toLowerCase();
+  return url.hostname
+    .replace(/^\[(.*)\]$/, '$1')
+    .replace(/\.$/, '')
+    .toLowerCase();
 }
 
 /**
