@@ -10,6 +10,7 @@ import type { Actor } from '../domain/actor.ts';
 import { authenticate } from '../domain/auth.ts';
 import type { DeliveryHooks, DomainSettings } from '../domain/context.ts';
 import type { LiveBus, MessageEvent } from '../live/bus.ts';
+import { createLiveFeed } from '../live/feed.ts';
 import type { Logger } from '../logger.ts';
 import type { GraphQLContext } from './context.ts';
 import { estimateNodes, MAX_QUERY_NODES } from './cost.ts';
@@ -159,10 +160,12 @@ export function createGraphQLApp(deps: GraphQLAppDeps): GraphQLApp {
   const live = deps.live;
   const events = live ? { messageCreated: (message: MessageEvent) => void live.publishMessage(message) } : undefined;
 
+  const feed = live ? createLiveFeed({ bus: live, prisma: db.prisma }) : undefined;
+
   function contextForActor(actor: Actor): GraphQLContext {
     return {
       actor,
-      live: deps.live,
+      live: feed,
       domain: { prisma: db.prisma, pool: db.pool, actor, settings, hooks: deps.hooks, events },
     };
   }
