@@ -7,7 +7,7 @@ export interface GraphQLContext {
   actor: Actor;
   domain: DomainContext;
   /** The live feed of this process, which subscriptions read. */
-  live: LiveFeed | undefined;
+  live: LiveFeed;
   /** How this request's transport drops a subscriber the live feed ended (see CutOff). */
   cutOff?: CutOff;
 }

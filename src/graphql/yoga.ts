@@ -9,7 +9,7 @@ import type { Database } from '../db/client.ts';
 import type { Actor } from '../domain/actor.ts';
 import { authenticate } from '../domain/auth.ts';
 import type { DeliveryHooks, DomainSettings } from '../domain/context.ts';
-import type { LiveBus, MessageEvent } from '../live/bus.ts';
+import { createLocalLiveBus, type LiveBus, type MessageEvent } from '../live/bus.ts';
 import { createLiveFeed } from '../live/feed.ts';
 import type { Logger } from '../logger.ts';
 import type { GraphQLContext } from './context.ts';
@@ -157,10 +157,10 @@ export function createGraphQLApp(deps: GraphQLAppDeps): GraphQLApp {
     allowNetworks: config.allowNetworks,
   };
 
-  const live = deps.live;
-  const events = live ? { messageCreated: (message: MessageEvent) => void live.publishMessage(message) } : undefined;
-
-  const feed = live ? createLiveFeed({ bus: live, prisma: db.prisma }) : undefined;
+  // Every process Dispatch starts has a bus across processes; without one, the feed is this process's own.
+  const live = deps.live ?? createLocalLiveBus();
+  const events = { messageCreated: (message: MessageEvent) => void live.publishMessage(message) };
+  const feed = createLiveFeed({ bus: live, prisma: db.prisma });
 
   function contextForActor(actor: Actor): GraphQLContext {
     return {

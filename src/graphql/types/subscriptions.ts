@@ -2,7 +2,7 @@ import { queryFromInfo } from '@pothos/plugin-prisma';
 import type { GraphQLResolveInfo } from 'graphql';
 import { DispatchError } from '../../domain/errors.ts';
 import { attemptFeedScope, type FeedScope, messageFeedScope } from '../../domain/live-feed.ts';
-import { type FeedRequest, type FeedRow, type LiveFeed, SUBSCRIBER_BUFFER } from '../../live/feed.ts';
+import { type FeedRequest, type FeedRow, SUBSCRIBER_BUFFER } from '../../live/feed.ts';
 import { builder } from '../builder.ts';
 import type { GraphQLContext } from '../context.ts';
 import { AttemptRef, MessageRef } from './message.ts';
@@ -23,12 +23,6 @@ const resolveFeedItem = (item: FeedRow | DispatchError) => {
   return item as never;
 };
 
-function requireFeed(ctx: GraphQLContext): LiveFeed {
-  // Every API process is started with a bus; a schema executed without one has no feed to offer.
-  if (!ctx.live) throw new Error('the live feed is not configured in this process');
-  return ctx.live;
-}
-
 const cutOffs =
   `A subscriber more than ${SUBSCRIBER_BUFFER} events behind is cut off with RATE_LIMITED; one whose API key or portal session ends, with UNAUTHENTICATED. ` +
   'When events may have been missed (this API process lost its connection to the event bus), it ends with FEED_INTERRUPTED: subscribe again, then re-read with queries.';
@@ -48,7 +42,7 @@ builder.subscriptionFields((t) => ({
       endpointId: t.arg.id(),
     },
     subscribe: (_root, args, ctx, info) =>
-      requireFeed(ctx).attemptUpdated(feedRequest(ctx, info, () => attemptFeedScope(ctx.domain, args))),
+      ctx.live.attemptUpdated(feedRequest(ctx, info, () => attemptFeedScope(ctx.domain, args))),
     resolve: resolveFeedItem,
   }),
   messageCreated: t.field({
@@ -62,7 +56,7 @@ builder.subscriptionFields((t) => ({
       recipientId: t.arg.string(),
     },
     subscribe: (_root, args, ctx, info) =>
-      requireFeed(ctx).messageCreated(feedRequest(ctx, info, () => messageFeedScope(ctx.domain, args))),
+      ctx.live.messageCreated(feedRequest(ctx, info, () => messageFeedScope(ctx.domain, args))),
     resolve: resolveFeedItem,
   }),
 }));
