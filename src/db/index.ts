@@ -5,6 +5,8 @@ import { findRunningEmbeddedPostgres, startEmbeddedPostgres } from './embedded.t
 import { migrate } from './migrate.ts';
 
 export { connectDatabase, type Database } from './client.ts';
+export { EmbeddedPostgresError } from './embedded.ts';
+export { type FolderLock, lockDataFolder } from './folder-lock.ts';
 
 export interface StartedDatabase extends Database {
   /** Stops the embedded PostgreSQL too, when this process started one. */
@@ -32,7 +34,8 @@ export async function startDatabase(
       `embedded PostgreSQL already running at ${url.replace(/:[^:@/]+@/, ':***@')} (data in ${config.dataDir})`,
     );
   } else if (!url) {
-    const embedded = await startEmbeddedPostgres({ dir, port: 54329 });
+    // Detached: Ctrl-C in a terminal reaches this process, which stops the server itself once it has drained.
+    const embedded = await startEmbeddedPostgres({ dir, port: 54329, detached: true });
     url = embedded.url;
     stopEmbedded = embedded.stop;
     options.log?.(`embedded PostgreSQL at ${url.replace(/:[^:@/]+@/, ':***@')} (data in ${config.dataDir})`);
