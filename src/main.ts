@@ -31,11 +31,12 @@ export async function startDispatch(
   const lock = config.databaseUrl ? undefined : await lockDataFolder(config.dataDir);
   let db: StartedDatabase;
   try {
-    db = await startDatabase(config, { log: (line) => logger.info(line) });
+    db = await startDatabase(config, { log: (line) => logger.info(line), orphanPid: lock?.orphanPostgresPid });
   } catch (error) {
     lock?.release();
     throw error;
   }
+  await lock?.record({ postgresPid: db.embeddedPid });
   const api = config.role === 'all' || config.role === 'api';
   // Every role publishes live events; only a role with subscribers (api) listens.
   const live = createPgLiveBus({ url: db.url, pool: db.pool, logger, listen: api });
@@ -73,7 +74,7 @@ export async function startDispatch(
     lock?.release();
     throw error;
   }
-  await lock?.listening(port);
+  await lock?.record({ port });
   // Workers purge expired messages and attempts; an advisory lock lets one process at a time do it.
   const retention =
     config.role === 'api'

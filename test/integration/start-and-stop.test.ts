@@ -205,6 +205,37 @@ describe('npm start in a terminal', () => {
   }, 120_000);
 });
 
+describe('npm start after a run was killed with SIGKILL', () => {
+  let project: string;
+  beforeAll(async () => {
+    project = await fs.mkdtemp(path.join(os.tmpdir(), 'dispatch-killed-'));
+    await fs.chmod(project, 0o755);
+  });
+  afterAll(async () => {
+    await fs.rm(project, { recursive: true, force: true });
+  });
+
+  it('stops the embedded PostgreSQL the killed run left running, starts, and stops cleanly', async () => {
+    const dataDir = path.join(project, '.dispatch');
+    const killed = npmStart(dataDir);
+    await listening(killed);
+    await signalGroup(killed, 'SIGKILL');
+    // Its PostgreSQL, in a process group of its own, outlives it.
+    expect(processesUsing(dataDir)).not.toEqual([]);
+
+    const next = npmStart(dataDir);
+    try {
+      const url = await listening(next);
+      expect(next.output()).toMatch(/stopping the embedded PostgreSQL \(pid \d+\) that a killed run left running/);
+      expect((await fetch(`${url}/readyz`)).status).toBe(200);
+    } finally {
+      expect((await signalGroup(next, 'SIGINT')).code, next.output()).toBe(0);
+    }
+    expect(errorLines(next.output()), next.output()).toEqual([]);
+    expect(processesUsing(dataDir)).toEqual([]);
+  }, 180_000);
+});
+
 describe.runIf(process.getuid?.() === 0)('npm start as root in a folder user postgres cannot enter', () => {
   let project: string;
   beforeAll(async () => {
