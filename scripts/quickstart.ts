@@ -14,7 +14,7 @@ import {
   createDispatchClient,
   MessageDocument,
   SendMessageDocument,
-} from '../src/client/index.ts';
+} from '../packages/client/src/index.ts';
 
 const url = process.env.DISPATCH_URL ?? 'http://localhost:4000';
 const apiKey = process.env.DISPATCH_API_KEY;

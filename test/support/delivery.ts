@@ -5,7 +5,7 @@ import {
   CreateEventTypeDocument,
   type DispatchClient,
   SendMessageDocument,
-} from '../../src/client/index.ts';
+} from '../../packages/client/src/index.ts';
 import { eventually } from './receiver.ts';
 
 /** Fixtures of the delivery tests: an app with a short retry schedule, its endpoints and messages. */
