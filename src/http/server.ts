@@ -22,6 +22,7 @@ import { hasNulCharacter, maskError, NUL_MESSAGE } from './errors.ts';
 import { createFastLane } from './fast-lane.ts';
 import { graphqlErrors, graphqlOperations, httpDuration, httpRequests } from './metrics.ts';
 import { RateLimiter } from './rate-limit.ts';
+import { createSchemaRoute, SCHEMA_PATH } from './schema-route.ts';
 import { attachGraphQLWebSocket } from './websocket.ts';
 
 export interface HttpDeps {
@@ -258,6 +259,8 @@ export function createHttpServer(deps: HttpDeps): HttpServer {
       })
     : undefined;
 
+  const schemaRoute = yoga ? createSchemaRoute(deps.schema, contextFor, maskErrorLogged) : undefined;
+
   async function ready(): Promise<string | null> {
     try {
       const pending = await pendingMigrations(db.pool);
@@ -286,6 +289,10 @@ export function createHttpServer(deps: HttpDeps): HttpServer {
     if (url.pathname === '/metrics') {
       res.writeHead(200, { 'content-type': registry.contentType }).end(await registry.metrics());
       return 'metrics';
+    }
+    if (schemaRoute && url.pathname === SCHEMA_PATH) {
+      await schemaRoute(req, res);
+      return 'schema';
     }
     if (yoga && url.pathname === '/graphql') {
       let contextError: unknown;
