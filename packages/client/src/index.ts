@@ -208,6 +208,10 @@ export function createDispatchClient(options: DispatchClientOptions): DispatchCl
         connectionParams: { authorization },
         webSocketImpl,
         retryAttempts: options.subscriptionRetryAttempts ?? 10,
+        // graphql-ws retries close events only; Node's WebSocket reports a refused
+        // connection (a server restarting) as an error event. Fatal close codes
+        // (4401 unauthorized, 4400, …) still end the subscription.
+        shouldRetry: () => true,
       });
       const events = socket.iterate<never>({
         query: text(document as Document<unknown, never>),
