@@ -234,5 +234,5 @@ describe('@dispatch/client, packed and installed in a backend of its own', () =>
     expect(out.liveStatus).toBe('SUCCEEDED');
     expect(out.attempts).toEqual([{ status: 'SUCCEEDED', responseStatusCode: 200 }]);
     expect(out.code).toBe('NOT_FOUND');
-  }, 300_000);
+  }, 400_000);
 });

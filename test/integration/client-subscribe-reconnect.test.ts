@@ -60,11 +60,11 @@ describe("the client's subscribe() across a restart of the Dispatch it talks to"
     expect(dispatch.url).toContain(`:${port}`);
 
     await expect
-      .poll(() => liveSubscribers(dispatch.url, 'messageCreated'), { timeout: 60_000, interval: 200 })
+      .poll(() => liveSubscribers(dispatch.url, 'messageCreated'), { timeout: 90_000, interval: 200 })
       .toBe(1);
     await send('after-restart');
     await expect.poll(() => seen, { timeout: 10_000 }).toEqual(['before-restart', 'after-restart']);
     expect(ended).toBe('running');
     void feed;
-  }, 180_000);
+  }, 240_000);
 });
