@@ -34,7 +34,7 @@ export class DispatchClientError extends Error {
 
 /** How requests that are safe to repeat (queries, sendMessage) are retried. */
 export interface RetryOptions {
-  /** Retries after the first try (default 10: with the delays below, 24 to 48 s in all). */
+  /** Retries after the first try (default 12: with the delays below, 32 to 64 s in all). */
   retries?: number;
   /** Delay before the first retry, doubled before each next one (default 250 ms). */
   baseDelayMs?: number;
@@ -120,7 +120,7 @@ export function createDispatchClient(options: DispatchClientOptions): DispatchCl
   const endpoint = options.url.replace(/\/+$/, '').replace(/(\/graphql)?$/, '/graphql');
   const authorization = `Bearer ${options.apiKey}`;
   const retry = {
-    retries: options.retry === false ? 0 : (options.retry?.retries ?? 10),
+    retries: options.retry === false ? 0 : (options.retry?.retries ?? 12),
     baseDelayMs: (options.retry !== false && options.retry?.baseDelayMs) || 250,
     maxDelayMs: (options.retry !== false && options.retry?.maxDelayMs) || 8_000,
   };
