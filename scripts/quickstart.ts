@@ -21,7 +21,7 @@ import {
   DispatchClientError,
   MessageDocument,
   SendMessageDocument,
-} from '../src/client/index.ts';
+} from '../packages/client/src/index.ts';
 
 const APP_NAME = 'Quickstart';
 const EVENT_TYPE = 'invoice.paid';

@@ -14,6 +14,7 @@ import { registry } from '../metrics.ts';
 import { hasNulCharacter, NUL_MESSAGE } from './errors.ts';
 import { createFastLane } from './fast-lane.ts';
 import { httpDuration, httpRequests } from './metrics.ts';
+import { createSchemaRoute, SCHEMA_PATH } from './schema-route.ts';
 import { attachGraphQLWebSocket } from './websocket.ts';
 
 export interface HttpDeps {
@@ -86,6 +87,8 @@ export function createHttpServer(deps: HttpDeps): HttpServer {
       })
     : undefined;
 
+  const schemaRoute = app ? createSchemaRoute(deps.schema, contextFor, app.maskError) : undefined;
+
   async function ready(): Promise<string | null> {
     try {
       const pending = await pendingMigrations(db.pool);
@@ -114,6 +117,10 @@ export function createHttpServer(deps: HttpDeps): HttpServer {
     if (url.pathname === '/metrics') {
       res.writeHead(200, { 'content-type': registry.contentType }).end(await registry.metrics());
       return 'metrics';
+    }
+    if (schemaRoute && url.pathname === SCHEMA_PATH) {
+      await schemaRoute(req, res);
+      return 'schema';
     }
     if (yoga && url.pathname === '/graphql') {
       let contextError: unknown;

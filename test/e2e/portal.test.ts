@@ -14,7 +14,7 @@ import {
   CreatePortalSessionDocument,
   ResendMessageDocument,
   SendMessageDocument,
-} from '../../src/client/index.ts';
+} from '../../packages/client/src/index.ts';
 import { LIVE_APPLICATION_NAME } from '../../src/live/pg-bus.ts';
 import { DEFAULT_RETRY_SCHEDULE } from '../../src/webhooks/retry.ts';
 import { startTestDispatch, type TestDispatch } from '../support/dispatch.ts';

@@ -6,7 +6,7 @@ import {
   ResendMessageDocument,
   RotateEndpointSecretDocument,
   UpdateEndpointDocument,
-} from '../../src/client/index.ts';
+} from '../../packages/client/src/index.ts';
 import { attemptsOf, createEndpoint, deliveriesOf, send, settled, useDeliveryApp } from '../support/delivery.ts';
 import type { TestDispatch } from '../support/dispatch.ts';
 import { expectError } from '../support/graphql.ts';

@@ -4,7 +4,7 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createDispatchClient } from '../../src/client/index.ts';
+import { createDispatchClient } from '../../packages/client/src/index.ts';
 import { connectDatabase } from '../../src/db/client.ts';
 import { findRunningEmbeddedPostgres, startEmbeddedPostgres } from '../../src/db/embedded.ts';
 import { createApiKey } from '../../src/domain/api-keys.ts';

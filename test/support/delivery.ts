@@ -6,7 +6,7 @@ import {
   CreateEventTypeDocument,
   type DispatchClient,
   SendMessageDocument,
-} from '../../src/client/index.ts';
+} from '../../packages/client/src/index.ts';
 import { startTestDispatch, type TestDispatch } from './dispatch.ts';
 import { eventually, type Receiver, startReceiver } from './receiver.ts';
 
