@@ -25,12 +25,12 @@ export interface Config {
   apiKeyRateLimit: number;
   /** Most deliveries a worker process sends at once. */
   workerConcurrency: number;
+  /** Tries of one workspace a worker process has in flight at once (its fair share of the slots); 0: the default. */
+  workspaceConcurrency: number;
   /** Most attempts in flight to one endpoint at once, counted across all worker processes. */
   endpointConcurrency: number;
   /** Seconds between queue maintenance passes; a job of a killed worker is retried after its heartbeat (10 s) and one pass. */
   queueSuperviseSeconds: number;
-  /** Tries claimed by a worker process after which it vacuums the queue's table (0: leave it to autovacuum). */
-  queueVacuumJobs: number;
   /** Days payloads and attempts are kept. */
   retentionDays: number;
   /** Value of the Content-Security-Policy frame-ancestors directive for the portal. */
@@ -126,8 +126,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     apiKeyRateLimit: int(env, 'DISPATCH_API_KEY_RATE_LIMIT', 0),
     workerConcurrency: int(env, 'DISPATCH_WORKER_CONCURRENCY', 256, 1),
     endpointConcurrency: int(env, 'DISPATCH_ENDPOINT_CONCURRENCY', 8, 1),
+    workspaceConcurrency: int(env, 'DISPATCH_WORKSPACE_CONCURRENCY', 0, 0),
     queueSuperviseSeconds: int(env, 'DISPATCH_QUEUE_SUPERVISE_SECONDS', 15, 1),
-    queueVacuumJobs: int(env, 'DISPATCH_QUEUE_VACUUM_JOBS', 2000, 0),
     retentionDays: int(env, 'DISPATCH_RETENTION_DAYS', 30, 1),
     portalFrameAncestors: text(env, 'DISPATCH_PORTAL_FRAME_ANCESTORS', "'self'"),
     logLevel: oneOf(env, 'LOG_LEVEL', ['debug', 'info', 'warn', 'error', 'silent'] as const, 'info'),

@@ -33,7 +33,8 @@ export async function runRecoverJob(
       );
       await deps.queue.enqueue(
         sql,
-        rows.map((r) => ({ deliveryId: r.id, endpointId, trigger: 'MANUAL' as const })),
+        // A large recovery sinks its own tries' priority (createFairPriority).
+        rows.map((r) => ({ deliveryId: r.id, endpointId, trigger: 'MANUAL' as const, tenant: endpointId })),
       );
       return rows.map((r) => r.id).sort();
     });
