@@ -17,6 +17,8 @@ export interface Config {
   disableAfterSeconds: number;
   /** CIDRs deliveries may reach despite the outbound-safety rule. */
   allowNetworks: string[];
+  /** HTTP CONNECT proxy (http:// or https:// URL) deliveries tunnel through; undefined connects directly. */
+  outboundProxy: string | undefined;
   /** Largest serialized message data accepted by sendMessage. */
   maxPayloadBytes: number;
   /** Largest HTTP request body the API reads. */
@@ -101,6 +103,21 @@ function cidrList(env: NodeJS.ProcessEnv, name: string): string[] {
   return items;
 }
 
+function proxyUrl(env: NodeJS.ProcessEnv, name: string): string | undefined {
+  const raw = env[name];
+  if (!raw) return undefined;
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new ConfigError(`${name} must be a proxy URL such as http://proxy.internal:3128`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new ConfigError(`${name} must be an http:// or https:// (HTTP CONNECT) proxy URL, got ${url.protocol}`);
+  }
+  return url.href;
+}
+
 /** Every setting, parsed and validated once. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const port = int(env, 'PORT', 4000);
@@ -121,6 +138,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     dataDir: path.resolve(text(env, 'DISPATCH_DATA_DIR', '.dispatch')),
     disableAfterSeconds: int(env, 'DISPATCH_DISABLE_AFTER_SECONDS', 432_000, 1),
     allowNetworks: cidrList(env, 'DISPATCH_ALLOW_NETWORKS'),
+    outboundProxy: proxyUrl(env, 'DISPATCH_OUTBOUND_PROXY'),
     maxPayloadBytes: int(env, 'DISPATCH_MAX_PAYLOAD_BYTES', 1024 * 1024, 1),
     maxRequestBytes: int(env, 'DISPATCH_MAX_REQUEST_BYTES', 2 * 1024 * 1024, 1024),
     apiKeyRateLimit: int(env, 'DISPATCH_API_KEY_RATE_LIMIT', 0),

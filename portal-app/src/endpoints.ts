@@ -227,15 +227,19 @@ export function endpointPage(ctx: PortalContext, id: string, redraw: Redraw) {
         return '';
       },
     );
-  const rotate = () => {
-    if (!confirm('Make a new signing secret? The current one keeps working for 24 hours.')) return;
+  const rotate = (keyPair: boolean) => {
+    const what = keyPair ? 'key pair' : 'signing secret';
+    if (!confirm(`Make a new ${what}? The current one keeps working for 24 hours.`)) return;
     void act(
       (n) => (secretNotice = n),
       redraw,
       async () => {
-        secret = (await gql(ctx.token, RotatePortalEndpointSecretDocument, { input: { id } })).rotateEndpointSecret
-          .secret;
-        return 'New secret made. The previous one keeps signing for 24 hours, so you can switch over.';
+        const rotated = (await gql(ctx.token, RotatePortalEndpointSecretDocument, { input: { id } }))
+          .rotateEndpointSecret;
+        // A public key is shown as it is, from the endpoint; a secret only once revealed.
+        if (keyPair) await data.reload();
+        else secret = rotated.secret;
+        return `New ${what} made. The previous one keeps signing for 24 hours, so you can switch over.`;
       },
     );
   };
@@ -281,20 +285,29 @@ export function endpointPage(ctx: PortalContext, id: string, redraw: Redraw) {
         : html`<h2 class="url">${endpoint.url}</h2>
             <p>${endpoint.disabled ? badge('disabled') : badge('enabled')} ${endpoint.disabledReason ? html`<span class="muted">${endpoint.disabledReason}</span>` : nothing}</p>
             <div class="panel">
-              <h3>Signing secret</h3>
-              <p class="muted">Verify each webhook's <code>webhook-signature</code> header with this secret (Standard Webhooks).</p>
-              <p class="secret"><code data-testid="secret">${secret ?? `whsec_${'•'.repeat(24)}`}</code></p>
-              <div class="actions">
-                ${
-                  secret
-                    ? html`<button class="secondary" @click=${() => {
-                        secret = undefined;
-                        redraw();
-                      }}>Hide</button>`
-                    : html`<button class="secondary" @click=${() => void reveal()}>Reveal</button>`
-                }
-                <button class="secondary" @click=${rotate}>Rotate secret</button>
-              </div>
+              ${
+                endpoint.publicKey
+                  ? html`<h3>Public key</h3>
+                      <p class="muted">Verify each webhook's <code>v1a</code> (ed25519) <code>webhook-signature</code> with this public key (Standard Webhooks). We keep the private key; nobody else needs it.</p>
+                      <p class="secret"><code data-testid="public-key">${endpoint.publicKey}</code></p>
+                      <div class="actions">
+                        <button class="secondary" @click=${() => rotate(true)}>Rotate key pair</button>
+                      </div>`
+                  : html`<h3>Signing secret</h3>
+                      <p class="muted">Verify each webhook's <code>webhook-signature</code> header with this secret (Standard Webhooks).</p>
+                      <p class="secret"><code data-testid="secret">${secret ?? `whsec_${'•'.repeat(24)}`}</code></p>
+                      <div class="actions">
+                        ${
+                          secret
+                            ? html`<button class="secondary" @click=${() => {
+                                secret = undefined;
+                                redraw();
+                              }}>Hide</button>`
+                            : html`<button class="secondary" @click=${() => void reveal()}>Reveal</button>`
+                        }
+                        <button class="secondary" @click=${() => rotate(false)}>Rotate secret</button>
+                      </div>`
+              }
               ${notice(secretNotice)}
             </div>
             <div class="panel">

@@ -79,6 +79,7 @@ export async function startDeliveryEngine({ config, db, logger, live, work }: En
   const sender = createSender({
     policy: createAddressPolicy(config.allowNetworks),
     connectionsPerOrigin: config.workerConcurrency,
+    proxy: config.outboundProxy,
   });
   const deliverDeps: DeliverDeps = {
     pool: db.pool,

@@ -1,11 +1,13 @@
+import { isIP, type LookupFunction } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Readable } from 'node:stream';
-import { Agent, errors } from 'undici';
+import { Agent, type buildConnector, type Dispatcher, errors, Pool, ProxyAgent } from 'undici';
 import {
   type AddressPolicy,
   checkUrlAtCreate,
   type Resolver,
   safeLookup,
+  UnsafeAddressError,
   UrlError,
 } from '../webhooks/outbound-safety.ts';
 
@@ -76,6 +78,13 @@ export interface SenderOptions {
   connectionsPerOrigin?: number;
   /** How host names are resolved before safeLookup vets them; dns.lookup by default. */
   resolver?: Resolver;
+  /**
+   * An HTTP CONNECT proxy (DISPATCH_OUTBOUND_PROXY) every delivery tunnels
+   * through, e.g. for a static egress address. The endpoint's address is
+   * still vetted, before the CONNECT; the proxy's own address is the
+   * operator's choice and is not.
+   */
+  proxy?: string | undefined;
 }
 
 export interface Sender {
@@ -97,6 +106,7 @@ const RESERVED_HEADERS = new Set([
   'te',
   'trailer',
   'proxy-connection',
+  'proxy-authorization',
 ]);
 
 const TIMED_OUT = Symbol('timed out');
@@ -117,15 +127,30 @@ export function createSender({
   userAgent = DEFAULT_USER_AGENT,
   connectionsPerOrigin = 64,
   resolver,
+  proxy,
 }: SenderOptions): Sender {
-  const agent = new Agent({
+  const lookup = safeLookup(policy, resolver);
+  const pooling = {
     connections: connectionsPerOrigin,
     // Receivers commonly close idle connections after 5 s; undici also reads
     // their Keep-Alive hint. Reusing a connection saves a handshake per POST.
     keepAliveTimeout: 4_000,
     keepAliveMaxTimeout: 60_000,
-    connect: { lookup: safeLookup(policy, resolver) },
-  });
+  };
+  const agent: Dispatcher = proxy
+    ? new ProxyAgent({
+        uri: proxy,
+        ...pooling,
+        // Each origin's pool opens its connections with undici's tunnelling
+        // connect (CONNECT to the proxy, then TLS for https inside it);
+        // vetting the endpoint's address goes in front of it.
+        factory: (origin, options) =>
+          new Pool(origin, {
+            ...options,
+            connect: vettedBeforeTunnel((options as Pool.Options).connect as buildConnector.connector, policy, lookup),
+          }),
+      })
+    : new Agent({ ...pooling, connect: { lookup } });
 
   // The verdict on each URL, parsed once: the policy is fixed for this
   // sender, and a literal address never goes through the lookup, so it is
@@ -230,6 +255,33 @@ export function createSender({
   return {
     send,
     close: () => agent.close(),
+  };
+}
+
+/**
+ * A connect that vets the endpoint's host before `tunnel` asks the proxy to
+ * CONNECT to it: a literal address against the policy, a name by resolving
+ * it through safeLookup (refused whole if any address is not allowed). The
+ * proxy then resolves the name again on its own, so an answer that changes
+ * in between (DNS rebinding) is the proxy's to refuse (README, "Egress
+ * through a proxy").
+ */
+function vettedBeforeTunnel(
+  tunnel: buildConnector.connector,
+  policy: AddressPolicy,
+  lookup: LookupFunction,
+): buildConnector.connector {
+  return (options, callback) => {
+    const host = options.hostname.replace(/^\[(.*)\]$/, '$1');
+    if (isIP(host)) {
+      if (policy.isAllowed(host)) tunnel(options, callback);
+      else callback(new UnsafeAddressError(host, host), null);
+      return;
+    }
+    lookup(host, { all: true }, (error) => {
+      if (error) callback(error, null);
+      else tunnel(options, callback);
+    });
   };
 }
 

@@ -1,5 +1,6 @@
 import type { App } from '../db/client.ts';
 import { validateRetrySchedule } from '../webhooks/retry.ts';
+import type { SignatureScheme } from '../webhooks/signing.ts';
 import { visible } from './access.ts';
 import type { DomainContext } from './context.ts';
 import { badInput, forbidden, notFound } from './errors.ts';
@@ -23,7 +24,12 @@ function checkName(name: string, what = 'name'): string {
 
 export async function createApp(
   ctx: DomainContext,
-  input: { name: string; retrySchedule?: number[] | null; attemptTimeoutMs?: number | null },
+  input: {
+    name: string;
+    retrySchedule?: number[] | null;
+    attemptTimeoutMs?: number | null;
+    signatureScheme?: SignatureScheme | null;
+  },
 ): Promise<App> {
   const operator = requireOperator(ctx);
   const name = checkName(input.name);
@@ -46,18 +52,32 @@ export async function createApp(
       name,
       retrySchedule: schedule,
       attemptTimeoutMs: timeout,
+      ...(input.signatureScheme ? { signatureScheme: input.signatureScheme } : {}),
     },
   });
 }
 
 export async function updateApp(
   ctx: DomainContext,
-  input: { id: string; name?: string | null; retrySchedule?: number[] | null; attemptTimeoutMs?: number | null },
+  input: {
+    id: string;
+    name?: string | null;
+    retrySchedule?: number[] | null;
+    attemptTimeoutMs?: number | null;
+    signatureScheme?: SignatureScheme | null;
+  },
 ): Promise<App> {
   requireOperator(ctx);
   const app = await findApp(ctx, input.id);
   if (!app) throw notFound('app');
-  const data: { name?: string; retrySchedule?: number[]; attemptTimeoutMs?: number | null } = {};
+  const data: {
+    name?: string;
+    retrySchedule?: number[];
+    attemptTimeoutMs?: number | null;
+    signatureScheme?: SignatureScheme;
+  } = {};
+  // Applies to endpoints created from now on; existing ones rotate to change.
+  if (input.signatureScheme != null) data.signatureScheme = input.signatureScheme;
   if (input.name != null) data.name = checkName(input.name);
   if (input.retrySchedule != null) {
     const problem = input.retrySchedule.length ? validateRetrySchedule(input.retrySchedule) : null;

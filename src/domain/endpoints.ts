@@ -1,9 +1,9 @@
 import type { Endpoint, EndpointSecret, Prisma } from '../db/client.ts';
 import { checkUrlAtCreate, createAddressPolicy, UrlError } from '../webhooks/outbound-safety.ts';
-import { generateSecret } from '../webhooks/signing.ts';
+import { generateKeyPair, generateSecret, type SignatureScheme } from '../webhooks/signing.ts';
 import { visible } from './access.ts';
 import { requireApp } from './apps.ts';
-import { type DomainContext, inTransaction } from './context.ts';
+import { type DomainContext, inTransaction, type SqlExecutor } from './context.ts';
 import { badInput, DispatchError, notFound } from './errors.ts';
 import { checkEventTypesExist } from './event-types.ts';
 import { newId } from './ids.ts';
@@ -75,6 +75,28 @@ export function findEndpoint(ctx: DomainContext, id: string): Promise<Endpoint |
   return ctx.prisma.endpoint.findFirst({ where: { id, AND: [visible.endpoint(ctx.actor)] } });
 }
 
+/**
+ * A new signing key of `scheme`, as EndpointSecret stores it: a whsec_
+ * secret, or a whsk_ private key with its whpk_ public key.
+ */
+function newSigningKey(scheme: SignatureScheme): { secret: string; publicKey: string | null } {
+  if (scheme === 'ED25519') {
+    const pair = generateKeyPair();
+    return { secret: pair.privateKey, publicKey: pair.publicKey };
+  }
+  return { secret: generateSecret(), publicKey: null };
+}
+
+async function insertSigningKey(sql: SqlExecutor, endpointId: string, scheme: SignatureScheme): Promise<void> {
+  const key = newSigningKey(scheme);
+  await sql.query(`INSERT INTO "EndpointSecret" (id, "endpointId", secret, "publicKey") VALUES ($1, $2, $3, $4)`, [
+    newId('EndpointSecret'),
+    endpointId,
+    key.secret,
+    key.publicKey,
+  ]);
+}
+
 async function requireEndpoint(ctx: DomainContext, id: string): Promise<Endpoint> {
   const endpoint = await findEndpoint(ctx, id);
   if (!endpoint) throw notFound('endpoint');
@@ -91,6 +113,8 @@ export async function createEndpoint(
     description?: string | null;
     disabled?: boolean | null;
     headers?: unknown;
+    /** The scheme of its signing key; the app's signatureScheme when absent. */
+    signatureScheme?: SignatureScheme | null;
   },
 ): Promise<Endpoint> {
   const app = await requireApp(ctx, input.appId);
@@ -119,11 +143,7 @@ export async function createEndpoint(
         JSON.stringify(headers),
       ],
     );
-    await sql.query(`INSERT INTO "EndpointSecret" (id, "endpointId", secret) VALUES ($1, $2, $3)`, [
-      newId('EndpointSecret'),
-      id,
-      generateSecret(),
-    ]);
+    await insertSigningKey(sql, id, input.signatureScheme ?? app.signatureScheme);
   });
   return ctx.prisma.endpoint.findUniqueOrThrow({ where: { id } });
 }
@@ -167,12 +187,15 @@ export async function deleteEndpoint(ctx: DomainContext, input: { id: string }):
 }
 
 /**
- * Makes a new signing secret. The ones in use keep signing beside it for the
- * grace period (default 24 h, at most 7 days; 0 retires them now).
+ * Makes a new signing secret (or key pair). The ones in use keep signing
+ * beside it for the grace period (default 24 h, at most 7 days; 0 retires
+ * them now). The new key has the scheme asked for, else the newest key's, so
+ * rotating is also how an endpoint moves between v1 and v1a: during the
+ * grace period every delivery carries both signatures.
  */
 export async function rotateEndpointSecret(
   ctx: DomainContext,
-  input: { id: string; gracePeriodSeconds?: number | null },
+  input: { id: string; gracePeriodSeconds?: number | null; signatureScheme?: SignatureScheme | null },
 ): Promise<Endpoint> {
   const endpoint = await requireEndpoint(ctx, input.id);
   const grace = input.gracePeriodSeconds ?? DEFAULT_GRACE_PERIOD_SECONDS;
@@ -188,11 +211,15 @@ export async function rotateEndpointSecret(
        WHERE "endpointId" = $1 AND ("expiresAt" IS NULL OR "expiresAt" > now())`,
       [endpoint.id, retireAt],
     );
-    await sql.query(`INSERT INTO "EndpointSecret" (id, "endpointId", secret) VALUES ($1, $2, $3)`, [
-      newId('EndpointSecret'),
-      endpoint.id,
-      generateSecret(),
-    ]);
+    let scheme = input.signatureScheme;
+    if (!scheme) {
+      const newest = await sql.query<{ ed25519: boolean }>(
+        `SELECT "publicKey" IS NOT NULL AS ed25519 FROM "EndpointSecret" WHERE "endpointId" = $1 ORDER BY id DESC LIMIT 1`,
+        [endpoint.id],
+      );
+      scheme = newest.rows[0]?.ed25519 ? 'ED25519' : 'HMAC_SHA256';
+    }
+    await insertSigningKey(sql, endpoint.id, scheme);
     await sql.query(`UPDATE "Endpoint" SET "updatedAt" = now() WHERE id = $1`, [endpoint.id]);
   });
   return ctx.prisma.endpoint.findUniqueOrThrow({ where: { id: endpoint.id } });
@@ -207,7 +234,10 @@ export function activeSecretsSql(endpointIdColumn: string): string {
     WHERE s."endpointId" = ${endpointIdColumn} AND (s."expiresAt" IS NULL OR s."expiresAt" > now()) ORDER BY s.id DESC)`;
 }
 
-/** The secrets that sign now: the newest, and rotated ones still in their grace period. */
+/**
+ * The secrets that sign now: the newest, and rotated ones still in their
+ * grace period (whsec_ secrets and whsk_ private keys alike).
+ */
 export function activeSecrets(secrets: EndpointSecret[], now = new Date()): EndpointSecret[] {
   return secrets.filter((s) => s.expiresAt === null || s.expiresAt > now).sort((a, b) => (a.id < b.id ? 1 : -1));
 }

@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { type BrowserContext, chromium, type Page } from 'playwright-core';
+import nacl from 'tweetnacl';
 import { build } from 'vite';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -224,6 +225,56 @@ describe('the portal SPA in a real browser', () => {
     await page.screenshot({ path: `${SCREENSHOTS}/portal-endpoints-phone.png`, fullPage: true });
     await page.close();
   }, 60_000);
+
+  it('an endpoint signing with a key pair (v1a) shows its public key, never the private key, and the new one once rotated', async () => {
+    const created = await t.client.raw(
+      'mutation ($input: CreateEndpointInput!) { createEndpoint(input: $input) { id publicKey } }',
+      { input: { appId, recipientId: 'customer_ed', url: receiver.url, signatureScheme: 'ED25519' } },
+    );
+    expect(created.errors).toBeUndefined();
+    const endpoint = (created.data as { createEndpoint: { id: string; publicKey: string } }).createEndpoint;
+    const page = await newPage();
+    page.on('dialog', (dialog) => void dialog.accept());
+    await page.goto((await portalUrl('customer_ed')).url);
+    await page.locator('.endpoint a').first().click();
+    await page.getByRole('heading', { name: 'Public key' }).waitFor();
+    expect(await page.getByTestId('public-key').textContent()).toBe(endpoint.publicKey);
+    // Nothing to reveal: no secret field, no private key anywhere in the page.
+    expect(await page.getByRole('button', { name: 'Reveal' }).count()).toBe(0);
+    expect(await page.getByTestId('secret').count()).toBe(0);
+    expect(await page.content()).not.toContain('whsk_');
+    await page.screenshot({ path: `${SCREENSHOTS}/portal-endpoint-public-key-desktop.png` });
+
+    await page.getByRole('button', { name: 'Rotate key pair' }).click();
+    await page.getByText('New key pair made.').waitFor();
+    const [, newest] = await t.dispatch.db.prisma.endpointSecret.findMany({
+      where: { endpointId: endpoint.id },
+      orderBy: { id: 'asc' },
+    });
+    expect(newest!.publicKey).not.toBe(endpoint.publicKey);
+    await expect.poll(() => page.getByTestId('public-key').textContent()).toBe(newest!.publicKey);
+    expect(await page.content()).not.toContain('whsk_');
+
+    // What the page shows is what verifies the webhooks: both keys sign during the grace period.
+    const before = receiver.received.length;
+    await t.client.request(SendMessageDocument, {
+      input: { appId, recipientId: 'customer_ed', eventType: 'invoice.paid', data: { invoice: 'inv_ed' } },
+    });
+    await receiver.until(before + 1);
+    const got = receiver.received[before]!;
+    const signed = Buffer.from(`${got.headers['webhook-id']}.${got.headers['webhook-timestamp']}.${got.body}`);
+    const signatures = String(got.headers['webhook-signature'])
+      .split(' ')
+      .map((part) => part.split(','));
+    expect(signatures.map(([version]) => version)).toEqual(['v1a', 'v1a']);
+    for (const key of [endpoint.publicKey, newest!.publicKey!]) {
+      const raw = Buffer.from(key.slice('whpk_'.length), 'base64');
+      expect(signatures.some(([, sig]) => nacl.sign.detached.verify(signed, Buffer.from(sig!, 'base64'), raw))).toBe(
+        true,
+      );
+    }
+    await page.close();
+  });
 
   it('the live feed shows an attempt of a new message as it happens', async () => {
     const page = await newPage();

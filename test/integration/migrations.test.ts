@@ -76,6 +76,7 @@ describe('a migrated database matches prisma/schema.prisma', () => {
       DeliveryStatus: ['PENDING', 'SENDING', 'SUCCEEDED', 'FAILED', 'CANCELED'],
       AttemptStatus: ['SENDING', 'SUCCEEDED', 'FAILED'],
       AttemptTrigger: ['SCHEDULED', 'MANUAL'],
+      SignatureScheme: ['HMAC_SHA256', 'ED25519'],
     });
     expect(expected.columns['"Delivery"."status"']).toEqual({
       type: 'DeliveryStatus',

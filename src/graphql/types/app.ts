@@ -5,6 +5,7 @@ import { DEFAULT_RETRY_SCHEDULE } from '../../webhooks/retry.ts';
 import { builder } from '../builder.ts';
 import { PAGE } from '../paging.ts';
 import { EndpointConnection, endpointsNewestFirst } from './endpoint.ts';
+import { SignatureSchemeEnum } from './enums.ts';
 import { MessageConnection, messageFilter, messageFilterArgs } from './message.ts';
 
 export const AppRef = builder.prismaNode('App', {
@@ -27,6 +28,10 @@ export const AppRef = builder.prismaNode('App', {
       authScopes: { operator: true },
       select: { attemptTimeoutMs: true },
       resolve: (app) => app.attemptTimeoutMs ?? DEFAULT_ATTEMPT_TIMEOUT_MS,
+    }),
+    signatureScheme: t.expose('signatureScheme', {
+      type: SignatureSchemeEnum,
+      description: 'The scheme of the signing key a new endpoint gets when it does not choose one.',
     }),
     createdAt: t.expose('createdAt', { type: 'DateTime' }),
     eventTypes: t.relation('eventTypes', {
@@ -186,6 +191,10 @@ const CreateAppInput = builder.inputType('CreateAppInput', {
         'Delays in seconds between tries, after the first. Default: 5, 300, 1800, 7200, 18000, 36000, 36000.',
     }),
     attemptTimeoutMs: t.int({ description: 'Timeout of one try in milliseconds (100 to 60000). Default 15000.' }),
+    signatureScheme: t.field({
+      type: SignatureSchemeEnum,
+      description: "The scheme of new endpoints' signing keys. Default HMAC_SHA256.",
+    }),
   }),
 });
 
@@ -195,6 +204,10 @@ const UpdateAppInput = builder.inputType('UpdateAppInput', {
     name: t.string(),
     retrySchedule: t.intList({ description: 'An empty list restores the default schedule.' }),
     attemptTimeoutMs: t.int(),
+    signatureScheme: t.field({
+      type: SignatureSchemeEnum,
+      description: 'For endpoints created from now on; an existing endpoint changes scheme by rotateEndpointSecret.',
+    }),
   }),
 });
 

@@ -3,7 +3,7 @@ import { createEndpoint, deleteEndpoint, rotateEndpointSecret, updateEndpoint } 
 import { builder } from '../builder.ts';
 import type { GraphQLContext } from '../context.ts';
 import { PAGE } from '../paging.ts';
-import { DeliveryStatusEnum } from './enums.ts';
+import { DeliveryStatusEnum, SignatureSchemeEnum } from './enums.ts';
 import { AttemptConnection, attemptsNewestFirst, DeliveryConnection } from './message.ts';
 
 export const EndpointRef = builder.prismaNode('Endpoint', {
@@ -21,9 +21,25 @@ export const EndpointRef = builder.prismaNode('Endpoint', {
     disabledAt: t.expose('disabledAt', { type: 'DateTime', nullable: true }),
     headers: t.expose('headers', { type: 'JSON', description: 'Custom headers sent with every delivery.' }),
     secret: t.string({
-      description: 'The newest signing secret (whsec_…). Only the operator and the recipient can read it.',
-      select: { secrets: { orderBy: { id: 'desc' }, take: 1, select: { secret: true } } },
-      resolve: (endpoint) => endpoint.secrets[0]?.secret ?? '',
+      description:
+        'What the receiver verifies the newest signatures with: the whsec_ secret, or for an ED25519 endpoint its whpk_ public key (the private key is never shown). Only the operator and the recipient can read it.',
+      select: { secrets: { orderBy: { id: 'desc' }, take: 1, select: { secret: true, publicKey: true } } },
+      resolve: (endpoint) => {
+        const newest = endpoint.secrets[0];
+        return newest ? (newest.publicKey ?? newest.secret) : '';
+      },
+    }),
+    signatureScheme: t.field({
+      type: SignatureSchemeEnum,
+      description: 'The scheme of the newest signing key (rotateEndpointSecret changes it).',
+      select: { secrets: { orderBy: { id: 'desc' }, take: 1, select: { publicKey: true } } },
+      resolve: (endpoint) => (endpoint.secrets[0]?.publicKey ? 'ED25519' : 'HMAC_SHA256'),
+    }),
+    publicKey: t.string({
+      nullable: true,
+      description: 'The whpk_ public key of the newest ED25519 key pair; null for an HMAC_SHA256 endpoint.',
+      select: { secrets: { orderBy: { id: 'desc' }, take: 1, select: { publicKey: true } } },
+      resolve: (endpoint) => endpoint.secrets[0]?.publicKey ?? null,
     }),
     createdAt: t.expose('createdAt', { type: 'DateTime' }),
     updatedAt: t.expose('updatedAt', { type: 'DateTime' }),
@@ -86,6 +102,10 @@ const CreateEndpointInput = builder.inputType('CreateEndpointInput', {
     description: t.string(),
     disabled: t.boolean(),
     headers: t.field({ type: 'JSON', description: 'Custom headers as an object of names to string values.' }),
+    signatureScheme: t.field({
+      type: SignatureSchemeEnum,
+      description: "The scheme of the endpoint's signing key; default: the app's signatureScheme.",
+    }),
   }),
 });
 
@@ -109,6 +129,11 @@ const RotateEndpointSecretInput = builder.inputType('RotateEndpointSecretInput',
     id: t.id({ required: true }),
     gracePeriodSeconds: t.int({
       description: 'How long the old secret keeps signing: default 86400 (24 h), at most 604800 (7 days).',
+    }),
+    signatureScheme: t.field({
+      type: SignatureSchemeEnum,
+      description:
+        "The scheme of the new key; default: the newest key's. Changing it moves the endpoint between v1 and v1a, with both signatures sent during the grace period.",
     }),
   }),
 });

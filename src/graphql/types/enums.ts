@@ -15,3 +15,16 @@ export const AttemptTriggerEnum = builder.enumType('AttemptTrigger', {
 export const ViewerKindEnum = builder.enumType('ViewerKind', {
   values: ['OPERATOR', 'PORTAL'] as const,
 });
+
+export const SignatureSchemeEnum = builder.enumType('SignatureScheme', {
+  description: 'How deliveries to an endpoint are signed (Standard Webhooks).',
+  values: {
+    HMAC_SHA256: {
+      description: 'v1: HMAC-SHA256 with a shared whsec_ secret, which the receiver verifies with.',
+    },
+    ED25519: {
+      description:
+        'v1a: ed25519. Dispatch keeps the whsk_ private key and never shows it; the receiver verifies with the whpk_ public key.',
+    },
+  } as const,
+});
