@@ -236,7 +236,9 @@ export function attachGraphQLWebSocket(options: GraphQLWebSocketOptions): { clos
         try {
           document = enveloped.parse(payload.query);
         } catch (error) {
-          return [new GraphQLError((error as Error).message, { extensions: { code: 'GRAPHQL_PARSE_FAILED' } })];
+          // A limit's refusal keeps its own code (BAD_USER_INPUT for too many tokens).
+          const code = codeOf(error) ?? 'GRAPHQL_PARSE_FAILED';
+          return [new GraphQLError((error as Error).message, { extensions: { code } })];
         }
         const errors = enveloped.validate(enveloped.schema, document);
         if (errors.length) return errors;
