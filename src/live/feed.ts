@@ -1,6 +1,11 @@
 import type { Prisma, PrismaClient } from '../db/client.ts';
 import type { Actor } from '../domain/actor.ts';
-import { CREDENTIAL_RECHECK_MS, credentialEnded, credentialStatus } from '../domain/credential-checks.ts';
+import {
+  CREDENTIAL_RECHECK_MS,
+  credentialEnded,
+  credentialStatus,
+  onCredentialsRevoked,
+} from '../domain/credential-checks.ts';
 import { DispatchError } from '../domain/errors.ts';
 import { attemptAtEvent, type FeedScope, inScope } from '../domain/live-feed.ts';
 import type { AttemptEvent, LiveBus, MessageEvent } from './bus.ts';
@@ -190,7 +195,8 @@ const feedReconnecting = () =>
 /**
  * A feed lives no longer than its key or session: checked before each batch
  * of events is loaded (a cached check, see credentialStatus), at a portal
- * session's expiry, and every CREDENTIAL_RECHECK_MS while no events come.
+ * session's expiry, every CREDENTIAL_RECHECK_MS while no events come, and at
+ * once when a key or session is revoked in this process.
  * Returns the check (false once ended) and the function that stops the timers.
  */
 async function watchCredential(
@@ -216,11 +222,14 @@ async function watchCredential(
   }
   const recheck = setInterval(() => void check(), CREDENTIAL_RECHECK_MS);
   recheck.unref();
+  // A revocation in this process ends the feed at once rather than at the next recheck.
+  const unlisten = onCredentialsRevoked(prisma, () => void check());
   return {
     check,
     stop() {
       clearTimeout(expiry);
       clearInterval(recheck);
+      unlisten();
     },
   };
 }
