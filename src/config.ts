@@ -33,6 +33,10 @@ export interface Config {
   queueVacuumJobs: number;
   /** Days payloads and attempts are kept. */
   retentionDays: number;
+  /** Operations one WebSocket may have open at once (subscriptions, and queries in flight). */
+  maxSubscriptionsPerSocket: number;
+  /** Live-feed subscriptions one API key or portal session may have open on one API process (WebSocket and SSE together). */
+  maxSubscriptionsPerCredential: number;
   /** Value of the Content-Security-Policy frame-ancestors directive for the portal. */
   portalFrameAncestors: string;
   logLevel: 'debug' | 'info' | 'warn' | 'error' | 'silent';
@@ -101,6 +105,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     queueSuperviseSeconds: int(env, 'DISPATCH_QUEUE_SUPERVISE_SECONDS', 15, 1),
     queueVacuumJobs: int(env, 'DISPATCH_QUEUE_VACUUM_JOBS', 2000, 0),
     retentionDays: int(env, 'DISPATCH_RETENTION_DAYS', 30, 1),
+    maxSubscriptionsPerSocket: int(env, 'DISPATCH_MAX_SUBSCRIPTIONS_PER_SOCKET', 100, 1),
+    maxSubscriptionsPerCredential: int(env, 'DISPATCH_MAX_SUBSCRIPTIONS_PER_CREDENTIAL', 1000, 1),
     portalFrameAncestors: env.DISPATCH_PORTAL_FRAME_ANCESTORS || "'self'",
     logLevel: oneOf(env, 'LOG_LEVEL', ['debug', 'info', 'warn', 'error', 'silent'] as const, 'info'),
   };

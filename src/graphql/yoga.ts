@@ -206,7 +206,11 @@ export function createGraphQLApp(deps: GraphQLAppDeps): GraphQLApp {
   // Every process Dispatch starts has a bus across processes; without one, the feed is this process's own.
   const live = deps.live ?? createLocalLiveBus();
   const events = { messageCreated: (message: MessageEvent) => void live.publishMessage(message) };
-  const feed = createLiveFeed({ bus: live, prisma: db.prisma });
+  const feed = createLiveFeed({
+    bus: live,
+    prisma: db.prisma,
+    maxPerCredential: config.maxSubscriptionsPerCredential,
+  });
 
   function contextForActor(actor: Actor): GraphQLContext {
     return {

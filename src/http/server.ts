@@ -232,6 +232,7 @@ export function createHttpServer(deps: HttpDeps): HttpServer {
         contextFor: app.contextFor,
         logger,
         maxPayloadBytes: config.maxRequestBytes,
+        maxOperationsPerSocket: config.maxSubscriptionsPerSocket,
       })
     : undefined;
 

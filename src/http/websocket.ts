@@ -26,6 +26,8 @@ export interface GraphQLWebSocketOptions {
   contextFor(authorization: string | null | undefined): Promise<GraphQLContext>;
   logger: Logger;
   maxPayloadBytes: number;
+  /** Operations (subscriptions, and queries in flight) one socket may have open; more are refused with RATE_LIMITED. */
+  maxOperationsPerSocket: number;
   /**
    * Bytes a socket may have queued but unsent before its client counts as not
    * reading and is cut off. graphql-ws waits to send a subscription's next
@@ -211,6 +213,15 @@ export function attachGraphQLWebSocket(options: GraphQLWebSocketOptions): { clos
         return true;
       },
       onSubscribe: async (ctx, _id, payload) => {
+        // graphql-ws lists this operation among the socket's own before asking.
+        if (Object.keys(ctx.subscriptions).length > options.maxOperationsPerSocket) {
+          return [
+            new GraphQLError(
+              `this socket already has ${options.maxOperationsPerSocket} operations open; complete some before subscribing again`,
+              { extensions: { code: 'RATE_LIMITED', limit: options.maxOperationsPerSocket } },
+            ),
+          ];
+        }
         let context: GraphQLContext;
         try {
           context = await options.contextFor(authorizationOf.get(ctx.extra.socket));

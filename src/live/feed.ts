@@ -237,12 +237,43 @@ async function watchCredential(
 export interface LiveFeedOptions {
   bus: LiveBus;
   prisma: PrismaClient;
+  /** Subscriptions one API key or portal session may have open here at once; more are RATE_LIMITED. */
+  maxPerCredential: number;
 }
+
+const credentialOf = (actor: Actor) => (actor.kind === 'portal' ? actor.sessionId : actor.apiKeyId);
 
 /** The live feed of one API process over `bus`. */
 export function createLiveFeed(options: LiveFeedOptions): LiveFeed {
-  const { bus, prisma } = options;
+  const { bus, prisma, maxPerCredential } = options;
   const batcher = new RowBatcher(prisma);
+  /** Open subscriptions per API key or portal session. */
+  const openPerCredential = new Map<string, number>();
+
+  /**
+   * Counts a subscription against its credential's cap, or refuses it.
+   * Returns the function that gives the place back (once, however it ends).
+   */
+  function hold(actor: Actor): () => void {
+    const credential = credentialOf(actor);
+    const held = openPerCredential.get(credential) ?? 0;
+    if (held >= maxPerCredential) {
+      throw new DispatchError(
+        'RATE_LIMITED',
+        `this ${actor.kind === 'portal' ? 'portal session' : 'API key'} already has ${maxPerCredential} live-feed subscriptions open on this server; end some before opening more`,
+        { limit: maxPerCredential },
+      );
+    }
+    openPerCredential.set(credential, held + 1);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const left = (openPerCredential.get(credential) ?? 1) - 1;
+      if (left > 0) openPerCredential.set(credential, left);
+      else openPerCredential.delete(credential);
+    };
+  }
 
   /** The feed's bus may not be taking events (reconnecting): refused at once, counted as interrupted. */
   function requireListening(field: FeedField) {
@@ -259,8 +290,21 @@ export function createLiveFeed(options: LiveFeedOptions): LiveFeed {
     id(event: E): string;
     present(row: FeedRow, event: E): FeedRow;
   }): Promise<Feed> {
+    requireListening(spec.field);
+    const release = hold(spec.request.actor);
+    try {
+      return await openHeld(spec, release);
+    } catch (error) {
+      release();
+      throw error;
+    }
+  }
+
+  async function openHeld<E extends AttemptEvent | MessageEvent>(
+    spec: Parameters<typeof open<E>>[0],
+    release: () => void,
+  ): Promise<Feed> {
     const { field, model, request } = spec;
-    requireListening(field);
     const scope = await request.scope();
     const { selection, actor } = request;
     const query = selection.select ? { ...selection, select: { ...selection.select, id: true } } : selection;
@@ -300,6 +344,7 @@ export function createLiveFeed(options: LiveFeedOptions): LiveFeed {
         unwatch?.();
         credential.stop();
         liveSubscribers.dec({ field });
+        release();
       },
     });
     queue = created;
