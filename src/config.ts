@@ -37,6 +37,8 @@ export interface Config {
   maxSubscriptionsPerSocket: number;
   /** Live-feed subscriptions one API key or portal session may have open on one API process (WebSocket and SSE together). */
   maxSubscriptionsPerCredential: number;
+  /** Browser origins besides Dispatch's own that may call the API (HTTP, SSE and WebSocket); none by default. */
+  corsOrigins: string[];
   /** Value of the Content-Security-Policy frame-ancestors directive for the portal. */
   portalFrameAncestors: string;
   logLevel: 'debug' | 'info' | 'warn' | 'error' | 'silent';
@@ -78,6 +80,29 @@ function cidrList(env: NodeJS.ProcessEnv, name: string): string[] {
   return items;
 }
 
+function originList(env: NodeJS.ProcessEnv, name: string): string[] {
+  const raw = env[name];
+  if (!raw) return [];
+  const items = raw
+    .split(',')
+    .map((s) => s.trim().replace(/\/+$/, ''))
+    .filter(Boolean);
+  for (const item of items) {
+    let origin: string | undefined;
+    try {
+      origin = new URL(item).origin;
+    } catch {
+      origin = undefined;
+    }
+    if (origin !== item || !/^https?:/.test(item)) {
+      throw new ConfigError(
+        `${name}: ${JSON.stringify(item)} is not an origin such as https://app.example.com or http://localhost:5173 (scheme, host and port only; no wildcards)`,
+      );
+    }
+  }
+  return items;
+}
+
 /** Every setting, parsed and validated once. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const port = int(env, 'PORT', 4000);
@@ -107,6 +132,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     retentionDays: int(env, 'DISPATCH_RETENTION_DAYS', 30, 1),
     maxSubscriptionsPerSocket: int(env, 'DISPATCH_MAX_SUBSCRIPTIONS_PER_SOCKET', 100, 1),
     maxSubscriptionsPerCredential: int(env, 'DISPATCH_MAX_SUBSCRIPTIONS_PER_CREDENTIAL', 1000, 1),
+    corsOrigins: originList(env, 'DISPATCH_CORS_ORIGINS'),
     portalFrameAncestors: env.DISPATCH_PORTAL_FRAME_ANCESTORS || "'self'",
     logLevel: oneOf(env, 'LOG_LEVEL', ['debug', 'info', 'warn', 'error', 'silent'] as const, 'info'),
   };

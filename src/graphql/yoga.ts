@@ -238,8 +238,22 @@ export function createGraphQLApp(deps: GraphQLAppDeps): GraphQLApp {
   });
   const maskErrorLogged = (error: unknown) => maskError(error, (message, e) => logger.error(message, e));
 
+  // Only the listed origins get CORS headers (without credentials: the token is a header, not a cookie);
+  // the server refuses other foreign origins before yoga sees them.
+  const corsOrigins = new Set(config.corsOrigins);
   const yoga = createYoga<ServerContext, GraphQLContext>({
     schema: deps.schema,
+    cors: (request) => {
+      const origin = request.headers.get('origin');
+      if (origin === null || !corsOrigins.has(origin)) return false;
+      return {
+        origin: [origin],
+        credentials: false,
+        methods: ['GET', 'POST'],
+        allowedHeaders: ['authorization', 'content-type', 'accept'],
+        maxAge: 600,
+      };
+    },
     graphqlEndpoint: '/graphql',
     landingPage: false,
     graphiql: false,

@@ -15,6 +15,7 @@ import { registry } from '../metrics.ts';
 import { hasNulCharacter, NUL_MESSAGE } from './errors.ts';
 import { createFastLane, regularMediaType } from './fast-lane.ts';
 import { httpDuration, httpRequests } from './metrics.ts';
+import { createOriginPolicy, originRefusedMessage } from './origins.ts';
 import { attachGraphQLWebSocket } from './websocket.ts';
 
 export interface HttpDeps {
@@ -107,6 +108,8 @@ function readBody(req: IncomingMessage, limit: number): Promise<Buffer | null> {
 export function createHttpServer(deps: HttpDeps): HttpServer {
   const { config, db, logger } = deps;
   const app = deps.api ? createGraphQLApp(deps) : undefined;
+  let publicUrl = config.publicUrl;
+  const origins = createOriginPolicy({ allowed: config.corsOrigins, publicUrl: () => publicUrl });
   const yoga = app?.yoga;
   const contextFor = (authorization: string | null | undefined): Promise<GraphQLContext> => {
     if (!app) throw new Error('this process does not serve the API');
@@ -152,6 +155,13 @@ export function createHttpServer(deps: HttpDeps): HttpServer {
       return 'metrics';
     }
     if (app && url.pathname === '/graphql') {
+      if (origins.classify(req) === 'refused') {
+        res
+          .writeHead(403, { 'content-type': 'application/json', vary: 'Origin' })
+          .end(graphqlErrorBody(403, originRefusedMessage(String(req.headers.origin)), 'FORBIDDEN'));
+        req.resume();
+        return 'graphql';
+      }
       const length = Number(req.headers['content-length'] ?? 0);
       if (length > config.maxRequestBytes) {
         res
@@ -233,6 +243,7 @@ export function createHttpServer(deps: HttpDeps): HttpServer {
         logger,
         maxPayloadBytes: config.maxRequestBytes,
         maxOperationsPerSocket: config.maxSubscriptionsPerSocket,
+        origins,
       })
     : undefined;
 
@@ -246,7 +257,10 @@ export function createHttpServer(deps: HttpDeps): HttpServer {
         server.once('error', reject);
         server.listen(port, host, () => {
           const actual = (server.address() as AddressInfo).port;
-          if (config.publicUrlFollowsPort) app?.setPublicUrl(`http://localhost:${actual}`);
+          if (config.publicUrlFollowsPort) {
+            publicUrl = `http://localhost:${actual}`;
+            app?.setPublicUrl(publicUrl);
+          }
           resolve(actual);
         });
       }),

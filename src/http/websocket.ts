@@ -6,6 +6,7 @@ import { CloseCode, handleProtocols, makeServer, type ServerOptions } from 'grap
 import { type WebSocket, WebSocketServer } from 'ws';
 import type { GraphQLContext } from '../graphql/context.ts';
 import type { Logger } from '../logger.ts';
+import { type OriginPolicy, originRefusedMessage } from './origins.ts';
 
 /** What yoga's envelop needs to run an operation arriving on a socket. */
 export interface EnvelopedYoga {
@@ -28,6 +29,8 @@ export interface GraphQLWebSocketOptions {
   maxPayloadBytes: number;
   /** Operations (subscriptions, and queries in flight) one socket may have open; more are refused with RATE_LIMITED. */
   maxOperationsPerSocket: number;
+  /** Upgrades from a browser origin the policy refuses are answered 403. */
+  origins: OriginPolicy;
   /**
    * Bytes a socket may have queued but unsent before its client counts as not
    * reading and is cut off. graphql-ws waits to send a subscription's next
@@ -181,6 +184,16 @@ export function attachGraphQLWebSocket(options: GraphQLWebSocketOptions): { clos
     const url = new URL(request.url ?? '/', 'http://localhost');
     if (url.pathname !== options.path) {
       socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+      return;
+    }
+    // Browsers let any page open a WebSocket to any host: the Origin is checked here, as CORS does for HTTP.
+    if (options.origins.classify(request) === 'refused') {
+      const body = JSON.stringify({
+        errors: [{ message: originRefusedMessage(String(request.headers.origin)), extensions: { code: 'FORBIDDEN' } }],
+      });
+      socket.end(
+        `HTTP/1.1 403 Forbidden\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+      );
       return;
     }
     wss.handleUpgrade(request, socket, head, (ws) => wss.emit('connection', ws, request));
