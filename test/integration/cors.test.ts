@@ -43,7 +43,12 @@ describe('browser origins (DISPATCH_CORS_ORIGINS)', () => {
     });
 
   it('answers requests without an Origin (backends) and from Dispatch itself (the portal) as before, without CORS headers', async () => {
-    for (const headers of [{}, { origin: t.url }, { origin: t.url.replace('127.0.0.1', 'localhost') }]) {
+    const origins: Record<string, string>[] = [
+      {},
+      { origin: t.url },
+      { origin: t.url.replace('127.0.0.1', 'localhost') },
+    ];
+    for (const headers of origins) {
       // (localhost:port is PUBLIC_URL's origin here, not the host the request went to: Dispatch's own all the same.)
       const response = await query(headers);
       expect(await response.json(), JSON.stringify(headers)).toEqual({ data: { viewer: { kind: 'OPERATOR' } } });
