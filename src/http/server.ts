@@ -49,14 +49,21 @@ export interface HttpServer {
  * RATE_LIMITED for a key over its rate) as yoga answers errors, without
  * reading its body: the rest of it is drained and dropped.
  */
-function refuse(req: IncomingMessage, res: ServerResponse, error: unknown): void {
-  if (!(error instanceof GraphQLError)) throw error;
+function refuse(
+  req: IncomingMessage,
+  res: ServerResponse,
+  thrown: unknown,
+  maskError: (error: unknown) => Error,
+): void {
+  // Anything else (the database unreachable while looking the token up) is masked as yoga would: SERVICE_UNAVAILABLE.
+  const masked = thrown instanceof GraphQLError ? thrown : maskError(thrown);
+  const error = masked instanceof GraphQLError ? masked : new GraphQLError(masked.message);
   const http = (error.extensions.http ?? {}) as { status?: number; headers?: Record<string, string> };
   const { http: _http, ...extensions } = error.extensions;
   const body = JSON.stringify({ errors: [{ message: error.message, extensions }] });
   graphqlErrors.inc({ code: String(extensions.code) });
   res
-    .writeHead(http.status ?? 401, {
+    .writeHead(http.status ?? (extensions.code === 'UNAUTHENTICATED' ? 401 : 500), {
       ...http.headers,
       'content-type': `${regularMediaType(req.headers.accept) ?? 'application/json'}; charset=utf-8`,
       'content-length': String(Buffer.byteLength(body)),
@@ -181,7 +188,7 @@ export function createHttpServer(deps: HttpDeps): HttpServer {
       try {
         context = await app.contextFor(req.headers.authorization);
       } catch (error) {
-        refuse(req, res, error);
+        refuse(req, res, error, app.maskError);
         return 'graphql';
       }
       if (req.method === 'POST') {
