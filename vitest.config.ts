@@ -9,6 +9,7 @@ const TIMING_SENSITIVE = [
   'test/integration/delivery-crash.test.ts',
   'test/integration/delivery-isolation.test.ts',
   'test/integration/retention.test.ts',
+  'test/integration/oversized-documents.test.ts',
 ];
 
 export default defineConfig({

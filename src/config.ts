@@ -35,6 +35,12 @@ export interface Config {
   queueSuperviseSeconds: number;
   /** Days payloads and attempts are kept. */
   retentionDays: number;
+  /** Operations one WebSocket may have open at once (subscriptions, and queries in flight). */
+  maxSubscriptionsPerSocket: number;
+  /** Live-feed subscriptions one API key or portal session may have open on one API process (WebSocket and SSE together). */
+  maxSubscriptionsPerCredential: number;
+  /** Browser origins besides Dispatch's own that may call the API (HTTP, SSE and WebSocket); none by default. */
+  corsOrigins: string[];
   /** Value of the Content-Security-Policy frame-ancestors directive for the portal. */
   portalFrameAncestors: string;
   logLevel: 'debug' | 'info' | 'warn' | 'error' | 'silent';
@@ -118,6 +124,29 @@ function proxyUrl(env: NodeJS.ProcessEnv, name: string): string | undefined {
   return url.href;
 }
 
+function originList(env: NodeJS.ProcessEnv, name: string): string[] {
+  const raw = env[name];
+  if (!raw) return [];
+  const items = raw
+    .split(',')
+    .map((s) => s.trim().replace(/\/+$/, ''))
+    .filter(Boolean);
+  for (const item of items) {
+    let origin: string | undefined;
+    try {
+      origin = new URL(item).origin;
+    } catch {
+      origin = undefined;
+    }
+    if (origin !== item || !/^https?:/.test(item)) {
+      throw new ConfigError(
+        `${name}: ${JSON.stringify(item)} is not an origin such as https://app.example.com or http://localhost:5173 (scheme, host and port only; no wildcards)`,
+      );
+    }
+  }
+  return items;
+}
+
 /** Every setting, parsed and validated once. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const port = int(env, 'PORT', 4000);
@@ -147,6 +176,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     workspaceConcurrency: int(env, 'DISPATCH_WORKSPACE_CONCURRENCY', 0, 0),
     queueSuperviseSeconds: int(env, 'DISPATCH_QUEUE_SUPERVISE_SECONDS', 15, 1),
     retentionDays: int(env, 'DISPATCH_RETENTION_DAYS', 30, 1),
+    maxSubscriptionsPerSocket: int(env, 'DISPATCH_MAX_SUBSCRIPTIONS_PER_SOCKET', 100, 1),
+    maxSubscriptionsPerCredential: int(env, 'DISPATCH_MAX_SUBSCRIPTIONS_PER_CREDENTIAL', 1000, 1),
+    corsOrigins: originList(env, 'DISPATCH_CORS_ORIGINS'),
     portalFrameAncestors: text(env, 'DISPATCH_PORTAL_FRAME_ANCESTORS', "'self'"),
     logLevel: oneOf(env, 'LOG_LEVEL', ['debug', 'info', 'warn', 'error', 'silent'] as const, 'info'),
   };

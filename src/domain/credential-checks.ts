@@ -6,7 +6,7 @@ import { DispatchError } from './errors.ts';
  * How long a check that a long-lived connection's credential (API key,
  * portal session) is still live is trusted: a live-feed subscription ends
  * within this of its key or session being revoked in another process; in
- * the revoking process, at once.
+ * the revoking process, at once (see onCredentialsRevoked).
  */
 export const CREDENTIAL_RECHECK_MS = 5_000;
 
@@ -71,9 +71,33 @@ export async function credentialStatus(
   }
 }
 
-/** Forgets every cached check, so a revocation in this process takes effect at once. */
+// Per Prisma client too: who wants to hear that a key or session was revoked in this process.
+const revocationListeners = new WeakMap<PrismaClient, Set<() => void>>();
+
+/**
+ * Calls `listener` whenever a key or session is revoked in this process (the
+ * live feed checks its credential again then); returns the function that
+ * removes it.
+ */
+export function onCredentialsRevoked(prisma: PrismaClient, listener: () => void): () => void {
+  let listeners = revocationListeners.get(prisma);
+  if (!listeners) {
+    listeners = new Set();
+    revocationListeners.set(prisma, listeners);
+  }
+  const own = () => listener();
+  listeners.add(own);
+  return () => void listeners.delete(own);
+}
+
+/**
+ * Forgets every cached check and tells the listeners, so a revocation in this
+ * process takes effect at once: each open feed reads its credential again
+ * (one read per credential, shared by its feeds).
+ */
 export function forgetCredentialChecks(prisma: PrismaClient): void {
   cacheOf(prisma).clear();
+  for (const listener of revocationListeners.get(prisma) ?? []) listener();
 }
 
 export const credentialEnded = (actor: Actor) =>

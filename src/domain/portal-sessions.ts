@@ -56,7 +56,7 @@ export async function revokePortalSessions(
     where: { appId: app.id, recipient: { uid: input.recipientId }, revokedAt: null, expiresAt: { gt: new Date() } },
     data: { revokedAt: new Date() },
   });
-  // Open live feeds of these sessions in this process end at their next event.
+  // Open live feeds of these sessions in this process end at once.
   forgetCredentialChecks(ctx.prisma);
   return result.count;
 }

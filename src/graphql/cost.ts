@@ -18,6 +18,22 @@ import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from './builder.ts';
  */
 export const MAX_QUERY_NODES = 25_000;
 
+/**
+ * Most lexical tokens a document may have; the parser stops at the next one,
+ * so a huge document costs no more than this to refuse. Dispatch's own
+ * documents have a few hundred; large values belong in variables.
+ */
+export const MAX_DOCUMENT_TOKENS = 2_000;
+
+/**
+ * Longest document (in characters) whose parse, validation and compiled form
+ * are kept for reuse, and how many characters of such documents are kept in
+ * all: a parsed document takes about 100 bytes per character of source, so
+ * this bounds the caches near 50 MB, whatever clients send.
+ */
+export const CACHED_DOCUMENT_CHARS = 8 * 1024;
+export const DOCUMENT_CACHE_CHARS = 512 * 1024;
+
 // graphql-js may be loaded twice (CommonJS and ESM builds) and its isObjectType()
 // & co. refuse types of the other copy, so types are read by shape here.
 function namedType(type: GraphQLType): GraphQLNamedType {

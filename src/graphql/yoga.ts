@@ -2,8 +2,9 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { useGraphQlJit } from '@envelop/graphql-jit';
 import { maxAliasesPlugin } from '@escape.tech/graphql-armor-max-aliases';
 import { maxDepthPlugin } from '@escape.tech/graphql-armor-max-depth';
-import { GraphQLError, type GraphQLSchema } from 'graphql';
+import { type DocumentNode, GraphQLError, type GraphQLSchema, parse } from 'graphql';
 import { createYoga, type Plugin, type YogaServerInstance } from 'graphql-yoga';
+import { LRUCache } from 'lru-cache';
 import type { Config } from '../config.ts';
 import type { Database } from '../db/client.ts';
 import type { Actor } from '../domain/actor.ts';
@@ -13,7 +14,13 @@ import { createLocalLiveBus, type LiveBus, type MessageEvent } from '../live/bus
 import { createLiveFeed } from '../live/feed.ts';
 import type { Logger } from '../logger.ts';
 import type { GraphQLContext } from './context.ts';
-import { estimateNodes, MAX_QUERY_NODES } from './cost.ts';
+import {
+  CACHED_DOCUMENT_CHARS,
+  DOCUMENT_CACHE_CHARS,
+  estimateNodes,
+  MAX_DOCUMENT_TOKENS,
+  MAX_QUERY_NODES,
+} from './cost.ts';
 import { maskError } from './errors.ts';
 import { graphqlErrors, graphqlOperations } from './metrics.ts';
 import { RateLimiter } from './rate-limit.ts';
@@ -29,12 +36,12 @@ export interface GraphQLAppDeps {
 }
 
 /**
- * What yoga's context starts from: the HTTP request, the context of a token
- * already resolved (graphql-ws, the fast lane), or the error resolving it
- * raised in the fast lane, which yoga then answers with.
+ * What yoga's context starts from: the context of a token already resolved
+ * (HTTP requests are authenticated before their body is read; graphql-ws at
+ * each subscribe), or, without one, the request to resolve it from.
  */
 export type ServerContext =
-  | { req: IncomingMessage; res: ServerResponse; contextError?: unknown }
+  | { req: IncomingMessage; res: ServerResponse; dispatch?: GraphQLContext }
   | { dispatch: GraphQLContext };
 
 export type DispatchYoga = YogaServerInstance<ServerContext, GraphQLContext>;
@@ -115,6 +122,45 @@ function costPlugin(): Plugin {
   };
 }
 
+/**
+ * Parses with graphql's own token limit (MAX_DOCUMENT_TOKENS), and says so
+ * clearly when a document is over it.
+ */
+function tokenLimitPlugin(): Plugin {
+  return {
+    onParse({ setParseFn }) {
+      setParseFn((source, options) => {
+        try {
+          return parse(source, { ...options, maxTokens: MAX_DOCUMENT_TOKENS });
+        } catch (error) {
+          if (!(error instanceof Error) || !/tokens\. Parsing aborted/.test(error.message)) throw error;
+          throw new GraphQLError(
+            `this document has more than ${MAX_DOCUMENT_TOKENS} tokens; send large values as variables`,
+            { extensions: { code: 'BAD_USER_INPUT', limit: MAX_DOCUMENT_TOKENS, http: { status: 400 } } },
+          );
+        }
+      });
+    },
+  };
+}
+
+/**
+ * yoga's parse cache (by document text) and what hangs on each parsed
+ * document (its validation result, its compiled form), sized by the text's
+ * length rather than counted: only documents up to CACHED_DOCUMENT_CHARS are
+ * kept, DOCUMENT_CACHE_CHARS of them in all. A larger document is parsed
+ * (within the token limit) each time it comes.
+ */
+function documentCache<V extends object>() {
+  return new LRUCache<string, V>({
+    max: 1024,
+    maxSize: DOCUMENT_CACHE_CHARS,
+    maxEntrySize: CACHED_DOCUMENT_CHARS,
+    sizeCalculation: (_value, key) => Math.max(1, key.length),
+    ttl: 3_600_000,
+  });
+}
+
 /** Rejections of the depth and alias limits carry no code; they are the client's doing. */
 function limitErrorsPlugin(): Plugin {
   return {
@@ -160,7 +206,11 @@ export function createGraphQLApp(deps: GraphQLAppDeps): GraphQLApp {
   // Every process Dispatch starts has a bus across processes; without one, the feed is this process's own.
   const live = deps.live ?? createLocalLiveBus();
   const events = { messageCreated: (message: MessageEvent) => void live.publishMessage(message) };
-  const feed = createLiveFeed({ bus: live, prisma: db.prisma });
+  const feed = createLiveFeed({
+    bus: live,
+    prisma: db.prisma,
+    maxPerCredential: config.maxSubscriptionsPerCredential,
+  });
 
   function contextForActor(actor: Actor): GraphQLContext {
     return {
@@ -188,8 +238,22 @@ export function createGraphQLApp(deps: GraphQLAppDeps): GraphQLApp {
   });
   const maskErrorLogged = (error: unknown) => maskError(error, (message, e) => logger.error(message, e));
 
+  // Only the listed origins get CORS headers (without credentials: the token is a header, not a cookie);
+  // the server refuses other foreign origins before yoga sees them.
+  const corsOrigins = new Set(config.corsOrigins);
   const yoga = createYoga<ServerContext, GraphQLContext>({
     schema: deps.schema,
+    cors: (request) => {
+      const origin = request.headers.get('origin');
+      if (origin === null || !corsOrigins.has(origin)) return false;
+      return {
+        origin: [origin],
+        credentials: false,
+        methods: ['GET', 'POST'],
+        allowedHeaders: ['authorization', 'content-type', 'accept'],
+        maxAge: 600,
+      };
+    },
     graphqlEndpoint: '/graphql',
     landingPage: false,
     graphiql: false,
@@ -198,12 +262,18 @@ export function createGraphQLApp(deps: GraphQLAppDeps): GraphQLApp {
     // before yoga sees it; yoga's own limit would pipe each body through a stream again.
     maxRequestBodySize: false,
     context: async (initial) => {
-      if ('dispatch' in initial) return initial.dispatch;
-      if (initial.contextError !== undefined) throw initial.contextError;
+      if (initial.dispatch) return initial.dispatch;
+      if (!('res' in initial)) throw new UnauthenticatedError();
       return withCutOff(await contextFor(initial.request.headers.get('authorization')), initial.res);
     },
     maskedErrors: { maskError: maskErrorLogged },
+    parserAndValidationCache: {
+      documentCache: documentCache<DocumentNode>(),
+      errorCache: documentCache<Error>(),
+      validationCache: true,
+    },
     plugins: [
+      tokenLimitPlugin(),
       maxDepthPlugin({ n: 12, exposeLimits: true }),
       maxAliasesPlugin({ n: 20, exposeLimits: true }),
       costPlugin(),

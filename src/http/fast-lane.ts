@@ -14,10 +14,11 @@ import type { EnvelopedYoga } from './websocket.ts';
  *
  * It answers exactly as yoga would: results go through yoga's own result
  * processor (status codes, error extensions), and the media type is chosen by
- * yoga's rule. Everything else, and every request refused before its
- * resolvers run (a parse or validation error, a bad body, a failed
- * authentication), goes the whole way through yoga, which then gives the
- * error it always gave: nothing runs twice.
+ * yoga's rule. It sees only requests already authenticated (the server
+ * refuses the others before reading their body). Everything else, and every
+ * request refused before its resolvers run (a parse or validation error, a
+ * bad body), goes the whole way through yoga, which then gives the error it
+ * always gave.
  */
 
 export type RegularMediaType = 'application/json' | 'application/graphql-response+json';
@@ -36,13 +37,10 @@ export type FastLaneOutcome =
   /** Answered. */
   | { kind: 'answered' }
   /** Not for the fast lane: let yoga handle the request from the start. */
-  | { kind: 'yoga' }
-  /** Authentication failed after the document was accepted: yoga answers with this error, the context not built again. */
-  | { kind: 'context-error'; error: unknown };
+  | { kind: 'yoga' };
 
 export interface FastLaneOptions {
   yoga: FastLaneYoga;
-  contextFor(authorization: string | null | undefined): Promise<GraphQLContext>;
   /** What yoga's context adds to an HTTP request's context. */
   extendContext(context: GraphQLContext, req: IncomingMessage, res: ServerResponse): GraphQLContext;
   /** Turns an error thrown by execution into the error the client sees (yoga's maskedErrors). */
@@ -137,7 +135,13 @@ export function createFastLane(options: FastLaneOptions) {
   const { yoga } = options;
   let answered = 0;
 
-  async function handle(req: IncomingMessage, res: ServerResponse, body: Buffer): Promise<FastLaneOutcome> {
+  /** Runs the request of an authenticated `context` (the server resolves the token before reading the body). */
+  async function handle(
+    req: IncomingMessage,
+    res: ServerResponse,
+    body: Buffer,
+    context: GraphQLContext,
+  ): Promise<FastLaneOutcome> {
     if (req.method !== 'POST' || req.headers.origin !== undefined || !isJsonContentType(req.headers['content-type']))
       return { kind: 'yoga' };
     const mediaType = regularMediaType(req.headers.accept);
@@ -162,12 +166,6 @@ export function createFastLane(options: FastLaneOptions) {
     const operation = getOperationAST(document, params.operationName ?? undefined);
     if (!operation || operation.operation === 'subscription') return { kind: 'yoga' };
 
-    let context: GraphQLContext;
-    try {
-      context = await options.contextFor(req.headers.authorization);
-    } catch (error) {
-      return { kind: 'context-error', error };
-    }
     // yoga's context option returns this as the request's context.
     initial.dispatch = options.extendContext(context, req, res);
 

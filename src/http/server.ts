@@ -1,20 +1,22 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { sendNodeResponse } from '@whatwg-node/server';
-import type { GraphQLSchema } from 'graphql';
+import { GraphQLError, type GraphQLSchema } from 'graphql';
 import type { Config } from '../config.ts';
 import type { Database } from '../db/client.ts';
 import { pendingMigrations } from '../db/migrate.ts';
 import type { DeliveryHooks } from '../domain/context.ts';
 import type { GraphQLContext } from '../graphql/context.ts';
+import { graphqlErrors } from '../graphql/metrics.ts';
 import { createGraphQLApp, type DispatchYoga } from '../graphql/yoga.ts';
 import type { LiveBus } from '../live/bus.ts';
 import type { Logger } from '../logger.ts';
 import { registry } from '../metrics.ts';
 import { hasNulCharacter, NUL_MESSAGE } from './errors.ts';
-import { createFastLane } from './fast-lane.ts';
+import { createFastLane, regularMediaType } from './fast-lane.ts';
 import { httpDuration, httpRequests } from './metrics.ts';
 import { createSchemaRoute, SCHEMA_PATH } from './schema-route.ts';
+import { createOriginPolicy, originRefusedMessage } from './origins.ts';
 import { attachGraphQLWebSocket } from './websocket.ts';
 
 export interface HttpDeps {
@@ -43,8 +45,51 @@ export interface HttpServer {
   close(): Promise<void>;
 }
 
+/**
+ * Answers a request whose token resolved to no context (UNAUTHENTICATED, or
+ * RATE_LIMITED for a key over its rate) as yoga answers errors, without
+ * reading its body: the rest of it is drained and dropped.
+ */
+function refuse(
+  req: IncomingMessage,
+  res: ServerResponse,
+  thrown: unknown,
+  maskError: (error: unknown) => Error,
+): void {
+  // Anything else (the database unreachable while looking the token up) is masked as yoga would: SERVICE_UNAVAILABLE.
+  const masked = thrown instanceof GraphQLError ? thrown : maskError(thrown);
+  const error = masked instanceof GraphQLError ? masked : new GraphQLError(masked.message);
+  const http = (error.extensions.http ?? {}) as { status?: number; headers?: Record<string, string> };
+  const { http: _http, ...extensions } = error.extensions;
+  const body = JSON.stringify({ errors: [{ message: error.message, extensions }] });
+  graphqlErrors.inc({ code: String(extensions.code) });
+  res
+    .writeHead(http.status ?? (extensions.code === 'UNAUTHENTICATED' ? 401 : 500), {
+      ...http.headers,
+      'content-type': `${regularMediaType(req.headers.accept) ?? 'application/json'}; charset=utf-8`,
+      'content-length': String(Buffer.byteLength(body)),
+    })
+    .end(body);
+  req.resume();
+}
+
 function graphqlErrorBody(status: number, message: string, code: string): string {
   return JSON.stringify({ errors: [{ message, extensions: { code, http: { status } } }] });
+}
+
+/**
+ * The body already read, as yoga's request adapter takes it. Not the Buffer
+ * itself: the adapter tests a body with Object.keys(), which for a Buffer of
+ * 2 MB makes two million strings (2 s of CPU and garbage per request); an
+ * object with one key that iterates the Buffer is taken as the body at once.
+ */
+function bodyForYoga(body: Buffer) {
+  return {
+    body,
+    async *[Symbol.asyncIterator]() {
+      yield body;
+    },
+  };
 }
 
 /** The request body, or null once it grows past `limit` (the rest is drained and dropped). */
@@ -71,6 +116,8 @@ function readBody(req: IncomingMessage, limit: number): Promise<Buffer | null> {
 export function createHttpServer(deps: HttpDeps): HttpServer {
   const { config, db, logger } = deps;
   const app = deps.api ? createGraphQLApp(deps) : undefined;
+  let publicUrl = config.publicUrl;
+  const origins = createOriginPolicy({ allowed: config.corsOrigins, publicUrl: () => publicUrl });
   const yoga = app?.yoga;
   const contextFor = (authorization: string | null | undefined): Promise<GraphQLContext> => {
     if (!app) throw new Error('this process does not serve the API');
@@ -79,7 +126,6 @@ export function createHttpServer(deps: HttpDeps): HttpServer {
   const fastLane = app
     ? createFastLane({
         yoga: app.yoga,
-        contextFor: app.contextFor,
         extendContext: (context, _req, res) => app.withCutOff(context, res),
         maskError: app.maskError,
         onResult: app.countErrors,
@@ -122,14 +168,34 @@ export function createHttpServer(deps: HttpDeps): HttpServer {
       await schemaRoute(req, res);
       return 'schema';
     }
-    if (yoga && url.pathname === '/graphql') {
-      let contextError: unknown;
+    if (app && url.pathname === '/graphql') {
+      if (origins.classify(req) === 'refused') {
+        res
+          .writeHead(403, { 'content-type': 'application/json', vary: 'Origin' })
+          .end(graphqlErrorBody(403, originRefusedMessage(String(req.headers.origin)), 'FORBIDDEN'));
+        req.resume();
+        return 'graphql';
+      }
       const length = Number(req.headers['content-length'] ?? 0);
       if (length > config.maxRequestBytes) {
         res
           .writeHead(413, { 'content-type': 'application/json', connection: 'close' })
           .end(graphqlErrorBody(413, `request body is over ${config.maxRequestBytes} bytes`, 'PAYLOAD_TOO_LARGE'));
         req.resume();
+        return 'graphql';
+      }
+      // A CORS preflight carries no credentials; yoga answers it.
+      if (req.method === 'OPTIONS') {
+        await sendResponse(await app.yoga.handleNodeRequestAndResponse(req, res, { req, res }), req, res);
+        return 'graphql';
+      }
+      // The token first, before the body is read or its document parsed: a
+      // request without a valid one costs a lookup of its token, whatever it sends.
+      let context: GraphQLContext;
+      try {
+        context = await app.contextFor(req.headers.authorization);
+      } catch (error) {
+        refuse(req, res, error, app.maskError);
         return 'graphql';
       }
       if (req.method === 'POST') {
@@ -148,18 +214,16 @@ export function createHttpServer(deps: HttpDeps): HttpServer {
             .end(graphqlErrorBody(400, NUL_MESSAGE, 'BAD_USER_INPUT'));
           return 'graphql';
         }
-        const outcome = await fastLane!.handle(req, res, body);
-        if (outcome.kind === 'answered') return 'graphql';
-        if (outcome.kind === 'context-error') contextError = outcome.error;
+        if ((await fastLane!.handle(req, res, body, context)).kind === 'answered') return 'graphql';
         delete req.headers['transfer-encoding'];
         req.headers['content-length'] = String(body.length);
-        (req as IncomingMessage & { body?: Uint8Array }).body = body;
+        (req as IncomingMessage & { body?: unknown }).body = bodyForYoga(body);
       }
-      const response = await yoga.handleNodeRequestAndResponse(
+      const response = await app.yoga.handleNodeRequestAndResponse(req, res, {
         req,
         res,
-        contextError === undefined ? { req, res } : { req, res, contextError },
-      );
+        dispatch: app.withCutOff(context, res),
+      });
       await sendResponse(response, req, res);
       return 'graphql';
     }
@@ -192,6 +256,8 @@ export function createHttpServer(deps: HttpDeps): HttpServer {
         contextFor: app.contextFor,
         logger,
         maxPayloadBytes: config.maxRequestBytes,
+        maxOperationsPerSocket: config.maxSubscriptionsPerSocket,
+        origins,
       })
     : undefined;
 
@@ -205,7 +271,10 @@ export function createHttpServer(deps: HttpDeps): HttpServer {
         server.once('error', reject);
         server.listen(port, host, () => {
           const actual = (server.address() as AddressInfo).port;
-          if (config.publicUrlFollowsPort) app?.setPublicUrl(`http://localhost:${actual}`);
+          if (config.publicUrlFollowsPort) {
+            publicUrl = `http://localhost:${actual}`;
+            app?.setPublicUrl(publicUrl);
+          }
           resolve(actual);
         });
       }),

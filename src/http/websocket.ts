@@ -6,6 +6,7 @@ import { CloseCode, handleProtocols, makeServer, type ServerOptions } from 'grap
 import { type WebSocket, WebSocketServer } from 'ws';
 import type { GraphQLContext } from '../graphql/context.ts';
 import type { Logger } from '../logger.ts';
+import { type OriginPolicy, originRefusedMessage } from './origins.ts';
 
 /** What yoga's envelop needs to run an operation arriving on a socket. */
 export interface EnvelopedYoga {
@@ -26,6 +27,10 @@ export interface GraphQLWebSocketOptions {
   contextFor(authorization: string | null | undefined): Promise<GraphQLContext>;
   logger: Logger;
   maxPayloadBytes: number;
+  /** Operations (subscriptions, and queries in flight) one socket may have open; more are refused with RATE_LIMITED. */
+  maxOperationsPerSocket: number;
+  /** Upgrades from a browser origin the policy refuses are answered 403. */
+  origins: OriginPolicy;
   /**
    * Bytes a socket may have queued but unsent before its client counts as not
    * reading and is cut off. graphql-ws waits to send a subscription's next
@@ -181,6 +186,16 @@ export function attachGraphQLWebSocket(options: GraphQLWebSocketOptions): { clos
       socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
       return;
     }
+    // Browsers let any page open a WebSocket to any host: the Origin is checked here, as CORS does for HTTP.
+    if (options.origins.classify(request) === 'refused') {
+      const body = JSON.stringify({
+        errors: [{ message: originRefusedMessage(String(request.headers.origin)), extensions: { code: 'FORBIDDEN' } }],
+      });
+      socket.end(
+        `HTTP/1.1 403 Forbidden\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+      );
+      return;
+    }
     wss.handleUpgrade(request, socket, head, (ws) => wss.emit('connection', ws, request));
   };
   options.server.on('upgrade', onUpgrade);
@@ -211,6 +226,15 @@ export function attachGraphQLWebSocket(options: GraphQLWebSocketOptions): { clos
         return true;
       },
       onSubscribe: async (ctx, _id, payload) => {
+        // graphql-ws lists this operation among the socket's own before asking.
+        if (Object.keys(ctx.subscriptions).length > options.maxOperationsPerSocket) {
+          return [
+            new GraphQLError(
+              `this socket already has ${options.maxOperationsPerSocket} operations open; complete some before subscribing again`,
+              { extensions: { code: 'RATE_LIMITED', limit: options.maxOperationsPerSocket } },
+            ),
+          ];
+        }
         let context: GraphQLContext;
         try {
           context = await options.contextFor(authorizationOf.get(ctx.extra.socket));
@@ -236,7 +260,9 @@ export function attachGraphQLWebSocket(options: GraphQLWebSocketOptions): { clos
         try {
           document = enveloped.parse(payload.query);
         } catch (error) {
-          return [new GraphQLError((error as Error).message, { extensions: { code: 'GRAPHQL_PARSE_FAILED' } })];
+          // A limit's refusal keeps its own code (BAD_USER_INPUT for too many tokens).
+          const code = codeOf(error) ?? 'GRAPHQL_PARSE_FAILED';
+          return [new GraphQLError((error as Error).message, { extensions: { code } })];
         }
         const errors = enveloped.validate(enveloped.schema, document);
         if (errors.length) return errors;

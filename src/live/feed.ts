@@ -1,6 +1,11 @@
 import type { Prisma, PrismaClient } from '../db/client.ts';
 import type { Actor } from '../domain/actor.ts';
-import { CREDENTIAL_RECHECK_MS, credentialEnded, credentialStatus } from '../domain/credential-checks.ts';
+import {
+  CREDENTIAL_RECHECK_MS,
+  credentialEnded,
+  credentialStatus,
+  onCredentialsRevoked,
+} from '../domain/credential-checks.ts';
 import { DispatchError } from '../domain/errors.ts';
 import { attemptAtEvent, type FeedScope, inScope } from '../domain/live-feed.ts';
 import type { AttemptEvent, LiveBus, MessageEvent } from './bus.ts';
@@ -190,7 +195,8 @@ const feedReconnecting = () =>
 /**
  * A feed lives no longer than its key or session: checked before each batch
  * of events is loaded (a cached check, see credentialStatus), at a portal
- * session's expiry, and every CREDENTIAL_RECHECK_MS while no events come.
+ * session's expiry, every CREDENTIAL_RECHECK_MS while no events come, and at
+ * once when a key or session is revoked in this process.
  * Returns the check (false once ended) and the function that stops the timers.
  */
 async function watchCredential(
@@ -216,11 +222,14 @@ async function watchCredential(
   }
   const recheck = setInterval(() => void check(), CREDENTIAL_RECHECK_MS);
   recheck.unref();
+  // A revocation in this process ends the feed at once rather than at the next recheck.
+  const unlisten = onCredentialsRevoked(prisma, () => void check());
   return {
     check,
     stop() {
       clearTimeout(expiry);
       clearInterval(recheck);
+      unlisten();
     },
   };
 }
@@ -228,12 +237,43 @@ async function watchCredential(
 export interface LiveFeedOptions {
   bus: LiveBus;
   prisma: PrismaClient;
+  /** Subscriptions one API key or portal session may have open here at once; more are RATE_LIMITED. */
+  maxPerCredential: number;
 }
+
+const credentialOf = (actor: Actor) => (actor.kind === 'portal' ? actor.sessionId : actor.apiKeyId);
 
 /** The live feed of one API process over `bus`. */
 export function createLiveFeed(options: LiveFeedOptions): LiveFeed {
-  const { bus, prisma } = options;
+  const { bus, prisma, maxPerCredential } = options;
   const batcher = new RowBatcher(prisma);
+  /** Open subscriptions per API key or portal session. */
+  const openPerCredential = new Map<string, number>();
+
+  /**
+   * Counts a subscription against its credential's cap, or refuses it.
+   * Returns the function that gives the place back (once, however it ends).
+   */
+  function hold(actor: Actor): () => void {
+    const credential = credentialOf(actor);
+    const held = openPerCredential.get(credential) ?? 0;
+    if (held >= maxPerCredential) {
+      throw new DispatchError(
+        'RATE_LIMITED',
+        `this ${actor.kind === 'portal' ? 'portal session' : 'API key'} already has ${maxPerCredential} live-feed subscriptions open on this server; end some before opening more`,
+        { limit: maxPerCredential },
+      );
+    }
+    openPerCredential.set(credential, held + 1);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const left = (openPerCredential.get(credential) ?? 1) - 1;
+      if (left > 0) openPerCredential.set(credential, left);
+      else openPerCredential.delete(credential);
+    };
+  }
 
   /** The feed's bus may not be taking events (reconnecting): refused at once, counted as interrupted. */
   function requireListening(field: FeedField) {
@@ -250,8 +290,21 @@ export function createLiveFeed(options: LiveFeedOptions): LiveFeed {
     id(event: E): string;
     present(row: FeedRow, event: E): FeedRow;
   }): Promise<Feed> {
+    requireListening(spec.field);
+    const release = hold(spec.request.actor);
+    try {
+      return await openHeld(spec, release);
+    } catch (error) {
+      release();
+      throw error;
+    }
+  }
+
+  async function openHeld<E extends AttemptEvent | MessageEvent>(
+    spec: Parameters<typeof open<E>>[0],
+    release: () => void,
+  ): Promise<Feed> {
     const { field, model, request } = spec;
-    requireListening(field);
     const scope = await request.scope();
     const { selection, actor } = request;
     const query = selection.select ? { ...selection, select: { ...selection.select, id: true } } : selection;
@@ -291,6 +344,7 @@ export function createLiveFeed(options: LiveFeedOptions): LiveFeed {
         unwatch?.();
         credential.stop();
         liveSubscribers.dec({ field });
+        release();
       },
     });
     queue = created;

@@ -492,6 +492,40 @@ describe('live delivery feed', () => {
     }
   });
 
+  it("ends a revoked credential's open feeds on the revoking API process at once, with no event needed (portal session over graphql-ws, API key over SSE)", async () => {
+    const { createPortalSession } = await t.client.request(CreatePortalSessionDocument, {
+      input: { appId: f.appId, recipientId: 'customer_b' },
+    });
+    const created = await t.client.raw(
+      'mutation { createApiKey(input: { name: "revoked at once" }) { token apiKey { id } } }',
+    );
+    const { token, apiKey } = (created.data as { createApiKey: { token: string; apiKey: { id: string } } })
+      .createApiKey;
+    const closed = new Promise<{ code: number; reason: string }>((resolve) =>
+      open.push(wsClient(t.url, createPortalSession.token, { onClosed: resolve })),
+    );
+    const before = t.dispatch.live.listenersAdded();
+    const viaWs = subscribeWs<AttemptData>(open.at(-1) as Client, ATTEMPTS, { appId: f.appId });
+    const viaSse = await subscribeSse<AttemptData>(t.url, token, ATTEMPTS, { appId: f.appId });
+    await subscribed(before, 2);
+    try {
+      // Each feed rechecks its credential every 5 s by itself; "at once" must come well before the first recheck.
+      const revokedAt = performance.now();
+      await t.client.raw('mutation ($input: RevokePortalSessionsInput!) { revokePortalSessions(input: $input) }', {
+        input: { appId: f.appId, recipientId: 'customer_b' },
+      });
+      await t.client.raw('mutation ($id: ID!) { revokeApiKey(input: { id: $id }) { revokedAt } }', { id: apiKey.id });
+      expect(await closed).toMatchObject({ code: 4401, reason: expect.stringMatching(/^UNAUTHENTICATED/) });
+      await viaSse.until((feed) => feed.ended !== undefined, 5_000, 'the SSE subscription');
+      const took = performance.now() - revokedAt;
+      expect(viaSse.results.flatMap((r) => r.errors ?? []).map((e) => e.extensions?.code)).toEqual(['UNAUTHENTICATED']);
+      expect(viaWs.data).toEqual([]);
+      expect(took).toBeLessThan(2_500);
+    } finally {
+      viaSse.close();
+    }
+  });
+
   it("ends an API key's open subscriptions when the key is revoked; the workspace's other keys carry on", async () => {
     const created = await t.client.raw('mutation { createApiKey(input: { name: "feed" }) { token apiKey { id } } }');
     const { token, apiKey } = (created.data as { createApiKey: { token: string; apiKey: { id: string } } })
