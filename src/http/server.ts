@@ -15,8 +15,8 @@ import { registry } from '../metrics.ts';
 import { hasNulCharacter, NUL_MESSAGE } from './errors.ts';
 import { createFastLane, regularMediaType } from './fast-lane.ts';
 import { httpDuration, httpRequests } from './metrics.ts';
-import { createSchemaRoute, SCHEMA_PATH } from './schema-route.ts';
 import { createOriginPolicy, originRefusedMessage } from './origins.ts';
+import { createSchemaRoute, SCHEMA_PATH } from './schema-route.ts';
 import { attachGraphQLWebSocket } from './websocket.ts';
 
 export interface HttpDeps {
