@@ -14,6 +14,7 @@ import { authenticate } from '../domain/auth.ts';
 import type { DeliveryHooks } from '../domain/context.ts';
 import type { GraphQLContext } from '../graphql/context.ts';
 import { estimateNodes, MAX_QUERY_NODES } from '../graphql/cost.ts';
+import { hasVariableInScalarLiteral } from '../graphql/json-literals.ts';
 import { sharedSubscriptionExecution } from '../graphql/shared-execution.ts';
 import type { LiveBus, MessageEvent } from '../live/bus.ts';
 import type { Logger } from '../logger.ts';
@@ -241,7 +242,7 @@ export function createHttpServer(deps: HttpDeps): HttpServer {
               enableIf: (args) =>
                 !args.document.definitions.some(
                   (d) => d.kind === 'OperationDefinition' && d.operation === 'subscription',
-                ),
+                ) && !hasVariableInScalarLiteral(args.schema, args.document),
             },
           ),
         ],

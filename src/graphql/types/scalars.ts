@@ -12,9 +12,16 @@ function literalToJson(node: ValueNode, variables: Record<string, unknown> | nul
     case Kind.NULL:
       return null;
     case Kind.LIST:
-      return node.values.map((v) => literalToJson(v, variables));
-    case Kind.OBJECT:
-      return Object.fromEntries(node.fields.map((f) => [f.name.value, literalToJson(f.value, variables)]));
+      // A variable not given is null in a list and absent from an object, as in GraphQL's own input values.
+      return node.values.map((v) => literalToJson(v, variables) ?? null);
+    case Kind.OBJECT: {
+      const object: Record<string, unknown> = {};
+      for (const field of node.fields) {
+        const value = literalToJson(field.value, variables);
+        if (value !== undefined) object[field.name.value] = value;
+      }
+      return object;
+    }
     case Kind.VARIABLE:
       return variables?.[node.name.value];
     default:
