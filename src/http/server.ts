@@ -14,6 +14,7 @@ import { authenticate } from '../domain/auth.ts';
 import type { DeliveryHooks } from '../domain/context.ts';
 import type { GraphQLContext } from '../graphql/context.ts';
 import { estimateNodes, MAX_QUERY_NODES } from '../graphql/cost.ts';
+import { documentNestingPlugin } from '../graphql/document-nesting.ts';
 import { hasVariableInScalarLiteral } from '../graphql/json-literals.ts';
 import { sharedSubscriptionExecution } from '../graphql/shared-execution.ts';
 import type { LiveBus, MessageEvent } from '../live/bus.ts';
@@ -228,6 +229,7 @@ export function createHttpServer(deps: HttpDeps): HttpServer {
         },
         maskedErrors: { maskError: maskErrorLogged },
         plugins: [
+          documentNestingPlugin(),
           maxDepthPlugin({ n: 12, exposeLimits: true }),
           maxAliasesPlugin({ n: 20, exposeLimits: true }),
           costPlugin(),
