@@ -2,6 +2,7 @@ import { isIP, type LookupFunction } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Readable } from 'node:stream';
 import { Agent, type buildConnector, type Dispatcher, errors, Pool, ProxyAgent } from 'undici';
+import { headerProblem } from '../webhooks/headers.ts';
 import {
   type AddressPolicy,
   checkUrlAtCreate,
@@ -186,7 +187,11 @@ export function createSender({
     const outgoing: Record<string, string> = { 'user-agent': userAgent, 'content-type': 'application/json' };
     for (const [name, value] of Object.entries(headers)) {
       const lower = name.toLowerCase();
-      if (!RESERVED_HEADERS.has(lower)) outgoing[lower] = value;
+      if (RESERVED_HEADERS.has(lower)) continue;
+      // The rule endpoints are saved with: a header it refuses could never be sent.
+      const problem = headerProblem(name, value);
+      if (problem) return { ok: false, durationMs: elapsed(), errorKind: 'invalid_request', error: problem };
+      outgoing[lower] = value;
     }
 
     // One timer bounds the whole attempt. Aborting the signal ends a request

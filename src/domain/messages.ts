@@ -4,6 +4,7 @@ import type { Message, Prisma } from '../db/client.ts';
 import { createGroupCommit } from '../db/group-commit.ts';
 import { visible } from './access.ts';
 import { requireOperator } from './apps.ts';
+import { canonicalJson } from './canonical-json.ts';
 import {
   type DeliveryHooks,
   type DomainContext,
@@ -17,16 +18,7 @@ import { newId } from './ids.ts';
 import { validateAgainstSchema } from './json-schema.ts';
 import { checkExternalId } from './recipients.ts';
 
-/** JSON with object keys sorted, so equal data hashes equal whatever its key order. */
-export function canonicalJson(value: unknown): string {
-  if (value === null || typeof value !== 'object') return JSON.stringify(value);
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
-  const keys = Object.keys(value as object).sort();
-  return `{${keys
-    .filter((k) => (value as Record<string, unknown>)[k] !== undefined)
-    .map((k) => `${JSON.stringify(k)}:${canonicalJson((value as Record<string, unknown>)[k])}`)
-    .join(',')}}`;
-}
+export { canonicalJson };
 
 export function hashData(data: unknown): string {
   return hash('sha256', canonicalJson(data), 'hex');

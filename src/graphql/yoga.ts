@@ -21,7 +21,9 @@ import {
   MAX_DOCUMENT_TOKENS,
   MAX_QUERY_NODES,
 } from './cost.ts';
+import { documentNestingPlugin } from './document-nesting.ts';
 import { maskError } from './errors.ts';
+import { hasVariableInScalarLiteral } from './json-literals.ts';
 import { graphqlErrors, graphqlOperations } from './metrics.ts';
 import { RateLimiter } from './rate-limit.ts';
 import { sharedSubscriptionExecution } from './shared-execution.ts';
@@ -273,6 +275,7 @@ export function createGraphQLApp(deps: GraphQLAppDeps): GraphQLApp {
       validationCache: true,
     },
     plugins: [
+      documentNestingPlugin(),
       tokenLimitPlugin(),
       maxDepthPlugin({ n: 12, exposeLimits: true }),
       maxAliasesPlugin({ n: 20, exposeLimits: true }),
@@ -286,7 +289,11 @@ export function createGraphQLApp(deps: GraphQLAppDeps): GraphQLApp {
         {},
         {
           enableIf: (args) =>
-            !args.document.definitions.some((d) => d.kind === 'OperationDefinition' && d.operation === 'subscription'),
+            !args.document.definitions.some(
+              (d) => d.kind === 'OperationDefinition' && d.operation === 'subscription',
+            ) &&
+            // graphql-jit compiles a literal without the variables inside it (data: {id: $v}); such documents run on graphql-js.
+            !hasVariableInScalarLiteral(args.schema, args.document),
         },
       ),
     ],

@@ -1,4 +1,5 @@
 import { GraphQLError, Kind, type ValueNode } from 'graphql';
+import { checkJsonValue } from '../../domain/json-value.ts';
 import { builder } from '../builder.ts';
 
 function literalToJson(node: ValueNode, variables: Record<string, unknown> | null | undefined): unknown {
@@ -12,9 +13,16 @@ function literalToJson(node: ValueNode, variables: Record<string, unknown> | nul
     case Kind.NULL:
       return null;
     case Kind.LIST:
-      return node.values.map((v) => literalToJson(v, variables));
-    case Kind.OBJECT:
-      return Object.fromEntries(node.fields.map((f) => [f.name.value, literalToJson(f.value, variables)]));
+      // A variable not given is null in a list and absent from an object, as in GraphQL's own input values.
+      return node.values.map((v) => literalToJson(v, variables) ?? null);
+    case Kind.OBJECT: {
+      const object: Record<string, unknown> = {};
+      for (const field of node.fields) {
+        const value = literalToJson(field.value, variables);
+        if (value !== undefined) object[field.name.value] = value;
+      }
+      return object;
+    }
     case Kind.VARIABLE:
       return variables?.[node.name.value];
     default:
@@ -25,27 +33,36 @@ function literalToJson(node: ValueNode, variables: Record<string, unknown> | nul
 builder.scalarType('JSON', {
   description: 'Any JSON value.',
   serialize: (value) => value,
-  parseValue: (value) => value,
-  parseLiteral: (node, variables) => literalToJson(node, variables),
+  parseValue: (value) => {
+    checkJsonValue(value);
+    return value;
+  },
+  parseLiteral: (node, variables) => {
+    const value = literalToJson(node, variables);
+    checkJsonValue(value);
+    return value;
+  },
 });
+
+/**
+ * An ISO-8601 instant in years 0001 to 9999: the years both JavaScript and
+ * the database read back as they were written (year 0 answered
+ * INTERNAL_SERVER_ERROR).
+ */
+function parseDateTime(text: unknown): Date {
+  const date = typeof text === 'string' && /^\d{4}-\d{2}-\d{2}T/.test(text) ? new Date(text) : undefined;
+  const year = date?.getUTCFullYear() ?? Number.NaN;
+  if (!date || !(year >= 1 && year <= 9999)) {
+    throw new GraphQLError('DateTime must be an ISO-8601 string in years 0001 to 9999, such as 2026-11-28T12:00:00Z', {
+      extensions: { code: 'BAD_USER_INPUT' },
+    });
+  }
+  return date;
+}
 
 builder.scalarType('DateTime', {
   description: 'An instant as an ISO-8601 string, e.g. 2026-11-28T12:00:00.000Z.',
   serialize: (value) => (value instanceof Date ? value.toISOString() : new Date(value as string).toISOString()),
-  parseValue: (value) => {
-    if (typeof value !== 'string' || !/^\d{4}-\d{2}-\d{2}T/.test(value) || Number.isNaN(Date.parse(value))) {
-      throw new GraphQLError('DateTime must be an ISO-8601 string such as 2026-11-28T12:00:00Z', {
-        extensions: { code: 'BAD_USER_INPUT' },
-      });
-    }
-    return new Date(value);
-  },
-  parseLiteral: (node) => {
-    if (node.kind !== Kind.STRING || !/^\d{4}-\d{2}-\d{2}T/.test(node.value) || Number.isNaN(Date.parse(node.value))) {
-      throw new GraphQLError('DateTime must be an ISO-8601 string such as 2026-11-28T12:00:00Z', {
-        extensions: { code: 'BAD_USER_INPUT' },
-      });
-    }
-    return new Date(node.value);
-  },
+  parseValue: (value) => parseDateTime(value),
+  parseLiteral: (node) => parseDateTime(node.kind === Kind.STRING ? node.value : undefined),
 });
