@@ -8,6 +8,7 @@ import './types/endpoint.ts';
 import './types/message.ts';
 import './types/portal-session.ts';
 import './types/replay.ts';
+import './types/operational.ts';
 import './types/subscriptions.ts';
 
 export const schema = builder.toSchema({ sortSchema: true });

@@ -1,9 +1,10 @@
 import pg from 'pg';
+import { LIVE_CHANNEL } from '../domain/live-feed.ts';
 import type { Logger } from '../logger.ts';
 import type { AttemptEvent, LiveBus, MessageEvent } from './bus.ts';
 import { liveEventsPublished, liveEventsReceived, livePublishFailures, liveReconnects } from './metrics.ts';
 
-export const LIVE_CHANNEL = 'dispatch_live';
+export { LIVE_CHANNEL };
 /** application_name of the LISTEN connection, so operators (and tests) can find it in pg_stat_activity. */
 export const LIVE_APPLICATION_NAME = 'dispatch-live';
 /** PostgreSQL refuses NOTIFY payloads of 8000 bytes or more; ours carry ids only. */

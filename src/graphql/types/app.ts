@@ -28,6 +28,10 @@ export const AppRef = builder.prismaNode('App', {
       select: { attemptTimeoutMs: true },
       resolve: (app) => app.attemptTimeoutMs ?? DEFAULT_ATTEMPT_TIMEOUT_MS,
     }),
+    operational: t.exposeBoolean('operational', {
+      description:
+        "Whether this is the workspace's operational app: Dispatch sends its operational events as this app's messages (see enableOperationalEvents).",
+    }),
     createdAt: t.expose('createdAt', { type: 'DateTime' }),
     eventTypes: t.relation('eventTypes', {
       args: {

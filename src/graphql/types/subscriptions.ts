@@ -4,6 +4,7 @@ import type { PrismaClient } from '../../db/client.ts';
 import { CREDENTIAL_RECHECK_MS, credentialEnded, credentialStatus } from '../../domain/credential-checks.ts';
 import { DispatchError } from '../../domain/errors.ts';
 import { attemptAtEvent, attemptFeedScope, type FeedScope, inScope, messageFeedScope } from '../../domain/live-feed.ts';
+import { operationalFeedScope } from '../../domain/operational-events.ts';
 import type { AttemptEvent, LiveBus, MessageEvent } from '../../live/bus.ts';
 import {
   liveEventsDelivered,
@@ -15,6 +16,7 @@ import { SubscriberQueue } from '../../live/subscriber-queue.ts';
 import { builder } from '../builder.ts';
 import type { GraphQLContext } from '../context.ts';
 import { AttemptRef, MessageRef } from './message.ts';
+import { OperationalEventRef } from './operational.ts';
 
 /** Events one subscriber may fall behind before it is cut off (see SubscriberQueue). */
 export const SUBSCRIBER_BUFFER = 1000;
@@ -330,6 +332,30 @@ builder.subscriptionFields((t) => ({
       const scope = await messageFeedScope(ctx.domain, args);
       return feed<MessageEvent, object>({
         field: 'messageCreated',
+        ctx,
+        info,
+        model: 'message',
+        scope,
+        bus,
+        subscribe: (listener) => bus.subscribeMessages(listener),
+        id: (event) => event.messageId,
+        present: (row) => ({ ...row }),
+      });
+    },
+    resolve: resolveFeedItem,
+  }),
+  operationalEvent: t.field({
+    type: OperationalEventRef,
+    authScopes: { operator: true },
+    description:
+      "Dispatch's operational events of this workspace (endpoint.disabled, endpoint.failing, message.attempt.exhausted, …), each once it is committed, optionally only some types. API keys only; needs operational events on (enableOperationalEvents). " +
+      "The same events reach the operational app's endpoints as signed webhooks. Ends like the other feeds (RATE_LIMITED, UNAUTHENTICATED, FEED_INTERRUPTED).",
+    args: { types: t.arg.stringList({ description: 'Only these types; all when absent.' }) },
+    subscribe: async (_root, args, ctx, info) => {
+      const bus = requireBus(ctx, 'operationalEvent');
+      const scope = await operationalFeedScope(ctx.domain, args);
+      return feed<MessageEvent, object>({
+        field: 'operationalEvent',
         ctx,
         info,
         model: 'message',
