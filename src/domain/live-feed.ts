@@ -41,7 +41,7 @@ export interface FeedScope<Where> {
 export interface FeedEventIds {
   appId: string;
   recipientId: string;
-  messageId: string;
+  messageId?: string;
   endpointId?: string;
 }
 
@@ -59,7 +59,7 @@ export function inScope(scope: FeedScope<unknown>, event: FeedEventIds): boolean
  * recipient, asked or not; asking for another one answers like a missing one.
  * An operator may watch a recipient that has no message yet.
  */
-async function recipientScope(ctx: DomainContext, appId: string, recipientUid: string | null | undefined) {
+export async function recipientScope(ctx: DomainContext, appId: string, recipientUid: string | null | undefined) {
   const { actor } = ctx;
   if (actor.kind === 'portal') {
     if (recipientUid != null && recipientUid !== actor.recipientUid) throw notFound('recipient');

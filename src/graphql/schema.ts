@@ -5,6 +5,7 @@ import './types/viewer.ts';
 import './types/workspace.ts';
 import './types/app.ts';
 import './types/endpoint.ts';
+import './types/endpoint-health.ts';
 import './types/message.ts';
 import './types/portal-session.ts';
 import './types/replay.ts';

@@ -18,11 +18,19 @@ export interface MessageEvent {
   recipientId: string;
 }
 
+/** An endpoint's health changed (sent by PostgreSQL itself: a trigger on "Endpoint", on commit). */
+export interface EndpointEvent {
+  endpointId: string;
+  appId: string;
+  recipientId: string;
+}
+
 export interface LiveBus {
   publishAttempt(event: AttemptEvent): Promise<void>;
   publishMessage(event: MessageEvent): Promise<void>;
   subscribeAttempts(listener: (event: AttemptEvent) => void): () => void;
   subscribeMessages(listener: (event: MessageEvent) => void): () => void;
+  subscribeEndpoints(listener: (event: EndpointEvent) => void): () => void;
   /** Whether events reach this process's listeners now: false while the bus reconnects (and on a bus that does not listen). */
   readonly isListening: boolean;
   /**

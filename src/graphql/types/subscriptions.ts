@@ -2,10 +2,11 @@ import { queryFromInfo } from '@pothos/plugin-prisma';
 import type { GraphQLResolveInfo } from 'graphql';
 import type { PrismaClient } from '../../db/client.ts';
 import { CREDENTIAL_RECHECK_MS, credentialEnded, credentialStatus } from '../../domain/credential-checks.ts';
+import { endpointHealthFeedScope } from '../../domain/endpoint-health.ts';
 import { DispatchError } from '../../domain/errors.ts';
 import { attemptAtEvent, attemptFeedScope, type FeedScope, inScope, messageFeedScope } from '../../domain/live-feed.ts';
 import { operationalFeedScope } from '../../domain/operational-events.ts';
-import type { AttemptEvent, LiveBus, MessageEvent } from '../../live/bus.ts';
+import type { AttemptEvent, EndpointEvent, LiveBus, MessageEvent } from '../../live/bus.ts';
 import {
   liveEventsDelivered,
   liveEventsDropped,
@@ -15,6 +16,7 @@ import {
 import { SubscriberQueue } from '../../live/subscriber-queue.ts';
 import { builder } from '../builder.ts';
 import type { GraphQLContext } from '../context.ts';
+import { EndpointRef } from './endpoint.ts';
 import { AttemptRef, MessageRef } from './message.ts';
 import { OperationalEventRef } from './operational.ts';
 
@@ -24,7 +26,7 @@ export const SUBSCRIBER_BUFFER = 1000;
 const BATCH_SIZE = 500;
 
 type Row = { id: string };
-type Model = 'attempt' | 'message';
+type Model = 'attempt' | 'message' | 'endpoint';
 
 /**
  * Reads the rows of live events in batches: every subscriber asking the same
@@ -218,7 +220,7 @@ async function watchCredential(
 }
 
 async function feed<
-  E extends { appId: string; recipientId: string; messageId: string; endpointId?: string },
+  E extends { appId: string; recipientId: string; messageId?: string; endpointId?: string },
   R,
 >(options: {
   field: string;
@@ -363,6 +365,30 @@ builder.subscriptionFields((t) => ({
         bus,
         subscribe: (listener) => bus.subscribeMessages(listener),
         id: (event) => event.messageId,
+        present: (row) => ({ ...row }),
+      });
+    },
+    resolve: resolveFeedItem,
+  }),
+  endpointHealthChanged: t.field({
+    type: EndpointRef,
+    nullable: false,
+    description:
+      "Each endpoint of the app whose health (Endpoint.health) changes: disabled or enabled, or a run of failures starting or ending; optionally one recipient's (the operator's id). " +
+      'Select health to read it as it is when the event reaches you. A portal token only receives its own endpoints. Ends like the other feeds (RATE_LIMITED, UNAUTHENTICATED, FEED_INTERRUPTED).',
+    args: { appId: t.arg.id({ required: true }), recipientId: t.arg.string() },
+    subscribe: async (_root, args, ctx, info) => {
+      const bus = requireBus(ctx, 'endpointHealthChanged');
+      const scope = await endpointHealthFeedScope(ctx.domain, args);
+      return feed<EndpointEvent, object>({
+        field: 'endpointHealthChanged',
+        ctx,
+        info,
+        model: 'endpoint',
+        scope,
+        bus,
+        subscribe: (listener) => bus.subscribeEndpoints(listener),
+        id: (event) => event.endpointId,
         present: (row) => ({ ...row }),
       });
     },
