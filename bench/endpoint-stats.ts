@@ -4,7 +4,7 @@
  * the trigger that keeps the stats costs the statements that record
  * attempts. `npx tsx bench/endpoint-stats.ts` (a few minutes); starts an
  * embedded PostgreSQL in a temporary folder, or uses BENCH_DATABASE_URL.
- * STATS_ATTEMPTS changes the count.
+ * STATS_ATTEMPTS changes the count, STATS_TRIGGER_ROWS the attempts per trigger-cost case (20,000).
  */
 import fs from 'node:fs/promises';
 import os from 'node:os';
@@ -120,7 +120,7 @@ async function main() {
     log(`EndpointStat: ${statRows[0]!.n} rows, ${statRows[0]!.size} (Attempt: ${attemptSize[0]!.size})`);
 
     // What the trigger adds to recording attempts: the same updates with it disabled, on another endpoint's rows.
-    const TRIGGER_ROWS = 20_000;
+    const TRIGGER_ROWS = Number(process.env.STATS_TRIGGER_ROWS ?? 20_000);
     await pool.query(
       `INSERT INTO "Attempt" (id, "appId", "recipientId", "messageId", "endpointId", "deliveryId", status, url, "createdAt")
        SELECT 'atm_x' || lpad(i::text, 8, '0'), 'app_b', 'rcp_b', m.id, 'ep_c', d.id, 'SENDING', 'http://y', now()
