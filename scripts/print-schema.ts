@@ -3,11 +3,11 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { lexicographicSortSchema, printSchema } from 'graphql';
 import { schema } from '../src/graphql/schema.ts';
+import { printSchemaText } from '../src/http/schema-route.ts';
 
 const file = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../schema.graphql');
-const printed = `${printSchema(lexicographicSortSchema(schema))}\n`;
+const printed = printSchemaText(schema);
 if (process.argv.includes('--check')) {
   const current = existsSync(file) ? readFileSync(file, 'utf8') : '';
   if (current !== printed) {

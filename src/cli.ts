@@ -18,6 +18,7 @@ Commands:
                                                    the key is the last line of the output
   api-key list --workspace NAME                    list a workspace's API keys
   api-key revoke KEY_ID                            revoke an API key
+  schema                                           print the GraphQL schema (schema.graphql), for codegen
   help                                             show this help
 
 The database is DATABASE_URL, else the embedded PostgreSQL under .dispatch/
@@ -104,6 +105,16 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
       case 'api-key':
         run = apiKeyCommand(rest, io);
         break;
+      case 'schema': {
+        parse(rest, {}, 0, 'dispatch schema');
+        // No database: the schema is the code's. Loaded here so other commands do not build it.
+        const [{ schema }, { printSchemaText }] = await Promise.all([
+          import('./graphql/schema.ts'),
+          import('./http/schema-route.ts'),
+        ]);
+        io.out(printSchemaText(schema).trimEnd());
+        return 0;
+      }
       default:
         throw new UsageError(`unknown command ${JSON.stringify(command)}`);
     }

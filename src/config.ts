@@ -27,12 +27,12 @@ export interface Config {
   apiKeyRateLimit: number;
   /** Most deliveries a worker process sends at once. */
   workerConcurrency: number;
+  /** Tries of one workspace a worker process has in flight at once (its fair share of the slots); 0: the default. */
+  workspaceConcurrency: number;
   /** Most attempts in flight to one endpoint at once, counted across all worker processes. */
   endpointConcurrency: number;
   /** Seconds between queue maintenance passes; a job of a killed worker is retried after its heartbeat (10 s) and one pass. */
   queueSuperviseSeconds: number;
-  /** Tries claimed by a worker process after which it vacuums the queue's table (0: leave it to autovacuum). */
-  queueVacuumJobs: number;
   /** Days payloads and attempts are kept. */
   retentionDays: number;
   /** Value of the Content-Security-Policy frame-ancestors directive for the portal. */
@@ -42,7 +42,32 @@ export interface Config {
 
 export class ConfigError extends Error {}
 
+/**
+ * Settings read through a recording environment (see listSettings): each
+ * reader below notes its variable's default there, so the list of settings
+ * is the code itself and the docs test compares it with docs/operating.md.
+ */
+const recordings = new WeakMap<object, Map<string, SettingDefault>>();
+
+/** A setting's default as docs/operating.md shows it; null when it has none or it is computed (described in words). */
+export type SettingDefault = number | string | null;
+
+function note(env: NodeJS.ProcessEnv, name: string, fallback: SettingDefault): void {
+  recordings.get(env)?.set(name, fallback);
+}
+
+function text(env: NodeJS.ProcessEnv, name: string, fallback: string): string {
+  note(env, name, fallback);
+  return env[name] || fallback;
+}
+
+function optional(env: NodeJS.ProcessEnv, name: string): string | undefined {
+  note(env, name, null);
+  return env[name] || undefined;
+}
+
 function int(env: NodeJS.ProcessEnv, name: string, fallback: number, min = 0): number {
+  note(env, name, fallback);
   const raw = env[name];
   if (raw === undefined || raw === '') return fallback;
   const value = Number(raw);
@@ -53,6 +78,7 @@ function int(env: NodeJS.ProcessEnv, name: string, fallback: number, min = 0): n
 }
 
 function oneOf<T extends string>(env: NodeJS.ProcessEnv, name: string, allowed: readonly T[], fallback: T): T {
+  note(env, name, fallback);
   const raw = env[name];
   if (raw === undefined || raw === '') return fallback;
   if (!(allowed as readonly string[]).includes(raw)) {
@@ -62,6 +88,7 @@ function oneOf<T extends string>(env: NodeJS.ProcessEnv, name: string, allowed: 
 }
 
 function cidrList(env: NodeJS.ProcessEnv, name: string): string[] {
+  note(env, name, null);
   const raw = env[name];
   if (!raw) return [];
   const items = raw
@@ -79,20 +106,21 @@ function cidrList(env: NodeJS.ProcessEnv, name: string): string[] {
 /** Every setting, parsed and validated once. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const port = int(env, 'PORT', 4000);
-  const publicUrl = (env.PUBLIC_URL || `http://localhost:${port}`).replace(/\/+$/, '');
+  const givenPublicUrl = optional(env, 'PUBLIC_URL');
+  const publicUrl = (givenPublicUrl || `http://localhost:${port}`).replace(/\/+$/, '');
   try {
     new URL(publicUrl);
   } catch {
     throw new ConfigError(`PUBLIC_URL must be an absolute URL, got ${JSON.stringify(publicUrl)}`);
   }
   return {
-    databaseUrl: env.DATABASE_URL || undefined,
+    databaseUrl: optional(env, 'DATABASE_URL'),
     port,
-    host: env.HOST || '0.0.0.0',
+    host: text(env, 'HOST', '0.0.0.0'),
     publicUrl,
-    publicUrlFollowsPort: !env.PUBLIC_URL,
+    publicUrlFollowsPort: !givenPublicUrl,
     role: oneOf(env, 'DISPATCH_ROLE', ['all', 'api', 'worker'] as const, 'all'),
-    dataDir: path.resolve(env.DISPATCH_DATA_DIR || '.dispatch'),
+    dataDir: path.resolve(text(env, 'DISPATCH_DATA_DIR', '.dispatch')),
     disableAfterSeconds: int(env, 'DISPATCH_DISABLE_AFTER_SECONDS', 432_000, 1),
     failingAfterSeconds: int(env, 'DISPATCH_FAILING_AFTER_SECONDS', 3_600, 1),
     allowNetworks: cidrList(env, 'DISPATCH_ALLOW_NETWORKS'),
@@ -101,10 +129,30 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     apiKeyRateLimit: int(env, 'DISPATCH_API_KEY_RATE_LIMIT', 0),
     workerConcurrency: int(env, 'DISPATCH_WORKER_CONCURRENCY', 256, 1),
     endpointConcurrency: int(env, 'DISPATCH_ENDPOINT_CONCURRENCY', 8, 1),
+    workspaceConcurrency: int(env, 'DISPATCH_WORKSPACE_CONCURRENCY', 0, 0),
     queueSuperviseSeconds: int(env, 'DISPATCH_QUEUE_SUPERVISE_SECONDS', 15, 1),
-    queueVacuumJobs: int(env, 'DISPATCH_QUEUE_VACUUM_JOBS', 2000, 0),
     retentionDays: int(env, 'DISPATCH_RETENTION_DAYS', 30, 1),
-    portalFrameAncestors: env.DISPATCH_PORTAL_FRAME_ANCESTORS || "'self'",
+    portalFrameAncestors: text(env, 'DISPATCH_PORTAL_FRAME_ANCESTORS', "'self'"),
     logLevel: oneOf(env, 'LOG_LEVEL', ['debug', 'info', 'warn', 'error', 'silent'] as const, 'info'),
   };
+}
+
+/**
+ * Every environment variable loadConfig reads, with its default: loadConfig
+ * runs once on an empty environment that records each variable asked for,
+ * whether through a reader above (which notes its default) or directly
+ * (default unknown: undefined). For the docs test; no behaviour depends on it.
+ */
+export function listSettings(): Map<string, SettingDefault | undefined> {
+  const defaults = new Map<string, SettingDefault>();
+  const read = new Set<string>();
+  const env = new Proxy({} as NodeJS.ProcessEnv, {
+    get(target, name) {
+      if (typeof name === 'string') read.add(name);
+      return Reflect.get(target, name);
+    },
+  });
+  recordings.set(env, defaults);
+  loadConfig(env);
+  return new Map([...read].map((name) => [name, defaults.has(name) ? defaults.get(name) : undefined]));
 }

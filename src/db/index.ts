@@ -5,8 +5,12 @@ import { findRunningEmbeddedPostgres, startEmbeddedPostgres } from './embedded.t
 import { migrate } from './migrate.ts';
 
 export { connectDatabase, type Database } from './client.ts';
+export { EmbeddedPostgresError } from './embedded.ts';
+export { type FolderLock, lockDataFolder } from './folder-lock.ts';
 
 export interface StartedDatabase extends Database {
+  /** The pid of the embedded PostgreSQL this process started, if it did. */
+  embeddedPid?: number;
   /** Stops the embedded PostgreSQL too, when this process started one. */
   shutdown(): Promise<void>;
 }
@@ -20,10 +24,18 @@ export interface StartedDatabase extends Database {
  */
 export async function startDatabase(
   config: Pick<Config, 'databaseUrl' | 'dataDir'>,
-  options: { log?: (line: string) => void; migrate?: boolean; poolSize?: number; reuseRunningEmbedded?: boolean } = {},
+  options: {
+    log?: (line: string) => void;
+    migrate?: boolean;
+    poolSize?: number;
+    reuseRunningEmbedded?: boolean;
+    /** An embedded PostgreSQL a killed run of ours left on the data folder: stopped before ours starts. */
+    orphanPid?: number;
+  } = {},
 ): Promise<StartedDatabase> {
   let url = config.databaseUrl;
   let stopEmbedded: (() => Promise<void>) | undefined;
+  let embeddedPid: number | undefined;
   const dir = path.join(config.dataDir, 'postgres');
   const running = !url && options.reuseRunningEmbedded ? await findRunningEmbeddedPostgres({ dir }) : undefined;
   if (running) {
@@ -32,8 +44,16 @@ export async function startDatabase(
       `embedded PostgreSQL already running at ${url.replace(/:[^:@/]+@/, ':***@')} (data in ${config.dataDir})`,
     );
   } else if (!url) {
-    const embedded = await startEmbeddedPostgres({ dir, port: 54329 });
+    // Detached: Ctrl-C in a terminal reaches this process, which stops the server itself once it has drained.
+    const embedded = await startEmbeddedPostgres({
+      dir,
+      port: 54329,
+      detached: true,
+      orphanPid: options.orphanPid,
+      notify: options.log,
+    });
     url = embedded.url;
+    embeddedPid = embedded.pid;
     stopEmbedded = embedded.stop;
     options.log?.(`embedded PostgreSQL at ${url.replace(/:[^:@/]+@/, ':***@')} (data in ${config.dataDir})`);
   }
@@ -48,6 +68,7 @@ export async function startDatabase(
   const db = connectDatabase(url, { max: options.poolSize });
   return {
     ...db,
+    embeddedPid,
     async shutdown() {
       await db.close();
       await stopEmbedded?.();

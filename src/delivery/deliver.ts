@@ -17,12 +17,12 @@ import type { Sender, SendResult } from './sender.ts';
  * One job: one try of one delivery. In three steps, so no transaction is
  * open while the receiver is being called:
  *
- * 1. claim and start (one transaction for a batch of jobs): lease the jobs,
+ * 1. fetch and start (one transaction for a batch of jobs): fetch the jobs,
  *    load each delivery, its message, endpoint and app; close tries a killed
  *    worker left SENDING; decide whether to send; record the Attempt
  *    (SENDING) and mark the Delivery SENDING.
  * 2. send: sign with every active secret and POST.
- * 3. finish: delete the job, record the outcome on the Attempt, move the
+ * 3. finish: delete the job (pg-boss deleteJob), record the outcome on the Attempt, move the
  *    Delivery on (SUCCEEDED, PENDING with the next try queued, or FAILED)
  *    and keep the endpoint's failure record.
  *
@@ -55,6 +55,50 @@ export interface DeliverDeps {
   onRetryQueued?: (at: Date) => void;
   /** Settles successful tries in batches; without it each is settled in its own transaction. */
   settler?: SuccessSettler;
+  /** Each workspace's share of this process's slots; without it, none is counted. */
+  shares?: WorkspaceShares;
+}
+
+/**
+ * A workspace's fair share of a worker process's slots: at most `limit`
+ * tries of one workspace in flight at once here, so endpoints of one
+ * customer that hang (or answer slowly) cannot hold the slots every other
+ * customer needs. A fetch skips the endpoints of workspaces at their share
+ * (pg-boss ignoreGroups); a fetched try over its workspace's share goes back
+ * to the queue, ready, in the transaction that fetched it.
+ */
+export class WorkspaceShares {
+  readonly running = new Map<string, number>();
+  /** Endpoints seen of each workspace with tries in flight here. */
+  private readonly endpoints = new Map<string, Set<string>>();
+  constructor(readonly limit: number) {}
+
+  /** Endpoints not to fetch now: those of workspaces at their share. */
+  skipped(): string[] {
+    const skip: string[] = [];
+    for (const [workspace, n] of this.running) if (n >= this.limit) skip.push(...(this.endpoints.get(workspace) ?? []));
+    return skip;
+  }
+  seen(workspace: string, endpointId: string): void {
+    let set = this.endpoints.get(workspace);
+    if (!set) {
+      set = new Set();
+      this.endpoints.set(workspace, set);
+    }
+    set.add(endpointId);
+  }
+  start(workspace: string, endpointId: string): void {
+    this.running.set(workspace, (this.running.get(workspace) ?? 0) + 1);
+    this.seen(workspace, endpointId);
+  }
+  end(workspace: string): void {
+    const n = (this.running.get(workspace) ?? 1) - 1;
+    if (n > 0) this.running.set(workspace, n);
+    else {
+      this.running.delete(workspace);
+      this.endpoints.delete(workspace);
+    }
+  }
 }
 
 interface Loaded {
@@ -66,6 +110,7 @@ interface Loaded {
   deliveryCreatedMs: number;
   attemptCount: number;
   appId: string;
+  workspaceId: string;
   recipientId: string;
   messageId: string;
   endpointId: string;
@@ -104,16 +149,48 @@ export interface ClaimedTry {
  * goes through startAttempt, one by one, in the same transaction.
  */
 export async function claimTries(deps: DeliverDeps, max: number): Promise<ClaimedTry[]> {
+  const claimed: ClaimedTry[] = [];
+  // Tries put back for being over their workspace's share make room for a
+  // fetch of other workspaces' tries, which skips the endpoints now known.
+  for (let round = 0; round < 3 && claimed.length < max; round++) {
+    const { tries, putBack } = await claimRound(deps, max - claimed.length);
+    claimed.push(...tries);
+    if (putBack === 0) break;
+  }
+  return claimed;
+}
+
+async function claimRound(deps: DeliverDeps, max: number): Promise<{ tries: ClaimedTry[]; putBack: number }> {
   const events: AttemptEvent[] = [];
+  const { shares } = deps;
+  const over: { workspace: string; endpointId: string }[] = [];
   const claimed = await inTransaction(deps.pool, async (sql) => {
-    const jobs = await deps.queue.claim(sql, max, deps.endpointConcurrency);
-    if (jobs.length === 0) return [];
+    const fetched = await deps.queue.claim(sql, max, deps.endpointConcurrency, shares?.skipped());
+    if (fetched.length === 0) return [];
     const { rows } = await sql.query<Loaded>({
       name: 'dispatch_delivery_load_batch',
       text: `${LOAD_SELECT} WHERE d.id = ANY($1::text[]) ORDER BY d.id FOR UPDATE OF d`,
-      values: [jobs.map((job) => job.deliveryId)],
+      values: [fetched.map((job) => job.deliveryId)],
     });
     const loadedById = new Map(rows.map((row) => [row.deliveryId, row]));
+    let jobs = fetched;
+    if (shares) {
+      const taken = new Map<string, number>();
+      const back: DeliveryJob[] = [];
+      jobs = [];
+      for (const job of fetched) {
+        const workspace = loadedById.get(job.deliveryId)?.workspaceId;
+        const n = workspace === undefined ? 0 : (shares.running.get(workspace) ?? 0) + (taken.get(workspace) ?? 0);
+        if (workspace !== undefined && n >= shares.limit) {
+          back.push(job);
+          over.push({ workspace, endpointId: job.endpointId });
+        } else {
+          jobs.push(job);
+          if (workspace !== undefined) taken.set(workspace, (taken.get(workspace) ?? 0) + 1);
+        }
+      }
+      await deps.queue.putBack(sql, back);
+    }
     const seen = new Map<string, number>();
     for (const job of jobs) seen.set(job.deliveryId, (seen.get(job.deliveryId) ?? 0) + 1);
     const plain: { job: DeliveryJob; loaded: Loaded; attemptId: string }[] = [];
@@ -169,18 +246,32 @@ export async function claimTries(deps: DeliverDeps, max: number): Promise<Claime
     return result;
   });
   for (const c of claimed) {
+    if (c.send) shares?.start(c.send.loaded.workspaceId, c.send.loaded.endpointId);
     if (c.send && c.send.loaded.attemptCount === 0)
       firstAttemptLatency.observe((Date.now() - c.send.loaded.deliveryCreatedMs) / 1000);
   }
+  for (const o of over) shares?.seen(o.workspace, o.endpointId);
   for (const event of events) publish(deps, event);
-  return claimed;
+  return { tries: claimed, putBack: over.length };
 }
 
 /** Sends a started try and records its outcome. */
 export async function sendTry(deps: DeliverDeps, claimed: ClaimedTry): Promise<void> {
   if (!claimed.send) return;
+  try {
+    await sendStarted(deps, claimed, claimed.send);
+  } finally {
+    deps.shares?.end(claimed.send.loaded.workspaceId);
+  }
+}
+
+async function sendStarted(
+  deps: DeliverDeps,
+  claimed: ClaimedTry,
+  started: NonNullable<ClaimedTry['send']>,
+): Promise<void> {
   const { job } = claimed;
-  const { loaded, attemptId } = claimed.send;
+  const { loaded, attemptId } = started;
   const timestamp = Math.floor(Date.now() / 1000);
   const body = webhookBody(loaded);
   const result = await deps.sender.send({
@@ -246,7 +337,7 @@ function publish(deps: DeliverDeps, event: AttemptEvent): void {
 // rest of building a request.
 const LOAD_SELECT = `SELECT d.id AS "deliveryId", d.status, d."nextAttemptAt" IS NOT NULL AS scheduled,
             (extract(epoch FROM d."createdAt") * 1000)::float8 AS "deliveryCreatedMs", d."attemptCount",
-            d."appId", d."recipientId", d."messageId", d."endpointId",
+            d."appId", a."workspaceId", d."recipientId", d."messageId", d."endpointId",
             m.uid AS "messageUid", m."eventType", m.data::text AS "dataJson",
             (extract(epoch FROM m."createdAt") * 1000)::float8 AS "messageCreatedMs",
             e.url, e.headers, e.disabled, e."failingSince",
@@ -371,7 +462,7 @@ async function finishAttempt(deps: DeliverDeps, sql: SqlExecutor, input: FinishI
   });
   // The job was taken over (this worker was presumed dead): the attempt is
   // recorded, and the delivery is now the other worker's to move on.
-  if ((await deps.queue.complete(sql, [fence])) === 0) return {};
+  if ((await deps.queue.complete(sql, [fence])).length === 0) return {};
 
   const { rows } = await sql.query<{ status: Loaded['status']; nextAttemptAt: Date | null }>({
     name: 'dispatch_delivery_lock',
@@ -419,6 +510,7 @@ async function finishAttempt(deps: DeliverDeps, sql: SqlExecutor, input: FinishI
         trigger: 'SCHEDULED',
         try: tryNumber + 1,
         startAfter: nextAttemptAt,
+        tenant: loaded.appId,
       };
     }
   } else {
@@ -449,9 +541,10 @@ const SETTLE_BATCH = 100;
 /**
  * Settles successful tries like a group commit: while one batch is being
  * settled, the tries that succeed meanwhile queue up and go together in the
- * next, in one statement (delete their jobs, record the attempts, mark the
- * deliveries SUCCEEDED, clear the endpoints' failure record), so a busy
- * worker pays one round trip per batch and an idle one settles a lone try at
+ * next, in one transaction (delete their jobs with pg-boss's deleteJob, then
+ * one statement records the attempts, marks the deliveries SUCCEEDED and
+ * clears the endpoints' failure record), so a busy worker pays a few round
+ * trips per batch and an idle one settles a lone try at
  * once. A job taken over by another worker (this one was presumed lost) keeps
  * its attempt's outcome, and its delivery is left to the new owner, as
  * finishAttempt does. Failures keep their own transaction: they carry the
@@ -460,31 +553,34 @@ const SETTLE_BATCH = 100;
  */
 export function createSuccessSettler(deps: DeliverDeps): SuccessSettler {
   async function settleBatch(batch: FinishInput[]): Promise<{ retryAt?: Date }[]> {
-    await deps.pool.query({
-      name: 'dispatch_tries_succeeded',
-      text: `WITH done AS (
-               DELETE FROM "DeliveryJob" j USING unnest($5::bigint[], $6::int[]) AS f(id, runs)
-               WHERE j.id = f.id AND j.runs = f.runs
-               RETURNING j."deliveryId"
-             ), attempt AS (
-               UPDATE "Attempt" a SET status = 'SUCCEEDED', "responseStatusCode" = r.code, "responseBody" = r.body, "durationMs" = r.ms,
-                 error = NULL, "errorKind" = NULL, "finishedAt" = now()
-               FROM unnest($1::text[], $2::int[], $3::text[], $4::int[]) AS r(id, code, body, ms)
-               WHERE a.id = r.id
-             ), healed AS (
-               UPDATE "Endpoint" SET "failingSince" = NULL WHERE id = ANY($7::text[]) AND "failingSince" IS NOT NULL
-             )
-             UPDATE "Delivery" SET status = 'SUCCEEDED', "nextAttemptAt" = NULL, "updatedAt" = now()
-             WHERE id IN (SELECT "deliveryId" FROM done)`,
-      values: [
-        batch.map((b) => b.attemptId),
-        batch.map((b) => b.result.statusCode ?? null),
-        batch.map((b) => b.result.responseBody ?? null),
-        batch.map((b) => b.result.durationMs),
-        batch.map((b) => b.fence.id),
-        batch.map((b) => b.fence.runs),
-        [...new Set(batch.filter((b) => b.loaded.failingSince).map((b) => b.loaded.endpointId))],
-      ],
+    await inTransaction(deps.pool, async (sql) => {
+      const settled = new Set(
+        await deps.queue.complete(
+          sql,
+          batch.map((b) => b.fence),
+        ),
+      );
+      await sql.query({
+        name: 'dispatch_tries_succeeded',
+        text: `WITH attempt AS (
+                 UPDATE "Attempt" a SET status = 'SUCCEEDED', "responseStatusCode" = r.code, "responseBody" = r.body, "durationMs" = r.ms,
+                   error = NULL, "errorKind" = NULL, "finishedAt" = now()
+                 FROM unnest($1::text[], $2::int[], $3::text[], $4::int[]) AS r(id, code, body, ms)
+                 WHERE a.id = r.id
+               ), healed AS (
+                 UPDATE "Endpoint" SET "failingSince" = NULL WHERE id = ANY($6::text[]) AND "failingSince" IS NOT NULL
+               )
+               UPDATE "Delivery" SET status = 'SUCCEEDED', "nextAttemptAt" = NULL, "updatedAt" = now()
+               WHERE id = ANY($5::text[])`,
+        values: [
+          batch.map((b) => b.attemptId),
+          batch.map((b) => b.result.statusCode ?? null),
+          batch.map((b) => b.result.responseBody ?? null),
+          batch.map((b) => b.result.durationMs),
+          batch.filter((b) => settled.has(b.fence.id)).map((b) => b.loaded.deliveryId),
+          [...new Set(batch.filter((b) => b.loaded.failingSince).map((b) => b.loaded.endpointId))],
+        ],
+      });
     });
     return batch.map(() => ({}));
   }

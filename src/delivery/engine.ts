@@ -7,12 +7,19 @@ import type { LiveBus } from '../live/bus.ts';
 import type { Logger } from '../logger.ts';
 import { registry } from '../metrics.ts';
 import { createAddressPolicy } from '../webhooks/outbound-safety.ts';
-import { type ClaimedTry, claimTries, createSuccessSettler, type DeliverDeps, sendTry } from './deliver.ts';
+import {
+  type ClaimedTry,
+  claimTries,
+  createSuccessSettler,
+  type DeliverDeps,
+  sendTry,
+  WorkspaceShares,
+} from './deliver.ts';
 import { attemptsInFlight } from './metrics.ts';
 import {
-  DELIVERY_CHANNEL,
+  DELIVERY_QUEUE,
   fenceOf,
-  JOB_LEASE_SECONDS,
+  JOB_HEARTBEAT_SECONDS,
   RECOVER_QUEUE,
   type RecoverJob,
   startQueue,
@@ -54,15 +61,12 @@ export async function startDeliveryEngine({ config, db, logger, live, work }: En
     logger,
     supervise: work,
     superviseIntervalSeconds: config.queueSuperviseSeconds,
-    vacuumAfterJobs: config.queueVacuumJobs,
   });
 
   const hooks: DeliveryHooks = {
     deliveriesCreated: (sql, deliveries, { manual }) => queue.enqueue(sql, triesOf(deliveries, manual)),
-    deliveriesCommitted: () => {
-      deliveryWorker?.wake();
-      queue.announce();
-    },
+    // Other processes' workers wake by pg-boss's NOTIFY, sent by the insert at commit.
+    deliveriesCommitted: () => deliveryWorker?.wake(),
     recoverRequested: (sql, { endpointId, since, until }) =>
       queue.enqueueRecover(sql, { endpointId, since: since.toISOString(), until: (until ?? new Date()).toISOString() }),
   };
@@ -89,6 +93,9 @@ export async function startDeliveryEngine({ config, db, logger, live, work }: En
     onRetryQueued: (at) => deliveryWorker?.wakeAt(at),
   };
   deliverDeps.settler = createSuccessSettler(deliverDeps);
+  deliverDeps.shares = new WorkspaceShares(
+    config.workspaceConcurrency || Math.max(2 * config.endpointConcurrency, Math.floor(config.workerConcurrency / 2)),
+  );
   deliveryWorker = startWorker<ClaimedTry>({
     name: 'delivery',
     source: {
@@ -100,7 +107,7 @@ export async function startDeliveryEngine({ config, db, logger, live, work }: En
     },
     logger,
     concurrency: config.workerConcurrency,
-    heartbeatMs: (JOB_LEASE_SECONDS * 1000) / 3,
+    heartbeatMs: (JOB_HEARTBEAT_SECONDS * 1000) / 3,
     pollIntervalMs: POLL_INTERVAL_MS,
     onRunningChange: (delta) => attemptsInFlight.inc(delta),
     handler: (claimed) => sendTry(deliverDeps, claimed),
@@ -124,37 +131,24 @@ export async function startDeliveryEngine({ config, db, logger, live, work }: En
     handler: (job) => runRecoverJob({ pool: db.pool, queue, queued: hooks.deliveriesCommitted!, hooks }, job),
   });
 
-  // Jobs of a worker that died (its lease ran out) are queued again; every
-  // worker process looks, which is harmless: the update is idempotent.
-  const supervisor = setInterval(() => {
-    queue
-      .requeueLost()
-      .then((n) => {
-        if (n === 0) return;
-        logger.warn(`delivery: ${n} job(s) of a lost worker queued again`);
-        deliveryWorker?.wake();
-      })
-      .catch((error: unknown) =>
-        logger.warn('delivery: looking for lost jobs failed', error instanceof Error ? error.message : error),
-      );
-  }, config.queueSuperviseSeconds * 1000);
-  supervisor.unref();
-
-  // A NOTIFY on DELIVERY_CHANNEL (deliveries queued by another process) or
-  // pg-boss's channel (a recover job) wakes the worker concerned at once.
+  // pg-boss's NOTIFY (jobs queued, by any process, ready now) wakes the
+  // worker of that queue at once. A job failed by pg-boss's supervisor (its
+  // worker was lost) comes back by the poll.
   const bossDb = queue.boss.getDb();
   const listens: { close(): Promise<void> }[] = [];
   try {
-    for (const [channel, onPayload] of [
-      [DELIVERY_CHANNEL, (payload: string) => payload !== queue.instanceId && deliveryWorker?.wake()],
-      [queue.bossChannel, (payload: string) => payload === RECOVER_QUEUE && recoveries.wake()],
-    ] as const) {
-      const listening = await bossDb.listen?.(channel, onPayload, () => {
+    const listening = await bossDb.listen?.(
+      queue.bossChannel,
+      (payload: string) => {
+        if (payload === DELIVERY_QUEUE) deliveryWorker?.wake();
+        else if (payload === RECOVER_QUEUE) recoveries.wake();
+      },
+      () => {
         deliveryWorker?.wake();
         recoveries.wake();
-      });
-      if (listening) listens.push(listening);
-    }
+      },
+    );
+    if (listening) listens.push(listening);
   } catch (error) {
     logger.warn(
       'delivery: LISTEN failed; workers fall back to polling',
@@ -164,7 +158,7 @@ export async function startDeliveryEngine({ config, db, logger, live, work }: En
 
   const depth = new client.Gauge({
     name: 'dispatch_delivery_queue_jobs',
-    help: 'Delivery jobs in the queue by state (ready, deferred: waiting for a retry time, active: held by a worker).',
+    help: 'Delivery jobs in the queue by state, as pg-boss counts them (ready, deferred: waiting for a retry time, active: held by a worker).',
     labelNames: ['state'] as const,
     registers: [],
     async collect() {
@@ -187,7 +181,6 @@ export async function startDeliveryEngine({ config, db, logger, live, work }: En
     },
     stop() {
       stopping ??= (async () => {
-        clearInterval(supervisor);
         await Promise.all(listens.map((l) => l.close().catch(() => undefined)));
         await Promise.all([deliveryWorker!.stop(), recoveries.stop()]);
         await sender.close();

@@ -1,62 +1,90 @@
-import { createHash, randomUUID } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import type pg from 'pg';
-import { type Db, PgBoss } from 'pg-boss';
-import { notifyChannelSql } from 'pg-boss/dist/plans.js';
+import { type Db, type JobInsert, PgBoss } from 'pg-boss';
+import { notifyChannelSql, restoreJobs } from 'pg-boss/dist/plans.js';
 import type { NewDelivery, SqlExecutor } from '../domain/context.ts';
 import type { Logger } from '../logger.ts';
 
 /**
- * The delivery queue: the "DeliveryJob" table in Dispatch's own schema.
+ * The delivery queue: pg-boss, in the `pgboss` schema.
  *
- * One job is one try of one delivery. A retry is a new job with a later
- * `runAt`, inserted in the transaction that records the failed try, so a slow
- * or failing endpoint never holds a worker while it waits. A worker claims
- * ready jobs in the transaction that starts their tries, holds a lease on
- * each while it sends (renewed by heartbeats), and deletes the job in the
- * statement that records the try. A lease that runs out means the worker was
- * lost: the job is queued again and its next run closes the attempt it left.
+ * One job is one try of one delivery, in the queue DELIVERY_QUEUE (its own
+ * partition table). A retry is a new job with a later `startAfter`, queued in
+ * the transaction that records the failed try, so a slow or failing endpoint
+ * never holds a worker while it waits. A worker fetches ready jobs in the
+ * transaction that starts their tries (pg-boss `fetch` with the `db` option),
+ * keeps them alive with pg-boss heartbeats (`touch`) while it sends, and
+ * deletes each job (`deleteJob`, fenced to the attempt it fetched) in the
+ * transaction that records its try. A job whose heartbeat stops (its worker
+ * was lost) is failed by pg-boss's supervisor and fetched again; its next run
+ * closes the attempt it left.
  *
- * It replaced pg-boss for deliveries (docs/benchmarks.md): pg-boss's job
- * rows, its fetch with group concurrency and its completion cost more
- * PostgreSQL time per delivery than everything else together. pg-boss still
- * runs the background work: recoverEndpoint's jobs.
+ * The group of a job is its endpoint: pg-boss's group concurrency keeps at
+ * most DISPATCH_ENDPOINT_CONCURRENCY tries of one endpoint active. pg-boss
+ * counts a group's active jobs in the fetch's own snapshot, so concurrent
+ * fetches could each see room for the same slot; fetches of deliveries take
+ * a transaction-scoped advisory lock, which makes the limit hold across
+ * processes (measured in docs/benchmarks.md).
+ *
+ * Background work runs on pg-boss too: recoverEndpoint's jobs.
  */
 
 export const QUEUE_SCHEMA = 'pgboss';
+/** Every try of every delivery. */
+export const DELIVERY_QUEUE = 'dispatch-try';
 export const RECOVER_QUEUE = 'dispatch-recover';
-/** NOTIFY channel: deliveries were queued (payload: the id of the process that queued them). */
-export const DELIVERY_CHANNEL = 'dispatch_delivery';
 
-/** A claimed job is held this long without a heartbeat; then it counts as lost. */
-export const JOB_LEASE_SECONDS = 10;
+/** A fetched job whose heartbeat is older than this is failed by pg-boss's supervisor and fetched again. */
+export const JOB_HEARTBEAT_SECONDS = 10;
 
-/** Claims take this transaction-scoped advisory lock, so the per-endpoint limit holds across processes. */
-const CLAIM_LOCK = 72_707_370;
+/** Fetches of deliveries take this transaction-scoped advisory lock, so the per-endpoint limit holds across processes. */
+const FETCH_LOCK = 72_707_370;
 
 /** A recover job that fails (database unavailable) is run again by pg-boss this often. */
 const RECOVER_RETRY_LIMIT = 10;
 
+/**
+ * Runs of a try that fail without recording it (the database unavailable, a
+ * lost worker) are retried by pg-boss with a backoff of 1, 2, 4 … 60 s; this
+ * many times, which at 60 s apiece is about a week.
+ */
+const TRY_RETRY_LIMIT = 10_000;
+
 export type Trigger = 'SCHEDULED' | 'MANUAL';
 
+/** A try's job data, short keys: it is stored and read once per try. */
+interface TryData {
+  /** The delivery. */
+  d: string;
+  /** Trigger: S(cheduled) or M(anual). */
+  t: 'S' | 'M';
+  /** For scheduled tries: which try of the schedule this is, from 1. */
+  n?: number;
+  /** Runs before this job existed (a try moved in by an upgrade while it was running). */
+  r?: number;
+}
+
 export interface DeliveryJob {
-  /** The job's row id (a bigint, as text). */
+  /** pg-boss's job id. */
   id: string;
   deliveryId: string;
   endpointId: string;
   trigger: Trigger;
   /** For scheduled tries: which try of the schedule this is, from 1. */
   try: number | null;
-  /** Times claimed, this run included: more than 1 means an earlier run did not finish. */
+  /** Times run, this run included: more than 1 means an earlier run did not finish. */
   runs: number;
+  /** pg-boss's retry count when fetched: fences settling to this run. */
+  retryCount: number;
 }
 
-/** Who holds a job: its id and the run that claimed it (a job taken over has a higher run). */
+/** Who holds a job: its id and the run that fetched it (a job fetched again has a higher retry count). */
 export interface JobFence {
   id: string;
-  runs: number;
+  retryCount: number;
 }
 
-export const fenceOf = (job: DeliveryJob): JobFence => ({ id: job.id, runs: job.runs });
+export const fenceOf = (job: DeliveryJob): JobFence => ({ id: job.id, retryCount: job.retryCount });
 
 export interface RecoverJob {
   endpointId: string;
@@ -72,13 +100,18 @@ export interface QueuedTry {
   try?: number;
   /** Not before this time; now when absent. */
   startAfter?: Date;
+  /** Runs this try had before (an upgrade moving a running try). */
+  runs?: number;
+  /** Whose try: the app. Its recent volume sets the job's priority (see createFairPriority). */
+  tenant?: string;
 }
 
 const statementNames = new Map<string, string>();
 
 /**
- * A name for one of pg-boss's statements run in Dispatch's transactions
- * (inserting a recover job), so each connection parses and plans it once.
+ * A name for one of pg-boss's statements run in Dispatch's transactions, so
+ * each connection parses and plans it once (pg-boss builds the same text for
+ * the same options).
  */
 function named(
   text: string,
@@ -107,22 +140,11 @@ export interface QueueOptions {
   url: string;
   pool: pg.Pool;
   logger: Logger;
-  /** Run pg-boss maintenance (expiring lost recover jobs): worker processes do. */
+  /** Run pg-boss maintenance (failing jobs whose heartbeat stopped): worker processes do. */
   supervise: boolean;
   /** Seconds between maintenance passes. */
   superviseIntervalSeconds: number;
-  /**
-   * After this many claims this process vacuums the job table (0: never;
-   * autovacuum only). Each try leaves two dead rows (its lease and its
-   * delete); autovacuum comes by at most once a minute, and meanwhile every
-   * claim scans the dead rows: at 3,500 tries/s that cost a fifth of
-   * PostgreSQL's CPU per delivery.
-   */
-  vacuumAfterJobs?: number;
 }
-
-/** How often a worker process checks whether the job table is due a vacuum. */
-const VACUUM_CHECK_MS = 1_000;
 
 export interface QueueDepth {
   ready: number;
@@ -131,42 +153,78 @@ export interface QueueDepth {
 }
 
 export interface DeliveryQueue {
-  /** pg-boss, for recover jobs. */
+  /** pg-boss. */
   boss: PgBoss;
-  /** The LISTEN channel pg-boss notifies when a recover job is queued. */
+  /** The LISTEN channel pg-boss notifies (payload: the queue's name) when jobs are ready. */
   bossChannel: string;
-  /** This process's id in DELIVERY_CHANNEL payloads, so it can ignore its own. */
-  instanceId: string;
   /** Queues tries in the transaction of `sql` (one statement for all of them). */
   enqueue(sql: SqlExecutor, tries: QueuedTry[]): Promise<void>;
-  /** Tells worker processes that tries were queued; call after the commit. Coalesced: one NOTIFY in flight at a time. */
-  announce(): void;
   enqueueRecover(sql: SqlExecutor, job: RecoverJob): Promise<void>;
   /**
-   * Claims up to `max` ready jobs in the transaction of `sql`, at most
-   * `endpointLimit` in flight per endpoint counting every process's leases;
-   * the caller starts their tries in the same transaction.
+   * Fetches up to `max` ready jobs in the transaction of `sql`, at most
+   * `endpointLimit` active per endpoint counting every process's, none of
+   * the endpoints in `skip`; the caller starts their tries in the same
+   * transaction.
    */
-  claim(sql: SqlExecutor, max: number, endpointLimit: number): Promise<DeliveryJob[]>;
-  /** Deletes the jobs still held by these fences; returns how many were. */
-  complete(sql: SqlExecutor, fences: JobFence[]): Promise<number>;
-  /** Renews the leases of running jobs. */
+  claim(sql: SqlExecutor, max: number, endpointLimit: number, skip?: string[]): Promise<DeliveryJob[]>;
+  /** Puts fetched jobs back, ready, as if never fetched (pg-boss `restore`), in the transaction that fetched them. */
+  putBack(sql: SqlExecutor, jobs: DeliveryJob[]): Promise<void>;
+  /** Deletes the jobs still held by these fences; returns the ids of those that were. */
+  complete(sql: SqlExecutor, fences: JobFence[]): Promise<string[]>;
+  /** Heartbeat of running jobs. */
   touch(fences: JobFence[]): Promise<void>;
-  /** A run that failed without recording its try (the database was unavailable): run it again after a backoff. */
+  /** A run that failed without recording its try (the database was unavailable): pg-boss runs it again after a backoff. */
   release(fence: JobFence, error: string): Promise<void>;
-  /** Queues again the jobs whose lease ran out (their worker is gone); returns how many. */
-  requeueLost(): Promise<number>;
   depth(): Promise<QueueDepth>;
   stop(): Promise<void>;
 }
 
+const tryJob = (t: QueuedTry, priority = 0): JobInsert<TryData> => {
+  const data: TryData = { d: t.deliveryId, t: t.trigger === 'MANUAL' ? 'M' : 'S' };
+  if (t.try != null) data.n = t.try;
+  if (t.runs) data.r = t.runs;
+  return {
+    data,
+    group: { id: t.endpointId },
+    ...(priority ? { priority } : {}),
+    ...(t.startAfter ? { startAfter: t.startAfter } : {}),
+  };
+};
+
+/** How fast a tenant's count of recent tries decays: halved every this many seconds. */
+const FAIR_HALF_LIFE_SECONDS = 10;
+const MAX_FAIR_TENANTS = 10_000;
+
+/**
+ * Fair fetch order across tenants, through pg-boss's priority (fetch takes
+ * the highest first, then the oldest). Each process counts the tries each
+ * tenant queued recently (a count that halves every FAIR_HALF_LIFE_SECONDS)
+ * and gives a try the priority -floor(log2(1 + count)): a tenant sending
+ * little keeps priority 0 or close to it, and a flood sinks its own tries
+ * (20,000 in a burst: -14), so another tenant's new message is fetched
+ * before the flood's backlog rather than after it. Priorities only order:
+ * when workers have room, the backlog is sent as fast as without them.
+ */
+export function createFairPriority(now: () => number = Date.now) {
+  const recent = new Map<string, { count: number; at: number }>();
+  return (tenant: string | undefined): number => {
+    if (tenant === undefined) return 0;
+    const t = now();
+    const seen = recent.get(tenant);
+    const count = seen ? seen.count * 0.5 ** ((t - seen.at) / (FAIR_HALF_LIFE_SECONDS * 1000)) : 0;
+    if (!seen && recent.size >= MAX_FAIR_TENANTS) recent.clear();
+    recent.set(tenant, { count: count + 1, at: t });
+    return -Math.floor(Math.log2(1 + count));
+  };
+}
+
 export async function startQueue(options: QueueOptions): Promise<DeliveryQueue> {
-  const { pool, logger } = options;
+  const { logger } = options;
   const boss = new PgBoss({
     connectionString: options.url,
     schema: QUEUE_SCHEMA,
     application_name: 'dispatch-queue',
-    max: 2,
+    max: 3,
     supervise: options.supervise,
     superviseIntervalSeconds: options.superviseIntervalSeconds,
     monitorIntervalSeconds: options.superviseIntervalSeconds,
@@ -178,186 +236,160 @@ export async function startQueue(options: QueueOptions): Promise<DeliveryQueue> 
     logger.warn('queue: pg-boss error', error instanceof Error ? error.message : error),
   );
   await boss.start();
-  const settings = {
+  await ensureQueue(boss, RECOVER_QUEUE, {
     notify: true,
     retryLimit: RECOVER_RETRY_LIMIT,
     retryDelay: 1,
     retryBackoff: true,
     retryDelayMax: 60,
     expireInSeconds: 15 * 60,
-  };
-  if (await boss.getQueue(RECOVER_QUEUE)) await boss.updateQueue(RECOVER_QUEUE, settings);
-  else
-    await boss.createQueue(RECOVER_QUEUE, settings).catch(async (error) => {
-      // Another process created it at the same moment.
-      if (!(await boss.getQueue(RECOVER_QUEUE))) throw error;
-    });
+  });
+  await ensureQueue(
+    boss,
+    DELIVERY_QUEUE,
+    {
+      notify: true,
+      heartbeatSeconds: JOB_HEARTBEAT_SECONDS,
+      // Heartbeats keep a running try; this bounds one whose worker is
+      // alive but stuck (attempts time out long before).
+      expireInSeconds: 15 * 60,
+      retryLimit: TRY_RETRY_LIMIT,
+      retryDelay: 1,
+      retryBackoff: true,
+      retryDelayMax: 60,
+    },
+    { partition: true },
+  );
+  await moveUpgradedTries(boss, options.pool, logger);
   const { rows } = await boss.getDb().executeSql(`SELECT ${notifyChannelSql(QUEUE_SCHEMA)} AS channel`);
   const bossChannel = rows[0].channel as string;
-  const instanceId = randomUUID();
-
-  // One NOTIFY in flight; announcements made meanwhile go out as one more.
-  let notifying = false;
-  let again = false;
-  const announce = () => {
-    if (notifying) {
-      again = true;
-      return;
-    }
-    notifying = true;
-    again = false;
-    pool
-      .query({
-        name: 'dispatch_delivery_announce',
-        text: `SELECT pg_notify('${DELIVERY_CHANNEL}', $1)`,
-        values: [instanceId],
-      })
-      .catch((error: unknown) => {
-        // Workers poll as well; a lost announcement only delays.
-        logger.warn('queue: could not announce queued deliveries', error instanceof Error ? error.message : error);
-      })
-      .finally(() => {
-        notifying = false;
-        if (again) announce();
-      });
-  };
-
-  // Claims since this process last vacuumed the job table.
-  let claimedSinceVacuum = 0;
-  let vacuuming: Promise<void> | undefined;
-  let vacuumFailed = false;
-  const vacuumAfter = options.vacuumAfterJobs ?? 0;
-  const vacuum = async () => {
-    claimedSinceVacuum = 0;
-    try {
-      // SKIP_LOCKED: another process vacuuming it already is as good.
-      await pool.query('VACUUM (SKIP_LOCKED) "DeliveryJob"');
-      vacuumFailed = false;
-    } catch (error) {
-      if (!vacuumFailed)
-        logger.warn('queue: could not vacuum the job table', error instanceof Error ? error.message : error);
-      vacuumFailed = true;
-    }
-  };
-  const vacuumTimer =
-    vacuumAfter > 0
-      ? setInterval(() => {
-          if (vacuuming || claimedSinceVacuum < vacuumAfter) return;
-          vacuuming = vacuum().finally(() => {
-            vacuuming = undefined;
-          });
-        }, VACUUM_CHECK_MS)
-      : undefined;
-  vacuumTimer?.unref();
+  const fairPriority = createFairPriority();
+  const deliveryTable = ((await boss.getQueue(DELIVERY_QUEUE)) as unknown as { table: string }).table;
 
   return {
     boss,
     bossChannel,
-    instanceId,
-    announce,
     async enqueue(sql, tries) {
       if (tries.length === 0) return;
-      await sql.query({
-        name: 'dispatch_jobs_enqueue',
-        text: `INSERT INTO "DeliveryJob" ("deliveryId", "endpointId", trigger, try, "runAt")
-               SELECT d, e, t::"AttemptTrigger", n, COALESCE(r, now())
-               FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::timestamptz[]) AS j(d, e, t, n, r)`,
-        values: [
-          tries.map((t) => t.deliveryId),
-          tries.map((t) => t.endpointId),
-          tries.map((t) => t.trigger),
-          tries.map((t) => t.try ?? null),
-          tries.map((t) => t.startAfter ?? null),
-        ],
-      });
+      await boss.insert(
+        DELIVERY_QUEUE,
+        tries.map((t) => tryJob(t, fairPriority(t.tenant))),
+        { db: asBossDb(sql), returnId: false },
+      );
     },
     async enqueueRecover(sql, job) {
       await boss.insert(RECOVER_QUEUE, [{ data: job }], { db: asBossDb(sql) });
     },
-    async claim(sql, max, endpointLimit) {
-      await sql.query({
-        name: 'dispatch_jobs_claim_lock',
-        text: 'SELECT pg_advisory_xact_lock($1)',
-        values: [CLAIM_LOCK],
+    async claim(sql, max, endpointLimit, skip) {
+      await sql.query({ name: 'dispatch_fetch_lock', text: 'SELECT pg_advisory_xact_lock($1)', values: [FETCH_LOCK] });
+      const jobs = await boss.fetch<TryData>(DELIVERY_QUEUE, {
+        batchSize: max,
+        groupConcurrency: endpointLimit,
+        ...(skip?.length ? { ignoreGroups: skip } : {}),
+        db: asBossDb(sql),
       });
-      // runAt is stored to the millisecond, rounded, so it is compared with
-      // the time rounded the same way: a try queued this very millisecond is
-      // ready. Endpoints at their limit are skipped in the scan, so a hanging
-      // endpoint's backlog never fills the window; within the window, each
-      // endpoint gets what its free slots allow, oldest first.
-      const { rows } = await sql.query<DeliveryJob>({
-        name: 'dispatch_jobs_claim',
-        text: `WITH busy AS (
-                 SELECT "endpointId", count(*) AS n FROM "DeliveryJob" WHERE "leaseUntil" IS NOT NULL GROUP BY "endpointId"
-               ), ready AS (
-                 SELECT id, "endpointId", "runAt" FROM "DeliveryJob"
-                 WHERE "leaseUntil" IS NULL AND "runAt" <= LOCALTIMESTAMP(3)
-                   AND "endpointId" NOT IN (SELECT "endpointId" FROM busy WHERE n >= $2)
-                 ORDER BY "runAt" LIMIT $3
-               ), chosen AS (
-                 SELECT id FROM (
-                   SELECT r.id, r."runAt", row_number() OVER (PARTITION BY r."endpointId" ORDER BY r."runAt", r.id) + COALESCE(b.n, 0) AS slot
-                   FROM ready r LEFT JOIN busy b ON b."endpointId" = r."endpointId"
-                 ) ranked
-                 WHERE slot <= $2 ORDER BY "runAt", id LIMIT $1
-               )
-               UPDATE "DeliveryJob" j SET "leaseUntil" = now() + make_interval(secs => $4), runs = j.runs + 1
-               FROM chosen WHERE j.id = chosen.id AND j."leaseUntil" IS NULL
-               RETURNING j.id::text, j."deliveryId", j."endpointId", j.trigger, j.try, j.runs`,
-        values: [max, endpointLimit, max * 4, JOB_LEASE_SECONDS],
-      });
-      claimedSinceVacuum += rows.length;
-      return rows;
+      return jobs.map((job) => ({
+        id: job.id,
+        deliveryId: job.data.d,
+        endpointId: job.groupId!,
+        trigger: job.data.t === 'M' ? 'MANUAL' : 'SCHEDULED',
+        try: job.data.n ?? null,
+        runs: job.retryCount + 1 + (job.data.r ?? 0),
+        retryCount: job.retryCount,
+      }));
+    },
+    async putBack(sql, jobs) {
+      if (jobs.length === 0) return;
+      // pg-boss's own statement for this (its restore(), which work() uses
+      // to put back jobs past localGroupConcurrency; not exported by PgBoss).
+      await asBossDb(sql).executeSql(restoreJobs(QUEUE_SCHEMA, deliveryTable), [DELIVERY_QUEUE, jobs.map((j) => j.id)]);
     },
     async complete(sql, fences) {
-      if (fences.length === 0) return 0;
-      const result = await sql.query({
-        name: 'dispatch_jobs_complete',
-        text: `DELETE FROM "DeliveryJob" j USING unnest($1::bigint[], $2::int[]) AS f(id, runs) WHERE j.id = f.id AND j.runs = f.runs`,
-        values: [fences.map((f) => f.id), fences.map((f) => f.runs)],
-      });
-      return result.rowCount ?? 0;
+      if (fences.length === 0) return [];
+      const result = await boss.deleteJob(DELIVERY_QUEUE, fences, { db: asBossDb(sql) });
+      // The ids it deleted (pg-boss returns them beside the count, untyped).
+      return (result as { settled?: string[] }).settled ?? [];
     },
     async touch(fences) {
       if (fences.length === 0) return;
-      await pool.query({
-        name: 'dispatch_jobs_touch',
-        text: `UPDATE "DeliveryJob" j SET "leaseUntil" = now() + make_interval(secs => $3)
-               FROM unnest($1::bigint[], $2::int[]) AS f(id, runs) WHERE j.id = f.id AND j.runs = f.runs AND j."leaseUntil" IS NOT NULL`,
-        values: [fences.map((f) => f.id), fences.map((f) => f.runs), JOB_LEASE_SECONDS],
-      });
+      await boss.touch(DELIVERY_QUEUE, fences);
     },
     async release(fence, error) {
-      // 1, 2, 4 … 60 s: a database that is down gets time to come back.
-      await pool.query(
-        `UPDATE "DeliveryJob" SET "leaseUntil" = NULL, "lastError" = $3,
-           "runAt" = now() + make_interval(secs => least(60, power(2, greatest(runs - 1, 0))))
-         WHERE id = $1 AND runs = $2`,
-        [fence.id, fence.runs, error.slice(0, 1000)],
-      );
-    },
-    async requeueLost() {
-      const result = await pool.query(
-        `UPDATE "DeliveryJob" SET "leaseUntil" = NULL, "runAt" = now(), "lastError" = 'its worker stopped renewing the lease'
-         WHERE "leaseUntil" < now()`,
-      );
-      return result.rowCount ?? 0;
+      await boss.fail(DELIVERY_QUEUE, fence, { message: error.slice(0, 1000) });
     },
     async depth() {
-      const { rows } = await pool.query<QueueDepth>(
-        `SELECT count(*) FILTER (WHERE "leaseUntil" IS NULL AND "runAt" <= LOCALTIMESTAMP(3))::int AS ready,
-                count(*) FILTER (WHERE "leaseUntil" IS NULL AND "runAt" > LOCALTIMESTAMP(3))::int AS deferred,
-                count(*) FILTER (WHERE "leaseUntil" IS NOT NULL)::int AS active
-         FROM "DeliveryJob"`,
-      );
-      return rows[0]!;
+      const [stats] = await boss.getQueueStats(DELIVERY_QUEUE);
+      if (!stats) return { ready: 0, deferred: 0, active: 0 };
+      return { ready: stats.readyCount, deferred: stats.deferredCount, active: stats.activeCount };
     },
     async stop() {
-      clearInterval(vacuumTimer);
-      await vacuuming;
       await boss.stop({ graceful: false, close: true });
     },
   };
+}
+
+type QueueSettings = Parameters<PgBoss['createQueue']>[1];
+
+async function ensureQueue(boss: PgBoss, name: string, settings: QueueSettings, fixed: QueueSettings = {}) {
+  if (await boss.getQueue(name)) await boss.updateQueue(name, settings);
+  else
+    await boss.createQueue(name, { ...settings, ...fixed }).catch(async (error) => {
+      // Another process created it at the same moment.
+      if (!(await boss.getQueue(name))) throw error;
+    });
+}
+
+/**
+ * The upgrade from the own-queue engine: the migration that dropped
+ * "DeliveryJob" kept its queued tries in dispatch_upgrade.queued_try; the
+ * first process to start moves them into pg-boss, in one transaction with
+ * dropping that table. A try that was running keeps its runs, so its next run
+ * closes the attempt it may have left (worker_lost).
+ */
+async function moveUpgradedTries(boss: PgBoss, pool: pg.Pool, logger: Logger): Promise<void> {
+  const present = await pool.query(`SELECT to_regclass('dispatch_upgrade.queued_try') IS NOT NULL AS present`);
+  if (!present.rows[0].present) return;
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN');
+    await client.query('SELECT pg_advisory_xact_lock($1)', [FETCH_LOCK]);
+    // Read from the catalog through a snapshot, not the cache behind
+    // to_regclass, which may not have seen another process drop it.
+    const still = await client.query(
+      `SELECT EXISTS (SELECT 1 FROM pg_tables WHERE schemaname = 'dispatch_upgrade' AND tablename = 'queued_try') AS present`,
+    );
+    if (still.rows[0].present) {
+      const { rows } = await client.query<{
+        deliveryId: string;
+        endpointId: string;
+        trigger: Trigger;
+        try: number | null;
+        runAt: Date;
+        runs: number;
+      }>(`SELECT "deliveryId", "endpointId", trigger, try, "runAt", runs FROM dispatch_upgrade.queued_try`);
+      const db = asBossDb(client);
+      for (let i = 0; i < rows.length; i += 1000) {
+        const tries = rows.slice(i, i + 1000).map((r) => ({
+          deliveryId: r.deliveryId,
+          endpointId: r.endpointId,
+          trigger: r.trigger,
+          ...(r.try != null ? { try: r.try } : {}),
+          startAfter: r.runAt,
+          runs: r.runs,
+        }));
+        await boss.insert(DELIVERY_QUEUE, tries.map(tryJob), { db, returnId: false });
+      }
+      await client.query('DROP TABLE dispatch_upgrade.queued_try');
+      await client.query('DROP SCHEMA IF EXISTS dispatch_upgrade');
+      if (rows.length) logger.info(`queue: moved ${rows.length} queued tries of the earlier engine into pg-boss`);
+    }
+    await client.query('COMMIT');
+  } catch (error) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw error;
+  } finally {
+    client.release();
+  }
 }
 
 /** The tries of deliveries just created, now. */
@@ -365,6 +397,7 @@ export function triesOf(deliveries: NewDelivery[], manual: boolean): QueuedTry[]
   return deliveries.map((d) => ({
     deliveryId: d.id,
     endpointId: d.endpointId,
+    tenant: d.appId,
     trigger: manual ? 'MANUAL' : 'SCHEDULED',
     ...(manual ? {} : { try: 1 }),
   }));

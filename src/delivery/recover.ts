@@ -35,7 +35,8 @@ export async function runRecoverJob(
       );
       await deps.queue.enqueue(
         sql,
-        rows.map((r) => ({ deliveryId: r.id, endpointId, trigger: 'MANUAL' as const })),
+        // A large recovery sinks its own tries' priority (createFairPriority).
+        rows.map((r) => ({ deliveryId: r.id, endpointId, trigger: 'MANUAL' as const, tenant: endpointId })),
       );
       // The last batch's transaction reports the whole recovery (once per job, should it run again).
       if (rows.length < BATCH) await recordOperationalEvent(sql, deps.hooks, recoveredEvent(job, total + rows.length));

@@ -29,11 +29,9 @@ export interface NewDelivery {
 
 /**
  * Where the delivery engine plugs into the domain. `deliveriesCreated` runs
- * inside the transaction that stores deliveries (a resend), so jobs and rows
- * commit together or not at all. sendMessage, the hot path, queues the first
- * tries itself in the statement that stores the message: a row per delivery
- * in "DeliveryJob", the queue's table (src/delivery/queue.ts), with trigger
- * SCHEDULED, try 1, due now.
+ * inside the transaction that stores deliveries (sendMessage's group commit,
+ * a resend), so jobs and rows commit together or not at all. Only the queue
+ * (src/delivery/queue.ts) knows how a try is queued.
  */
 export interface DeliveryHooks {
   deliveriesCreated(sql: SqlExecutor, deliveries: NewDelivery[], options: { manual: boolean }): Promise<void>;

@@ -10,7 +10,7 @@ import { type FeedScope, recipientScope } from './live-feed.ts';
 /**
  * Upper bounds (exclusive, ms) of the latency buckets of "EndpointStat"; the
  * last bucket holds everything from 60 s. Must equal the array in
- * dispatch_endpoint_stat_bucket (migration 20261206130000_endpoint_stats);
+ * dispatch_endpoint_stat_bucket (migration 20261206150000_endpoint_stats);
  * test/integration/endpoint-health.test.ts checks that they agree.
  */
 export const LATENCY_BOUNDS_MS = [

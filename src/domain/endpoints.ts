@@ -12,7 +12,6 @@ import { checkExternalId, ensureRecipient } from './recipients.ts';
 
 export const DEFAULT_GRACE_PERIOD_SECONDS = 24 * 3600;
 export const MAX_GRACE_PERIOD_SECONDS = 7 * 24 * 3600;
-const MAX_URL_LENGTH = 2048;
 const MAX_HEADERS = 20;
 
 /** Headers Dispatch sets itself or that HTTP owns; a custom header may not replace them. */
@@ -58,7 +57,6 @@ export function checkHeaders(headers: unknown): Record<string, string> {
 }
 
 function checkUrl(ctx: DomainContext, url: string): string {
-  if (url.length > MAX_URL_LENGTH) throw badInput(`url must be at most ${MAX_URL_LENGTH} characters`);
   try {
     return checkUrlAtCreate(url, createAddressPolicy(ctx.settings.allowNetworks)).toString();
   } catch (error) {

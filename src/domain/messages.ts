@@ -4,7 +4,13 @@ import type { Message, Prisma } from '../db/client.ts';
 import { createGroupCommit } from '../db/group-commit.ts';
 import { visible } from './access.ts';
 import { requireOperator } from './apps.ts';
-import type { DomainContext, NewDelivery, SqlExecutor } from './context.ts';
+import {
+  type DeliveryHooks,
+  type DomainContext,
+  inTransaction,
+  type NewDelivery,
+  type SqlExecutor,
+} from './context.ts';
 import { badInput, DispatchError, notFound } from './errors.ts';
 import { checkEventTypeName } from './event-types.ts';
 import { newId } from './ids.ts';
@@ -76,9 +82,10 @@ function duplicateOrConflict(existing: StoredMessageRow, input: SendMessageInput
 
 /**
  * Stores a message and one delivery per enabled endpoint of its recipient
- * whose filter matches, in one statement with the first try of each (a row
- * of the delivery queue, "DeliveryJob"): once this returns, the message
- * cannot be lost, and `ctx.hooks.deliveriesCommitted` wakes the workers. The same id with the same content deduplicates; with other
+ * whose filter matches, in one transaction with the first try of each (the
+ * queue's jobs, asked for through `ctx.hooks.deliveriesCreated`): once this
+ * returns, the message cannot be lost, and `ctx.hooks.deliveriesCommitted`
+ * wakes the workers. The same id with the same content deduplicates; with other
  * content it is IDEMPOTENCY_CONFLICT.
  */
 export async function sendMessage(ctx: DomainContext, input: SendMessageInput): Promise<SendMessageResult> {
@@ -248,32 +255,58 @@ const STORE_BATCH = 100;
 
 /**
  * Stores a message as a group commit (src/db/group-commit.ts): messages sent
- * while a store statement runs, by concurrent requests, are stored together
- * by the next one.
+ * while a store transaction runs, by concurrent requests, are stored together
+ * by the next one: one statement for the rows, then the queue's insert of
+ * every first try of the batch (DeliveryHooks), then one commit.
  */
 function storeMessage(ctx: DomainContext, item: ToStore): Promise<Stored> {
-  let store = storeBatchers.get(ctx.pool);
+  let byHooks = storeBatchers.get(ctx.pool);
+  if (!byHooks) {
+    byHooks = new WeakMap();
+    storeBatchers.set(ctx.pool, byHooks);
+  }
+  let store = byHooks.get(ctx.hooks);
   if (!store) {
-    const pool = ctx.pool;
+    const { pool, hooks } = ctx;
+    const write = (items: ToStore[]) =>
+      inTransaction(pool, async (sql) => {
+        const stored = await storeMessages(sql, items);
+        await hooks.deliveriesCreated(sql, deliveriesOf(stored), { manual: false });
+        return stored;
+      });
     store = createGroupCommit<ToStore, Stored>({
       maxBatch: STORE_BATCH,
-      writeBatch: (items) => storeMessages(pool, items),
-      writeAlone: async (one) => (await storeMessages(pool, [one]))[0]!,
+      writeBatch: write,
+      writeAlone: async (one) => (await write([one]))[0]!,
     });
-    storeBatchers.set(pool, store);
+    byHooks.set(ctx.hooks, store);
   }
   return store(item);
 }
 
-const storeBatchers = new WeakMap<pg.Pool, (item: ToStore) => Promise<Stored>>();
+const storeBatchers = new WeakMap<pg.Pool, WeakMap<DeliveryHooks, (item: ToStore) => Promise<Stored>>>();
+
+function deliveriesOf(stored: Stored[]): NewDelivery[] {
+  return stored.flatMap(({ message, deliveries }) =>
+    message
+      ? deliveries.map((d) => ({
+          id: d.id,
+          messageId: message.id,
+          endpointId: d.endpointId,
+          appId: message.appId,
+          recipientId: message.recipientId,
+        }))
+      : [],
+  );
+}
 
 /**
- * One statement stores a batch of messages, in one snapshot and one commit.
+ * One statement stores a batch of messages, in one snapshot.
  * For each message it checks the event type is (still) active, in an app of
  * the sender's workspace, with the schema the data was validated against;
- * creates the recipient if new; stores the message, one delivery per enabled
- * endpoint of the recipient whose filter matches, and the first try of each
- * (a row of the delivery queue: trigger SCHEDULED, try 1, due now). It
+ * creates the recipient if new; stores the message and one delivery per
+ * enabled endpoint of the recipient whose filter matches (the caller queues
+ * the first try of each in the same transaction). It
  * writes nothing for a message whose event type check fails, whose
  * recipient has more matching endpoints than delivery ids were made ready
  * (the caller tries again with enough), or whose id is taken (no recipient
@@ -282,10 +315,10 @@ const storeBatchers = new WeakMap<pg.Pool, (item: ToStore) => Promise<Stored>>()
  * costs the API process more CPU than the statement costs PostgreSQL
  * (docs/benchmarks.md), hence one, named, planned once per connection.
  */
-async function storeMessages(pool: pg.Pool, items: ToStore[]): Promise<Stored[]> {
+async function storeMessages(sql: SqlExecutor, items: ToStore[]): Promise<Stored[]> {
   const perMessage = Math.max(...items.map((item) => item.deliveryIdCount));
   const deliveryIds = Array.from({ length: items.length * perMessage }, () => newId('Delivery'));
-  const { rows } = await pool.query<
+  const { rows } = await sql.query<
     { eventTypeOk: boolean; endpointCount: number; deliveryIds: string[]; deliveryEndpointIds: string[] } & (
       | Message
       | { [K in keyof Message]: null }
@@ -345,9 +378,6 @@ async function storeMessages(pool: pg.Pool, items: ToStore[]): Promise<Stored[]>
        SELECT ($12::text[])[((i.ord - 1) * $13 + e.n)::int], m."appId", m."recipientId", m.id, e.id, now(), now()
        FROM message m JOIN input i ON i.id = m.id JOIN endpoints e ON e.ord = i.ord
        RETURNING id, "endpointId", "messageId"
-     ), job AS (
-       INSERT INTO "DeliveryJob" ("deliveryId", "endpointId", trigger, try)
-       SELECT id, "endpointId", 'SCHEDULED', 1 FROM delivery
      ), made AS (
        SELECT "messageId", array_agg(id ORDER BY "endpointId") AS ids, array_agg("endpointId" ORDER BY "endpointId") AS "endpointIds"
        FROM delivery GROUP BY "messageId"

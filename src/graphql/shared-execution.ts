@@ -12,7 +12,7 @@ import type { GraphQLContext } from './context.ts';
  * API key, or one portal session: the same visibility), sent the same
  * document with the same variables, and their source streams yield the same
  * event object: the live feed hands one object per event and selection to
- * all of them (see subscriptions.ts). Results are kept in a WeakMap on that
+ * all of them (FeedRow in live/feed.ts). Results are kept in a WeakMap on that
  * object, so they live exactly as long as some subscriber still holds it.
  * Everything else (queues, back-pressure, scope and credential checks) stays
  * per subscriber.

@@ -16,17 +16,3 @@ export const httpDuration = new client.Histogram({
   buckets: [0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
   registers: [registry],
 });
-
-export const graphqlOperations = new client.Counter({
-  name: 'dispatch_graphql_operations_total',
-  help: 'GraphQL operations executed, by type and operation name.',
-  labelNames: ['type', 'name'] as const,
-  registers: [registry],
-});
-
-export const graphqlErrors = new client.Counter({
-  name: 'dispatch_graphql_errors_total',
-  help: 'GraphQL errors returned, by extensions.code.',
-  labelNames: ['code'] as const,
-  registers: [registry],
-});

@@ -28,7 +28,7 @@ export interface PortalRoutesOptions {
 }
 
 /**
- * Serves the portal SPA at /portal/ (and /dashboard as a way into its
+ * Serves the portal SPA at /portal/ (and / and /dashboard as ways into its
  * operator side). Hashed assets are cached for a year; index.html never, so a
  * new build is picked up at once. The CSP keeps the SPA to its own origin and
  * lets only the configured ancestors frame it.
@@ -80,7 +80,8 @@ export function createPortalRoutes(options: PortalRoutesOptions) {
   return async function portalRoute(req: IncomingMessage, res: ServerResponse): Promise<boolean> {
     if (req.method !== 'GET' && req.method !== 'HEAD') return false;
     const url = new URL(req.url ?? '/', 'http://localhost');
-    if (url.pathname === '/dashboard' || url.pathname === '/dashboard/') {
+    // `/` in a browser is most likely the operator looking for the dashboard.
+    if (url.pathname === '/' || url.pathname === '/dashboard' || url.pathname === '/dashboard/') {
       res.writeHead(302, { location: '/portal/#/dashboard', 'cache-control': 'no-store' }).end();
       return true;
     }

@@ -1,27 +1,20 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { useGraphQlJit } from '@envelop/graphql-jit';
-import { maxAliasesPlugin } from '@escape.tech/graphql-armor-max-aliases';
-import { maxDepthPlugin } from '@escape.tech/graphql-armor-max-depth';
 import { sendNodeResponse } from '@whatwg-node/server';
-import { GraphQLError, type GraphQLSchema } from 'graphql';
-import { createYoga, type Plugin, type YogaServerInstance } from 'graphql-yoga';
+import type { GraphQLSchema } from 'graphql';
 import type { Config } from '../config.ts';
 import type { Database } from '../db/client.ts';
 import { pendingMigrations } from '../db/migrate.ts';
-import type { Actor } from '../domain/actor.ts';
-import { authenticate } from '../domain/auth.ts';
 import type { DeliveryHooks } from '../domain/context.ts';
 import type { GraphQLContext } from '../graphql/context.ts';
-import { estimateNodes, MAX_QUERY_NODES } from '../graphql/cost.ts';
-import { sharedSubscriptionExecution } from '../graphql/shared-execution.ts';
-import type { LiveBus, MessageEvent } from '../live/bus.ts';
+import { createGraphQLApp, type DispatchYoga } from '../graphql/yoga.ts';
+import type { LiveBus } from '../live/bus.ts';
 import type { Logger } from '../logger.ts';
 import { registry } from '../metrics.ts';
-import { hasNulCharacter, maskError, NUL_MESSAGE } from './errors.ts';
+import { hasNulCharacter, NUL_MESSAGE } from './errors.ts';
 import { createFastLane } from './fast-lane.ts';
-import { graphqlErrors, graphqlOperations, httpDuration, httpRequests } from './metrics.ts';
-import { RateLimiter } from './rate-limit.ts';
+import { httpDuration, httpRequests } from './metrics.ts';
+import { createSchemaRoute, SCHEMA_PATH } from './schema-route.ts';
 import { attachGraphQLWebSocket } from './websocket.ts';
 
 export interface HttpDeps {
@@ -41,7 +34,7 @@ export interface HttpDeps {
 
 export interface HttpServer {
   server: Server;
-  yoga: YogaServerInstance<ServerContext, GraphQLContext> | undefined;
+  yoga: DispatchYoga | undefined;
   /** GraphQL requests answered by the fast lane (the rest went through yoga). */
   fastLaneAnswered(): number;
   /** Resolves the actor of a request's Authorization value (shared with the WebSocket server). */
@@ -50,105 +43,8 @@ export interface HttpServer {
   close(): Promise<void>;
 }
 
-/**
- * What yoga's context starts from: the HTTP request, the context of a token
- * already resolved (graphql-ws, the fast lane), or the error resolving it
- * raised in the fast lane, which yoga then answers with.
- */
-type ServerContext =
-  | { req: IncomingMessage; res: ServerResponse; contextError?: unknown }
-  | { dispatch: GraphQLContext };
-
-export class UnauthenticatedError extends GraphQLError {
-  constructor() {
-    super('a valid API key or portal token is required: Authorization: Bearer <token>', {
-      extensions: { code: 'UNAUTHENTICATED', http: { status: 401 } },
-    });
-  }
-}
-
 function graphqlErrorBody(status: number, message: string, code: string): string {
   return JSON.stringify({ errors: [{ message, extensions: { code, http: { status } } }] });
-}
-
-/** Counts operations and error codes for /metrics. */
-function metricsPlugin(): Plugin {
-  return {
-    onExecute({ args }) {
-      const operation = args.document.definitions.find((d: { kind: string }) => d.kind === 'OperationDefinition');
-      const type = operation && 'operation' in operation ? operation.operation : 'unknown';
-      graphqlOperations.inc({
-        type,
-        name:
-          (args.operationName ?? (operation && 'name' in operation ? operation.name?.value : undefined)) || 'anonymous',
-      });
-    },
-    onResultProcess({ result }) {
-      countErrors(result);
-    },
-  };
-}
-
-function countErrors(result: unknown): void {
-  const results = Array.isArray(result) ? result : [result];
-  for (const r of results) {
-    const errors = (r as { errors?: readonly GraphQLError[] } | undefined)?.errors ?? [];
-    for (const e of errors) graphqlErrors.inc({ code: String(e.extensions?.code ?? 'UNKNOWN') });
-  }
-}
-
-/** Refuses, before any resolver runs, an operation whose pages could add up to more than MAX_QUERY_NODES objects. */
-function costPlugin(): Plugin {
-  const check = (args: {
-    schema: GraphQLSchema;
-    document: Parameters<typeof estimateNodes>[1];
-    operationName?: string | null;
-    variableValues?: Record<string, unknown> | null;
-  }) => {
-    const nodes = estimateNodes(args.schema, args.document, args.operationName, args.variableValues);
-    if (nodes <= MAX_QUERY_NODES) return undefined;
-    return new GraphQLError(
-      `this operation could return ${nodes} objects; the limit is ${MAX_QUERY_NODES}: ask for smaller pages or fewer nested connections`,
-      { extensions: { code: 'BAD_USER_INPUT', cost: nodes, limit: MAX_QUERY_NODES } },
-    );
-  };
-  return {
-    onExecute({ args, setResultAndStopExecution }) {
-      const error = check(args);
-      if (error) setResultAndStopExecution({ errors: [error] });
-    },
-    onSubscribe({ args, setResultAndStopExecution }) {
-      const error = check(args);
-      if (error) setResultAndStopExecution({ errors: [error] });
-    },
-  };
-}
-
-/** Rejections of the depth and alias limits carry no code; they are the client's doing. */
-function limitErrorsPlugin(): Plugin {
-  return {
-    onValidate() {
-      return ({ result, setResult }) => {
-        if (result.length === 0) return;
-        setResult(
-          result.map((e) =>
-            e.extensions?.code
-              ? e
-              : new GraphQLError(e.message, {
-                  nodes: e.nodes,
-                  source: e.source,
-                  positions: e.positions,
-                  // Keeps yoga's http extension, so a refused document answers 400 as before.
-                  extensions: {
-                    ...e.extensions,
-                    code: /depth|aliases/i.test(e.message) ? 'BAD_USER_INPUT' : 'GRAPHQL_VALIDATION_FAILED',
-                  },
-                }),
-          ),
-        );
-      };
-    },
-  };
 }
 
 /** The request body, or null once it grows past `limit` (the rest is drained and dropped). */
@@ -174,89 +70,24 @@ function readBody(req: IncomingMessage, limit: number): Promise<Buffer | null> {
 
 export function createHttpServer(deps: HttpDeps): HttpServer {
   const { config, db, logger } = deps;
-  const limiter = new RateLimiter(config.apiKeyRateLimit);
-  const settings = {
-    maxPayloadBytes: config.maxPayloadBytes,
-    publicUrl: config.publicUrl,
-    allowNetworks: config.allowNetworks,
+  const app = deps.api ? createGraphQLApp(deps) : undefined;
+  const yoga = app?.yoga;
+  const contextFor = (authorization: string | null | undefined): Promise<GraphQLContext> => {
+    if (!app) throw new Error('this process does not serve the API');
+    return app.contextFor(authorization);
   };
-
-  const live = deps.live;
-  const events = live ? { messageCreated: (message: MessageEvent) => void live.publishMessage(message) } : undefined;
-
-  function contextForActor(actor: Actor): GraphQLContext {
-    return {
-      actor,
-      live: deps.live,
-      domain: { prisma: db.prisma, pool: db.pool, actor, settings, hooks: deps.hooks, events },
-    };
-  }
-
-  async function contextFor(authorization: string | null | undefined): Promise<GraphQLContext> {
-    const actor = await authenticate(db.prisma, authorization);
-    if (!actor) throw new UnauthenticatedError();
-    if (actor.kind === 'operator' && !limiter.take(actor.apiKeyId)) {
-      throw new GraphQLError(`this API key is over its rate of ${config.apiKeyRateLimit} requests per second`, {
-        extensions: { code: 'RATE_LIMITED', http: { status: 429, headers: { 'retry-after': '1' } } },
-      });
-    }
-    return contextForActor(actor);
-  }
-
-  // An SSE subscriber cut off gets the error as its last event; one that does not read at all loses the connection.
-  const withCutOff = (context: GraphQLContext, res: ServerResponse): GraphQLContext => ({
-    ...context,
-    cutOff: () => setTimeout(() => res.writableFinished || res.destroy(), 2_000).unref(),
-  });
-  const maskErrorLogged = (error: unknown) => maskError(error, (message, e) => logger.error(message, e));
-
-  const yoga = deps.api
-    ? createYoga<ServerContext, GraphQLContext>({
-        schema: deps.schema,
-        graphqlEndpoint: '/graphql',
-        landingPage: false,
-        graphiql: false,
-        logging: false,
-        // handle() reads and limits every body itself (chunked ones too) before
-        // yoga sees it; yoga's own limit would pipe each body through a stream again.
-        maxRequestBodySize: false,
-        context: async (initial) => {
-          if ('dispatch' in initial) return initial.dispatch;
-          if (initial.contextError !== undefined) throw initial.contextError;
-          return withCutOff(await contextFor(initial.request.headers.get('authorization')), initial.res);
-        },
-        maskedErrors: { maskError: maskErrorLogged },
-        plugins: [
-          maxDepthPlugin({ n: 12, exposeLimits: true }),
-          maxAliasesPlugin({ n: 20, exposeLimits: true }),
-          costPlugin(),
-          limitErrorsPlugin(),
-          metricsPlugin(),
-          sharedSubscriptionExecution(),
-          // Queries and mutations run compiled (cached per parsed document): about 10 % less
-          // of Dispatch's CPU per sendMessage. Subscriptions keep the shared execution above.
-          useGraphQlJit(
-            {},
-            {
-              enableIf: (args) =>
-                !args.document.definitions.some(
-                  (d) => d.kind === 'OperationDefinition' && d.operation === 'subscription',
-                ),
-            },
-          ),
-        ],
-      })
-    : undefined;
-  const fastLane = yoga
+  const fastLane = app
     ? createFastLane({
-        yoga,
-        contextFor,
-        extendContext: (context, _req, res) => withCutOff(context, res),
-        maskError: maskErrorLogged,
-        onResult: countErrors,
+        yoga: app.yoga,
+        contextFor: app.contextFor,
+        extendContext: (context, _req, res) => app.withCutOff(context, res),
+        maskError: app.maskError,
+        onResult: app.countErrors,
         sendResponse,
       })
     : undefined;
+
+  const schemaRoute = app ? createSchemaRoute(deps.schema, contextFor, app.maskError) : undefined;
 
   async function ready(): Promise<string | null> {
     try {
@@ -286,6 +117,10 @@ export function createHttpServer(deps: HttpDeps): HttpServer {
     if (url.pathname === '/metrics') {
       res.writeHead(200, { 'content-type': registry.contentType }).end(await registry.metrics());
       return 'metrics';
+    }
+    if (schemaRoute && url.pathname === SCHEMA_PATH) {
+      await schemaRoute(req, res);
+      return 'schema';
     }
     if (yoga && url.pathname === '/graphql') {
       let contextError: unknown;
@@ -349,12 +184,12 @@ export function createHttpServer(deps: HttpDeps): HttpServer {
   });
   server.keepAliveTimeout = 65_000;
   // Subscriptions over WebSocket on the same path; SSE is yoga's own (Accept: text/event-stream).
-  const websocket = yoga
+  const websocket = app
     ? attachGraphQLWebSocket({
         server,
         path: '/graphql',
-        yoga,
-        contextFor,
+        yoga: app.yoga,
+        contextFor: app.contextFor,
         logger,
         maxPayloadBytes: config.maxRequestBytes,
       })
@@ -370,7 +205,7 @@ export function createHttpServer(deps: HttpDeps): HttpServer {
         server.once('error', reject);
         server.listen(port, host, () => {
           const actual = (server.address() as AddressInfo).port;
-          if (config.publicUrlFollowsPort) settings.publicUrl = `http://localhost:${actual}`;
+          if (config.publicUrlFollowsPort) app?.setPublicUrl(`http://localhost:${actual}`);
           resolve(actual);
         });
       }),

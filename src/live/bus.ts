@@ -1,7 +1,9 @@
 /**
  * The live-feed bus: workers publish attempt and message events (ids only),
  * API processes fan them out to subscribers. Implemented over PostgreSQL
- * LISTEN/NOTIFY by the live feed; in-process when no bus is configured.
+ * LISTEN/NOTIFY (pg-bus.ts) by every process Dispatch starts; in-process
+ * (createLocalLiveBus) when none is configured, e.g. the API built without
+ * one: its subscribers then see what this process publishes.
  */
 export interface AttemptEvent {
   attemptId: string;
@@ -40,4 +42,39 @@ export interface LiveBus {
    */
   subscribeInterruptions(listener: (reason: string) => void): () => void;
   close(): Promise<void>;
+}
+
+/**
+ * A bus within one process: what is published reaches this process's
+ * listeners at once, in order. It never loses a connection, so it is always
+ * listening and never interrupted.
+ */
+export function createLocalLiveBus(): LiveBus {
+  const attempts = new Set<(event: AttemptEvent) => void>();
+  const messages = new Set<(event: MessageEvent) => void>();
+  const listen = <E>(listeners: Set<(event: E) => void>, listener: (event: E) => void) => {
+    // A wrapper per subscription, so the same function subscribed twice is two listeners.
+    const own = (event: E) => listener(event);
+    listeners.add(own);
+    return () => void listeners.delete(own);
+  };
+  return {
+    async publishAttempt(event) {
+      for (const listener of attempts) listener(event);
+    },
+    async publishMessage(event) {
+      for (const listener of messages) listener(event);
+    },
+    subscribeAttempts: (listener) => listen(attempts, listener),
+    subscribeMessages: (listener) => listen(messages, listener),
+    // Endpoint health changes (and operational events) are announced by
+    // PostgreSQL NOTIFY, which only the PostgreSQL bus hears: none come here.
+    subscribeEndpoints: () => () => undefined,
+    isListening: true,
+    subscribeInterruptions: () => () => undefined,
+    async close() {
+      attempts.clear();
+      messages.clear();
+    },
+  };
 }

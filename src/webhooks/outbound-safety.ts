@@ -21,8 +21,8 @@ export class UrlError extends Error {
   }
 }
 
-/** Longest endpoint URL accepted. */
-export const MAX_URL_LENGTH = 4096;
+/** Longest endpoint URL accepted (at create, update and send alike). */
+export const MAX_URL_LENGTH = 2048;
 
 /**
  * An endpoint URL as Dispatch stores it: absolute http(s) with a host and

@@ -14,7 +14,7 @@ import {
   CreatePortalSessionDocument,
   ResendMessageDocument,
   SendMessageDocument,
-} from '../../src/client/index.ts';
+} from '../../packages/client/src/index.ts';
 import { LIVE_APPLICATION_NAME } from '../../src/live/pg-bus.ts';
 import { DEFAULT_RETRY_SCHEDULE } from '../../src/webhooks/retry.ts';
 import { startTestDispatch, type TestDispatch } from '../support/dispatch.ts';
@@ -141,6 +141,10 @@ describe('the portal SPA in a real browser', () => {
     expect((await fetch(`${t.url}/portal/..%2f..%2fpackage.json`)).status).toBe(404);
     const dashboard = await fetch(`${t.url}/dashboard`, { redirect: 'manual' });
     expect(dashboard.headers.get('location')).toBe('/portal/#/dashboard');
+    // The root leads a browser to the dashboard too, not to a JSON 404.
+    const root = await fetch(`${t.url}/`, { redirect: 'manual' });
+    expect(root.status).toBe(302);
+    expect(root.headers.get('location')).toBe('/portal/#/dashboard');
   });
 
   it('a customer opens a portal link, adds an endpoint, sees a message delivered to it, and resends it', async () => {

@@ -5,7 +5,7 @@ import {
   CreateAppDocument,
   CreateEventTypeDocument,
   UpdateAppDocument,
-} from '../../src/client/index.ts';
+} from '../../packages/client/src/index.ts';
 import { DEFAULT_RETRY_SCHEDULE } from '../../src/webhooks/retry.ts';
 import { startTestDispatch, type TestDispatch } from '../support/dispatch.ts';
 import { expectError } from '../support/graphql.ts';

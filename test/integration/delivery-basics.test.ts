@@ -1,26 +1,21 @@
 import { Webhook } from 'standardwebhooks';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { attemptsOf, createDeliveryApp, createEndpoint, deliveriesOf, send, settled } from '../support/delivery.ts';
-import { startTestDispatch, type TestDispatch } from '../support/dispatch.ts';
-import { type Receiver, startReceiver } from '../support/receiver.ts';
+import { describe, expect, it } from 'vitest';
+import {
+  attemptsOf,
+  createDeliveryApp,
+  createEndpoint,
+  deliveriesOf,
+  send,
+  settled,
+  useDeliveryApp,
+} from '../support/delivery.ts';
+import type { TestDispatch } from '../support/dispatch.ts';
 
 describe('delivering a message', () => {
   let t: TestDispatch;
   let appId: string;
-  const receivers: Receiver[] = [];
-  const receiver = async (...args: Parameters<typeof startReceiver>) => {
-    const r = await startReceiver(...args);
-    receivers.push(r);
-    return r;
-  };
-
-  beforeAll(async () => {
-    t = await startTestDispatch();
-    appId = await createDeliveryApp(t.client, { retrySchedule: [1, 1], attemptTimeoutMs: 2_000 });
-  });
-  afterAll(async () => {
-    await t.stop();
-    await Promise.all(receivers.map((r) => r.close()));
+  const receiver = useDeliveryApp({ retrySchedule: [1, 1], attemptTimeoutMs: 2_000 }, (started) => {
+    ({ t, appId } = started);
   });
 
   it('POSTs the event signed so the standardwebhooks library accepts it, with the custom headers, in well under a second', async () => {

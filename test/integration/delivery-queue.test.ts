@@ -1,14 +1,14 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { Database } from '../../src/db/client.ts';
-import { type DeliveryQueue, type QueuedTry, startQueue } from '../../src/delivery/queue.ts';
+import { DELIVERY_QUEUE, type DeliveryQueue, type QueuedTry, startQueue } from '../../src/delivery/queue.ts';
 import { inTransaction } from '../../src/domain/context.ts';
 import { createLogger } from '../../src/logger.ts';
 import { openTestDatabase } from '../support/database.ts';
 
 /**
- * The delivery queue's own rules, on a real PostgreSQL: which jobs a claim
- * takes, the per-endpoint limit across claimers, leases, fences and backoff.
- * (The whole path through workers is covered by the delivery-* tests.)
+ * The delivery queue's rules on pg-boss, on a real PostgreSQL: which jobs a
+ * fetch takes, the per-endpoint limit across fetchers, heartbeats, fences and
+ * backoff. (The whole path through workers is covered by the delivery-* tests.)
  */
 describe('the delivery queue', () => {
   let db: Database;
@@ -30,7 +30,7 @@ describe('the delivery queue', () => {
     await db?.close();
   });
   beforeEach(async () => {
-    await db.pool.query('DELETE FROM "DeliveryJob"');
+    await db.pool.query(`DELETE FROM pgboss.job WHERE name = $1`, [DELIVERY_QUEUE]);
   });
 
   const enqueue = (endpointId: string, n: number, extra: Partial<QueuedTry> = {}) =>
@@ -49,60 +49,39 @@ describe('the delivery queue', () => {
   const claim = (max: number, limit: number) => inTransaction(db.pool, (sql) => queue.claim(sql, max, limit));
   const held = async () => {
     const { rows } = await db.pool.query<{ endpointId: string; n: number }>(
-      `SELECT "endpointId", count(*)::int AS n FROM "DeliveryJob" WHERE "leaseUntil" IS NOT NULL GROUP BY 1 ORDER BY 1`,
+      `SELECT group_id AS "endpointId", count(*)::int AS n FROM pgboss.job WHERE name = $1 AND state = 'active' GROUP BY 1 ORDER BY 1`,
+      [DELIVERY_QUEUE],
     );
     return Object.fromEntries(rows.map((r) => [r.endpointId, r.n]));
   };
 
-  it('a worker process vacuums the job table once it has claimed vacuumAfterJobs tries, and not before', async () => {
-    const vacuums = async () => {
-      await db.pool.query('SELECT pg_stat_clear_snapshot()');
-      const { rows } = await db.pool.query<{ n: string }>(
-        `SELECT vacuum_count AS n FROM pg_stat_user_tables WHERE relname = 'DeliveryJob'`,
-      );
-      return Number(rows[0]!.n);
-    };
-    const tidy = await startQueue({
-      url: db.url,
-      pool: db.pool,
-      logger: createLogger('silent'),
-      supervise: false,
-      superviseIntervalSeconds: 60,
-      vacuumAfterJobs: 5,
-    });
-    try {
-      const before = await vacuums();
-      await enqueue('ep_vacuum', 4);
-      expect(await inTransaction(db.pool, (sql) => tidy.claim(sql, 4, 8))).toHaveLength(4);
-      // Over two checks (one a second): four claims are not enough.
-      await new Promise((resolve) => setTimeout(resolve, 2_200));
-      expect(await vacuums()).toBe(before);
-      await enqueue('ep_vacuum2', 1);
-      expect(await inTransaction(db.pool, (sql) => tidy.claim(sql, 1, 8))).toHaveLength(1);
-      const deadline = Date.now() + 5_000;
-      while ((await vacuums()) === before && Date.now() < deadline)
-        await new Promise((resolve) => setTimeout(resolve, 100));
-      expect(await vacuums()).toBe(before + 1);
-    } finally {
-      await tidy.stop();
-    }
-  });
-
-  it('takes ready jobs oldest first, leases them, and leaves jobs due later alone', async () => {
+  it('takes ready jobs, marks them active, and leaves jobs due later alone', async () => {
     await enqueue('ep_a', 3);
     await enqueue('ep_b', 2, { startAfter: new Date(Date.now() + 60_000) });
+    await enqueue('ep_c', 1, { trigger: 'MANUAL', try: undefined });
     const jobs = await claim(10, 8);
-    expect(jobs.map((j) => j.endpointId)).toEqual(['ep_a', 'ep_a', 'ep_a']);
-    expect(jobs.every((j) => j.runs === 1 && j.trigger === 'SCHEDULED' && j.try === 1)).toBe(true);
-    expect(await held()).toEqual({ ep_a: 3 });
+    expect(jobs.map((j) => j.endpointId).sort()).toEqual(['ep_a', 'ep_a', 'ep_a', 'ep_c']);
+    expect(
+      jobs
+        .filter((j) => j.endpointId === 'ep_a')
+        .every((j) => j.runs === 1 && j.trigger === 'SCHEDULED' && j.try === 1),
+    ).toBe(true);
+    expect(jobs.find((j) => j.endpointId === 'ep_c')).toMatchObject({ trigger: 'MANUAL', try: null, runs: 1 });
+    expect(await held()).toEqual({ ep_a: 3, ep_c: 1 });
     expect(await claim(10, 8)).toEqual([]);
-    expect(await queue.depth()).toEqual({ ready: 0, deferred: 2, active: 3 });
+    // pg-boss's own counts, as /metrics reports them.
+    await queue.boss.getQueueStats(DELIVERY_QUEUE, { force: true });
+    const deadline = Date.now() + 10_000;
+    let depth = await queue.depth();
+    while (depth.active !== 4 && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      await queue.boss.getQueueStats(DELIVERY_QUEUE, { force: true });
+      depth = await queue.depth();
+    }
+    expect(depth).toEqual({ ready: 0, deferred: 2, active: 4 });
   });
 
-  it('a try queued this very millisecond is ready (runAt is stored rounded to the millisecond)', async () => {
-    // In one transaction now() is one instant: enqueue, then claim. Rounding
-    // goes up about half the time, so 20 rounds would catch a claim that
-    // compared with the unrounded time.
+  it('a try queued in the transaction that fetches is ready', async () => {
     for (let round = 0; round < 20; round++) {
       const jobs = await inTransaction(db.pool, async (sql) => {
         await queue.enqueue(sql, [
@@ -122,11 +101,12 @@ describe('the delivery queue', () => {
     // Full: nothing more until a job ends.
     expect(await claim(100, 3)).toEqual([]);
     const [first] = await db.pool
-      .query<{ id: string; runs: number }>(
-        `SELECT id::text, runs FROM "DeliveryJob" WHERE "endpointId" = 'ep_a' AND "leaseUntil" IS NOT NULL LIMIT 1`,
+      .query<{ id: string; retryCount: number }>(
+        `SELECT id::text, retry_count AS "retryCount" FROM pgboss.job WHERE name = $1 AND group_id = 'ep_a' AND state = 'active' LIMIT 1`,
+        [DELIVERY_QUEUE],
       )
       .then((r) => r.rows);
-    expect(await inTransaction(db.pool, (sql) => queue.complete(sql, [first!]))).toBe(1);
+    expect(await inTransaction(db.pool, (sql) => queue.complete(sql, [first!]))).toEqual([first!.id]);
     const next = await claim(100, 3);
     expect(next.map((j) => j.endpointId)).toEqual(['ep_a']);
   });
@@ -162,45 +142,65 @@ describe('the delivery queue', () => {
     expect(jobs.map((j) => j.endpointId)).toEqual(['ep_fast']);
   });
 
-  it('a lease that runs out queues the job again; the old fence can no longer complete it', async () => {
+  it('a job whose heartbeat stops is fetched again by the next run; the old fence can no longer settle it', async () => {
     await enqueue('ep_a', 1);
     const [job] = await claim(1, 8);
-    // The worker renews its lease while it runs...
-    await queue.touch([{ id: job!.id, runs: job!.runs }]);
-    expect(await queue.requeueLost()).toBe(0);
-    // ...then dies: its lease runs out.
-    await db.pool.query(`UPDATE "DeliveryJob" SET "leaseUntil" = now() - interval '1 second'`);
-    expect(await queue.requeueLost()).toBe(1);
+    // The worker beats while it runs...
+    await queue.touch([{ id: job!.id, retryCount: job!.retryCount }]);
+    await queue.boss.supervise(DELIVERY_QUEUE);
+    expect(await claim(1, 8)).toEqual([]);
+    // ...then dies: its heartbeat goes stale, and pg-boss's supervisor fails the job for another run.
+    await db.pool.query(`UPDATE pgboss.job SET heartbeat_on = now() - interval '1 minute' WHERE name = $1`, [
+      DELIVERY_QUEUE,
+    ]);
+    // A supervisor pass is due again (one ran just now).
+    await db.pool.query(`UPDATE pgboss.queue SET monitor_claim_on = NULL, monitor_on = NULL WHERE name = $1`, [
+      DELIVERY_QUEUE,
+    ]);
+    await queue.boss.supervise(DELIVERY_QUEUE);
+    await db.pool.query(`UPDATE pgboss.job SET start_after = now() - interval '1 second' WHERE name = $1`, [
+      DELIVERY_QUEUE,
+    ]);
     const [again] = await claim(1, 8);
-    expect(again).toMatchObject({ id: job!.id, runs: 2 });
-    const { rows } = await db.pool.query(`SELECT "lastError" FROM "DeliveryJob"`);
-    expect(rows[0].lastError).toMatch(/lease/);
-    // A late heartbeat or completion from the first run changes nothing.
-    await queue.touch([{ id: job!.id, runs: 1 }]);
-    expect(await inTransaction(db.pool, (sql) => queue.complete(sql, [{ id: job!.id, runs: 1 }]))).toBe(0);
-    expect(await inTransaction(db.pool, (sql) => queue.complete(sql, [{ id: again!.id, runs: 2 }]))).toBe(1);
-    expect(await queue.depth()).toEqual({ ready: 0, deferred: 0, active: 0 });
+    expect(again).toMatchObject({ id: job!.id, runs: 2, retryCount: 1 });
+    // A late heartbeat or settle from the first run changes nothing.
+    await queue.touch([{ id: job!.id, retryCount: 0 }]);
+    expect(await inTransaction(db.pool, (sql) => queue.complete(sql, [{ id: job!.id, retryCount: 0 }]))).toEqual([]);
+    expect(await inTransaction(db.pool, (sql) => queue.complete(sql, [{ id: again!.id, retryCount: 1 }]))).toEqual([
+      job!.id,
+    ]);
+  });
+
+  it('a try moved in while it was running counts its earlier runs', async () => {
+    await enqueue('ep_a', 1, { runs: 1 });
+    const [job] = await claim(1, 8);
+    expect(job).toMatchObject({ runs: 2, retryCount: 0 });
   });
 
   it('a run that fails without recording its try is released with a growing backoff', async () => {
     await enqueue('ep_a', 1);
     const [job] = await claim(1, 8);
-    await queue.release({ id: job!.id, runs: job!.runs }, 'database unavailable');
-    const { rows } = await db.pool.query(
-      `SELECT "leaseUntil", "lastError", EXTRACT(EPOCH FROM ("runAt" - now()))::float AS wait FROM "DeliveryJob"`,
-    );
-    expect(rows[0].leaseUntil).toBeNull();
-    expect(rows[0].lastError).toBe('database unavailable');
-    expect(rows[0].wait).toBeGreaterThan(0.5);
-    expect(rows[0].wait).toBeLessThanOrEqual(1);
+    await queue.release({ id: job!.id, retryCount: job!.retryCount }, 'database unavailable');
+    const wait = async () =>
+      (
+        await db.pool.query(
+          `SELECT state, output, EXTRACT(EPOCH FROM (start_after - now()))::float AS wait FROM pgboss.job WHERE name = $1`,
+          [DELIVERY_QUEUE],
+        )
+      ).rows[0];
+    const first = await wait();
+    expect(first.state).toBe('retry');
+    expect(JSON.stringify(first.output)).toContain('database unavailable');
+    expect(first.wait).toBeGreaterThan(0.3);
+    expect(first.wait).toBeLessThanOrEqual(2.5);
     // Not ready until the backoff passes.
     expect(await claim(1, 8)).toEqual([]);
-    await db.pool.query(`UPDATE "DeliveryJob" SET "runAt" = now() - interval '1 second'`);
+    await db.pool.query(`UPDATE pgboss.job SET start_after = now() - interval '1 second' WHERE name = $1`, [
+      DELIVERY_QUEUE,
+    ]);
     const [again] = await claim(1, 8);
-    await queue.release({ id: again!.id, runs: again!.runs }, 'still unavailable');
-    const wait = (await db.pool.query(`SELECT EXTRACT(EPOCH FROM ("runAt" - now()))::float AS wait FROM "DeliveryJob"`))
-      .rows[0].wait;
-    expect(wait).toBeGreaterThan(1.5);
-    expect(wait).toBeLessThanOrEqual(2);
+    expect(again!.runs).toBe(2);
+    await queue.release({ id: again!.id, retryCount: again!.retryCount }, 'still unavailable');
+    expect((await wait()).wait).toBeGreaterThan(first.wait);
   });
 });

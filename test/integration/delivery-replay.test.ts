@@ -1,16 +1,16 @@
 import { Webhook } from 'standardwebhooks';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   CreatePortalSessionDocument,
   RecoverEndpointDocument,
   ResendMessageDocument,
   RotateEndpointSecretDocument,
   UpdateEndpointDocument,
-} from '../../src/client/index.ts';
-import { attemptsOf, createDeliveryApp, createEndpoint, deliveriesOf, send, settled } from '../support/delivery.ts';
-import { startTestDispatch, type TestDispatch } from '../support/dispatch.ts';
+} from '../../packages/client/src/index.ts';
+import { attemptsOf, createEndpoint, deliveriesOf, send, settled, useDeliveryApp } from '../support/delivery.ts';
+import type { TestDispatch } from '../support/dispatch.ts';
 import { expectError } from '../support/graphql.ts';
-import { eventually, type Receiver, startReceiver } from '../support/receiver.ts';
+import { eventually, type Receiver } from '../support/receiver.ts';
 
 const RESEND = 'mutation ($input: ResendMessageInput!) { resendMessage(input: $input) { id status } }';
 const RECOVER = 'mutation ($input: RecoverEndpointInput!) { recoverEndpoint(input: $input) { queued } }';
@@ -27,20 +27,8 @@ const headersOf = (r: Receiver, n: number) => {
 describe('replay and secret rotation', () => {
   let t: TestDispatch;
   let appId: string;
-  const receivers: Receiver[] = [];
-  const receiver = async (...args: Parameters<typeof startReceiver>) => {
-    const r = await startReceiver(...args);
-    receivers.push(r);
-    return r;
-  };
-
-  beforeAll(async () => {
-    t = await startTestDispatch();
-    appId = await createDeliveryApp(t.client, { retrySchedule: [1], attemptTimeoutMs: 2_000 });
-  });
-  afterAll(async () => {
-    await t.stop();
-    await Promise.all(receivers.map((r) => r.close()));
+  const receiver = useDeliveryApp({ retrySchedule: [1], attemptTimeoutMs: 2_000 }, (started) => {
+    ({ t, appId } = started);
   });
 
   it('signs with the old and the new secret during the grace period, with the new one only after it', async () => {

@@ -60,7 +60,7 @@ describe('tries are started and settled in batches', () => {
     expect(receiver.received.length).toBe(300);
 
     const { rows: jobs } = await pool.query(
-      `SELECT j.id FROM "DeliveryJob" j JOIN "Delivery" d ON d.id = j."deliveryId" WHERE d."appId" = $1`,
+      `SELECT j.id FROM pgboss.job j JOIN "Delivery" d ON d.id = j.data->>'d' WHERE j.name = 'dispatch-try' AND d."appId" = $1`,
       [appId],
     );
     expect(jobs).toHaveLength(0);
@@ -152,7 +152,7 @@ describe('a batch with a job taken over by another worker', () => {
       return {
         job,
         // A stale fence: the job has since been handed to another worker.
-        fence: { id: job.id, runs: runs ?? job.runs },
+        fence: { id: job.id, retryCount: runs ?? job.retryCount },
         loaded: {
           deliveryId: tries[i]!.delivery,
           endpointId: endpoint,
@@ -177,7 +177,7 @@ describe('a batch with a job taken over by another worker', () => {
       tries.map((t) => t.attempt),
     ]);
     expect(attempts.map((a) => a.status)).toEqual(['SUCCEEDED', 'SUCCEEDED', 'SUCCEEDED']);
-    const { rows } = await db.pool.query(`SELECT id::text, "leaseUntil" IS NOT NULL AS held FROM "DeliveryJob"`);
-    expect(rows).toEqual([{ id: byDelivery.get(tries[1]!.delivery)!.id, held: true }]);
+    const { rows } = await db.pool.query(`SELECT id::text, state FROM pgboss.job WHERE name = 'dispatch-try'`);
+    expect(rows).toEqual([{ id: byDelivery.get(tries[1]!.delivery)!.id, state: 'active' }]);
   });
 });

@@ -10,7 +10,7 @@ import {
   RecipientDocument,
   RotateEndpointSecretDocument,
   UpdateEndpointDocument,
-} from '../../src/client/index.ts';
+} from '../../packages/client/src/index.ts';
 import { startTestDispatch, type TestDispatch } from '../support/dispatch.ts';
 import { expectError } from '../support/graphql.ts';
 

@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createDispatchClient, type DispatchClient, DispatchClientError } from '../../src/client/index.ts';
+import { createDispatchClient, type DispatchClient, DispatchClientError } from '../../packages/client/src/index.ts';
 import { connectDatabase, type Database } from '../../src/db/client.ts';
 import { type EmbeddedDatabase, startEmbeddedPostgres } from '../../src/db/embedded.ts';
 import { createApiKey } from '../../src/domain/api-keys.ts';
@@ -55,7 +55,8 @@ describe('PostgreSQL restarted during a run', () => {
     });
     db = connectDatabase(postgres.url, { max: 2 });
     apiKey = (await createApiKey(db.prisma, { workspaceName: 'Restart' })).token;
-    client = createDispatchClient({ url: dispatch.url, apiKey, timeoutMs: ANSWER_BOUND_MS * 2 });
+    // No retries: this test measures how the server answers during the outage (test/integration/client-retry.test.ts retries through it).
+    client = createDispatchClient({ url: dispatch.url, apiKey, timeoutMs: ANSWER_BOUND_MS * 2, retry: false });
     receiver = await startReceiver();
   }, 90_000);
 

@@ -2,7 +2,7 @@ import { once } from 'node:events';
 import http from 'node:http';
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createDispatchClient, type DispatchClient } from '../../src/client/index.ts';
+import { createDispatchClient, type DispatchClient } from '../../packages/client/src/index.ts';
 import { connectDatabase, type Database } from '../../src/db/client.ts';
 import { RESPONSE_BODY_LIMIT } from '../../src/delivery/sender.ts';
 import { createApiKey } from '../../src/domain/api-keys.ts';

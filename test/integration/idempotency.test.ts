@@ -4,7 +4,7 @@ import {
   CreateEndpointDocument,
   CreateEventTypeDocument,
   SendMessageDocument,
-} from '../../src/client/index.ts';
+} from '../../packages/client/src/index.ts';
 import { startTestDispatch, type TestDispatch } from '../support/dispatch.ts';
 import { expectError } from '../support/graphql.ts';
 

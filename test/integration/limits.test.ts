@@ -1,6 +1,6 @@
 import { request } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CreateAppDocument, CreateEventTypeDocument, MessageDocument } from '../../src/client/index.ts';
+import { CreateAppDocument, CreateEventTypeDocument, MessageDocument } from '../../packages/client/src/index.ts';
 import { MAX_QUERY_NODES } from '../../src/graphql/cost.ts';
 import { startTestDispatch, type TestDispatch } from '../support/dispatch.ts';
 import { codesOf, expectError } from '../support/graphql.ts';

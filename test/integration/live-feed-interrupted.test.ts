@@ -5,7 +5,7 @@ import {
   CreateEndpointDocument,
   CreateEventTypeDocument,
   SendMessageDocument,
-} from '../../src/client/index.ts';
+} from '../../packages/client/src/index.ts';
 import { newId } from '../../src/domain/ids.ts';
 import type { AttemptEvent, MessageEvent } from '../../src/live/bus.ts';
 import { createPgLiveBus, LIVE_APPLICATION_NAME } from '../../src/live/pg-bus.ts';

@@ -11,7 +11,7 @@ import {
   CreateEventTypeDocument,
   createDispatchClient,
   SendMessageDocument,
-} from '../../src/client/index.ts';
+} from '../../packages/client/src/index.ts';
 import { connectDatabase, type Database } from '../../src/db/client.ts';
 import { createApiKey } from '../../src/domain/api-keys.ts';
 import { newId } from '../../src/domain/ids.ts';

@@ -1,5 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CreatePortalSessionDocument, createDispatchClient, type DispatchClient } from '../../src/client/index.ts';
+import {
+  CreatePortalSessionDocument,
+  createDispatchClient,
+  type DispatchClient,
+} from '../../packages/client/src/index.ts';
 import { connectDatabase, type Database } from '../../src/db/client.ts';
 import { createApiKey } from '../../src/domain/api-keys.ts';
 import { createTestDatabase } from '../support/database.ts';

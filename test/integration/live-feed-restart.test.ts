@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createDispatchClient } from '../../src/client/index.ts';
+import { createDispatchClient } from '../../packages/client/src/index.ts';
 import { connectDatabase, type Database } from '../../src/db/client.ts';
 import { type EmbeddedDatabase, startEmbeddedPostgres } from '../../src/db/embedded.ts';
 import { createApiKey } from '../../src/domain/api-keys.ts';

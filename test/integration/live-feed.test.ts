@@ -8,7 +8,7 @@ import {
   CreatePortalSessionDocument,
   type DispatchClient,
   SendMessageDocument,
-} from '../../src/client/index.ts';
+} from '../../packages/client/src/index.ts';
 import type { PrismaClient } from '../../src/db/client.ts';
 import { newId } from '../../src/domain/ids.ts';
 import { liveReconnects } from '../../src/live/metrics.ts';

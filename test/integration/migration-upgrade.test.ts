@@ -2,7 +2,9 @@ import pg from 'pg';
 import { PgBoss } from 'pg-boss';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { migrate, readMigrations } from '../../src/db/migrate.ts';
+import { DELIVERY_QUEUE, startQueue } from '../../src/delivery/queue.ts';
 import { newId } from '../../src/domain/ids.ts';
+import { createLogger } from '../../src/logger.ts';
 import { createTestDatabase } from '../support/database.ts';
 
 /**
@@ -74,7 +76,7 @@ describe('upgrading a database whose deliveries were queued in pg-boss', () => {
       const finished = done!.data.deliveryId;
       const active = running!.data.deliveryId;
 
-      await migrate(database.url);
+      await migrate(database.url, { upTo: readMigrations().findIndex((m) => m.name.endsWith('_queue_on_pgboss')) });
 
       const { rows } = await client.query<{
         deliveryId: string;
@@ -102,6 +104,65 @@ describe('upgrading a database whose deliveries were queued in pg-boss', () => {
       expect(left.rows).toEqual([{ state: 'completed' }]);
     } finally {
       await boss.stop({ graceful: false, close: true });
+    }
+  });
+
+  it('then moves the tries queued in DeliveryJob into pg-boss and drops the table; a running one closes its attempt when it runs again', async () => {
+    // Continues from the database the test above upgraded to the own-queue engine.
+    const { rows: queued } = await client.query<{ deliveryId: string; endpointId: string }>(
+      `SELECT "deliveryId", "endpointId" FROM "DeliveryJob" ORDER BY "deliveryId"`,
+    );
+    expect(queued).toHaveLength(3);
+    // One of them is running when the upgrade comes (its worker stops with the old version).
+    await client.query(
+      `UPDATE "DeliveryJob" SET "leaseUntil" = now() + interval '10 seconds', runs = runs + 1 WHERE "deliveryId" = $1`,
+      [queued[2]!.deliveryId],
+    );
+    const before = await client.query(
+      `SELECT "deliveryId", trigger, try, runs FROM "DeliveryJob" ORDER BY "deliveryId"`,
+    );
+
+    await migrate(database.url);
+    expect((await client.query(`SELECT to_regclass('"DeliveryJob"') AS t`)).rows[0].t).toBeNull();
+
+    const pool = new pg.Pool({ connectionString: database.url, max: 4 });
+    // Two processes start at once: the tries are moved once.
+    const queues = await Promise.all(
+      [0, 1].map(() =>
+        startQueue({
+          url: database.url,
+          pool,
+          logger: createLogger('silent'),
+          supervise: false,
+          superviseIntervalSeconds: 60,
+        }),
+      ),
+    );
+    try {
+      expect((await client.query(`SELECT to_regnamespace('dispatch_upgrade') AS s`)).rows[0].s).toBeNull();
+      const { rows: jobs } = await client.query(
+        `SELECT data->>'d' AS "deliveryId", group_id AS "endpointId", data->>'t' AS t, (data->>'n')::int AS n,
+                COALESCE((data->>'r')::int, 0) AS r, start_after <= now() AS due
+         FROM pgboss.job WHERE name = $1 ORDER BY data->>'d'`,
+        [DELIVERY_QUEUE],
+      );
+      expect(jobs).toEqual(
+        before.rows.map((row) => ({
+          deliveryId: row.deliveryId,
+          endpointId: queued[0]!.endpointId,
+          t: row.trigger === 'MANUAL' ? 'M' : 'S',
+          n: row.try,
+          r: row.runs,
+          // The deferred retry (try 3) stays deferred.
+          due: row.try !== 3,
+        })),
+      );
+      // A fetch sees the running one as run before: its run closes the attempt it may have left.
+      const fetched = await queues[0]!.boss.fetch(DELIVERY_QUEUE, { batchSize: 10 });
+      expect(fetched).toHaveLength(2);
+    } finally {
+      for (const queue of queues) await queue.stop();
+      await pool.end();
     }
   });
 });

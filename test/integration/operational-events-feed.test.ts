@@ -1,6 +1,6 @@
 import type { Client } from 'graphql-ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CreatePortalSessionDocument, type DispatchClient } from '../../src/client/index.ts';
+import { CreatePortalSessionDocument, type DispatchClient } from '../../packages/client/src/index.ts';
 import { createDeliveryApp, createEndpoint } from '../support/delivery.ts';
 import { startTestDispatch, type TestDispatch } from '../support/dispatch.ts';
 import { subscribeWs, wsClient } from '../support/live.ts';

@@ -1,6 +1,6 @@
 import { Webhook } from 'standardwebhooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CreatePortalSessionDocument, type DispatchClient } from '../../src/client/index.ts';
+import { CreatePortalSessionDocument, type DispatchClient } from '../../packages/client/src/index.ts';
 import { inTransaction } from '../../src/domain/context.ts';
 import { OPERATIONAL_EVENT_TYPES, recordOperationalEvent } from '../../src/domain/operational-events.ts';
 import { createDeliveryApp, createEndpoint, send, settled } from '../support/delivery.ts';
@@ -261,14 +261,11 @@ describe('recording', () => {
     const appId = await createDeliveryApp(t.client);
     const endpoint = await createEndpoint(t.client, { appId, recipientId: 'customer_rollback', url: ops.url });
     const pool = t.dispatch.db.pool;
-    // Queues as the engine does: one first try per delivery (rolled back with the rest).
+    // The deliveries the event creates are handed to the queue in the same transaction (and rolled back with it).
+    const queued: string[] = [];
     const queue = {
-      deliveriesCreated: async (sql: Parameters<typeof recordOperationalEvent>[0], deliveries: { id: string }[]) => {
-        await sql.query(
-          `INSERT INTO "DeliveryJob" ("deliveryId", "endpointId", trigger, try)
-                         SELECT d.id, d."endpointId", 'SCHEDULED', 1 FROM "Delivery" d WHERE d.id = ANY($1::text[])`,
-          [deliveries.map((d) => d.id)],
-        );
+      deliveriesCreated: async (_sql: unknown, deliveries: { id: string }[]) => {
+        queued.push(...deliveries.map((d) => d.id));
       },
     };
     let recorded: string | null = null;
@@ -283,8 +280,11 @@ describe('recording', () => {
       }),
     ).rejects.toThrow('the change failed');
     expect(recorded).toMatch(/^msg_/);
+    expect(queued).toHaveLength(1);
     const { rows } = await pool.query(`SELECT id FROM "Message" WHERE id = $1`, [recorded]);
     expect(rows).toEqual([]);
+    const deliveries = await pool.query(`SELECT id FROM "Delivery" WHERE id = ANY($1::text[])`, [queued]);
+    expect(deliveries.rows).toEqual([]);
 
     // A committed one after it arrives, and it is the only one about this endpoint.
     await t.client.raw('mutation($id: ID!) { updateEndpoint(input: {id: $id, disabled: true}) { id } }', {

@@ -7,7 +7,7 @@ import {
   EndpointDocument,
   MessagesDocument,
   SendMessageDocument,
-} from '../../src/client/index.ts';
+} from '../../packages/client/src/index.ts';
 import { startTestDispatch, type TestDispatch } from '../support/dispatch.ts';
 import { expectError } from '../support/graphql.ts';
 

@@ -8,7 +8,7 @@ import {
   CreatePortalSessionDocument,
   type DispatchClient,
   SendMessageDocument,
-} from '../../src/client/index.ts';
+} from '../../packages/client/src/index.ts';
 import { type IdType, newId } from '../../src/domain/ids.ts';
 import { startTestDispatch, type TestDispatch } from '../support/dispatch.ts';
 import { codesOf } from '../support/graphql.ts';

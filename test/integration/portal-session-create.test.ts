@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CreateAppDocument, CreatePortalSessionDocument, ViewerDocument } from '../../src/client/index.ts';
+import { CreateAppDocument, CreatePortalSessionDocument, ViewerDocument } from '../../packages/client/src/index.ts';
 import { hashToken } from '../../src/domain/ids.ts';
 import { startTestDispatch, type TestDispatch } from '../support/dispatch.ts';
 import { expectError } from '../support/graphql.ts';

@@ -5,7 +5,7 @@ import {
   CreateEventTypeDocument,
   MessagesDocument,
   SendMessageDocument,
-} from '../../src/client/index.ts';
+} from '../../packages/client/src/index.ts';
 import { startTestDispatch, type TestDispatch } from '../support/dispatch.ts';
 
 /**

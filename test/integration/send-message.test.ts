@@ -7,7 +7,7 @@ import {
   MessageDocument,
   SendMessageDocument,
   UpdateEndpointDocument,
-} from '../../src/client/index.ts';
+} from '../../packages/client/src/index.ts';
 import { startTestDispatch, type TestDispatch } from '../support/dispatch.ts';
 import { expectError } from '../support/graphql.ts';
 
@@ -195,7 +195,7 @@ describe('sendMessage', () => {
     });
     expect(sendMessage.message.deliveries.nodes.map((d) => d.endpoint.id).sort()).toEqual(ids.sort());
     const { rows } = await t.dispatch.db.pool.query(
-      `SELECT count(*)::int AS n FROM "DeliveryJob" j JOIN "Delivery" d ON d.id = j."deliveryId" WHERE d."messageId" = $1`,
+      `SELECT count(*)::int AS n FROM pgboss.job j JOIN "Delivery" d ON d.id = j.data->>'d' WHERE j.name = 'dispatch-try' AND d."messageId" = $1`,
       [sendMessage.message.id],
     );
     expect(rows[0].n).toBe(7);
@@ -238,7 +238,7 @@ describe('sendMessage', () => {
     }>(
       `SELECT count(*)::int AS messages, count(DISTINCT m."createdAt")::int AS statements,
               (SELECT count(*)::int FROM "Delivery" d WHERE d."messageId" = ANY($1::text[])) AS deliveries,
-              (SELECT count(*)::int FROM "DeliveryJob" j JOIN "Delivery" d ON d.id = j."deliveryId" WHERE d."messageId" = ANY($1::text[])) AS jobs
+              (SELECT count(*)::int FROM pgboss.job j JOIN "Delivery" d ON d.id = j.data->>'d' WHERE j.name = 'dispatch-try' AND d."messageId" = ANY($1::text[])) AS jobs
        FROM "Message" m WHERE m.id = ANY($1::text[])`,
       [ids],
     );

@@ -4,7 +4,7 @@ import {
   CreateEventTypeDocument,
   SendMessageDocument,
   ViewerDocument,
-} from '../../src/client/index.ts';
+} from '../../packages/client/src/index.ts';
 import { startTestDispatch, type TestDispatch } from '../support/dispatch.ts';
 
 describe("a newcomer's first minute", () => {

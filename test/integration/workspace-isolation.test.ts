@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { DispatchClient } from '../../src/client/index.ts';
+import type { DispatchClient } from '../../packages/client/src/index.ts';
 import {
   CreateApiKeyDocument,
   CreateAppDocument,
@@ -8,7 +8,7 @@ import {
   RevokeApiKeyDocument,
   SendMessageDocument,
   ViewerDocument,
-} from '../../src/client/index.ts';
+} from '../../packages/client/src/index.ts';
 import { newId } from '../../src/domain/ids.ts';
 import { startTestDispatch, type TestDispatch } from '../support/dispatch.ts';
 import { codesOf } from '../support/graphql.ts';

@@ -1,12 +1,14 @@
 import type pg from 'pg';
+import { afterAll, beforeAll } from 'vitest';
 import {
   CreateAppDocument,
   CreateEndpointDocument,
   CreateEventTypeDocument,
   type DispatchClient,
   SendMessageDocument,
-} from '../../src/client/index.ts';
-import { eventually } from './receiver.ts';
+} from '../../packages/client/src/index.ts';
+import { startTestDispatch, type TestDispatch } from './dispatch.ts';
+import { eventually, type Receiver, startReceiver } from './receiver.ts';
 
 /** Fixtures of the delivery tests: an app with a short retry schedule, its endpoints and messages. */
 export async function createDeliveryApp(
@@ -101,4 +103,31 @@ export async function settled(
     },
     { timeoutMs },
   );
+}
+
+/**
+ * The setup delivery tests share: one Dispatch and one app with a short retry
+ * schedule for the file (handed to `ready` once started), receivers started on
+ * demand, everything stopped at the end. Call inside `describe`; returns the
+ * function that starts a receiver.
+ */
+export function useDeliveryApp(
+  app: { retrySchedule: number[]; attemptTimeoutMs: number },
+  ready: (started: { t: TestDispatch; appId: string }) => void,
+): (...args: Parameters<typeof startReceiver>) => Promise<Receiver> {
+  let t: TestDispatch | undefined;
+  const open: Receiver[] = [];
+  beforeAll(async () => {
+    t = await startTestDispatch();
+    ready({ t, appId: await createDeliveryApp(t.client, app) });
+  });
+  afterAll(async () => {
+    await t?.stop();
+    await Promise.all(open.map((r) => r.close()));
+  });
+  return async (...args) => {
+    const r = await startReceiver(...args);
+    open.push(r);
+    return r;
+  };
 }

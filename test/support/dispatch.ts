@@ -1,4 +1,4 @@
-import { createDispatchClient, type DispatchClient } from '../../src/client/index.ts';
+import { createDispatchClient, type DispatchClient } from '../../packages/client/src/index.ts';
 import { type Config, loadConfig } from '../../src/config.ts';
 import { createApiKey } from '../../src/domain/api-keys.ts';
 import { createLogger } from '../../src/logger.ts';

@@ -1,5 +1,5 @@
 import { expect } from 'vitest';
-import type { DispatchClient, GraphQLErrorShape } from '../../src/client/index.ts';
+import type { DispatchClient, GraphQLErrorShape } from '../../packages/client/src/index.ts';
 
 type RawResult = { data?: Record<string, unknown> | null; errors?: GraphQLErrorShape[]; status: number };
 

@@ -1,6 +1,6 @@
 import { type Client, createClient } from 'graphql-ws';
 import WebSocket from 'ws';
-import type { GraphQLErrorShape } from '../../src/client/index.ts';
+import type { GraphQLErrorShape } from '../../packages/client/src/index.ts';
 
 export interface FeedResult<T> {
   data?: T | null;

@@ -61,7 +61,7 @@ describe('endpoint URLs', () => {
   });
 
   it('refuses absurdly long URLs', () => {
-    expect(urlError(() => parseEndpointUrl(`https://example.com/${'a'.repeat(5000)}`)).message).toMatch(/at most 4096/);
+    expect(urlError(() => parseEndpointUrl(`https://example.com/${'a'.repeat(5000)}`)).message).toMatch(/at most 2048/);
   });
 });
 

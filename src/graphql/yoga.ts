@@ -1,0 +1,235 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { useGraphQlJit } from '@envelop/graphql-jit';
+import { maxAliasesPlugin } from '@escape.tech/graphql-armor-max-aliases';
+import { maxDepthPlugin } from '@escape.tech/graphql-armor-max-depth';
+import { GraphQLError, type GraphQLSchema } from 'graphql';
+import { createYoga, type Plugin, type YogaServerInstance } from 'graphql-yoga';
+import type { Config } from '../config.ts';
+import type { Database } from '../db/client.ts';
+import type { Actor } from '../domain/actor.ts';
+import { authenticate } from '../domain/auth.ts';
+import type { DeliveryHooks, DomainSettings } from '../domain/context.ts';
+import { createLocalLiveBus, type LiveBus, type MessageEvent } from '../live/bus.ts';
+import { createLiveFeed } from '../live/feed.ts';
+import type { Logger } from '../logger.ts';
+import type { GraphQLContext } from './context.ts';
+import { estimateNodes, MAX_QUERY_NODES } from './cost.ts';
+import { maskError } from './errors.ts';
+import { graphqlErrors, graphqlOperations } from './metrics.ts';
+import { RateLimiter } from './rate-limit.ts';
+import { sharedSubscriptionExecution } from './shared-execution.ts';
+
+export interface GraphQLAppDeps {
+  config: Config;
+  db: Database;
+  schema: GraphQLSchema;
+  hooks: DeliveryHooks;
+  live?: LiveBus;
+  logger: Logger;
+}
+
+/**
+ * What yoga's context starts from: the HTTP request, the context of a token
+ * already resolved (graphql-ws, the fast lane), or the error resolving it
+ * raised in the fast lane, which yoga then answers with.
+ */
+export type ServerContext =
+  | { req: IncomingMessage; res: ServerResponse; contextError?: unknown }
+  | { dispatch: GraphQLContext };
+
+export type DispatchYoga = YogaServerInstance<ServerContext, GraphQLContext>;
+
+/** GraphQL as one unit: yoga with its plugins, and how a request's token becomes its context. */
+export interface GraphQLApp {
+  yoga: DispatchYoga;
+  /** Resolves the actor of a request's Authorization value (HTTP, the fast lane and graphql-ws alike). */
+  contextFor(authorization: string | null | undefined): Promise<GraphQLContext>;
+  /** The context of an HTTP request: an SSE subscriber the live feed cuts off loses its connection. */
+  withCutOff(context: GraphQLContext, res: ServerResponse): GraphQLContext;
+  /** yoga's error masking, logging what it masks. */
+  maskError(error: unknown): Error;
+  /** Counts a result's errors for /metrics. */
+  countErrors(result: unknown): void;
+  /** The base of portal URLs, once the server knows the port it listens on (PORT=0). */
+  setPublicUrl(url: string): void;
+}
+
+export class UnauthenticatedError extends GraphQLError {
+  constructor() {
+    super('a valid API key or portal token is required: Authorization: Bearer <token>', {
+      extensions: { code: 'UNAUTHENTICATED', http: { status: 401 } },
+    });
+  }
+}
+
+/** Counts operations and error codes for /metrics. */
+function metricsPlugin(): Plugin {
+  return {
+    onExecute({ args }) {
+      const operation = args.document.definitions.find((d: { kind: string }) => d.kind === 'OperationDefinition');
+      const type = operation && 'operation' in operation ? operation.operation : 'unknown';
+      graphqlOperations.inc({
+        type,
+        name:
+          (args.operationName ?? (operation && 'name' in operation ? operation.name?.value : undefined)) || 'anonymous',
+      });
+    },
+    onResultProcess({ result }) {
+      countErrors(result);
+    },
+  };
+}
+
+function countErrors(result: unknown): void {
+  const results = Array.isArray(result) ? result : [result];
+  for (const r of results) {
+    const errors = (r as { errors?: readonly GraphQLError[] } | undefined)?.errors ?? [];
+    for (const e of errors) graphqlErrors.inc({ code: String(e.extensions?.code ?? 'UNKNOWN') });
+  }
+}
+
+/** Refuses, before any resolver runs, an operation whose pages could add up to more than MAX_QUERY_NODES objects. */
+function costPlugin(): Plugin {
+  const check = (args: {
+    schema: GraphQLSchema;
+    document: Parameters<typeof estimateNodes>[1];
+    operationName?: string | null;
+    variableValues?: Record<string, unknown> | null;
+  }) => {
+    const nodes = estimateNodes(args.schema, args.document, args.operationName, args.variableValues);
+    if (nodes <= MAX_QUERY_NODES) return undefined;
+    return new GraphQLError(
+      `this operation could return ${nodes} objects; the limit is ${MAX_QUERY_NODES}: ask for smaller pages or fewer nested connections`,
+      { extensions: { code: 'BAD_USER_INPUT', cost: nodes, limit: MAX_QUERY_NODES } },
+    );
+  };
+  return {
+    onExecute({ args, setResultAndStopExecution }) {
+      const error = check(args);
+      if (error) setResultAndStopExecution({ errors: [error] });
+    },
+    onSubscribe({ args, setResultAndStopExecution }) {
+      const error = check(args);
+      if (error) setResultAndStopExecution({ errors: [error] });
+    },
+  };
+}
+
+/** Rejections of the depth and alias limits carry no code; they are the client's doing. */
+function limitErrorsPlugin(): Plugin {
+  return {
+    onValidate() {
+      return ({ result, setResult }) => {
+        if (result.length === 0) return;
+        setResult(
+          result.map((e) =>
+            e.extensions?.code
+              ? e
+              : new GraphQLError(e.message, {
+                  nodes: e.nodes,
+                  source: e.source,
+                  positions: e.positions,
+                  // Keeps yoga's http extension, so a refused document answers 400 as before.
+                  extensions: {
+                    ...e.extensions,
+                    code: /depth|aliases/i.test(e.message) ? 'BAD_USER_INPUT' : 'GRAPHQL_VALIDATION_FAILED',
+                  },
+                }),
+          ),
+        );
+      };
+    },
+  };
+}
+
+/**
+ * Builds yoga (schema, limits, error masking, metrics, shared subscription
+ * execution, compiled queries) and the context every transport resolves a
+ * token with. The HTTP server routes to it; graphql-ws and the fast lane run
+ * on its envelop.
+ */
+export function createGraphQLApp(deps: GraphQLAppDeps): GraphQLApp {
+  const { config, db, logger } = deps;
+  const limiter = new RateLimiter(config.apiKeyRateLimit);
+  const settings: DomainSettings = {
+    maxPayloadBytes: config.maxPayloadBytes,
+    publicUrl: config.publicUrl,
+    allowNetworks: config.allowNetworks,
+  };
+
+  // Every process Dispatch starts has a bus across processes; without one, the feed is this process's own.
+  const live = deps.live ?? createLocalLiveBus();
+  const events = { messageCreated: (message: MessageEvent) => void live.publishMessage(message) };
+  const feed = createLiveFeed({ bus: live, prisma: db.prisma });
+
+  function contextForActor(actor: Actor): GraphQLContext {
+    return {
+      actor,
+      live: feed,
+      domain: { prisma: db.prisma, pool: db.pool, actor, settings, hooks: deps.hooks, events },
+    };
+  }
+
+  async function contextFor(authorization: string | null | undefined): Promise<GraphQLContext> {
+    const actor = await authenticate(db.prisma, authorization);
+    if (!actor) throw new UnauthenticatedError();
+    if (actor.kind === 'operator' && !limiter.take(actor.apiKeyId)) {
+      throw new GraphQLError(`this API key is over its rate of ${config.apiKeyRateLimit} requests per second`, {
+        extensions: { code: 'RATE_LIMITED', http: { status: 429, headers: { 'retry-after': '1' } } },
+      });
+    }
+    return contextForActor(actor);
+  }
+
+  // An SSE subscriber cut off gets the error as its last event; one that does not read at all loses the connection.
+  const withCutOff = (context: GraphQLContext, res: ServerResponse): GraphQLContext => ({
+    ...context,
+    cutOff: () => setTimeout(() => res.writableFinished || res.destroy(), 2_000).unref(),
+  });
+  const maskErrorLogged = (error: unknown) => maskError(error, (message, e) => logger.error(message, e));
+
+  const yoga = createYoga<ServerContext, GraphQLContext>({
+    schema: deps.schema,
+    graphqlEndpoint: '/graphql',
+    landingPage: false,
+    graphiql: false,
+    logging: false,
+    // The HTTP server reads and limits every body itself (chunked ones too)
+    // before yoga sees it; yoga's own limit would pipe each body through a stream again.
+    maxRequestBodySize: false,
+    context: async (initial) => {
+      if ('dispatch' in initial) return initial.dispatch;
+      if (initial.contextError !== undefined) throw initial.contextError;
+      return withCutOff(await contextFor(initial.request.headers.get('authorization')), initial.res);
+    },
+    maskedErrors: { maskError: maskErrorLogged },
+    plugins: [
+      maxDepthPlugin({ n: 12, exposeLimits: true }),
+      maxAliasesPlugin({ n: 20, exposeLimits: true }),
+      costPlugin(),
+      limitErrorsPlugin(),
+      metricsPlugin(),
+      sharedSubscriptionExecution(),
+      // Queries and mutations run compiled (cached per parsed document): about 10 % less
+      // of Dispatch's CPU per sendMessage. Subscriptions keep the shared execution above.
+      useGraphQlJit(
+        {},
+        {
+          enableIf: (args) =>
+            !args.document.definitions.some((d) => d.kind === 'OperationDefinition' && d.operation === 'subscription'),
+        },
+      ),
+    ],
+  });
+
+  return {
+    yoga,
+    contextFor,
+    withCutOff,
+    maskError: maskErrorLogged,
+    countErrors,
+    setPublicUrl: (url) => {
+      settings.publicUrl = url;
+    },
+  };
+}

@@ -1,0 +1,352 @@
+import type { Prisma, PrismaClient } from '../db/client.ts';
+import type { Actor } from '../domain/actor.ts';
+import { CREDENTIAL_RECHECK_MS, credentialEnded, credentialStatus } from '../domain/credential-checks.ts';
+import { DispatchError } from '../domain/errors.ts';
+import { attemptAtEvent, type FeedScope, inScope } from '../domain/live-feed.ts';
+import type { AttemptEvent, EndpointEvent, LiveBus, MessageEvent } from './bus.ts';
+import { liveEventsDelivered, liveEventsDropped, liveSubscribers, liveSubscriptionsInterrupted } from './metrics.ts';
+import { SubscriberQueue } from './subscriber-queue.ts';
+
+/**
+ * The live feed as the API sees it: one per API process, over its bus.
+ *
+ * The pieces and who owns what:
+ * - workers publish ids on the bus (bus.ts; pg-bus.ts over LISTEN/NOTIFY);
+ * - the domain settles what a subscriber may see (domain/live-feed.ts) and
+ *   whether its credential is still live (domain/credential-checks.ts);
+ * - this module queues each subscriber's events (subscriber-queue.ts), loads
+ *   their rows in shared batches, and ends feeds whose credential ended;
+ * - the GraphQL fields (graphql/types/subscriptions.ts) turn arguments and
+ *   selection into a FeedRequest, and shared-execution.ts runs each item's
+ *   selection once per credential and document.
+ */
+export interface LiveFeed {
+  /** Attempts as they start and end (`SENDING`, then `SUCCEEDED` or `FAILED`). */
+  attemptUpdated(request: FeedRequest<Prisma.AttemptWhereInput>): Promise<Feed>;
+  /** New messages. */
+  messageCreated(request: FeedRequest<Prisma.MessageWhereInput>): Promise<Feed>;
+  /** Operational events: new messages of the workspace's operational app. */
+  operationalEvent(request: FeedRequest<Prisma.MessageWhereInput>): Promise<Feed>;
+  /** Endpoints whose health changed. */
+  endpointHealthChanged(request: FeedRequest<Prisma.EndpointWhereInput>): Promise<Feed>;
+}
+
+export type FeedField = 'attemptUpdated' | 'messageCreated' | 'operationalEvent' | 'endpointHealthChanged';
+
+/**
+ * Ends the connection of a subscriber the feed ended: RATE_LIMITED (it
+ * stopped reading and overflowed) or UNAUTHENTICATED (its key or session
+ * ended), after its transport had a moment to send `reason`.
+ */
+export type CutOff = (reason: string, code?: 'RATE_LIMITED' | 'UNAUTHENTICATED') => void;
+
+/** What a subscriber asks for. */
+export interface FeedRequest<Where> {
+  actor: Actor;
+  /** What the subscriber may see and asked for; called once the feed can take subscribers (see feedReconnecting). */
+  scope(): Promise<FeedScope<Where>>;
+  /** The subscriber's selection as a Prisma query (`select` or `include`); `id` is always read besides. */
+  selection: { select?: Record<string, unknown>; include?: object };
+  /** Its transport's way to drop it (absent when nothing can be dropped). */
+  cutOff?: CutOff;
+}
+
+/**
+ * A row as the subscriber's selection loaded it. Every subscriber of one
+ * event under the same selection and visibility receives the same object:
+ * shared-execution.ts keys its results on that identity.
+ */
+export type FeedRow = { id: string } & Record<string, unknown>;
+
+/**
+ * A subscription's source stream: rows, in the bus's order, and at most one
+ * DispatchError, last (FEED_INTERRUPTED after the rows already queued;
+ * RATE_LIMITED or UNAUTHENTICATED thrown when the feed is cut off).
+ */
+export type Feed = AsyncIterableIterator<FeedRow | DispatchError>;
+
+/** Events one subscriber may fall behind before it is cut off (see SubscriberQueue). */
+export const SUBSCRIBER_BUFFER = 1000;
+
+/** Ids per batched read. */
+const BATCH_SIZE = 500;
+
+type Model = 'attempt' | 'message' | 'endpoint';
+
+/**
+ * Reads the rows of live events in batches: every subscriber asking the same
+ * selection under the same visibility filter in the same tick shares one
+ * findMany, so 50 subscribers of one app cost one query per batch of events,
+ * not 50 per event.
+ */
+class RowBatcher {
+  private pending = new Map<
+    string,
+    {
+      model: Model;
+      args: { where: object; select?: object; include?: object };
+      ids: Map<string, ((row: FeedRow | null) => void)[]>;
+      fail: ((e: unknown) => void)[];
+    }
+  >();
+  private scheduled = false;
+
+  constructor(private readonly prisma: PrismaClient) {}
+
+  load(
+    key: string,
+    model: Model,
+    args: { where: object; select?: object; include?: object },
+    id: string,
+  ): Promise<FeedRow | null> {
+    return new Promise((resolve, reject) => {
+      let batch = this.pending.get(key);
+      if (!batch) {
+        batch = { model, args, ids: new Map(), fail: [] };
+        this.pending.set(key, batch);
+      }
+      const waiting = batch.ids.get(id);
+      if (waiting) waiting.push(resolve);
+      else batch.ids.set(id, [resolve]);
+      batch.fail.push(reject);
+      if (!this.scheduled) {
+        this.scheduled = true;
+        setImmediate(() => this.flush());
+      }
+    });
+  }
+
+  private flush() {
+    this.scheduled = false;
+    const batches = [...this.pending.values()];
+    this.pending.clear();
+    for (const batch of batches) {
+      const ids = [...batch.ids.keys()];
+      const reads: Promise<FeedRow[]>[] = [];
+      for (let i = 0; i < ids.length; i += BATCH_SIZE) {
+        const chunk = ids.slice(i, i + BATCH_SIZE);
+        const args = { ...batch.args, where: { AND: [{ id: { in: chunk } }, batch.args.where] } };
+        const delegate = this.prisma[batch.model] as unknown as { findMany(args: object): Promise<FeedRow[]> };
+        reads.push(delegate.findMany(args));
+      }
+      Promise.all(reads).then(
+        (results) => {
+          const byId = new Map<string, FeedRow>();
+          for (const rows of results) for (const row of rows) byId.set(row.id, row);
+          for (const [id, waiting] of batch.ids) for (const resolve of waiting) resolve(byId.get(id) ?? null);
+        },
+        (error) => {
+          for (const reject of batch.fail) reject(error);
+        },
+      );
+    }
+  }
+}
+
+/**
+ * What an event became under one selection and visibility filter (`key`),
+ * loaded by the first subscriber to pull it and handed as the same object to
+ * every other: the bus gives all subscribers one event object, and one
+ * payload object per event lets their selection run once (see
+ * shared-execution.ts). Kept on the event, so it lives as long as the event
+ * is queued somewhere; a failed load is not kept.
+ */
+const loaded = new WeakMap<object, Map<string, Promise<unknown>>>();
+function loadedOnce<R>(event: object, key: string, load: () => Promise<R>): Promise<R> {
+  let byKey = loaded.get(event);
+  if (!byKey) {
+    byKey = new Map();
+    loaded.set(event, byKey);
+  }
+  let value = byKey.get(key) as Promise<R> | undefined;
+  if (!value) {
+    value = load();
+    byKey.set(key, value);
+    value.catch(() => byKey.delete(key));
+  }
+  return value;
+}
+
+/**
+ * The last result of a subscription that may have missed events: the bus
+ * lost its connection, so whatever was published until it is back never
+ * reaches this process. Ending the subscription with an error (a result with
+ * errors, then complete; the socket stays open) is what every GraphQL client
+ * surfaces; carrying on silently would leave a feed that looks complete.
+ */
+const feedInterrupted = () =>
+  new DispatchError(
+    'FEED_INTERRUPTED',
+    'the live feed was interrupted and events may have been missed: subscribe again, then re-read with queries what changed meanwhile',
+  );
+
+/**
+ * A subscription made while the bus is reconnecting fails at once rather than
+ * wait: a client re-reads once its subscription is accepted, so one accepted
+ * before events flow again would silently miss what happens until then.
+ */
+const feedReconnecting = () =>
+  new DispatchError(
+    'FEED_INTERRUPTED',
+    'the live feed is reconnecting and cannot receive events yet: subscribe again shortly (with backoff)',
+  );
+
+/**
+ * A feed lives no longer than its key or session: checked before each batch
+ * of events is loaded (a cached check, see credentialStatus), at a portal
+ * session's expiry, and every CREDENTIAL_RECHECK_MS while no events come.
+ * Returns the check (false once ended) and the function that stops the timers.
+ */
+async function watchCredential(
+  prisma: PrismaClient,
+  actor: Actor,
+  end: (error: DispatchError) => void,
+): Promise<{ check(): Promise<boolean>; stop(): void }> {
+  let ended = false;
+  let expiry: NodeJS.Timeout | undefined;
+  const check = async () => {
+    if (ended) return false;
+    const status = await credentialStatus(prisma, actor);
+    if (status.live || ended) return !ended;
+    ended = true;
+    end(credentialEnded(actor));
+    return false;
+  };
+  const { expiresAt } = await credentialStatus(prisma, actor);
+  if (expiresAt) {
+    // Portal sessions last at most 7 days, well inside setTimeout's range (24.8 days).
+    expiry = setTimeout(() => void check(), Math.max(0, expiresAt.getTime() - Date.now()));
+    expiry.unref();
+  }
+  const recheck = setInterval(() => void check(), CREDENTIAL_RECHECK_MS);
+  recheck.unref();
+  return {
+    check,
+    stop() {
+      clearTimeout(expiry);
+      clearInterval(recheck);
+    },
+  };
+}
+
+export interface LiveFeedOptions {
+  bus: LiveBus;
+  prisma: PrismaClient;
+}
+
+/** The live feed of one API process over `bus`. */
+export function createLiveFeed(options: LiveFeedOptions): LiveFeed {
+  const { bus, prisma } = options;
+  const batcher = new RowBatcher(prisma);
+
+  /** The feed's bus may not be taking events (reconnecting): refused at once, counted as interrupted. */
+  function requireListening(field: FeedField) {
+    if (bus.isListening) return;
+    liveSubscriptionsInterrupted.inc({ field });
+    throw feedReconnecting();
+  }
+
+  async function open<E extends AttemptEvent | MessageEvent | EndpointEvent>(spec: {
+    field: FeedField;
+    model: Model;
+    request: FeedRequest<object>;
+    subscribe(listener: (event: E) => void): () => void;
+    id(event: E): string;
+    present(row: FeedRow, event: E): FeedRow;
+  }): Promise<Feed> {
+    const { field, model, request } = spec;
+    requireListening(field);
+    const scope = await request.scope();
+    const { selection, actor } = request;
+    const query = selection.select ? { ...selection, select: { ...selection.select, id: true } } : selection;
+    const args = { ...query, where: scope.where };
+    const key = `${model}\u0000${JSON.stringify(args)}`;
+    // Assigned right below; the watch only calls `end` once events or timers come.
+    let queue: SubscriberQueue<E, FeedRow | DispatchError> | undefined;
+    const credential = await watchCredential(prisma, actor, (error) => {
+      queue?.end(error);
+      request.cutOff?.(error.message, 'UNAUTHENTICATED');
+    });
+    let unwatch: (() => void) | undefined;
+    liveSubscribers.inc({ field });
+    const created = new SubscriberQueue<E, FeedRow | DispatchError>({
+      capacity: SUBSCRIBER_BUFFER,
+      subscribe: spec.subscribe,
+      accept: (event) => inScope(scope, event),
+      load: async (events) => {
+        if (!(await credential.check())) return [];
+        return Promise.all(
+          events.map((event) =>
+            loadedOnce(event, key, () =>
+              batcher.load(key, model, args, spec.id(event)).then((row) => (row ? spec.present(row, event) : null)),
+            ),
+          ),
+        );
+      },
+      overflowError: (capacity) =>
+        new DispatchError(
+          'RATE_LIMITED',
+          `this subscriber fell more than ${capacity} events behind and was cut off; subscribe again (and read faster, or narrow the filter)`,
+        ),
+      onOverflow: (error) => request.cutOff?.(error.message),
+      onDelivered: () => liveEventsDelivered.inc({ field }),
+      onDropped: (count, reason) => liveEventsDropped.inc({ field, reason }, count),
+      onEnd: () => {
+        unwatch?.();
+        credential.stop();
+        liveSubscribers.dec({ field });
+      },
+    });
+    queue = created;
+    let interrupted = false;
+    const interrupt = () => {
+      if (interrupted) return;
+      interrupted = true;
+      liveSubscriptionsInterrupted.inc({ field });
+      created.interrupt(feedInterrupted());
+    };
+    unwatch = bus.subscribeInterruptions(interrupt);
+    // The bus may have gone down while this subscription was being set up, before it could be told.
+    if (!bus.isListening) interrupt();
+    return created;
+  }
+
+  return {
+    attemptUpdated: (request) =>
+      open<AttemptEvent>({
+        field: 'attemptUpdated',
+        model: 'attempt',
+        request,
+        subscribe: (listener) => bus.subscribeAttempts(listener),
+        id: (event) => event.attemptId,
+        present: (row, event) => attemptAtEvent(row, event.status),
+      }),
+    messageCreated: (request) =>
+      open<MessageEvent>({
+        field: 'messageCreated',
+        model: 'message',
+        request,
+        subscribe: (listener) => bus.subscribeMessages(listener),
+        id: (event) => event.messageId,
+        present: (row) => ({ ...row }),
+      }),
+    operationalEvent: (request) =>
+      open<MessageEvent>({
+        field: 'operationalEvent',
+        model: 'message',
+        request,
+        subscribe: (listener) => bus.subscribeMessages(listener),
+        id: (event) => event.messageId,
+        present: (row) => ({ ...row }),
+      }),
+    endpointHealthChanged: (request) =>
+      open<EndpointEvent>({
+        field: 'endpointHealthChanged',
+        model: 'endpoint',
+        request,
+        subscribe: (listener) => bus.subscribeEndpoints(listener),
+        id: (event) => event.endpointId,
+        present: (row) => ({ ...row }),
+      }),
+  };
+}
