@@ -15,6 +15,8 @@ export interface Config {
   dataDir: string;
   /** An endpoint failing every attempt this long is disabled. */
   disableAfterSeconds: number;
+  /** An endpoint failing every attempt this long is reported with the operational event endpoint.failing (once per run of failures). */
+  failingAfterSeconds: number;
   /** CIDRs deliveries may reach despite the outbound-safety rule. */
   allowNetworks: string[];
   /** HTTP CONNECT proxy (http:// or https:// URL) deliveries tunnel through; undefined connects directly. */
@@ -166,6 +168,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     role: oneOf(env, 'DISPATCH_ROLE', ['all', 'api', 'worker'] as const, 'all'),
     dataDir: path.resolve(text(env, 'DISPATCH_DATA_DIR', '.dispatch')),
     disableAfterSeconds: int(env, 'DISPATCH_DISABLE_AFTER_SECONDS', 432_000, 1),
+    failingAfterSeconds: int(env, 'DISPATCH_FAILING_AFTER_SECONDS', 3_600, 1),
     allowNetworks: cidrList(env, 'DISPATCH_ALLOW_NETWORKS'),
     outboundProxy: proxyUrl(env, 'DISPATCH_OUTBOUND_PROXY'),
     maxPayloadBytes: int(env, 'DISPATCH_MAX_PAYLOAD_BYTES', 1024 * 1024, 1),

@@ -4,6 +4,7 @@ import { DEFAULT_ATTEMPT_TIMEOUT_MS } from '../domain/apps.ts';
 import { inTransaction, type SqlExecutor } from '../domain/context.ts';
 import { activeSecretsSql } from '../domain/endpoints.ts';
 import { newId } from '../domain/ids.ts';
+import { type OperationalQueue, recordOperationalEvent } from '../domain/operational-events.ts';
 import type { AttemptEvent, LiveBus } from '../live/bus.ts';
 import type { Logger } from '../logger.ts';
 import { DEFAULT_RETRY_SCHEDULE, nextRetryDelayMs, retryAfterDelayMs } from '../webhooks/retry.ts';
@@ -44,6 +45,10 @@ export interface DeliverDeps {
   logger: Logger;
   /** An endpoint failing every attempt this long is disabled. */
   disableAfterSeconds: number;
+  /** An endpoint failing every attempt this long is reported (endpoint.failing), once per run of failures. */
+  failingAfterSeconds: number;
+  /** Queues the deliveries of operational events, in the transaction that records them. */
+  hooks: OperationalQueue;
   /** Most tries in flight to one endpoint, across all worker processes. */
   endpointConcurrency: number;
   /** Called with the time a retry this process queued becomes due, to wake the worker then. */
@@ -467,7 +472,7 @@ async function finishAttempt(deps: DeliverDeps, sql: SqlExecutor, input: FinishI
   const current = rows[0];
   if (!current) return {};
   const gone = result.statusCode === 410;
-  await recordEndpointHealth(deps, sql, loaded, result.ok, gone);
+  await recordEndpointHealth(deps, sql, loaded, result, gone);
 
   if (result.ok) {
     await sql.query({
@@ -491,6 +496,7 @@ async function finishAttempt(deps: DeliverDeps, sql: SqlExecutor, input: FinishI
       status = current.status === 'SENDING' ? 'FAILED' : current.status;
     } else if (scheduled === null) {
       status = 'FAILED';
+      if (!gone) await recordOperationalEvent(sql, deps.hooks, exhaustedEvent(loaded, attemptId, result));
     } else {
       const delay =
         result.statusCode === 429 || result.statusCode === 503
@@ -602,10 +608,10 @@ async function recordEndpointHealth(
   deps: DeliverDeps,
   sql: SqlExecutor,
   loaded: Loaded,
-  ok: boolean,
+  result: SendResult,
   gone: boolean,
 ): Promise<void> {
-  if (ok) {
+  if (result.ok) {
     if (loaded.failingSince) {
       await sql.query(`UPDATE "Endpoint" SET "failingSince" = NULL WHERE id = $1 AND "failingSince" IS NOT NULL`, [
         loaded.endpointId,
@@ -622,18 +628,73 @@ async function recordEndpointHealth(
     endpointsDisabled.inc({ reason: 'failing' });
   }
   if (reason) {
-    await sql.query(
+    const disabled = await sql.query(
       `UPDATE "Endpoint" SET disabled = true, "disabledReason" = $2, "disabledAt" = now(), "failingSince" = COALESCE("failingSince", now()),
               "updatedAt" = now()
        WHERE id = $1 AND NOT disabled`,
       [loaded.endpointId, reason],
     );
     deps.logger.info(`delivery: disabled endpoint ${loaded.endpointId}: ${reason}`);
+    if (disabled.rowCount) await recordOperationalEvent(sql, deps.hooks, disabledEvent(loaded, gone, reason));
   } else if (!loaded.failingSince) {
     await sql.query(`UPDATE "Endpoint" SET "failingSince" = now() WHERE id = $1 AND "failingSince" IS NULL`, [
       loaded.endpointId,
     ]);
+  } else if (Date.now() - loaded.failingSince.getTime() >= deps.failingAfterSeconds * 1000) {
+    await recordOperationalEvent(sql, deps.hooks, failingEvent(deps, loaded, loaded.failingSince, result));
   }
+}
+
+/** endpoint.disabled by Dispatch: 410 Gone, or failing longer than disableAfterSeconds. */
+function disabledEvent(loaded: Loaded, gone: boolean, detail: string) {
+  return {
+    type: 'endpoint.disabled' as const,
+    endpointId: loaded.endpointId,
+    data: {
+      reason: gone ? 'gone' : 'failing',
+      detail,
+      changedBy: 'dispatch',
+      failingSince: (loaded.failingSince ?? new Date()).toISOString(),
+    },
+  };
+}
+
+/** endpoint.failing, once per run of failures (the run is known by when it started). */
+function failingEvent(deps: DeliverDeps, loaded: Loaded, failingSince: Date, result: SendResult) {
+  return {
+    type: 'endpoint.failing' as const,
+    endpointId: loaded.endpointId,
+    onceKey: `endpoint.failing:${loaded.endpointId}:${failingSince.getTime()}`,
+    data: {
+      failingSince: failingSince.toISOString(),
+      disableAt: new Date(failingSince.getTime() + deps.disableAfterSeconds * 1000).toISOString(),
+      lastAttempt: lastAttemptOf(result),
+    },
+  };
+}
+
+/** message.attempt.exhausted: the last scheduled try of a delivery failed. */
+function exhaustedEvent(loaded: Loaded, attemptId: string, result: SendResult) {
+  return {
+    type: 'message.attempt.exhausted' as const,
+    endpointId: loaded.endpointId,
+    data: {
+      messageId: loaded.messageId,
+      messageUid: loaded.messageUid,
+      eventType: loaded.eventType,
+      deliveryId: loaded.deliveryId,
+      attemptCount: loaded.attemptCount + 1,
+      lastAttempt: { id: attemptId, ...lastAttemptOf(result) },
+    },
+  };
+}
+
+function lastAttemptOf(result: SendResult) {
+  return {
+    responseStatusCode: result.statusCode ?? null,
+    error: result.error ?? null,
+    errorKind: result.errorKind ?? null,
+  };
 }
 
 function formatSeconds(seconds: number): string {

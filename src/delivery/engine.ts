@@ -88,6 +88,8 @@ export async function startDeliveryEngine({ config, db, logger, live, work }: En
     live,
     logger,
     disableAfterSeconds: config.disableAfterSeconds,
+    failingAfterSeconds: config.failingAfterSeconds,
+    hooks,
     endpointConcurrency: config.endpointConcurrency,
     onRetryQueued: (at) => deliveryWorker?.wakeAt(at),
   };
@@ -127,7 +129,7 @@ export async function startDeliveryEngine({ config, db, logger, live, work }: En
     logger,
     concurrency: 1,
     pollIntervalMs: POLL_INTERVAL_MS * 5,
-    handler: (job) => runRecoverJob({ pool: db.pool, queue, queued: hooks.deliveriesCommitted! }, job),
+    handler: (job) => runRecoverJob({ pool: db.pool, queue, queued: hooks.deliveriesCommitted!, hooks }, job),
   });
 
   // pg-boss's NOTIFY (jobs queued, by any process, ready now) wakes the

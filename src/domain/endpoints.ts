@@ -8,6 +8,7 @@ import { type DomainContext, inTransaction, type SqlExecutor } from './context.t
 import { badInput, DispatchError, notFound } from './errors.ts';
 import { checkEventTypesExist } from './event-types.ts';
 import { newId } from './ids.ts';
+import { changedByOf, OPERATIONAL_RECIPIENT, recordOperationalEvent } from './operational-events.ts';
 import { checkExternalId, ensureRecipient } from './recipients.ts';
 
 export const DEFAULT_GRACE_PERIOD_SECONDS = 24 * 3600;
@@ -125,6 +126,8 @@ export async function createEndpoint(
   const app = await requireApp(ctx, input.appId);
   checkExternalId(input.recipientId, 'recipientId');
   if (ctx.actor.kind === 'portal' && input.recipientId !== ctx.actor.recipientUid) throw notFound('recipient');
+  if (app.operational && input.recipientId !== OPERATIONAL_RECIPIENT)
+    throw badInput(`the endpoints of the operational app belong to the recipient "${OPERATIONAL_RECIPIENT}"`);
   const url = checkUrl(ctx, input.url);
   const eventTypes = await checkEventTypesExist(ctx, app.id, input.eventTypes ?? []);
   const description = checkDescription(input.description);
@@ -149,8 +152,29 @@ export async function createEndpoint(
       ],
     );
     await insertSigningKey(sql, id, input.signatureScheme ?? app.signatureScheme);
+    await recordPortalChange(ctx, sql, 'endpoint.created', id);
   });
+  ctx.hooks.deliveriesCommitted?.();
   return ctx.prisma.endpoint.findUniqueOrThrow({ where: { id } });
+}
+
+/**
+ * endpoint.created / updated / deleted report what a customer did in the
+ * portal. The operator's own API calls are not reported back to it: its
+ * backend made them and knows, and a handler that reacts to these events by
+ * changing endpoints would otherwise hear itself. Disabling and enabling are
+ * reported whoever does them (endpoint.disabled / enabled): they change
+ * whether the endpoint receives anything.
+ */
+async function recordPortalChange(
+  ctx: DomainContext,
+  sql: SqlExecutor,
+  type: 'endpoint.created' | 'endpoint.updated' | 'endpoint.deleted',
+  endpointId: string,
+  data: Record<string, unknown> = {},
+): Promise<void> {
+  if (ctx.actor.kind !== 'portal') return;
+  await recordOperationalEvent(sql, ctx.hooks, { type, endpointId, data: { ...data, changedBy: 'customer' } });
 }
 
 export async function updateEndpoint(
@@ -165,29 +189,66 @@ export async function updateEndpoint(
   },
 ): Promise<Endpoint> {
   const endpoint = await requireEndpoint(ctx, input.id);
-  const data: Prisma.EndpointUpdateInput = {};
-  if (input.url != null) data.url = checkUrl(ctx, input.url);
-  if (input.eventTypes != null) data.eventTypes = await checkEventTypesExist(ctx, endpoint.appId, input.eventTypes);
-  if (input.description !== undefined) data.description = checkDescription(input.description);
-  if (input.headers !== undefined) data.headers = checkHeaders(input.headers);
-  if (input.disabled != null && input.disabled !== endpoint.disabled) {
-    data.disabled = input.disabled;
-    if (input.disabled) {
-      data.disabledReason = 'disabled by user';
-      data.disabledAt = new Date();
-    } else {
+  // Columns to set, checked before the transaction; `disabled` is settled under the row's lock.
+  const set: Record<string, unknown> = {};
+  if (input.url != null) set.url = checkUrl(ctx, input.url);
+  if (input.eventTypes != null) set.eventTypes = await checkEventTypesExist(ctx, endpoint.appId, input.eventTypes);
+  if (input.description !== undefined) set.description = checkDescription(input.description);
+  if (input.headers !== undefined) set.headers = JSON.stringify(checkHeaders(input.headers));
+  await inTransaction(ctx.pool, async (sql) => {
+    const { rows } = await sql.query<{ disabled: boolean }>(
+      `SELECT disabled FROM "Endpoint" WHERE id = $1 FOR UPDATE`,
+      [endpoint.id],
+    );
+    const current = rows[0];
+    if (!current) throw notFound('endpoint');
+    const toggled = input.disabled != null && input.disabled !== current.disabled;
+    const columns = { ...set };
+    if (toggled && input.disabled) {
+      Object.assign(columns, { disabled: true, disabledReason: 'disabled by user', disabledAt: new Date() });
+    } else if (toggled) {
       // Enabling starts afresh: the failure clock restarts.
-      data.disabledReason = null;
-      data.disabledAt = null;
-      data.failingSince = null;
+      Object.assign(columns, { disabled: false, disabledReason: null, disabledAt: null, failingSince: null });
     }
-  }
-  return ctx.prisma.endpoint.update({ where: { id: endpoint.id }, data });
+    const names = Object.keys(columns);
+    if (names.length === 0) return;
+    await sql.query(
+      `UPDATE "Endpoint" SET ${names.map((name, i) => `"${name}" = $${i + 2}`).join(', ')}, "updatedAt" = now() WHERE id = $1`,
+      [endpoint.id, ...names.map((name) => columns[name])],
+    );
+    const changes = Object.keys(set).concat(toggled ? ['disabled'] : []);
+    await recordPortalChange(ctx, sql, 'endpoint.updated', endpoint.id, { changes });
+    if (toggled && input.disabled) {
+      await recordOperationalEvent(sql, ctx.hooks, {
+        type: 'endpoint.disabled',
+        endpointId: endpoint.id,
+        data: {
+          reason: 'manual',
+          detail: 'disabled by user',
+          changedBy: changedByOf(ctx),
+          failingSince: endpoint.failingSince,
+        },
+      });
+    } else if (toggled) {
+      await recordOperationalEvent(sql, ctx.hooks, {
+        type: 'endpoint.enabled',
+        endpointId: endpoint.id,
+        data: { changedBy: changedByOf(ctx) },
+      });
+    }
+  });
+  ctx.hooks.deliveriesCommitted?.();
+  return ctx.prisma.endpoint.findUniqueOrThrow({ where: { id: endpoint.id } });
 }
 
 export async function deleteEndpoint(ctx: DomainContext, input: { id: string }): Promise<Endpoint> {
   const endpoint = await requireEndpoint(ctx, input.id);
-  await ctx.prisma.endpoint.delete({ where: { id: endpoint.id } });
+  await inTransaction(ctx.pool, async (sql) => {
+    // Recorded first, while the endpoint can still be read; both commit or neither.
+    await recordPortalChange(ctx, sql, 'endpoint.deleted', endpoint.id);
+    await sql.query(`DELETE FROM "Endpoint" WHERE id = $1`, [endpoint.id]);
+  });
+  ctx.hooks.deliveriesCommitted?.();
   return endpoint;
 }
 
@@ -226,7 +287,9 @@ export async function rotateEndpointSecret(
     }
     await insertSigningKey(sql, endpoint.id, scheme);
     await sql.query(`UPDATE "Endpoint" SET "updatedAt" = now() WHERE id = $1`, [endpoint.id]);
+    await recordPortalChange(ctx, sql, 'endpoint.updated', endpoint.id, { changes: ['secret'] });
   });
+  ctx.hooks.deliveriesCommitted?.();
   return ctx.prisma.endpoint.findUniqueOrThrow({ where: { id: endpoint.id } });
 }
 

@@ -1,10 +1,25 @@
 import type { Prisma } from '../db/client.ts';
 import { visible } from './access.ts';
 import { requireApp } from './apps.ts';
-import type { DomainContext } from './context.ts';
+import type { DomainContext, SqlExecutor } from './context.ts';
 import { notFound } from './errors.ts';
 import { messageNamed } from './messages.ts';
 import { checkExternalId } from './recipients.ts';
+
+/** The NOTIFY channel of the live feed (src/live/pg-bus.ts listens on it). */
+export const LIVE_CHANNEL = 'dispatch_live';
+
+/**
+ * Announces a new message on the live feed from inside a transaction:
+ * PostgreSQL sends a NOTIFY when the transaction commits, and never when it
+ * rolls back. The payload is the bus's wire form of a message event.
+ */
+export async function notifyMessageCreated(
+  sql: SqlExecutor,
+  event: { messageId: string; appId: string; recipientId: string },
+): Promise<void> {
+  await sql.query('SELECT pg_notify($1, $2)', [LIVE_CHANNEL, JSON.stringify({ kind: 'message', ...event })]);
+}
 
 /**
  * What a live-feed subscription watches, settled once at subscribe time:
@@ -26,7 +41,7 @@ export interface FeedScope<Where> {
 export interface FeedEventIds {
   appId: string;
   recipientId: string;
-  messageId: string;
+  messageId?: string;
   endpointId?: string;
 }
 
@@ -44,7 +59,7 @@ export function inScope(scope: FeedScope<unknown>, event: FeedEventIds): boolean
  * recipient, asked or not; asking for another one answers like a missing one.
  * An operator may watch a recipient that has no message yet.
  */
-async function recipientScope(ctx: DomainContext, appId: string, recipientUid: string | null | undefined) {
+export async function recipientScope(ctx: DomainContext, appId: string, recipientUid: string | null | undefined) {
   const { actor } = ctx;
   if (actor.kind === 'portal') {
     if (recipientUid != null && recipientUid !== actor.recipientUid) throw notFound('recipient');

@@ -91,6 +91,20 @@ export async function purgeExpired(pool: pg.Pool, options: PurgeOptions): Promis
   return counts;
 }
 
+/** Deletes the stat bins (Endpoint.stats) older than `olderThan`, as many short statements. */
+export async function purgeEndpointStats(pool: pg.Pool, olderThan: Date, batchSize: number): Promise<number> {
+  let deleted = 0;
+  for (;;) {
+    const { rowCount } = await pool.query(
+      `DELETE FROM "EndpointStat" WHERE ctid = ANY(ARRAY(
+         SELECT ctid FROM "EndpointStat" WHERE bin < to_timestamp($1::float8 / 1000) AT TIME ZONE 'UTC' LIMIT $2))`,
+      [olderThan.getTime(), batchSize],
+    );
+    deleted += rowCount ?? 0;
+    if (!rowCount || rowCount < batchSize) return deleted;
+  }
+}
+
 /**
  * Makes the space of purged rows reusable at once, so the tables stop
  * growing as soon as retention keeps their rows level: autovacuum would come
@@ -144,6 +158,8 @@ export function startRetentionSchedule(options: {
             olderThan: new Date(Date.now() - options.retentionMs),
             batchSize: options.batchSize,
           });
+          const olderThan = new Date(Date.now() - options.retentionMs);
+          await purgeEndpointStats(options.pool, olderThan, options.batchSize ?? DEFAULT_PURGE_BATCH_SIZE);
           if (counts.batches > 0) await vacuumPurged(options.pool);
           options.onPurged?.(counts);
           return counts;

@@ -20,11 +20,19 @@ export interface MessageEvent {
   recipientId: string;
 }
 
+/** An endpoint's health changed (sent by PostgreSQL itself: a trigger on "Endpoint", on commit). */
+export interface EndpointEvent {
+  endpointId: string;
+  appId: string;
+  recipientId: string;
+}
+
 export interface LiveBus {
   publishAttempt(event: AttemptEvent): Promise<void>;
   publishMessage(event: MessageEvent): Promise<void>;
   subscribeAttempts(listener: (event: AttemptEvent) => void): () => void;
   subscribeMessages(listener: (event: MessageEvent) => void): () => void;
+  subscribeEndpoints(listener: (event: EndpointEvent) => void): () => void;
   /** Whether events reach this process's listeners now: false while the bus reconnects (and on a bus that does not listen). */
   readonly isListening: boolean;
   /**
@@ -59,6 +67,9 @@ export function createLocalLiveBus(): LiveBus {
     },
     subscribeAttempts: (listener) => listen(attempts, listener),
     subscribeMessages: (listener) => listen(messages, listener),
+    // Endpoint health changes (and operational events) are announced by
+    // PostgreSQL NOTIFY, which only the PostgreSQL bus hears: none come here.
+    subscribeEndpoints: () => () => undefined,
     isListening: true,
     subscribeInterruptions: () => () => undefined,
     async close() {

@@ -8,7 +8,7 @@ import {
 } from '../domain/credential-checks.ts';
 import { DispatchError } from '../domain/errors.ts';
 import { attemptAtEvent, type FeedScope, inScope } from '../domain/live-feed.ts';
-import type { AttemptEvent, LiveBus, MessageEvent } from './bus.ts';
+import type { AttemptEvent, EndpointEvent, LiveBus, MessageEvent } from './bus.ts';
 import { liveEventsDelivered, liveEventsDropped, liveSubscribers, liveSubscriptionsInterrupted } from './metrics.ts';
 import { SubscriberQueue } from './subscriber-queue.ts';
 
@@ -30,9 +30,13 @@ export interface LiveFeed {
   attemptUpdated(request: FeedRequest<Prisma.AttemptWhereInput>): Promise<Feed>;
   /** New messages. */
   messageCreated(request: FeedRequest<Prisma.MessageWhereInput>): Promise<Feed>;
+  /** Operational events: new messages of the workspace's operational app. */
+  operationalEvent(request: FeedRequest<Prisma.MessageWhereInput>): Promise<Feed>;
+  /** Endpoints whose health changed. */
+  endpointHealthChanged(request: FeedRequest<Prisma.EndpointWhereInput>): Promise<Feed>;
 }
 
-export type FeedField = 'attemptUpdated' | 'messageCreated';
+export type FeedField = 'attemptUpdated' | 'messageCreated' | 'operationalEvent' | 'endpointHealthChanged';
 
 /**
  * Ends the connection of a subscriber the feed ended: RATE_LIMITED (it
@@ -72,7 +76,7 @@ export const SUBSCRIBER_BUFFER = 1000;
 /** Ids per batched read. */
 const BATCH_SIZE = 500;
 
-type Model = 'attempt' | 'message';
+type Model = 'attempt' | 'message' | 'endpoint';
 
 /**
  * Reads the rows of live events in batches: every subscriber asking the same
@@ -282,7 +286,7 @@ export function createLiveFeed(options: LiveFeedOptions): LiveFeed {
     throw feedReconnecting();
   }
 
-  async function open<E extends AttemptEvent | MessageEvent>(spec: {
+  async function open<E extends AttemptEvent | MessageEvent | EndpointEvent>(spec: {
     field: FeedField;
     model: Model;
     request: FeedRequest<object>;
@@ -300,7 +304,7 @@ export function createLiveFeed(options: LiveFeedOptions): LiveFeed {
     }
   }
 
-  async function openHeld<E extends AttemptEvent | MessageEvent>(
+  async function openHeld<E extends AttemptEvent | MessageEvent | EndpointEvent>(
     spec: Parameters<typeof open<E>>[0],
     release: () => void,
   ): Promise<Feed> {
@@ -378,6 +382,24 @@ export function createLiveFeed(options: LiveFeedOptions): LiveFeed {
         request,
         subscribe: (listener) => bus.subscribeMessages(listener),
         id: (event) => event.messageId,
+        present: (row) => ({ ...row }),
+      }),
+    operationalEvent: (request) =>
+      open<MessageEvent>({
+        field: 'operationalEvent',
+        model: 'message',
+        request,
+        subscribe: (listener) => bus.subscribeMessages(listener),
+        id: (event) => event.messageId,
+        present: (row) => ({ ...row }),
+      }),
+    endpointHealthChanged: (request) =>
+      open<EndpointEvent>({
+        field: 'endpointHealthChanged',
+        model: 'endpoint',
+        request,
+        subscribe: (listener) => bus.subscribeEndpoints(listener),
+        id: (event) => event.endpointId,
         present: (row) => ({ ...row }),
       }),
   };

@@ -1,15 +1,19 @@
 import pg from 'pg';
+import { LIVE_CHANNEL } from '../domain/live-feed.ts';
 import type { Logger } from '../logger.ts';
-import type { AttemptEvent, LiveBus, MessageEvent } from './bus.ts';
+import type { AttemptEvent, EndpointEvent, LiveBus, MessageEvent } from './bus.ts';
 import { liveEventsPublished, liveEventsReceived, livePublishFailures, liveReconnects } from './metrics.ts';
 
-export const LIVE_CHANNEL = 'dispatch_live';
+export { LIVE_CHANNEL };
 /** application_name of the LISTEN connection, so operators (and tests) can find it in pg_stat_activity. */
 export const LIVE_APPLICATION_NAME = 'dispatch-live';
 /** PostgreSQL refuses NOTIFY payloads of 8000 bytes or more; ours carry ids only. */
 const MAX_PAYLOAD_BYTES = 7999;
 
-type Wire = ({ kind: 'attempt' } & AttemptEvent) | ({ kind: 'message' } & MessageEvent);
+type Wire =
+  | ({ kind: 'attempt' } & AttemptEvent)
+  | ({ kind: 'message' } & MessageEvent)
+  | ({ kind: 'endpoint' } & EndpointEvent);
 
 const ATTEMPT_STATUSES = new Set(['SENDING', 'SUCCEEDED', 'FAILED']);
 const isId = (value: unknown): value is string => typeof value === 'string' && value.length > 0 && value.length <= 200;
@@ -18,6 +22,11 @@ const isId = (value: unknown): value is string => typeof value === 'string' && v
 function parseEvent(value: unknown): Wire | undefined {
   if (!value || typeof value !== 'object' || Array.isArray(value)) return undefined;
   const { kind, appId, recipientId, messageId } = value as Record<string, unknown>;
+  if (kind === 'endpoint') {
+    const { endpointId } = value as Record<string, unknown>;
+    if (!isId(appId) || !isId(recipientId) || !isId(endpointId)) return undefined;
+    return { kind, appId, recipientId, endpointId };
+  }
   if (!isId(appId) || !isId(recipientId) || !isId(messageId)) return undefined;
   if (kind === 'message') return { kind, appId, recipientId, messageId };
   if (kind === 'attempt') {
@@ -94,6 +103,7 @@ export function createPgLiveBus(options: PgLiveBusOptions): PgLiveBus {
 
   const attemptListeners = new Set<(event: AttemptEvent) => void>();
   const messageListeners = new Set<(event: MessageEvent) => void>();
+  const endpointListeners = new Set<(event: EndpointEvent) => void>();
   const interruptionListeners = new Set<(reason: string) => void>();
   let current: pg.Client | undefined;
   let closed = false;
@@ -124,7 +134,7 @@ export function createPgLiveBus(options: PgLiveBusOptions): PgLiveBus {
   function receive(text: string | undefined) {
     // Nobody here to hand events to: reading them would be work for nothing
     // (a process with workers gets every attempt's events back).
-    if (attemptListeners.size === 0 && messageListeners.size === 0) return;
+    if (attemptListeners.size === 0 && messageListeners.size === 0 && endpointListeners.size === 0) return;
     const wires = text === undefined ? [] : parseWire(text);
     if (wires.length === 0) {
       logger.debug(`ignored a notification on ${channel} that is not a live event`);
@@ -135,6 +145,9 @@ export function createPgLiveBus(options: PgLiveBusOptions): PgLiveBus {
       if (wire.kind === 'attempt') {
         const { kind: _, ...event } = wire;
         fanOut(attemptListeners, event);
+      } else if (wire.kind === 'endpoint') {
+        const { kind: _, ...event } = wire;
+        fanOut(endpointListeners, event);
       } else {
         const { kind: _, ...event } = wire;
         fanOut(messageListeners, event);
@@ -287,7 +300,7 @@ export function createPgLiveBus(options: PgLiveBusOptions): PgLiveBus {
       }),
     publishMessage: (event) =>
       publish({ kind: 'message', messageId: event.messageId, appId: event.appId, recipientId: event.recipientId }),
-    listenerCount: () => attemptListeners.size + messageListeners.size,
+    listenerCount: () => attemptListeners.size + messageListeners.size + endpointListeners.size,
     listenersAdded: () => added,
     whenListenersAdded(total) {
       if (added >= total) return Promise.resolve();
@@ -303,6 +316,11 @@ export function createPgLiveBus(options: PgLiveBusOptions): PgLiveBus {
       listenerAdded();
       return () => messageListeners.delete(listener);
     },
+    subscribeEndpoints(listener) {
+      endpointListeners.add(listener);
+      listenerAdded();
+      return () => endpointListeners.delete(listener);
+    },
     subscribeInterruptions(listener) {
       interruptionListeners.add(listener);
       return () => interruptionListeners.delete(listener);
@@ -315,6 +333,7 @@ export function createPgLiveBus(options: PgLiveBusOptions): PgLiveBus {
       clearInterval(healthTimer);
       attemptListeners.clear();
       messageListeners.clear();
+      endpointListeners.clear();
       interruptionListeners.clear();
       const client = current;
       current = undefined;

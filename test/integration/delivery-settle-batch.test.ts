@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Database } from '../../src/db/client.ts';
 import { createSuccessSettler, type SuccessSettler } from '../../src/delivery/deliver.ts';
-import { type DeliveryJob, type DeliveryQueue, startQueue } from '../../src/delivery/queue.ts';
+import { type DeliveryJob, type DeliveryQueue, startQueue, triesOf } from '../../src/delivery/queue.ts';
 import type { Sender } from '../../src/delivery/sender.ts';
 import { inTransaction } from '../../src/domain/context.ts';
 import { newId } from '../../src/domain/ids.ts';
@@ -98,6 +98,8 @@ describe('a batch with a job taken over by another worker', () => {
       sender: unused,
       logger,
       disableAfterSeconds: 3600,
+      failingAfterSeconds: 3600,
+      hooks: { deliveriesCreated: (sql, deliveries, { manual }) => queue.enqueue(sql, triesOf(deliveries, manual)) },
       endpointConcurrency: 8,
     });
   });

@@ -637,6 +637,65 @@ describe('a portal token sees only its own recipient, through every path', () =>
       }
     });
 
+    it("endpointHealthChanged carries only its own recipient's endpoints, with their health", async () => {
+      const query = 'subscription ($app: ID!) { endpointHealthChanged(appId: $app) { id health { status } } }';
+      const received: { id: string; health: { status: string } }[] = [];
+      let resolveOwn!: () => void;
+      const ownArrived = new Promise<void>((resolve) => (resolveOwn = resolve));
+      const before = t.dispatch.live.listenersAdded();
+      const stop = ws.subscribe<{ endpointHealthChanged: { id: string; health: { status: string } } }>(
+        { query, variables: { app: own.appId } },
+        {
+          next: (value) => {
+            expect(value.errors).toBeUndefined();
+            received.push(value.data!.endpointHealthChanged);
+            if (value.data!.endpointHealthChanged.id === own.endpointId) resolveOwn();
+          },
+          error: (error) => {
+            throw error;
+          },
+          complete: () => undefined,
+        },
+      );
+      await t.dispatch.live.whenListenersAdded(before + 1);
+      // Being disabled is a health change; PostgreSQL announces it on commit, whoever wrote it.
+      const pool = t.dispatch.db.pool;
+      const setDisabled = (ids: string[], disabled: boolean) =>
+        pool.query(`UPDATE "Endpoint" SET disabled = $2 WHERE id = ANY($1::text[])`, [ids, disabled]);
+      for (const f of foreign) await setDisabled([f.endpointId], true);
+      await setDisabled([own.endpointId], true);
+      await ownArrived;
+      stop();
+      await setDisabled(
+        [own, ...foreign].map((o) => o.endpointId),
+        false,
+      );
+      expect(received).toEqual([{ id: own.endpointId, health: { status: 'DISABLED' } }]);
+    });
+
+    it('endpointHealthChanged of another app or recipient answers NOT_FOUND; operationalEvent is FORBIDDEN', async () => {
+      const query =
+        'subscription ($app: ID!, $rcp: String) { endpointHealthChanged(appId: $app, recipientId: $rcp) { id } }';
+      const cases: [Record<string, unknown>, Record<string, unknown>][] = [
+        [{ app: foreign[1]!.appId }, { app: newId('App') }],
+        [{ app: foreign[2]!.appId }, { app: newId('App') }],
+        [
+          { app: own.appId, rcp: 'customer_2' },
+          { app: own.appId, rcp: 'nobody_at_all' },
+        ],
+      ];
+      for (const [foreignVars, missingVars] of cases) {
+        const [a, b] = [await firstOutcome(ws, query, foreignVars), await firstOutcome(ws, query, missingVars)];
+        expect(a, JSON.stringify(foreignVars)).toEqual(b);
+        expect(
+          a.errors?.map((e) => e.extensions?.code),
+          JSON.stringify(foreignVars),
+        ).toEqual(['NOT_FOUND']);
+      }
+      const ops = await firstOutcome(ws, 'subscription { operationalEvent { id } }', {});
+      expect(ops.errors?.map((e) => e.extensions?.code)).toEqual(['FORBIDDEN']);
+    });
+
     it('a revoked or expired token cannot open a socket', async () => {
       const { createPortalSession } = await t.client.request(CreatePortalSessionDocument, {
         input: { appId: own.appId, recipientId: 'customer_4' },

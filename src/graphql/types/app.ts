@@ -33,6 +33,10 @@ export const AppRef = builder.prismaNode('App', {
       type: SignatureSchemeEnum,
       description: 'The scheme of the signing key a new endpoint gets when it does not choose one.',
     }),
+    operational: t.exposeBoolean('operational', {
+      description:
+        "Whether this is the workspace's operational app: Dispatch sends its operational events as this app's messages (see enableOperationalEvents).",
+    }),
     createdAt: t.expose('createdAt', { type: 'DateTime' }),
     eventTypes: t.relation('eventTypes', {
       args: {

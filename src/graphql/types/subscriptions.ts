@@ -1,11 +1,15 @@
 import { queryFromInfo } from '@pothos/plugin-prisma';
 import type { GraphQLResolveInfo } from 'graphql';
+import { endpointHealthFeedScope } from '../../domain/endpoint-health.ts';
 import { DispatchError } from '../../domain/errors.ts';
 import { attemptFeedScope, type FeedScope, messageFeedScope } from '../../domain/live-feed.ts';
+import { operationalFeedScope } from '../../domain/operational-events.ts';
 import { type FeedRequest, type FeedRow, SUBSCRIBER_BUFFER } from '../../live/feed.ts';
 import { builder } from '../builder.ts';
 import type { GraphQLContext } from '../context.ts';
+import { EndpointRef } from './endpoint.ts';
 import { AttemptRef, MessageRef } from './message.ts';
+import { OperationalEventRef } from './operational.ts';
 
 /** What a subscriber asks of the live feed: its credential, scope and selection (as a Prisma query). */
 function feedRequest<Where>(
@@ -57,6 +61,30 @@ builder.subscriptionFields((t) => ({
     },
     subscribe: (_root, args, ctx, info) =>
       ctx.live.messageCreated(feedRequest(ctx, info, () => messageFeedScope(ctx.domain, args))),
+    resolve: resolveFeedItem,
+  }),
+  operationalEvent: t.field({
+    type: OperationalEventRef,
+    authScopes: { operator: true },
+    description:
+      "Dispatch's operational events of this workspace (endpoint.disabled, endpoint.failing, message.attempt.exhausted, …), each once it is committed, optionally only some types. API keys only; needs operational events on (enableOperationalEvents). " +
+      "The same events reach the operational app's endpoints as signed webhooks. " +
+      cutOffs,
+    args: { types: t.arg.stringList({ description: 'Only these types; all when absent.' }) },
+    subscribe: (_root, args, ctx, info) =>
+      ctx.live.operationalEvent(feedRequest(ctx, info, () => operationalFeedScope(ctx.domain, args))),
+    resolve: resolveFeedItem,
+  }),
+  endpointHealthChanged: t.field({
+    type: EndpointRef,
+    nullable: false,
+    description:
+      "Each endpoint of the app whose health (Endpoint.health) changes: disabled or enabled, or a run of failures starting or ending; optionally one recipient's (the operator's id). " +
+      'Select health to read it as it is when the event reaches you. A portal token only receives its own endpoints. ' +
+      cutOffs,
+    args: { appId: t.arg.id({ required: true }), recipientId: t.arg.string() },
+    subscribe: (_root, args, ctx, info) =>
+      ctx.live.endpointHealthChanged(feedRequest(ctx, info, () => endpointHealthFeedScope(ctx.domain, args))),
     resolve: resolveFeedItem,
   }),
 }));
