@@ -164,7 +164,11 @@ export function messageLogPage(o: LogOptions, redraw: Redraw) {
 export function attemptRow(a: PortalAttemptFragment, mode: Mode) {
   const why = errorKindText(a.errorKind, a.responseStatusCode);
   // The stored error of a refused address names the operator's setting; a customer is told the kind only.
-  const detail = a.error && !(mode === 'portal' && a.errorKind === 'unsafe_address') ? a.error : undefined;
+  // An HTTP status says it all in the sentence above.
+  const detail =
+    a.error && a.errorKind !== 'http_status' && !(mode === 'portal' && a.errorKind === 'unsafe_address')
+      ? a.error
+      : undefined;
   return html`<li class="attempt" data-testid="attempt" data-id=${a.id}>
     <div class="attempt-head">
       ${badge(a.status)}
