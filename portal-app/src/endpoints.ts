@@ -28,7 +28,6 @@ import {
   type Redraw,
   resource,
   show,
-  time,
 } from './ui.ts';
 
 /** Who the portal acts for: one recipient of one app. */
