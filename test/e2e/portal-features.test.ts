@@ -96,7 +96,7 @@ describe('the portal and dashboard features of issue 14, in a real browser', () 
     await endpointFor('tess', ok.url);
     const page = await portal('tess', '#/test');
     await page.getByRole('heading', { name: 'Send a test event' }).waitFor();
-    expect(await page.title()).toBe('Send a test event · Billing · webhooks');
+    await expect.poll(() => page.title()).toBe('Send a test event · Billing · webhooks');
     const data = page.getByLabel('Data (JSON)');
     await expect.poll(async () => JSON.parse(await data.inputValue())).toEqual(INVOICE_SCHEMA.examples[0]);
     const before = ok.received.length;
@@ -136,7 +136,7 @@ describe('the portal and dashboard features of issue 14, in a real browser', () 
     await paid.getByText('JSON Schema').click();
     expect(JSON.parse((await paid.getByTestId('schema').textContent())!)).toEqual(INVOICE_SCHEMA);
     expect(await types.filter({ hasText: 'invoice.voided' }).textContent()).toContain('No schema');
-    expect(await page.title()).toBe('Event types · Billing · webhooks');
+    await expect.poll(() => page.title()).toBe('Event types · Billing · webhooks');
     await page.screenshot({ path: `${SHOTS}/catalog-desktop.png`, fullPage: true });
     await paid.getByRole('link', { name: 'Send a test' }).click();
     await expect.poll(() => page.locator('select[name=eventType]').inputValue()).toBe('invoice.paid');
@@ -193,7 +193,7 @@ describe('the portal and dashboard features of issue 14, in a real browser', () 
   it('copies the signing secret and the portal link; a failure says in words what the receiver did; each page has a title', async () => {
     const endpointId = await endpointFor('cop', failing.url);
     const page = await portal('cop', `#/endpoints/${endpointId}`);
-    expect(await page.title()).toBe('Endpoint · Billing · webhooks');
+    await expect.poll(() => page.title()).toBe('Endpoint · Billing · webhooks');
     await page.getByRole('button', { name: 'Reveal' }).click();
     await expect.poll(() => page.getByTestId('secret').textContent()).toMatch(/^whsec_/);
     await page.getByRole('button', { name: 'Copy the signing secret' }).click();
@@ -206,7 +206,7 @@ describe('the portal and dashboard features of issue 14, in a real browser', () 
     });
     await failing.nth(1);
     await page.evaluate((id) => (location.hash = `#/messages/${id}`), sendMessage.message.id);
-    expect(await page.title()).toBe('Message · Billing · webhooks');
+    await expect.poll(() => page.title()).toBe('Message · Billing · webhooks');
     await expect
       .poll(() => page.getByTestId('error-kind').first().textContent())
       .toBe('Failed: the receiver answered HTTP 500.');
@@ -215,7 +215,7 @@ describe('the portal and dashboard features of issue 14, in a real browser', () 
     await page.close();
 
     const dash = await dashboard(`#/dashboard/apps/${appId}`);
-    expect(await dash.title()).toBe('App · Dispatch dashboard');
+    await expect.poll(() => dash.title()).toBe('App · Dispatch dashboard');
     await dash.locator('.recipient', { hasText: 'cop' }).getByRole('button', { name: 'Portal link' }).click();
     const link = await dash.getByLabel('Portal link', { exact: true }).inputValue();
     await dash.getByRole('button', { name: 'Copy the portal link' }).click();
@@ -234,7 +234,7 @@ describe('the portal and dashboard features of issue 14, in a real browser', () 
     const url = page.getByLabel('Endpoint URL');
     expect(await url.getAttribute('aria-invalid')).toBe('true');
     expect(await url.getAttribute('aria-describedby')).toBe('endpoint-form-error');
-    expect(await page.title()).toBe('Add endpoint · Billing · webhooks');
+    await expect.poll(() => page.title()).toBe('Add endpoint · Billing · webhooks');
     expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(PHONE.width);
     await page.screenshot({ path: `${SHOTS}/endpoint-url-refused-phone.png`, fullPage: true });
     await page.close();
@@ -244,7 +244,7 @@ describe('the portal and dashboard features of issue 14, in a real browser', () 
     await endpointFor('dora', ok.url);
     const live = await dashboard(`#/dashboard/apps/${appId}/live`);
     await live.getByText('● live').waitFor();
-    expect(await live.title()).toBe('Live attempts · Dispatch dashboard');
+    await expect.poll(() => live.title()).toBe('Live attempts · Dispatch dashboard');
     await expect.poll(() => live.getByTestId('app-back').textContent()).toContain('Billing');
     const { sendMessage } = await t.client.request(SendMessageDocument, {
       input: { appId, recipientId: 'dora', eventType: 'invoice.voided', data: {}, messageId: 'order-77-voided' },
