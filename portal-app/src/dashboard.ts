@@ -2,6 +2,7 @@ import { html, nothing } from 'lit-html';
 import { gql, session } from './api.ts';
 import {
   DashboardAppDocument,
+  DashboardAppNameDocument,
   type DashboardAppQuery,
   DashboardAppsDocument,
   DashboardArchiveEventTypeDocument,
@@ -11,6 +12,7 @@ import {
   DashboardRecipientEndpointsDocument,
   type DashboardRecipientFragment,
   DashboardRecipientsDocument,
+  DashboardUnarchiveEventTypeDocument,
   DashboardUpdateAppDocument,
   DashboardViewerDocument,
   type PortalEndpointFragment,
@@ -19,6 +21,7 @@ import {
 import {
   act,
   badge,
+  copyButton,
   empty,
   loadMore,
   type Notice,
@@ -34,6 +37,13 @@ import {
 } from './ui.ts';
 
 const RECIPIENTS_PAGE = 50;
+
+/** "App Billing", linking back to the app, for the dashboard's pages under an app (messages, live). */
+export function appBackLink(apiKey: string, appId: string, redraw: Redraw) {
+  const app = resource(async () => (await gql(apiKey, DashboardAppNameDocument, { id: appId })).app, redraw);
+  return () =>
+    html`<p class="app-back" data-testid="app-back"><a href="#/dashboard/apps/${appId}">← ${app.data?.name ?? 'App'}</a> <span class="muted mono">${appId}</span></p>`;
+}
 
 type App = NonNullable<DashboardAppQuery['app']>;
 
@@ -215,6 +225,16 @@ export function appPage(apiKey: string, appId: string, redraw: Redraw) {
       },
     );
   };
+  const unarchive = (name: string) =>
+    act(
+      (x) => (etNotice = x),
+      redraw,
+      async () => {
+        await gql(apiKey, DashboardUnarchiveEventTypeDocument, { input: { appId, name } });
+        await app.reload();
+        return `${name} is active again.`;
+      },
+    );
   const portalLink = async (recipientId: string) => {
     const entry = { notice: undefined as Notice | undefined } as { url?: string; expiresAt?: string; notice?: Notice };
     links.set(recipientId, entry);
@@ -263,7 +283,7 @@ export function appPage(apiKey: string, appId: string, redraw: Redraw) {
                   ? html`<ul class="rows">
                     ${a.eventTypes.map(
                       (t) => html`<li class=${t.archived ? 'archived' : ''}>
-                        <div class="row-head"><code>${t.name}</code> ${t.archived ? badge('archived') : html`<button class="secondary small" @click=${() => archive(t.name)}>Archive</button>`}</div>
+                        <div class="row-head"><code>${t.name}</code> ${t.archived ? html`${badge('archived')} <button class="secondary small" @click=${() => void unarchive(t.name)}>Unarchive</button>` : html`<button class="secondary small" @click=${() => archive(t.name)}>Archive</button>`}</div>
                         ${t.description ? html`<p class="muted">${t.description}</p>` : nothing}
                         ${t.schema ? html`<details><summary>Schema</summary><pre class="json">${pretty(t.schema)}</pre></details>` : nothing}
                       </li>`,
@@ -299,7 +319,7 @@ export function appPage(apiKey: string, appId: string, redraw: Redraw) {
                             ${
                               link?.url
                                 ? html`<p class="portal-link"><input readonly aria-label="Portal link" .value=${link.url} @focus=${(e: Event) => (e.target as HTMLInputElement).select()} />
-                                  <a href=${link.url} target="_blank" rel="noopener">Open</a> <span class="muted">valid until ${time(link.expiresAt)}</span></p>`
+                                  ${copyButton(link.url, 'Copy the portal link', redraw)} <a href=${link.url} target="_blank" rel="noopener">Open</a> <span class="muted">valid until ${time(link.expiresAt)}</span></p>`
                                 : nothing
                             }
                             ${notice(link?.notice)}
@@ -329,7 +349,7 @@ export function appPage(apiKey: string, appId: string, redraw: Redraw) {
                 .filter(([id]) => !recipients.data?.items.some((r) => r.recipientId === id))
                 .map(([id, link]) =>
                   link.url
-                    ? html`<p class="portal-link">${id}: <input readonly aria-label="Portal link" .value=${link.url} /></p>`
+                    ? html`<p class="portal-link">${id}: <input readonly aria-label="Portal link" .value=${link.url} /> ${copyButton(link.url, 'Copy the portal link', redraw)}</p>`
                     : notice(link.notice),
                 )}
             </div>`,

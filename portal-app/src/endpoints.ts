@@ -1,5 +1,6 @@
 import { html, nothing, type TemplateResult } from 'lit-html';
 import { gql } from './api.ts';
+import { recentDeliveries } from './deliveries.ts';
 import {
   CreatePortalEndpointDocument,
   DeletePortalEndpointDocument,
@@ -17,7 +18,9 @@ import {
 import {
   act,
   badge,
+  copyButton,
   empty,
+  focusError,
   isoToLocal,
   localToIso,
   type Notice,
@@ -25,7 +28,6 @@ import {
   type Redraw,
   resource,
   show,
-  time,
 } from './ui.ts';
 
 /** Who the portal acts for: one recipient of one app. */
@@ -80,6 +82,29 @@ interface FormState {
   headers: { name: string; value: string }[];
   notice: Notice | undefined;
   busy: boolean;
+  /** The field the last refusal was about (url, description, headers), to mark it and point it to the error. */
+  field?: string;
+}
+
+const FORM_ERROR = 'endpoint-form-error';
+
+/** Which field of the form an API refusal is about, from its code and the field it names first. */
+function fieldOf(n: Notice | undefined): string | undefined {
+  if (n?.kind !== 'error') return undefined;
+  if (/^url\b|UNSAFE_URL/.test(n.text) || /^(url host|.* resolves to)/.test(n.text)) return 'url';
+  if (/^description/.test(n.text)) return 'description';
+  if (/^header/.test(n.text)) return 'headers';
+  return undefined;
+}
+
+/** aria-invalid and aria-describedby of a field the last error is about. */
+const fieldError = (state: FormState, field: string) =>
+  state.field === field ? { invalid: 'true', describedby: FORM_ERROR } : { invalid: 'false', describedby: undefined };
+
+/** After a refused submit: mark the field, and move focus to the error (tied to the field) once drawn. */
+function afterSubmit(state: FormState) {
+  state.field = fieldOf(state.notice);
+  if (state.notice?.kind === 'error') focusError(FORM_ERROR);
 }
 
 /** The add/edit form: URL, description, event types from the catalog, enabled, custom headers. */
@@ -96,10 +121,12 @@ function endpointForm(
     onSubmit(e.currentTarget as HTMLFormElement);
   }}>
     <label>Endpoint URL
-      <input name="url" type="url" required placeholder="https://example.com/webhooks" .value=${endpoint?.url ?? ''} />
+      <input name="url" type="url" required placeholder="https://example.com/webhooks" .value=${endpoint?.url ?? ''}
+        aria-invalid=${fieldError(state, 'url').invalid} aria-describedby=${fieldError(state, 'url').describedby ?? nothing} />
     </label>
     <label>Description
-      <input name="description" type="text" maxlength="2000" placeholder="What this endpoint is for" .value=${endpoint?.description ?? ''} />
+      <input name="description" type="text" maxlength="2000" placeholder="What this endpoint is for" .value=${endpoint?.description ?? ''}
+        aria-invalid=${fieldError(state, 'description').invalid} aria-describedby=${fieldError(state, 'description').describedby ?? nothing} />
     </label>
     <fieldset>
       <legend>Event types <span class="muted">(none checked: all of them)</span></legend>
@@ -118,7 +145,7 @@ function endpointForm(
       <input type="checkbox" name="enabled" ?checked=${!(endpoint?.disabled ?? false)} />
       <span>Enabled</span>
     </label>
-    <fieldset>
+    <fieldset aria-invalid=${fieldError(state, 'headers').invalid} aria-describedby=${fieldError(state, 'headers').describedby ?? nothing}>
       <legend>Custom headers</legend>
       ${state.headers.map(
         (h, i) => html`<div class="header-row">
@@ -135,7 +162,11 @@ function endpointForm(
         redraw();
       }}>Add header</button>
     </fieldset>
-    ${notice(state.notice)}
+    ${
+      state.notice?.kind === 'error'
+        ? html`<p class="notice notice-error" id=${FORM_ERROR} role="alert" tabindex="-1">${state.notice.text}</p>`
+        : notice(state.notice)
+    }
     <div class="actions"><button type="submit" ?disabled=${state.busy}>${endpoint ? 'Save changes' : 'Add endpoint'}</button></div>
   </form>`;
 }
@@ -176,7 +207,10 @@ export function newEndpointPage(ctx: PortalContext, redraw: Redraw) {
     );
     state.busy = false;
     if (createdId) go(`#/endpoints/${createdId}`);
-    else redraw();
+    else {
+      afterSubmit(state);
+      redraw();
+    }
   };
   return () => html`<section>
     <p><a href="#/endpoints">← Endpoints</a></p>
@@ -191,6 +225,7 @@ export function endpointPage(ctx: PortalContext, id: string, redraw: Redraw) {
   let secretNotice: Notice | undefined;
   let dangerNotice: Notice | undefined;
   let recoverNotice: Notice | undefined;
+  const deliveries = recentDeliveries(ctx, id, redraw);
   const data = resource(async () => {
     const [detail, catalog] = await Promise.all([
       gql(ctx.token, EndpointDetailDocument, { id }),
@@ -216,6 +251,7 @@ export function endpointPage(ctx: PortalContext, id: string, redraw: Redraw) {
       },
     );
     state.busy = false;
+    afterSubmit(state);
     await data.reload();
   };
   const reveal = () =>
@@ -299,7 +335,7 @@ export function endpointPage(ctx: PortalContext, id: string, redraw: Redraw) {
                       <div class="actions">
                         ${
                           secret
-                            ? html`<button class="secondary" @click=${() => {
+                            ? html`${copyButton(secret, 'Copy the signing secret', redraw)}<button class="secondary" @click=${() => {
                                 secret = undefined;
                                 redraw();
                               }}>Hide</button>`
@@ -316,18 +352,7 @@ export function endpointPage(ctx: PortalContext, id: string, redraw: Redraw) {
             </div>
             <div class="panel">
               <h3>Recent deliveries</h3>
-              ${
-                endpoint.deliveries.nodes.length
-                  ? html`<ul class="rows">
-                    ${endpoint.deliveries.nodes.map(
-                      (d) => html`<li>
-                        <a href="#/messages/${d.message.id}"><code>${d.message.eventType}</code></a>
-                        ${badge(d.status)} <span class="muted">${d.attemptCount} attempt(s) · ${time(d.lastAttemptAt ?? d.message.createdAt)}</span>
-                      </li>`,
-                    )}
-                  </ul>`
-                  : html`<p class="muted">Nothing delivered to this endpoint yet.</p>`
-              }
+              ${deliveries()}
             </div>
             <div class="panel">
               <h3>Recover failed deliveries</h3>

@@ -1,9 +1,10 @@
 import { type Client, createClient } from 'graphql-ws/client';
 import { html, nothing } from 'lit-html';
 import { gql } from './api.ts';
+import { appBackLink } from './dashboard.ts';
 import type { LiveAttemptsSubscription, LiveAttemptsSubscriptionVariables, TypedDocumentString } from './generated.ts';
 import { LiveAttemptsDocument, RecentAttemptsDocument } from './generated.ts';
-import { badge, empty, type Mode, type Redraw, time, toApiError } from './ui.ts';
+import { badge, empty, errorKindText, type Mode, type Redraw, time, toApiError } from './ui.ts';
 
 export type LiveAttempt = LiveAttemptsSubscription['attemptUpdated'];
 
@@ -195,7 +196,9 @@ export function livePage(
     { once: true },
   );
 
+  const back = o.mode === 'dashboard' ? appBackLink(o.token, o.appId, redraw) : undefined;
   return () => html`<section>
+    ${back ? back() : nothing}
     <div class="section-head">
       <h2>Live attempts</h2>
       <span class="live-state live-${state}" role="status"
@@ -221,10 +224,11 @@ export function livePage(
                 ${badge(a.status)}
               </a>
               <p class="muted">
-                <span class="url">${a.endpoint.url}</span>
+                message <span class="mono" data-testid="live-message-id">${a.message.messageId}</span>${a.message.test ? html` <span class="badge badge-test">test</span>` : nothing} ·
+                ${o.mode === 'dashboard' ? html`<span data-testid="live-recipient">recipient <strong>${a.message.recipientId}</strong></span> · ` : nothing}<span class="url">${a.endpoint.url}</span>
                 ${a.responseStatusCode != null ? html` · HTTP ${a.responseStatusCode}` : nothing}${a.durationMs != null ? ` · ${a.durationMs} ms` : ''} · ${time(a.createdAt)}
               </p>
-              ${a.error ? html`<p class="error-text">${a.error}</p>` : nothing}
+              ${a.errorKind ? html`<p class="error-text">Failed: ${errorKindText(a.errorKind, a.responseStatusCode)}.</p>` : nothing}
             </li>`,
           )}
         </ul>`

@@ -1,11 +1,12 @@
 import { html, nothing, render, type TemplateResult } from 'lit-html';
 import { gql, session, takeTokenFromFragment } from './api.ts';
+import { catalogPage, testEventPage } from './catalog.ts';
 import { appPage, appsPage, signInPage } from './dashboard.ts';
 import { endpointPage, endpointsPage, newEndpointPage, type PortalContext } from './endpoints.ts';
 import { PortalViewerDocument } from './generated.ts';
 import { livePage } from './live.ts';
 import { messageDetailPage, messageLogPage } from './messages.ts';
-import { errorBox, loading, type Redraw, toApiError } from './ui.ts';
+import { errorBox, loading, type Redraw, setTitle, toApiError } from './ui.ts';
 import './style.css';
 
 const root = document.getElementById('app')!;
@@ -28,7 +29,9 @@ function frame(
   active: string,
   body: TemplateResult,
   extra: TemplateResult | typeof nothing = nothing,
+  page?: string,
 ) {
+  setTitle(page ?? nav.find(([href]) => href === active)?.[1] ?? title, title);
   return html`<header class="top">
       <div class="brand"><span class="logo" aria-hidden="true">⇄</span><h1>${title}</h1></div>
       <nav aria-label=${side}>
@@ -62,22 +65,25 @@ function dashboardRoute(parts: string[], query: URLSearchParams, redraw: Redraw)
   }}>Sign out</button>`;
   if (!apiKey) {
     const page = signInPage(redraw, () => route());
-    return () => frame('dashboard', 'Dispatch dashboard', [], '', page());
+    return () => frame('dashboard', 'Dispatch dashboard', [], '', page(), nothing, 'Sign in');
   }
   const nav: [string, string][] = [['#/dashboard', 'Apps']];
   let page: () => TemplateResult;
   let active = '#/dashboard';
+  let title = 'Apps';
   const [, appId, sub, messageId] = parts;
   if (parts[0] === 'apps' && appId && sub === 'live') {
     page = livePage(
       { token: apiKey, appId, mode: 'dashboard', messageBase: `#/dashboard/apps/${appId}/messages` },
       redraw,
     );
+    title = 'Live attempts';
   } else if (parts[0] === 'apps' && appId && sub === 'messages' && messageId) {
     page = messageDetailPage(
       { token: apiKey, appId, mode: 'dashboard', base: `#/dashboard/apps/${appId}/messages`, id: messageId },
       redraw,
     );
+    title = 'Message';
   } else if (parts[0] === 'apps' && appId && sub === 'messages') {
     page = messageLogPage(
       {
@@ -90,13 +96,15 @@ function dashboardRoute(parts: string[], query: URLSearchParams, redraw: Redraw)
       },
       redraw,
     );
+    title = 'Messages';
   } else if (parts[0] === 'apps' && appId) {
     page = appPage(apiKey, appId, redraw);
+    title = 'App';
   } else {
     page = appsPage(apiKey, redraw);
     active = '#/dashboard';
   }
-  return () => frame('dashboard', 'Dispatch dashboard', nav, active, page(), signOut);
+  return () => frame('dashboard', 'Dispatch dashboard', nav, active, page(), signOut, title);
 }
 
 function portalRoute(parts: string[], query: URLSearchParams, redraw: Redraw, gen: number): () => TemplateResult {
@@ -126,19 +134,32 @@ function portalRoute(parts: string[], query: URLSearchParams, redraw: Redraw, ge
         failure = toApiError(error);
         redraw();
       });
-    return () => frame('portal', 'Webhooks', [], '', failure ? errorBox(failure, 'portal', () => route()) : loading());
+    return () =>
+      frame(
+        'portal',
+        'Webhooks',
+        [],
+        '',
+        failure ? errorBox(failure, 'portal', () => route()) : loading(),
+        nothing,
+        failure?.code === 'UNAUTHENTICATED' ? 'Link expired' : undefined,
+      );
   }
   const ctx = portal;
   const nav: [string, string][] = [
     ['#/endpoints', 'Endpoints'],
     ['#/messages', 'Messages'],
+    ['#/event-types', 'Event types'],
+    ['#/test', 'Send a test'],
     ['#/live', 'Live'],
   ];
   let page: () => TemplateResult;
   let active = '#/endpoints';
+  let title: string | undefined;
   if (parts[0] === 'messages' && parts[1]) {
     page = messageDetailPage({ token, appId: ctx.appId, mode: 'portal', base: '#/messages', id: parts[1] }, redraw);
     active = '#/messages';
+    title = 'Message';
   } else if (parts[0] === 'messages') {
     page = messageLogPage(
       { token, appId: ctx.appId, mode: 'portal', base: '#/messages', filters: query, byRecipient: false },
@@ -148,14 +169,23 @@ function portalRoute(parts: string[], query: URLSearchParams, redraw: Redraw, ge
   } else if (parts[0] === 'live') {
     page = livePage({ token, appId: ctx.appId, mode: 'portal', messageBase: '#/messages' }, redraw);
     active = '#/live';
+  } else if (parts[0] === 'event-types') {
+    page = catalogPage(ctx, redraw);
+    active = '#/event-types';
+  } else if (parts[0] === 'test') {
+    page = testEventPage(ctx, query, redraw);
+    active = '#/test';
+    title = 'Send a test event';
   } else if (parts[0] === 'endpoints' && parts[1] === 'new') {
     page = newEndpointPage(ctx, redraw);
+    title = 'Add endpoint';
   } else if (parts[0] === 'endpoints' && parts[1]) {
     page = endpointPage(ctx, parts[1], redraw);
+    title = 'Endpoint';
   } else {
     page = endpointsPage(ctx, redraw);
   }
-  return () => frame('portal', `${ctx.appName} · webhooks`, nav, active, page());
+  return () => frame('portal', `${ctx.appName} · webhooks`, nav, active, page(), nothing, title);
 }
 
 takeTokenFromFragment();

@@ -1,11 +1,13 @@
 import { html, nothing } from 'lit-html';
 import { repeat } from 'lit-html/directives/repeat.js';
 import { gql } from './api.ts';
+import { appBackLink } from './dashboard.ts';
 import {
   DeliveryAttemptsDocument,
   type DeliveryStatus,
   EventTypeCatalogDocument,
   LiveAttemptsDocument,
+  LiveMessagesDocument,
   MessageDeliveriesDocument,
   type MessageDeliveryFragment,
   MessageDetailDocument,
@@ -19,6 +21,7 @@ import {
   act,
   badge,
   empty,
+  errorKindText,
   isoToLocal,
   loadMore,
   localToIso,
@@ -84,9 +87,39 @@ export function messageLogPage(o: LogOptions, redraw: Redraw) {
     location.hash = `${o.base}${q.size ? `?${q}` : ''}`;
   };
   const filtered = Object.values(f).some(Boolean);
+  const back = o.mode === 'dashboard' ? appBackLink(o.token, o.appId, redraw) : undefined;
+  // New messages are counted as they are sent and shown on request, so the list does not move under the reader.
+  const fresh = new Set<string>();
+  const stop = follow(
+    o.token,
+    LiveMessagesDocument,
+    { appId: o.appId, recipientId: f.recipientId },
+    {
+      data: ({ messageCreated }) => {
+        if (f.eventType && messageCreated.eventType !== f.eventType) return;
+        if (page.data?.items.some((m) => m.id === messageCreated.id)) return;
+        fresh.add(messageCreated.id);
+        redraw();
+      },
+      error: () => undefined,
+      interrupted: () => undefined,
+      resumed: () => undefined,
+    },
+  );
+  window.addEventListener('hashchange', stop, { once: true });
+  const showNew = () => {
+    fresh.clear();
+    void page.reload();
+  };
 
   return () => html`<section>
+    ${back ? back() : nothing}
     <h2>Messages</h2>
+    ${
+      fresh.size
+        ? html`<button type="button" class="new-bar" data-testid="new-messages" @click=${showNew}>${fresh.size} new message${fresh.size === 1 ? '' : 's'}: show</button>`
+        : nothing
+    }
     <form class="filters" @submit=${apply}>
       <label>Event type
         <select name="eventType">
@@ -114,7 +147,7 @@ export function messageLogPage(o: LogOptions, redraw: Redraw) {
               ${list.items.map(
                 (m) => html`<li class="card message">
                   <a class="card-link" href="${o.base}/${m.id}">
-                    <code>${m.eventType}</code>
+                    <code>${m.eventType}</code>${m.test ? html` <span class="badge badge-test">test</span>` : nothing}
                     <span class="badges">${m.deliveries.nodes.length ? m.deliveries.nodes.map((d) => badge(d.status)) : html`<span class="muted">no deliveries</span>`}</span>
                   </a>
                   <p class="muted">${time(m.createdAt)}${o.byRecipient ? html` · ${m.recipientId}` : nothing} · <span class="mono">${m.messageId}</span></p>
@@ -127,14 +160,23 @@ export function messageLogPage(o: LogOptions, redraw: Redraw) {
   </section>`;
 }
 
-function attemptRow(a: PortalAttemptFragment) {
+/** One attempt: its outcome, and why it failed in words (the raw error below, except an operator's setting). */
+export function attemptRow(a: PortalAttemptFragment, mode: Mode) {
+  const why = errorKindText(a.errorKind, a.responseStatusCode);
+  // The stored error of a refused address names the operator's setting; a customer is told the kind only.
+  // An HTTP status says it all in the sentence above.
+  const detail =
+    a.error && a.errorKind !== 'http_status' && !(mode === 'portal' && a.errorKind === 'unsafe_address')
+      ? a.error
+      : undefined;
   return html`<li class="attempt" data-testid="attempt" data-id=${a.id}>
     <div class="attempt-head">
       ${badge(a.status)}
       <span>${a.responseStatusCode != null ? html`HTTP <strong>${a.responseStatusCode}</strong>` : nothing}</span>
       <span class="muted">${a.durationMs != null ? `${a.durationMs} ms` : ''} · ${a.trigger === 'MANUAL' ? 'manual' : 'scheduled'} · ${time(a.createdAt)}</span>
     </div>
-    ${a.error ? html`<p class="error-text">${a.error}${a.errorKind ? html` <span class="muted">(${a.errorKind})</span>` : nothing}</p>` : nothing}
+    ${why ? html`<p class="error-text" data-testid="error-kind">Failed: ${why}.</p>` : nothing}
+    ${detail && detail !== why ? html`<p class="muted small">${detail}</p>` : nothing}
     ${a.responseBody ? html`<details><summary>Response body</summary><pre>${a.responseBody}</pre></details>` : nothing}
   </li>`;
 }
@@ -255,7 +297,7 @@ export function messageDetailPage(
     ${show(data, o.mode, (m) =>
       !m
         ? empty('This message does not exist.')
-        : html`<h2><code>${m.eventType}</code></h2>
+        : html`<h2><code>${m.eventType}</code>${m.test ? html` <span class="badge badge-test">test</span>` : nothing}</h2>
             <p class="muted">${time(m.createdAt)} · id <span class="mono">${m.messageId}</span>${o.mode === 'dashboard' ? html` · recipient ${m.recipientId}` : nothing}</p>
             <div class="panel">
               <h3>Data</h3>
@@ -281,7 +323,7 @@ export function messageDetailPage(
                         <p class="muted">${d.attemptCount} attempt(s)${d.nextAttemptAt ? html` · next try ${time(d.nextAttemptAt)}` : nothing}</p>
                         ${
                           attemptsOf(d).items.length
-                            ? html`<ul class="attempts">${repeat(attemptsOf(d).items, byId, attemptRow)}</ul>${loadMore(attemptsOf(d), 'Older attempts')}`
+                            ? html`<ul class="attempts">${repeat(attemptsOf(d).items, byId, (a) => attemptRow(a, o.mode))}</ul>${loadMore(attemptsOf(d), 'Older attempts')}`
                             : html`<p class="muted">No attempt yet.</p>`
                         }
                       </li>`,

@@ -239,3 +239,57 @@ export const loadMore = <T>(list: PagedList<T>, label = 'Load more') =>
       ? html`<div class="actions"><button class="secondary" ?disabled=${list.loadingMore} @click=${() => void list.more()}>${list.loadingMore ? 'Loading…' : label}</button></div>`
       : nothing
   }`;
+
+/** An attempt's errorKind (Attempt.errorKind in schema.graphql) as a sentence about the receiver. */
+const ERROR_KINDS: Record<string, (status: number | null | undefined) => string> = {
+  http_status: (status) =>
+    status != null ? `the receiver answered HTTP ${status}` : 'the receiver answered an error status',
+  timeout: () => 'the receiver did not answer in time',
+  connection_refused: () => 'the receiver refused the connection (nothing listening at that address?)',
+  connection_reset: () => 'the receiver closed the connection before answering',
+  dns: () => "the endpoint's host name does not resolve",
+  tls: () => "the receiver's TLS certificate or handshake failed",
+  unsafe_address: () => 'the endpoint points to a private or local address, which is not delivered to',
+  redirect: () => 'the receiver answered with a redirect, which is not followed',
+  invalid_response: () => 'the receiver answered something that is not valid HTTP',
+  invalid_request: () => 'the request could not be made to this URL',
+  network: () => 'a network error stopped the request',
+};
+
+export function errorKindText(kind: string | null | undefined, status?: number | null): string | undefined {
+  if (!kind) return undefined;
+  return ERROR_KINDS[kind]?.(status) ?? `the attempt failed (${kind.replaceAll('_', ' ')})`;
+}
+
+/** A button that copies `text` and says so for a moment. */
+export function copyButton(text: string, label: string, redraw: Redraw) {
+  const state = copied.get(text);
+  return html`<button type="button" class="secondary small copy" aria-label=${label} @click=${async () => {
+    try {
+      await navigator.clipboard.writeText(text);
+      copied.set(text, 'Copied');
+    } catch {
+      copied.set(text, 'Press Ctrl+C to copy');
+    }
+    redraw();
+    setTimeout(() => {
+      copied.delete(text);
+      redraw();
+    }, 2000);
+  }}>${state ?? 'Copy'}</button><span class="visually-hidden" role="status">${state === 'Copied' ? 'Copied to the clipboard' : ''}</span>`;
+}
+const copied = new Map<string, string>();
+
+/** The title of the browser tab: the page, then where it is. */
+export function setTitle(page: string, where: string) {
+  const title = page === where ? where : `${page} · ${where}`;
+  if (document.title !== title) document.title = title;
+}
+
+/**
+ * Moves focus to the error shown after a failed submit, once lit-html has drawn it (the error element has
+ * tabindex=-1 and the field it is about points to it with aria-describedby).
+ */
+export function focusError(id: string) {
+  requestAnimationFrame(() => document.getElementById(id)?.focus());
+}

@@ -65,9 +65,21 @@ function checkUrl(ctx: DomainContext, url: string): string {
   try {
     return checkUrlAtCreate(url, createAddressPolicy(ctx.settings.allowNetworks)).toString();
   } catch (error) {
-    if (error instanceof UrlError) throw new DispatchError(error.code, error.message);
+    if (error instanceof UrlError) throw new DispatchError(error.code, urlRefusal(ctx, error));
     throw error;
   }
+}
+
+/**
+ * Why a URL is refused, as the actor may be told: the operator's answer may
+ * name the setting that would allow it (DISPATCH_ALLOW_NETWORKS); a customer
+ * in the portal is told only what is wrong with the URL, never the operator's settings.
+ */
+function urlRefusal(ctx: DomainContext, error: UrlError): string {
+  if (error.code !== 'UNSAFE_URL' || ctx.actor.kind === 'operator') return error.message;
+  // The part before ';' says which address it is ("url host 10.0.0.1 is a private address").
+  const what = error.message.split(';')[0]!;
+  return `${what}: webhooks are delivered to public addresses only; use a URL on the public internet`;
 }
 
 function checkDescription(description: string | null | undefined): string | null {

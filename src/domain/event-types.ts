@@ -67,6 +67,21 @@ export async function archiveEventType(ctx: DomainContext, input: { appId: strin
   return ctx.prisma.eventType.update({ where: { id: existing.id }, data: { archivedAt: new Date() } });
 }
 
+/** Makes an archived event type active again (sending it works, endpoints may subscribe); an active one is left as it is. */
+export async function unarchiveEventType(
+  ctx: DomainContext,
+  input: { appId: string; name: string },
+): Promise<EventType> {
+  requireOperator(ctx);
+  const app = await requireApp(ctx, input.appId);
+  const existing = await ctx.prisma.eventType.findUnique({
+    where: { appId_name: { appId: app.id, name: input.name } },
+  });
+  if (!existing) throw new DispatchError('UNKNOWN_EVENT_TYPE', `event type ${input.name} does not exist`);
+  if (!existing.archivedAt) return existing;
+  return ctx.prisma.eventType.update({ where: { id: existing.id }, data: { archivedAt: null } });
+}
+
 /** Checks a list of names against the app's active catalog (UNKNOWN_EVENT_TYPE for any other). */
 export async function checkEventTypesExist(ctx: DomainContext, appId: string, names: string[]): Promise<string[]> {
   const unique = [...new Set(names)];

@@ -1,3 +1,4 @@
+import { sample } from '@stoplight/json-schema-sampler';
 import { Ajv, type Options, type ValidateFunction } from 'ajv';
 import addFormatsModule from 'ajv-formats';
 import { RE2JS } from 're2js';
@@ -110,4 +111,20 @@ export function validateAgainstSchema(key: string, schema: object, data: unknown
   return (validate.errors ?? [])
     .slice(0, 20)
     .map((e) => ({ path: e.instancePath || '/', message: e.message ?? 'is invalid' }));
+}
+
+/**
+ * An example of data for a schema: its first `examples` entry, else one made from the schema (its
+ * properties' examples, defaults, enums and formats), so a test event can be sent without writing one.
+ */
+export function exampleOf(schema: unknown): unknown {
+  if (schema === null || typeof schema !== 'object' || Array.isArray(schema)) return {};
+  const examples = (schema as { examples?: unknown }).examples;
+  if (Array.isArray(examples) && examples.length) return examples[0];
+  try {
+    return sample(schema as Parameters<typeof sample>[0], { skipReadOnly: true, quiet: true });
+  } catch {
+    // A schema the sampler cannot follow (e.g. an unresolvable $ref) has no example to offer.
+    return {};
+  }
 }

@@ -12,10 +12,10 @@ import {
   type NewDelivery,
   type SqlExecutor,
 } from './context.ts';
-import { badInput, DispatchError, notFound } from './errors.ts';
+import { badInput, DispatchError, forbidden, notFound } from './errors.ts';
 import { checkEventTypeName } from './event-types.ts';
 import { newId } from './ids.ts';
-import { validateAgainstSchema } from './json-schema.ts';
+import { exampleOf, validateAgainstSchema } from './json-schema.ts';
 import { checkExternalId } from './recipients.ts';
 
 export { canonicalJson };
@@ -82,6 +82,21 @@ function duplicateOrConflict(existing: StoredMessageRow, input: SendMessageInput
  */
 export async function sendMessage(ctx: DomainContext, input: SendMessageInput): Promise<SendMessageResult> {
   const operator = requireOperator(ctx);
+  return send(ctx, operator.workspaceId, input, { test: false, endpointId: null });
+}
+
+/** How a message is sent besides its content: a test (sendTestMessage) and, for one, to one endpoint only. */
+interface SendMode {
+  test: boolean;
+  endpointId: string | null;
+}
+
+async function send(
+  ctx: DomainContext,
+  workspaceId: string,
+  input: SendMessageInput,
+  mode: SendMode,
+): Promise<SendMessageResult> {
   if (input.messageId != null && input.idempotencyKey != null && input.messageId !== input.idempotencyKey) {
     throw badInput('messageId and idempotencyKey are the same thing under two names; give one, or both equal');
   }
@@ -103,8 +118,8 @@ export async function sendMessage(ctx: DomainContext, input: SendMessageInput): 
     );
   }
 
-  let known = knownEventTypes.get(eventTypeKey(operator.workspaceId, input));
-  known ??= await lookupEventType(ctx, operator.workspaceId, input);
+  let known = knownEventTypes.get(eventTypeKey(workspaceId, input));
+  known ??= await lookupEventType(ctx, workspaceId, input);
   checkPayload(known, input);
   const dataHash = hashData(input.data);
   const id = newId('Message');
@@ -114,9 +129,10 @@ export async function sendMessage(ctx: DomainContext, input: SendMessageInput): 
   for (let round = 0; ; round++) {
     if (round === 4) throw new Error(`sendMessage of ${uid} did not settle after ${round} rounds`);
     const stored = await storeMessage(ctx, {
-      workspaceId: operator.workspaceId,
+      workspaceId,
       known,
       input,
+      mode,
       message: { id, uid, serialized, dataHash },
       deliveryIdCount: deliveryIds,
     });
@@ -124,8 +140,8 @@ export async function sendMessage(ctx: DomainContext, input: SendMessageInput): 
       // The event type changed since it was cached (archived, created again
       // with another schema, its app gone): look again; that throws when it
       // is no longer usable.
-      knownEventTypes.delete(eventTypeKey(operator.workspaceId, input));
-      known = await lookupEventType(ctx, operator.workspaceId, input);
+      knownEventTypes.delete(eventTypeKey(workspaceId, input));
+      known = await lookupEventType(ctx, workspaceId, input);
       checkPayload(known, input);
       continue;
     }
@@ -238,6 +254,7 @@ interface ToStore {
   workspaceId: string;
   known: KnownEventType;
   input: SendMessageInput;
+  mode: SendMode;
   message: { id: string; uid: string; serialized: string; dataHash: string };
   deliveryIdCount: number;
 }
@@ -318,8 +335,8 @@ async function storeMessages(sql: SqlExecutor, items: ToStore[]): Promise<Stored
   >({
     name: 'dispatch_store_messages',
     text: `WITH input AS (
-       SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[])
-         WITH ORDINALITY AS i(id, "appId", uid, "eventType", data, "dataHash", "recipientUid", "newRecipientId", "eventTypeId", "workspaceId", schema, ord)
+       SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $14::boolean[], $15::text[])
+         WITH ORDINALITY AS i(id, "appId", uid, "eventType", data, "dataHash", "recipientUid", "newRecipientId", "eventTypeId", "workspaceId", schema, test, "onlyEndpointId", ord)
      ), usable AS (
        SELECT i.ord FROM input i
        JOIN "EventType" et ON et.id = i."eventTypeId" AND et."appId" = i."appId" AND et."archivedAt" IS NULL
@@ -340,6 +357,7 @@ async function storeMessages(sql: SqlExecutor, items: ToStore[]): Promise<Stored
        FROM existing x JOIN input i ON i.ord = x.ord,
          LATERAL (SELECT e.id FROM "Endpoint" e
                   WHERE e."recipientId" = x.id AND NOT e.disabled AND (cardinality(e."eventTypes") = 0 OR i."eventType" = ANY(e."eventTypes"))
+                    AND (i."onlyEndpointId" IS NULL OR e.id = i."onlyEndpointId")
                   OFFSET 0) e
      ), counted AS MATERIALIZED (
        SELECT i.ord, count(e.ord)::int AS c FROM input i LEFT JOIN endpoints e ON e.ord = i.ord GROUP BY i.ord
@@ -359,12 +377,12 @@ async function storeMessages(sql: SqlExecutor, items: ToStore[]): Promise<Stored
          LEFT JOIN existing x ON x.ord = w.ord
          LEFT JOIN created c ON x.id IS NULL AND c."appId" = w."appId" AND c.uid = w."recipientUid"
      ), message AS (
-       INSERT INTO "Message" (id, "appId", "recipientId", uid, "eventType", data, "dataHash")
-       SELECT w.id, w."appId", r.id, w.uid, w."eventType", w.data::jsonb, w."dataHash"
+       INSERT INTO "Message" (id, "appId", "recipientId", uid, "eventType", data, "dataHash", test)
+       SELECT w.id, w."appId", r.id, w.uid, w."eventType", w.data::jsonb, w."dataHash", w.test
        FROM wanted w JOIN recipient r ON r.ord = w.ord AND r.id IS NOT NULL
        ORDER BY w."appId", w.uid
        ON CONFLICT ("appId", uid) DO NOTHING
-       RETURNING id, "appId", "recipientId", uid, "eventType", data, "dataHash", "createdAt"
+       RETURNING id, "appId", "recipientId", uid, "eventType", data, "dataHash", test, "createdAt"
      ), delivery AS (
        INSERT INTO "Delivery" (id, "appId", "recipientId", "messageId", "endpointId", "nextAttemptAt", "updatedAt")
        SELECT ($12::text[])[((i.ord - 1) * $13 + e.n)::int], m."appId", m."recipientId", m.id, e.id, now(), now()
@@ -375,7 +393,7 @@ async function storeMessages(sql: SqlExecutor, items: ToStore[]): Promise<Stored
        FROM delivery GROUP BY "messageId"
      )
      SELECT EXISTS (SELECT 1 FROM usable u WHERE u.ord = i.ord) AS "eventTypeOk", c.c AS "endpointCount",
-       m.id, m."appId", m."recipientId", m.uid, m."eventType", m.data, m."dataHash", m."createdAt",
+       m.id, m."appId", m."recipientId", m.uid, m."eventType", m.data, m."dataHash", m.test, m."createdAt",
        COALESCE(made.ids, '{}') AS "deliveryIds", COALESCE(made."endpointIds", '{}') AS "deliveryEndpointIds"
      FROM input i JOIN counted c ON c.ord = i.ord LEFT JOIN message m ON m.id = i.id LEFT JOIN made ON made."messageId" = i.id
      ORDER BY i.ord`,
@@ -393,6 +411,8 @@ async function storeMessages(sql: SqlExecutor, items: ToStore[]): Promise<Stored
       items.map((it) => it.known.schemaText),
       deliveryIds,
       perMessage,
+      items.map((it) => it.mode.test),
+      items.map((it) => it.mode.endpointId),
     ],
   });
   return rows.map(({ eventTypeOk, endpointCount, deliveryIds: ids, deliveryEndpointIds: endpointIds, ...stored }) => ({
@@ -416,4 +436,54 @@ export function findMessage(ctx: DomainContext, appId: string, id: string): Prom
     where: { AND: [messageNamed(appId, id), visible.message(ctx.actor)] },
     orderBy: { id: 'asc' },
   });
+}
+
+export interface SendTestMessageInput {
+  eventType: string;
+  /** The data to send; when absent, the event type's example (exampleOf its schema). */
+  data?: unknown;
+  /** One of the recipient's endpoints; when absent, every enabled endpoint that takes the event type. */
+  endpointId?: string | null;
+}
+
+/**
+ * A test event sent from the portal: a message marked `test`, to the portal
+ * token's own recipient (and its endpoints only), of an active event type of
+ * its app, its data checked against the type's schema like any message.
+ * A test that would reach no endpoint is refused, so the customer sees why.
+ */
+export async function sendTestMessage(ctx: DomainContext, input: SendTestMessageInput): Promise<SendMessageResult> {
+  const { actor } = ctx;
+  if (actor.kind !== 'portal') throw forbidden('test messages are sent from the portal; an API key uses sendMessage');
+  checkEventTypeName(input.eventType);
+  const eventType = await ctx.prisma.eventType.findFirst({
+    where: { AND: [{ name: input.eventType }, visible.eventType(actor)] },
+  });
+  if (!eventType) throw new DispatchError('UNKNOWN_EVENT_TYPE', `event type ${input.eventType} does not exist`);
+  const takes = { OR: [{ eventTypes: { isEmpty: true } }, { eventTypes: { has: input.eventType } }] };
+  if (input.endpointId != null) {
+    const endpoint = await ctx.prisma.endpoint.findFirst({
+      where: { AND: [{ id: input.endpointId }, visible.endpoint(actor)] },
+    });
+    if (!endpoint) throw notFound('endpoint');
+    if (endpoint.disabled) throw new DispatchError('ENDPOINT_DISABLED', 'this endpoint is disabled: enable it first');
+    if (endpoint.eventTypes.length && !endpoint.eventTypes.includes(input.eventType))
+      throw badInput(`this endpoint does not take ${input.eventType}: add it to the endpoint's event types first`);
+  } else {
+    const count = await ctx.prisma.endpoint.count({
+      where: { AND: [visible.endpoint(actor), { disabled: false }, takes] },
+    });
+    if (count === 0) throw badInput(`no enabled endpoint takes ${input.eventType}: add one, or subscribe one to it`);
+  }
+  return send(
+    ctx,
+    actor.workspaceId,
+    {
+      appId: actor.appId,
+      recipientId: actor.recipientUid,
+      eventType: input.eventType,
+      data: input.data === undefined || input.data === null ? exampleOf(eventType.schema) : input.data,
+    },
+    { test: true, endpointId: input.endpointId ?? null },
+  );
 }

@@ -1,6 +1,7 @@
 import { visible } from '../../domain/access.ts';
 import { createApp, DEFAULT_ATTEMPT_TIMEOUT_MS, updateApp } from '../../domain/apps.ts';
-import { archiveEventType, createEventType } from '../../domain/event-types.ts';
+import { archiveEventType, createEventType, unarchiveEventType } from '../../domain/event-types.ts';
+import { exampleOf } from '../../domain/json-schema.ts';
 import { DEFAULT_RETRY_SCHEDULE } from '../../webhooks/retry.ts';
 import { builder } from '../builder.ts';
 import { PAGE } from '../paging.ts';
@@ -117,6 +118,13 @@ builder.prismaNode('EventType', {
       type: 'JSON',
       nullable: true,
       description: 'JSON Schema that message data must match.',
+    }),
+    example: t.field({
+      type: 'JSON',
+      description:
+        "Example data: the schema's first `examples` entry, else one made from the schema ({} without one). What sendTestMessage sends when given no data.",
+      select: { schema: true },
+      resolve: (et) => exampleOf(et.schema),
     }),
     archived: t.boolean({ select: { archivedAt: true }, resolve: (et) => et.archivedAt !== null }),
     archivedAt: t.expose('archivedAt', { type: 'DateTime', nullable: true }),
@@ -264,6 +272,17 @@ builder.mutationFields((t) => ({
       ctx.domain.prisma.eventType.findUniqueOrThrow({
         ...query,
         where: { id: (await archiveEventType(ctx.domain, input)).id },
+      }),
+  }),
+  unarchiveEventType: t.prismaField({
+    type: 'EventType',
+    description: 'Makes an archived event type active again, with its description and schema as they were.',
+    authScopes: { operator: true },
+    args: { input: t.arg({ type: ArchiveEventTypeInput, required: true }) },
+    resolve: async (query, _root, { input }, ctx) =>
+      ctx.domain.prisma.eventType.findUniqueOrThrow({
+        ...query,
+        where: { id: (await unarchiveEventType(ctx.domain, input)).id },
       }),
   }),
 }));

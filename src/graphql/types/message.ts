@@ -1,6 +1,6 @@
 import type { Message, Prisma } from '../../db/client.ts';
 import { visible } from '../../domain/access.ts';
-import { messageNamed, sendMessage } from '../../domain/messages.ts';
+import { messageNamed, sendMessage, sendTestMessage } from '../../domain/messages.ts';
 import { builder } from '../builder.ts';
 import type { GraphQLContext } from '../context.ts';
 import { PAGE } from '../paging.ts';
@@ -49,6 +49,7 @@ export const MessageRef = builder.prismaNode('Message', {
       description: "The caller's messageId (idempotency key), else the same as id. Sent as webhook-id.",
     }),
     eventType: t.exposeString('eventType'),
+    test: t.exposeBoolean('test', { description: 'A test event sent from the portal (sendTestMessage).' }),
     data: t.expose('data', { type: 'JSON' }),
     createdAt: t.expose('createdAt', { type: 'DateTime' }),
     app: t.relation('app'),
@@ -174,6 +175,33 @@ builder.mutationField('sendMessage', (t) =>
     args: { input: t.arg({ type: SendMessageInput, required: true }) },
     resolve: async (_root, { input }, ctx) => {
       const { message, deduplicated } = await sendMessage(ctx.domain, input);
+      return { message, deduplicated };
+    },
+  }),
+);
+
+const SendTestMessageInput = builder.inputType('SendTestMessageInput', {
+  fields: (t) => ({
+    eventType: t.string({ required: true, description: "An active event type of the portal token's app." }),
+    data: t.field({
+      type: 'JSON',
+      description: "The data; checked against the event type's schema. Absent: the event type's example.",
+    }),
+    endpointId: t.id({
+      description: "One of the recipient's own endpoints; absent: every enabled endpoint that takes the event type.",
+    }),
+  }),
+});
+
+builder.mutationField('sendTestMessage', (t) =>
+  t.field({
+    type: SendMessagePayload,
+    description:
+      "A portal token's test event: a message marked test, to its own recipient's endpoints only. API keys use sendMessage.",
+    authScopes: { portal: true },
+    args: { input: t.arg({ type: SendTestMessageInput, required: true }) },
+    resolve: async (_root, { input }, ctx) => {
+      const { message, deduplicated } = await sendTestMessage(ctx.domain, input);
       return { message, deduplicated };
     },
   }),
