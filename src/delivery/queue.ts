@@ -13,7 +13,8 @@ import type { Logger } from '../logger.ts';
  * the transaction that records the failed try, so a slow or failing endpoint
  * never holds a worker while it waits. A worker fetches ready jobs in the
  * transaction that starts their tries (pg-boss `fetch` with the `db` option),
- * keeps them alive with pg-boss heartbeats (`touch`) while it sends, and
+ * keeps them alive with pg-boss heartbeats (`touch`, only for tries running
+ * longer than a heartbeat interval) while it sends, and
  * deletes each job (`deleteJob`, fenced to the attempt it fetched) in the
  * transaction that records its try. A job whose heartbeat stops (its worker
  * was lost) is failed by pg-boss's supervisor and fetched again; its next run
