@@ -157,14 +157,21 @@ export async function claimTries(deps: DeliverDeps, max: number): Promise<Claime
   const claimed: ClaimedTry[] = [];
   // Each fetch takes at most the workspaces' headroom, so a try is seldom
   // fetched only to be put back (a workspace's endpoints not yet seen here
-  // can still be). A full batch or a put-back may mean more is ready for
-  // other workspaces: fetch again, skipping the endpoints of those at their
-  // share.
+  // can still be). A put-back, or a full batch leaving a workspace of it
+  // below its share, may mean more is ready for other workspaces: fetch
+  // again, skipping the endpoints of those at their share. A full batch of
+  // workspaces now all at their share is not followed by another round,
+  // which would mostly meet their endpoints not seen yet and put them back.
+  const { shares } = deps;
   for (let round = 0; round < 4 && claimed.length < max; round++) {
-    const want = Math.min(max - claimed.length, deps.shares?.headroom() ?? max);
+    const want = Math.min(max - claimed.length, shares?.headroom() ?? max);
     const { tries, fetched, putBack } = await claimRound(deps, want);
     claimed.push(...tries);
-    if (putBack === 0 && fetched < want) break;
+    if (putBack > 0) continue;
+    if (fetched < want) break;
+    const workspaces = new Set(tries.flatMap((t) => (t.send ? [t.send.loaded.workspaceId] : [])));
+    if (shares && workspaces.size > 0 && [...workspaces].every((w) => (shares.running.get(w) ?? 0) >= shares.limit))
+      break;
   }
   return claimed;
 }
