@@ -79,6 +79,16 @@ export class WorkspaceShares {
     for (const [workspace, n] of this.running) if (n >= this.limit) skip.push(...(this.endpoints.get(workspace) ?? []));
     return skip;
   }
+  /**
+   * The most tries a fetch can take with none over a share: the least room
+   * left among workspaces with tries in flight here (below their share; those
+   * at it are skipped), and a whole share for the others.
+   */
+  headroom(): number {
+    let room = this.limit;
+    for (const n of this.running.values()) if (n < this.limit) room = Math.min(room, this.limit - n);
+    return room;
+  }
   seen(workspace: string, endpointId: string): void {
     let set = this.endpoints.get(workspace);
     if (!set) {
@@ -150,22 +160,38 @@ export interface ClaimedTry {
  */
 export async function claimTries(deps: DeliverDeps, max: number): Promise<ClaimedTry[]> {
   const claimed: ClaimedTry[] = [];
-  // Tries put back for being over their workspace's share make room for a
-  // fetch of other workspaces' tries, which skips the endpoints now known.
-  for (let round = 0; round < 3 && claimed.length < max; round++) {
-    const { tries, putBack } = await claimRound(deps, max - claimed.length);
+  // Each fetch takes at most the workspaces' headroom, so a try is seldom
+  // fetched only to be put back (a workspace's endpoints not yet seen here
+  // can still be). A put-back, or a full batch leaving a workspace of it
+  // below its share, may mean more is ready for other workspaces: fetch
+  // again, skipping the endpoints of those at their share. A full batch of
+  // workspaces now all at their share is not followed by another round,
+  // which would mostly meet their endpoints not seen yet and put them back.
+  const { shares } = deps;
+  for (let round = 0; round < 4 && claimed.length < max; round++) {
+    const want = Math.min(max - claimed.length, shares?.headroom() ?? max);
+    const { tries, fetched, putBack } = await claimRound(deps, want);
     claimed.push(...tries);
-    if (putBack === 0) break;
+    if (putBack > 0) continue;
+    if (fetched < want) break;
+    const workspaces = new Set(tries.flatMap((t) => (t.send ? [t.send.loaded.workspaceId] : [])));
+    if (shares && workspaces.size > 0 && [...workspaces].every((w) => (shares.running.get(w) ?? 0) >= shares.limit))
+      break;
   }
   return claimed;
 }
 
-async function claimRound(deps: DeliverDeps, max: number): Promise<{ tries: ClaimedTry[]; putBack: number }> {
+async function claimRound(
+  deps: DeliverDeps,
+  max: number,
+): Promise<{ tries: ClaimedTry[]; fetched: number; putBack: number }> {
   const events: AttemptEvent[] = [];
   const { shares } = deps;
   const over: { workspace: string; endpointId: string }[] = [];
+  let fetchedCount = 0;
   const claimed = await inTransaction(deps.pool, async (sql) => {
     const fetched = await deps.queue.claim(sql, max, deps.endpointConcurrency, shares?.skipped());
+    fetchedCount = fetched.length;
     if (fetched.length === 0) return [];
     const { rows } = await sql.query<Loaded>({
       name: 'dispatch_delivery_load_batch',
@@ -252,7 +278,7 @@ async function claimRound(deps: DeliverDeps, max: number): Promise<{ tries: Clai
   }
   for (const o of over) shares?.seen(o.workspace, o.endpointId);
   for (const event of events) publish(deps, event);
-  return { tries: claimed, putBack: over.length };
+  return { tries: claimed, fetched: fetchedCount, putBack: over.length };
 }
 
 /** Sends a started try and records its outcome. */

@@ -13,7 +13,8 @@ import type { Logger } from '../logger.ts';
  * the transaction that records the failed try, so a slow or failing endpoint
  * never holds a worker while it waits. A worker fetches ready jobs in the
  * transaction that starts their tries (pg-boss `fetch` with the `db` option),
- * keeps them alive with pg-boss heartbeats (`touch`) while it sends, and
+ * keeps them alive with pg-boss heartbeats (`touch`, only for tries running
+ * longer than a heartbeat interval) while it sends, and
  * deletes each job (`deleteJob`, fenced to the attempt it fetched) in the
  * transaction that records its try. A job whose heartbeat stops (its worker
  * was lost) is failed by pg-boss's supervisor and fetched again; its next run
@@ -49,6 +50,58 @@ const RECOVER_RETRY_LIMIT = 10;
  * many times, which at 60 s apiece is about a week.
  */
 const TRY_RETRY_LIMIT = 10_000;
+
+/**
+ * The queue partition is analyzed once this many jobs have been inserted or
+ * deleted by this process since it last was (autovacuum's threshold, 10 % of
+ * the table, comes far too late for a backlog that grows from empty: until
+ * the statistics show it, pg-boss's fetch scans and sorts the whole
+ * partition; docs/benchmarks.md).
+ */
+const ANALYZE_AFTER_JOBS = 5_000;
+/** And at most this often. */
+const ANALYZE_MIN_INTERVAL_MS = 5_000;
+/** A little after the inserts that call for it, so it sees them committed. */
+const ANALYZE_DELAY_MS = 300;
+
+/**
+ * Keeps the statistics of the queue partition current: ANALYZE (a sample of
+ * 30,000 rows, tens of milliseconds) after every ANALYZE_AFTER_JOBS jobs
+ * this process inserted or deleted, not more often than
+ * ANALYZE_MIN_INTERVAL_MS, never two at once.
+ */
+export function createAnalyzer(run: () => Promise<void>, onError: (error: unknown) => void, now = Date.now) {
+  let churn = 0;
+  let last = 0;
+  let pending: NodeJS.Timeout | undefined;
+  let running: Promise<void> | undefined;
+  let stopped = false;
+  const start = () => {
+    pending = undefined;
+    if (stopped) return;
+    churn = 0;
+    last = now();
+    running = run()
+      .catch(onError)
+      .finally(() => {
+        running = undefined;
+      });
+  };
+  return {
+    /** Jobs inserted or deleted. */
+    note(jobs: number) {
+      churn += jobs;
+      if (churn < ANALYZE_AFTER_JOBS || pending || running || stopped) return;
+      pending = setTimeout(start, Math.max(ANALYZE_DELAY_MS, last + ANALYZE_MIN_INTERVAL_MS - now()));
+      pending.unref();
+    },
+    async stop() {
+      stopped = true;
+      if (pending) clearTimeout(pending);
+      await running;
+    },
+  };
+}
 
 export type Trigger = 'SCHEDULED' | 'MANUAL';
 
@@ -265,6 +318,12 @@ export async function startQueue(options: QueueOptions): Promise<DeliveryQueue> 
   const bossChannel = rows[0].channel as string;
   const fairPriority = createFairPriority();
   const deliveryTable = ((await boss.getQueue(DELIVERY_QUEUE)) as unknown as { table: string }).table;
+  const analyzer = createAnalyzer(
+    async () => {
+      await options.pool.query(`ANALYZE ${QUEUE_SCHEMA}.${deliveryTable}`);
+    },
+    (error) => logger.warn('queue: ANALYZE failed', error instanceof Error ? error.message : error),
+  );
 
   return {
     boss,
@@ -276,6 +335,7 @@ export async function startQueue(options: QueueOptions): Promise<DeliveryQueue> 
         tries.map((t) => tryJob(t, fairPriority(t.tenant))),
         { db: asBossDb(sql), returnId: false },
       );
+      analyzer.note(tries.length);
     },
     async enqueueRecover(sql, job) {
       await boss.insert(RECOVER_QUEUE, [{ data: job }], { db: asBossDb(sql) });
@@ -307,6 +367,7 @@ export async function startQueue(options: QueueOptions): Promise<DeliveryQueue> 
     async complete(sql, fences) {
       if (fences.length === 0) return [];
       const result = await boss.deleteJob(DELIVERY_QUEUE, fences, { db: asBossDb(sql) });
+      analyzer.note(fences.length);
       // The ids it deleted (pg-boss returns them beside the count, untyped).
       return (result as { settled?: string[] }).settled ?? [];
     },
@@ -323,6 +384,7 @@ export async function startQueue(options: QueueOptions): Promise<DeliveryQueue> 
       return { ready: stats.readyCount, deferred: stats.deferredCount, active: stats.activeCount };
     },
     async stop() {
+      await analyzer.stop();
       await boss.stop({ graceful: false, close: true });
     },
   };

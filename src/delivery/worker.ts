@@ -28,7 +28,11 @@ export interface WorkerOptions<J> {
   logger: Logger;
   /** Most jobs running at once in this process. */
   concurrency: number;
-  /** Touch running jobs this often, so the queue knows their worker is alive. */
+  /**
+   * Touch running jobs this often, so the queue knows their worker is alive;
+   * only those running at least this long (taking a job starts its hold).
+   * At most a third of the queue's heartbeat, so a job is touched in time.
+   */
   heartbeatMs?: number;
   pollIntervalMs: number;
   handler: (job: J) => Promise<void>;
@@ -52,7 +56,7 @@ const TIMER_SLACK_MS = 20;
 
 export function startWorker<J>(options: WorkerOptions<J>): QueueWorker {
   const { source, logger, concurrency, name } = options;
-  const running = new Map<string, { job: J; done: Promise<void> }>();
+  const running = new Map<string, { job: J; done: Promise<void>; startedAt: number }>();
   const timers = new Set<NodeJS.Timeout>();
   let stopping = false;
   let woken = false;
@@ -95,7 +99,7 @@ export function startWorker<J>(options: WorkerOptions<J>): QueueWorker {
         options.onRunningChange?.(-1);
         wake();
       });
-    running.set(key, { job, done });
+    running.set(key, { job, done, startedAt: Date.now() });
   };
 
   const loop = (async () => {
@@ -122,7 +126,12 @@ export function startWorker<J>(options: WorkerOptions<J>): QueueWorker {
   const heartbeat =
     options.heartbeatMs && source.touch
       ? setInterval(() => {
-          const jobs = [...running.values()].map((r) => r.job);
+          // A job's hold starts when it is taken, so only jobs running for a
+          // whole interval need renewing: a job is touched at most two
+          // intervals after it was taken, and the many that finish sooner
+          // are never touched.
+          const since = Date.now() - options.heartbeatMs!;
+          const jobs = [...running.values()].filter((r) => r.startedAt <= since).map((r) => r.job);
           if (jobs.length === 0) return;
           source.touch!(jobs).catch((error: unknown) => {
             logger.warn(`${name}: heartbeat failed`, error instanceof Error ? error.message : error);

@@ -1,0 +1,103 @@
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { WorkspaceShares } from '../../src/delivery/deliver.ts';
+import { createAnalyzer } from '../../src/delivery/queue.ts';
+import { startWorker } from '../../src/delivery/worker.ts';
+import { createLogger } from '../../src/logger.ts';
+
+afterEach(() => {
+  vi.useRealTimers();
+});
+
+describe('a fetch is capped at the workspaces headroom', () => {
+  it('takes a whole share while no workspace runs, then the least room left below a share', () => {
+    const shares = new WorkspaceShares(8);
+    expect(shares.headroom()).toBe(8);
+    for (let i = 0; i < 5; i++) shares.start('ws_a', 'ep_a');
+    expect(shares.headroom()).toBe(3);
+    for (let i = 0; i < 7; i++) shares.start('ws_b', 'ep_b');
+    expect(shares.headroom()).toBe(1);
+    // A workspace at its share is skipped by the fetch, so it does not cap it.
+    shares.start('ws_b', 'ep_b');
+    expect(shares.headroom()).toBe(3);
+    expect(shares.skipped()).toEqual(['ep_b']);
+  });
+});
+
+describe('the queue partition is analyzed after many jobs', () => {
+  it('once per 5,000 jobs, after a short delay, at most every 5 s, never two at once', async () => {
+    vi.useFakeTimers();
+    let runs = 0;
+    let finish: (() => void) | undefined;
+    const analyzer = createAnalyzer(
+      () =>
+        new Promise<void>((resolve) => {
+          runs++;
+          finish = resolve;
+        }),
+      (error) => {
+        throw error;
+      },
+    );
+    analyzer.note(4_999);
+    await vi.advanceTimersByTimeAsync(10_000);
+    expect(runs).toBe(0);
+    analyzer.note(1);
+    expect(runs).toBe(0);
+    await vi.advanceTimersByTimeAsync(300);
+    expect(runs).toBe(1);
+    // Running: more jobs wait for it.
+    analyzer.note(10_000);
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect(runs).toBe(1);
+    finish!();
+    await vi.advanceTimersByTimeAsync(0);
+    // 1.3 s after the last one started: the next waits for the 5 s.
+    analyzer.note(1);
+    await vi.advanceTimersByTimeAsync(3_000);
+    expect(runs).toBe(1);
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect(runs).toBe(2);
+    finish!();
+    await analyzer.stop();
+  });
+});
+
+describe('heartbeats', () => {
+  it('touch only jobs running for at least a heartbeat interval', async () => {
+    vi.useFakeTimers();
+    const touched: string[][] = [];
+    const release = new Map<string, () => void>();
+    const queue = ['short', 'long'];
+    const worker = startWorker<string>({
+      name: 'test',
+      logger: createLogger('silent'),
+      concurrency: 10,
+      heartbeatMs: 1_000,
+      pollIntervalMs: 100,
+      source: {
+        take: async () => queue.splice(0, 1),
+        key: (job) => job,
+        fail: async () => undefined,
+        touch: async (jobs) => {
+          touched.push([...jobs]);
+        },
+      },
+      handler: (job) =>
+        new Promise<void>((resolve) => {
+          release.set(job, resolve);
+        }),
+    });
+    await vi.advanceTimersByTimeAsync(50);
+    expect(release.has('short')).toBe(true);
+    // 'long' is taken at the next poll (100 ms in); 'short' ends at 500 ms.
+    await vi.advanceTimersByTimeAsync(450);
+    release.get('short')!();
+    await vi.advanceTimersByTimeAsync(550);
+    // At 1 s: 'long' has run 0.9 s: not yet.
+    expect(touched).toEqual([]);
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect(touched).toEqual([['long']]);
+    release.get('long')!();
+    await worker.stop();
+  });
+});
