@@ -1,13 +1,10 @@
-import fs from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDispatchClient, type DispatchClient } from '../../packages/client/src/index.ts';
 import { connectDatabase, type Database } from '../../src/db/client.ts';
-import { type EmbeddedDatabase, startEmbeddedPostgres } from '../../src/db/embedded.ts';
 import { createApiKey } from '../../src/domain/api-keys.ts';
 import { createDeliveryApp } from '../support/delivery.ts';
+import { type OwnPostgres, startOwnPostgres } from '../support/own-postgres.ts';
 import { type DispatchProcess, spawnDispatch } from '../support/process.ts';
 
 /** Messages the backend sends, at RATE a second, across the outage. */
@@ -17,17 +14,14 @@ const RATE = 25;
 const OUTAGE_MS = 2_000;
 
 describe('a backend sending through @dispatch/client while PostgreSQL restarts', () => {
-  let dir: string;
-  let postgres: EmbeddedDatabase;
+  let postgres: OwnPostgres;
   let dispatch: DispatchProcess;
   let db: Database;
   let client: DispatchClient;
 
   beforeAll(async () => {
     // A PostgreSQL of this test's own, so stopping it touches no other test.
-    dir = await fs.mkdtemp(path.join(os.tmpdir(), 'dispatch-client-retry-pg-'));
-    await fs.chmod(dir, 0o755);
-    postgres = await startEmbeddedPostgres({ dir: path.join(dir, 'data'), database: 'dispatch' });
+    postgres = await startOwnPostgres('client-retry-pg');
     dispatch = await spawnDispatch({ DATABASE_URL: postgres.url, DISPATCH_ROLE: 'api' });
     db = connectDatabase(postgres.url, { max: 2 });
     const apiKey = (await createApiKey(db.prisma, { workspaceName: 'Client retry' })).token;
@@ -38,8 +32,7 @@ describe('a backend sending through @dispatch/client while PostgreSQL restarts',
   afterAll(async () => {
     await dispatch?.stop();
     await db?.close();
-    await postgres?.stop();
-    if (dir) await fs.rm(dir, { recursive: true, force: true });
+    await postgres?.remove();
   });
 
   it('stores all 100 messages exactly once and fails none, though PostgreSQL was down for 2 s', async () => {
@@ -74,9 +67,8 @@ describe('a backend sending through @dispatch/client while PostgreSQL restarts',
       await postgres.stop();
       stoppedAt = Date.now();
       await new Promise((resolve) => setTimeout(resolve, OUTAGE_MS));
-      const port = Number(new URL(postgres.url).port);
       restartedAt = Date.now();
-      postgres = await startEmbeddedPostgres({ dir: path.join(dir, 'data'), database: 'dispatch', port });
+      await postgres.start();
       backAt = Date.now();
       await expect.poll(() => sequence, { timeout: 20_000, interval: 50 }).toBe(MESSAGES);
     } finally {

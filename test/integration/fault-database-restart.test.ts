@@ -1,14 +1,11 @@
-import fs from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDispatchClient, type DispatchClient, DispatchClientError } from '../../packages/client/src/index.ts';
 import { connectDatabase, type Database } from '../../src/db/client.ts';
-import { type EmbeddedDatabase, startEmbeddedPostgres } from '../../src/db/embedded.ts';
 import { createApiKey } from '../../src/domain/api-keys.ts';
 import { createDeliveryApp, createEndpoint, send } from '../support/delivery.ts';
 import { liveSubscribers, subscribeWs, wsClient } from '../support/live.ts';
+import { type OwnPostgres, startOwnPostgres } from '../support/own-postgres.ts';
 import { type DispatchProcess, spawnDispatch } from '../support/process.ts';
 import { eventually, type Receiver, startReceiver } from '../support/receiver.ts';
 
@@ -33,8 +30,7 @@ interface Outcome {
 }
 
 describe('PostgreSQL restarted during a run', () => {
-  let dir: string;
-  let postgres: EmbeddedDatabase;
+  let postgres: OwnPostgres;
   let dispatch: DispatchProcess;
   let db: Database;
   let receiver: Receiver;
@@ -43,9 +39,7 @@ describe('PostgreSQL restarted during a run', () => {
 
   beforeAll(async () => {
     // A PostgreSQL of this test's own, so stopping it touches no other test.
-    dir = await fs.mkdtemp(path.join(os.tmpdir(), 'dispatch-restart-pg-'));
-    await fs.chmod(dir, 0o755);
-    postgres = await startEmbeddedPostgres({ dir: path.join(dir, 'data'), database: 'dispatch' });
+    postgres = await startOwnPostgres('restart-pg');
     dispatch = await spawnDispatch({
       DATABASE_URL: postgres.url,
       DISPATCH_ROLE: 'all',
@@ -64,8 +58,7 @@ describe('PostgreSQL restarted during a run', () => {
     await dispatch?.stop();
     await receiver?.close();
     await db?.close();
-    await postgres?.stop();
-    if (dir) await fs.rm(dir, { recursive: true, force: true });
+    await postgres?.remove();
   });
 
   /** Times the api process's LISTEN connection was re-established, from its /metrics. */
@@ -127,10 +120,8 @@ describe('PostgreSQL restarted during a run', () => {
       expect(await probe('/healthz')).toBe(200);
       expect(await probe('/readyz')).toBe(503);
 
-      const port = Number(new URL(postgres.url).port);
       const restartAt = Date.now();
-      postgres = await startEmbeddedPostgres({ dir: path.join(dir, 'data'), database: 'dispatch', port });
-      expect(new URL(postgres.url).port).toBe(String(port));
+      await postgres.start(); // on the same data and port
       const startedAt = Date.now();
       const readyzUpMs = await timeUntil(async () => (await probe('/readyz')) === 200, 20_000);
 

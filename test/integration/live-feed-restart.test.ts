@@ -1,11 +1,7 @@
-import fs from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDispatchClient } from '../../packages/client/src/index.ts';
 import { connectDatabase, type Database } from '../../src/db/client.ts';
-import { type EmbeddedDatabase, startEmbeddedPostgres } from '../../src/db/embedded.ts';
 import { createApiKey } from '../../src/domain/api-keys.ts';
 import { newId } from '../../src/domain/ids.ts';
 import type { AttemptEvent } from '../../src/live/bus.ts';
@@ -13,6 +9,7 @@ import { createPgLiveBus } from '../../src/live/pg-bus.ts';
 import { createLogger } from '../../src/logger.ts';
 import { createDeliveryApp, createEndpoint, send } from '../support/delivery.ts';
 import { liveSubscribers, subscribeWs, wsClient } from '../support/live.ts';
+import { type OwnPostgres, startOwnPostgres } from '../support/own-postgres.ts';
 import { type DispatchProcess, spawnDispatch } from '../support/process.ts';
 
 type AttemptData = { attemptUpdated: { id: string; status: string } };
@@ -30,19 +27,16 @@ async function reconnects(baseUrl: string): Promise<number> {
  * data and port. The publisher is another process's bus, as a worker's is.
  */
 describe('live feed across a PostgreSQL restart', () => {
-  let dir: string;
-  let postgres: EmbeddedDatabase;
-  let port: number;
+  let postgres: OwnPostgres;
+  let _port: number;
   let api: DispatchProcess;
   let db: Database;
   let apiKey: string;
 
   beforeAll(async () => {
     // A PostgreSQL of this test's own, so stopping it touches no other test.
-    dir = await fs.mkdtemp(path.join(os.tmpdir(), 'dispatch-live-restart-'));
-    await fs.chmod(dir, 0o755);
-    postgres = await startEmbeddedPostgres({ dir: path.join(dir, 'data'), database: 'dispatch' });
-    port = Number(new URL(postgres.url).port);
+    postgres = await startOwnPostgres('live-restart');
+    _port = postgres.port;
     api = await spawnDispatch({
       DATABASE_URL: postgres.url,
       DISPATCH_ROLE: 'api',
@@ -55,8 +49,7 @@ describe('live feed across a PostgreSQL restart', () => {
   afterAll(async () => {
     await api?.stop();
     await db?.close();
-    await postgres?.stop();
-    if (dir) await fs.rm(dir, { recursive: true, force: true });
+    await postgres?.remove();
   });
 
   it('reconnects by itself; the open subscription ends with FEED_INTERRUPTED and a new one receives events published after the restart', async () => {
@@ -131,8 +124,7 @@ describe('live feed across a PostgreSQL restart', () => {
       // This process's own connections are closed first; the api process's are not.
       await db.close();
       await postgres.stop();
-      postgres = await startEmbeddedPostgres({ dir: path.join(dir, 'data'), database: 'dispatch', port });
-      expect(Number(new URL(postgres.url).port), 'PostgreSQL came back on its port').toBe(port);
+      await postgres.start(); // on the same data and port
       db = connectDatabase(postgres.url, { max: 2 });
 
       // The open subscription learns that it may have missed events: the one before, then the error, then the end.
