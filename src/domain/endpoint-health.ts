@@ -233,10 +233,10 @@ export class Histogram {
 /** Scope of `endpointHealthChanged`: the app must be visible (NOT_FOUND otherwise); a portal token sees its own endpoints only. */
 export async function endpointHealthFeedScope(
   ctx: DomainContext,
-  args: { appId: string; recipientId?: string | null },
+  args: { appId: string; recipientUid?: string | null },
 ): Promise<FeedScope<Prisma.EndpointWhereInput>> {
   const app = await requireApp(ctx, args.appId);
-  const recipient = await recipientScope(ctx, app.id, args.recipientId);
+  const recipient = await recipientScope(ctx, app.id, args.recipientUid);
   const where: Prisma.EndpointWhereInput[] = [visible.endpoint(ctx.actor)];
   if (recipient.pendingUid !== undefined) where.push({ recipient: { uid: recipient.pendingUid } });
   return { appId: app.id, recipientId: recipient.recipientId, where: { AND: where } };

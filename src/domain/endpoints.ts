@@ -125,7 +125,8 @@ export async function createEndpoint(
   ctx: DomainContext,
   input: {
     appId: string;
-    recipientId: string;
+    /** The caller's id of the recipient (GraphQL: recipientId). */
+    recipientUid: string;
     url: string;
     eventTypes?: string[] | null;
     description?: string | null;
@@ -136,9 +137,9 @@ export async function createEndpoint(
   },
 ): Promise<Endpoint> {
   const app = await requireApp(ctx, input.appId);
-  checkExternalId(input.recipientId, 'recipientId');
-  if (ctx.actor.kind === 'portal' && input.recipientId !== ctx.actor.recipientUid) throw notFound('recipient');
-  if (app.operational && input.recipientId !== OPERATIONAL_RECIPIENT)
+  checkExternalId(input.recipientUid, 'recipientId');
+  if (ctx.actor.kind === 'portal' && input.recipientUid !== ctx.actor.recipientUid) throw notFound('recipient');
+  if (app.operational && input.recipientUid !== OPERATIONAL_RECIPIENT)
     throw badInput(`the endpoints of the operational app belong to the recipient "${OPERATIONAL_RECIPIENT}"`);
   const url = checkUrl(ctx, input.url);
   const eventTypes = await checkEventTypesExist(ctx, app.id, input.eventTypes ?? []);
@@ -146,7 +147,7 @@ export async function createEndpoint(
   const headers = checkHeaders(input.headers);
   const id = newId('Endpoint');
   await inTransaction(ctx.pool, async (sql) => {
-    const recipient = await ensureRecipient(sql, app.id, input.recipientId);
+    const recipient = await ensureRecipient(sql, app.id, input.recipientUid);
     await sql.query(
       `INSERT INTO "Endpoint" (id, "appId", "recipientId", url, description, "eventTypes", disabled, "disabledReason", "disabledAt", headers, "updatedAt")
        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, now())`,

@@ -79,10 +79,11 @@ export async function recipientScope(ctx: DomainContext, appId: string, recipien
 /** Scope of `attemptUpdated`: the app must be visible (NOT_FOUND otherwise), and so must a named endpoint. */
 export async function attemptFeedScope(
   ctx: DomainContext,
-  args: { appId: string; recipientId?: string | null; messageId?: string | null; endpointId?: string | null },
+  /** recipientUid: the caller's id of the recipient; messageId: a msg_… id or the caller's messageId. */
+  args: { appId: string; recipientUid?: string | null; messageId?: string | null; endpointId?: string | null },
 ): Promise<FeedScope<Prisma.AttemptWhereInput>> {
   const app = await requireApp(ctx, args.appId);
-  const recipient = await recipientScope(ctx, app.id, args.recipientId);
+  const recipient = await recipientScope(ctx, app.id, args.recipientUid);
   const where: Prisma.AttemptWhereInput[] = [visible.attempt(ctx.actor)];
   if (recipient.pendingUid !== undefined) where.push({ recipient: { uid: recipient.pendingUid } });
 
@@ -115,10 +116,10 @@ export async function attemptFeedScope(
 /** Scope of `messageCreated`: the app must be visible (NOT_FOUND otherwise). */
 export async function messageFeedScope(
   ctx: DomainContext,
-  args: { appId: string; recipientId?: string | null },
+  args: { appId: string; recipientUid?: string | null },
 ): Promise<FeedScope<Prisma.MessageWhereInput>> {
   const app = await requireApp(ctx, args.appId);
-  const recipient = await recipientScope(ctx, app.id, args.recipientId);
+  const recipient = await recipientScope(ctx, app.id, args.recipientUid);
   const where: Prisma.MessageWhereInput[] = [visible.message(ctx.actor)];
   if (recipient.pendingUid !== undefined) where.push({ recipient: { uid: recipient.pendingUid } });
   return { appId: app.id, recipientId: recipient.recipientId, where: { AND: where } };

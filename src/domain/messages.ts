@@ -24,12 +24,17 @@ export function hashData(data: unknown): string {
   return hash('sha256', canonicalJson(data), 'hex');
 }
 
+/**
+ * A message to send. Ids the caller chose are named `…Uid` (the GraphQL
+ * input calls them `recipientId` and `messageId`); `…Id` is always Dispatch's.
+ */
 export interface SendMessageInput {
   appId: string;
-  recipientId: string;
+  recipientUid: string;
   eventType: string;
   data?: unknown;
-  messageId?: string | null;
+  messageUid?: string | null;
+  /** The same as messageUid under the name other services use. */
   idempotencyKey?: string | null;
 }
 
@@ -59,7 +64,7 @@ function stripRecipientUid(row: StoredMessageRow): Message {
 
 function duplicateOrConflict(existing: StoredMessageRow, input: SendMessageInput, dataHash: string): SendMessageResult {
   if (
-    existing.recipientUid !== input.recipientId ||
+    existing.recipientUid !== input.recipientUid ||
     existing.eventType !== input.eventType ||
     existing.dataHash !== dataHash
   ) {
@@ -97,12 +102,12 @@ async function send(
   input: SendMessageInput,
   mode: SendMode,
 ): Promise<SendMessageResult> {
-  if (input.messageId != null && input.idempotencyKey != null && input.messageId !== input.idempotencyKey) {
+  if (input.messageUid != null && input.idempotencyKey != null && input.messageUid !== input.idempotencyKey) {
     throw badInput('messageId and idempotencyKey are the same thing under two names; give one, or both equal');
   }
-  const givenUid = input.messageId ?? input.idempotencyKey ?? null;
+  const givenUid = input.messageUid ?? input.idempotencyKey ?? null;
   if (givenUid !== null) checkExternalId(givenUid, 'messageId');
-  checkExternalId(input.recipientId, 'recipientId');
+  checkExternalId(input.recipientUid, 'recipientId');
   checkEventTypeName(input.eventType);
   if (input.data === undefined) throw badInput('data is required');
   const serialized = JSON.stringify(input.data);
@@ -404,7 +409,7 @@ async function storeMessages(sql: SqlExecutor, items: ToStore[]): Promise<Stored
       items.map((it) => it.input.eventType),
       items.map((it) => it.message.serialized),
       items.map((it) => it.message.dataHash),
-      items.map((it) => it.input.recipientId),
+      items.map((it) => it.input.recipientUid),
       items.map(() => newId('Recipient')),
       items.map((it) => it.known.eventTypeId),
       items.map((it) => it.workspaceId),
@@ -480,7 +485,7 @@ export async function sendTestMessage(ctx: DomainContext, input: SendTestMessage
     actor.workspaceId,
     {
       appId: actor.appId,
-      recipientId: actor.recipientUid,
+      recipientUid: actor.recipientUid,
       eventType: input.eventType,
       data: input.data === undefined || input.data === null ? exampleOf(eventType.schema) : input.data,
     },

@@ -23,11 +23,11 @@ export interface CreatedPortalSession {
  */
 export async function createPortalSession(
   ctx: DomainContext,
-  input: { appId: string; recipientId: string; expiresInSeconds?: number | null },
+  input: { appId: string; recipientUid: string; expiresInSeconds?: number | null },
 ): Promise<CreatedPortalSession> {
   requireOperator(ctx);
   const app = await requireApp(ctx, input.appId);
-  checkExternalId(input.recipientId, 'recipientId');
+  checkExternalId(input.recipientUid, 'recipientId');
   const seconds = input.expiresInSeconds ?? DEFAULT_PORTAL_SESSION_SECONDS;
   if (!Number.isInteger(seconds) || seconds < 1 || seconds > MAX_PORTAL_SESSION_SECONDS) {
     throw badInput(`expiresInSeconds must be an integer from 1 to ${MAX_PORTAL_SESSION_SECONDS} (7 days)`);
@@ -36,7 +36,7 @@ export async function createPortalSession(
   const id = newId('PortalSession');
   const expiresAt = new Date(Date.now() + seconds * 1000);
   await inTransaction(ctx.pool, async (sql) => {
-    const recipient = await ensureRecipient(sql, app.id, input.recipientId);
+    const recipient = await ensureRecipient(sql, app.id, input.recipientUid);
     await sql.query(
       `INSERT INTO "PortalSession" (id, "appId", "recipientId", "tokenHash", "expiresAt") VALUES ($1, $2, $3, $4, $5)`,
       [id, app.id, recipient.id, hashToken(token), expiresAt],
@@ -48,12 +48,12 @@ export async function createPortalSession(
 /** Revokes every live portal session of a recipient; returns how many. */
 export async function revokePortalSessions(
   ctx: DomainContext,
-  input: { appId: string; recipientId: string },
+  input: { appId: string; recipientUid: string },
 ): Promise<number> {
   requireOperator(ctx);
   const app = await requireApp(ctx, input.appId);
   const result = await ctx.prisma.portalSession.updateMany({
-    where: { appId: app.id, recipient: { uid: input.recipientId }, revokedAt: null, expiresAt: { gt: new Date() } },
+    where: { appId: app.id, recipient: { uid: input.recipientUid }, revokedAt: null, expiresAt: { gt: new Date() } },
     data: { revokedAt: new Date() },
   });
   // Open live feeds of these sessions in this process end at once.

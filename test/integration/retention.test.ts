@@ -185,7 +185,7 @@ describe('retention', () => {
         while (Date.now() - started < 20_000) {
           await sendMessage(ctx, {
             appId,
-            recipientId: `soak_${sentAt.length % 50}`,
+            recipientUid: `soak_${sentAt.length % 50}`,
             eventType: 'invoice.paid',
             data: { n: sentAt.length, pad: 'x'.repeat(512) },
           });

@@ -142,10 +142,10 @@ builder.mutationFields((t) => ({
   createEndpoint: t.prismaField({
     type: 'Endpoint',
     args: { input: t.arg({ type: CreateEndpointInput, required: true }) },
-    resolve: async (query, _root, { input }, ctx) =>
+    resolve: async (query, _root, { input: { recipientId, ...input } }, ctx) =>
       ctx.domain.prisma.endpoint.findUniqueOrThrow({
         ...query,
-        where: { id: (await createEndpoint(ctx.domain, input)).id },
+        where: { id: (await createEndpoint(ctx.domain, { ...input, recipientUid: recipientId })).id },
       }),
   }),
   updateEndpoint: t.prismaField({

@@ -174,7 +174,12 @@ builder.mutationField('sendMessage', (t) =>
     authScopes: { operator: true },
     args: { input: t.arg({ type: SendMessageInput, required: true }) },
     resolve: async (_root, { input }, ctx) => {
-      const { message, deduplicated } = await sendMessage(ctx.domain, input);
+      const { recipientId, messageId, ...rest } = input;
+      const { message, deduplicated } = await sendMessage(ctx.domain, {
+        ...rest,
+        recipientUid: recipientId,
+        messageUid: messageId,
+      });
       return { message, deduplicated };
     },
   }),

@@ -27,12 +27,14 @@ builder.mutationFields((t) => ({
     type: PortalSession,
     authScopes: { operator: true },
     args: { input: t.arg({ type: CreatePortalSessionInput, required: true }) },
-    resolve: (_root, { input }, ctx) => createPortalSession(ctx.domain, input),
+    resolve: (_root, { input: { recipientId, ...input } }, ctx) =>
+      createPortalSession(ctx.domain, { ...input, recipientUid: recipientId }),
   }),
   revokePortalSessions: t.int({
     description: 'Revokes every live portal session of a recipient; returns how many.',
     authScopes: { operator: true },
     args: { input: t.arg({ type: RevokePortalSessionsInput, required: true }) },
-    resolve: (_root, { input }, ctx) => revokePortalSessions(ctx.domain, input),
+    resolve: (_root, { input: { recipientId, ...input } }, ctx) =>
+      revokePortalSessions(ctx.domain, { ...input, recipientUid: recipientId }),
   }),
 }));

@@ -46,7 +46,9 @@ builder.subscriptionFields((t) => ({
       endpointId: t.arg.id(),
     },
     subscribe: (_root, args, ctx, info) =>
-      ctx.live.attemptUpdated(feedRequest(ctx, info, () => attemptFeedScope(ctx.domain, args))),
+      ctx.live.attemptUpdated(
+        feedRequest(ctx, info, () => attemptFeedScope(ctx.domain, { ...args, recipientUid: args.recipientId })),
+      ),
     resolve: resolveFeedItem,
   }),
   messageCreated: t.field({
@@ -60,7 +62,9 @@ builder.subscriptionFields((t) => ({
       recipientId: t.arg.string(),
     },
     subscribe: (_root, args, ctx, info) =>
-      ctx.live.messageCreated(feedRequest(ctx, info, () => messageFeedScope(ctx.domain, args))),
+      ctx.live.messageCreated(
+        feedRequest(ctx, info, () => messageFeedScope(ctx.domain, { ...args, recipientUid: args.recipientId })),
+      ),
     resolve: resolveFeedItem,
   }),
   operationalEvent: t.field({
@@ -84,7 +88,9 @@ builder.subscriptionFields((t) => ({
       cutOffs,
     args: { appId: t.arg.id({ required: true }), recipientId: t.arg.string() },
     subscribe: (_root, args, ctx, info) =>
-      ctx.live.endpointHealthChanged(feedRequest(ctx, info, () => endpointHealthFeedScope(ctx.domain, args))),
+      ctx.live.endpointHealthChanged(
+        feedRequest(ctx, info, () => endpointHealthFeedScope(ctx.domain, { ...args, recipientUid: args.recipientId })),
+      ),
     resolve: resolveFeedItem,
   }),
 }));
