@@ -2,6 +2,7 @@ import type { ApiKey, Prisma, PrismaClient, Workspace } from '../db/client.ts';
 import { forgetCredentialChecks } from './credential-checks.ts';
 import { badInput } from './errors.ts';
 import { hashToken, newId, newToken } from './ids.ts';
+import { perClientMap } from './per-client.ts';
 
 /** How many leading characters of a token are kept, to tell keys apart in listings. */
 export const API_KEY_PREFIX_LENGTH = 10;
@@ -119,17 +120,7 @@ interface CacheEntry {
   expiresAt: number;
 }
 
-// Per Prisma client, so two databases in one process (tests) never share entries.
-const caches = new WeakMap<object, Map<string, CacheEntry>>();
-
-function cacheOf(prisma: PrismaClient): Map<string, CacheEntry> {
-  let cache = caches.get(prisma);
-  if (!cache) {
-    cache = new Map();
-    caches.set(prisma, cache);
-  }
-  return cache;
-}
+const cacheOf = perClientMap<string, CacheEntry>();
 
 /**
  * The workspace and key a bearer token stands for, or null for anything but a

@@ -1,6 +1,7 @@
 import type { PrismaClient } from '../db/client.ts';
 import type { Actor } from './actor.ts';
 import { DispatchError } from './errors.ts';
+import { perClientMap } from './per-client.ts';
 
 /**
  * How long a check that a long-lived connection's credential (API key,
@@ -18,17 +19,7 @@ export interface CredentialStatus {
 
 type Entry = { checkedAt: number; status: Promise<CredentialStatus> };
 
-// Per Prisma client, so two databases in one process (tests) never share entries.
-const caches = new WeakMap<PrismaClient, Map<string, Entry>>();
-
-function cacheOf(prisma: PrismaClient): Map<string, Entry> {
-  let cache = caches.get(prisma);
-  if (!cache) {
-    cache = new Map();
-    caches.set(prisma, cache);
-  }
-  return cache;
-}
+const cacheOf = perClientMap<string, Entry>();
 
 async function readStatus(prisma: PrismaClient, actor: Actor): Promise<CredentialStatus> {
   if (actor.kind === 'portal') {

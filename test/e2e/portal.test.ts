@@ -1,6 +1,4 @@
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
-import { createServer, type IncomingMessage, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { type BrowserContext, chromium, type Page } from 'playwright-core';
@@ -19,48 +17,24 @@ import {
 import { LIVE_APPLICATION_NAME } from '../../src/live/pg-bus.ts';
 import { DEFAULT_RETRY_SCHEDULE } from '../../src/webhooks/retry.ts';
 import { startTestDispatch, type TestDispatch } from '../support/dispatch.ts';
+import { type Receiver, startReceiver } from '../support/receiver.ts';
 
 const SCREENSHOTS = path.resolve('test-results/portal');
 const PHONE = { width: 375, height: 812 };
 const DESKTOP = { width: 1280, height: 900 };
 
-/** A webhook receiver on 127.0.0.1 that records what it is sent. */
-async function startReceiver() {
-  const received: { headers: IncomingMessage['headers']; body: string }[] = [];
-  const waiters: (() => void)[] = [];
-  const server: Server = createServer((req, res) => {
-    let body = '';
-    req.on('data', (chunk) => (body += chunk));
-    req.on('end', () => {
-      received.push({ headers: req.headers, body });
-      res.writeHead(200, { 'content-type': 'text/plain' }).end('thanks');
-      for (const w of waiters.splice(0)) w();
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/webhooks`,
-    received,
-    /** Resolves once `count` requests have arrived. */
-    async until(count: number) {
-      while (received.length < count) await new Promise<void>((resolve) => waiters.push(resolve));
-    },
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
-  };
-}
-
 describe('the portal SPA in a real browser', () => {
   let t: TestDispatch;
   let context: BrowserContext;
   let userDataDir: string;
-  let receiver: Awaited<ReturnType<typeof startReceiver>>;
+  let receiver: Receiver;
   let appId: string;
 
   beforeAll(async () => {
     // Test the SPA as it is in the tree, not an older build.
     await build({ configFile: path.resolve('portal-app/vite.config.ts'), logLevel: 'warn' });
     await mkdir(SCREENSHOTS, { recursive: true });
-    [t, receiver] = await Promise.all([startTestDispatch(), startReceiver()]);
+    [t, receiver] = await Promise.all([startTestDispatch(), startReceiver([], { status: 200, body: 'thanks' })]);
     userDataDir = await mkdtemp(path.join(tmpdir(), 'dispatch-chromium-'));
     context = await chromium.launchPersistentContext(userDataDir, {
       executablePath: '/usr/bin/chromium',
@@ -190,7 +164,7 @@ describe('the portal SPA in a real browser', () => {
     await page.getByText('"amount": 4200').waitFor();
     expect(sendMessage.message.deliveries.nodes).toHaveLength(1);
     // The delivery engine sends it, signed, with the custom header; the page follows the live feed.
-    await receiver.until(1);
+    await receiver.nth(1);
     expect(receiver.received[0]!.headers).toMatchObject({
       'x-customer': 'forty-two',
       'webhook-id': sendMessage.message.messageId,
@@ -210,7 +184,7 @@ describe('the portal SPA in a real browser', () => {
     // Resend: a manual attempt now, which the receiver gets and the log shows.
     await page.getByRole('button', { name: 'Resend', exact: true }).click();
     await page.getByText('Resent: a new attempt is on its way.').waitFor();
-    await receiver.until(2);
+    await receiver.nth(2);
     await expect.poll(() => attempts.count()).toBe(2);
     await expect.poll(() => attempts.first().textContent()).toMatch(/succeeded\s*HTTP 200.*manual/s);
     await page.screenshot({ path: `${SCREENSHOTS}/portal-message-desktop.png`, fullPage: true });
@@ -260,7 +234,7 @@ describe('the portal SPA in a real browser', () => {
     await t.client.request(SendMessageDocument, {
       input: { appId, recipientId: 'customer_ed', eventType: 'invoice.paid', data: { invoice: 'inv_ed' } },
     });
-    await receiver.until(before + 1);
+    await receiver.nth(before + 1);
     const got = receiver.received[before]!;
     const signed = Buffer.from(`${got.headers['webhook-id']}.${got.headers['webhook-timestamp']}.${got.body}`);
     const signatures = String(got.headers['webhook-signature'])
@@ -285,7 +259,7 @@ describe('the portal SPA in a real browser', () => {
     await t.client.request(SendMessageDocument, {
       input: { appId, recipientId: 'customer_42', eventType: 'invoice.paid', data: { invoice: 'inv_2' } },
     });
-    await receiver.until(before + 1);
+    await receiver.nth(before + 1);
     const live = page.getByTestId('live-attempt');
     await expect.poll(() => live.first().textContent()).toMatch(/invoice\.paid\s*succeeded.*HTTP 200/s);
     await page.setViewportSize(PHONE);
@@ -307,7 +281,7 @@ describe('the portal SPA in a real browser', () => {
     await t.client.request(SendMessageDocument, {
       input: { appId, recipientId: 'customer_42', eventType: 'invoice.paid', data: { invoice: 'inv_3' } },
     });
-    await receiver.until(resubscribed + 1);
+    await receiver.nth(resubscribed + 1);
     await expect.poll(() => live.count()).toBe(shown + 1);
     await expect.poll(() => live.first().textContent()).toMatch(/invoice\.paid\s*succeeded.*HTTP 200/s);
     await page.close();
