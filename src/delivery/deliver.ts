@@ -7,7 +7,7 @@ import { newId } from '../domain/ids.ts';
 import { type OperationalQueue, recordOperationalEvent } from '../domain/operational-events.ts';
 import type { AttemptEvent, LiveBus } from '../live/bus.ts';
 import type { Logger } from '../logger.ts';
-import { DEFAULT_RETRY_SCHEDULE, nextRetryDelayMs, retryAfterDelayMs } from '../webhooks/retry.ts';
+import { nextRetryDelayMs, retryAfterDelayMs, scheduleOf } from '../webhooks/retry.ts';
 import { signatureHeaders } from '../webhooks/signing.ts';
 import { attemptDuration, attemptsTotal, endpointsDisabled, firstAttemptLatency } from './metrics.ts';
 import { type DeliveryJob, type DeliveryQueue, fenceOf, type JobFence, type QueuedTry, type Trigger } from './queue.ts';
@@ -462,11 +462,6 @@ interface FinishInput {
   attemptId: string;
   trigger: Trigger;
   result: SendResult;
-}
-
-/** An app's retry schedule: its own delays, or the default when it has none. */
-export function scheduleOf(retrySchedule: readonly number[]): readonly number[] {
-  return retrySchedule.length ? retrySchedule : DEFAULT_RETRY_SCHEDULE;
 }
 
 async function finishAttempt(deps: DeliverDeps, sql: SqlExecutor, input: FinishInput): Promise<{ retryAt?: Date }> {

@@ -1,5 +1,5 @@
 import type { Endpoint, Prisma } from '../db/client.ts';
-import { DEFAULT_RETRY_SCHEDULE } from '../webhooks/retry.ts';
+import { scheduleOf } from '../webhooks/retry.ts';
 import { visible } from './access.ts';
 import { DEFAULT_ATTEMPT_TIMEOUT_MS, requireApp } from './apps.ts';
 import type { DomainContext, SqlExecutor } from './context.ts';
@@ -100,7 +100,7 @@ export async function endpointHealth(
  * twice), plus every try taking its timeout.
  */
 export function retryHorizonMs(app: { retrySchedule: number[]; attemptTimeoutMs: number | null }): number {
-  const schedule = app.retrySchedule.length ? app.retrySchedule : DEFAULT_RETRY_SCHEDULE;
+  const schedule = scheduleOf(app.retrySchedule);
   const delays = schedule.reduce((sum, seconds) => sum + seconds, 0) * 1000 * 2.4;
   return delays + (schedule.length + 1) * (app.attemptTimeoutMs ?? DEFAULT_ATTEMPT_TIMEOUT_MS) + 60_000;
 }

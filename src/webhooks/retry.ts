@@ -99,3 +99,8 @@ export function validateRetrySchedule(schedule: readonly number[]): string | nul
   }
   return null;
 }
+
+/** An app's retry schedule: its own delays, or the default when it has none. */
+export function scheduleOf(retrySchedule: readonly number[]): readonly number[] {
+  return retrySchedule.length ? retrySchedule : DEFAULT_RETRY_SCHEDULE;
+}

@@ -2,7 +2,7 @@ import { visible } from '../../domain/access.ts';
 import { createApp, DEFAULT_ATTEMPT_TIMEOUT_MS, updateApp } from '../../domain/apps.ts';
 import { archiveEventType, createEventType, unarchiveEventType } from '../../domain/event-types.ts';
 import { exampleOf } from '../../domain/json-schema.ts';
-import { DEFAULT_RETRY_SCHEDULE } from '../../webhooks/retry.ts';
+import { scheduleOf } from '../../webhooks/retry.ts';
 import { builder } from '../builder.ts';
 import { PAGE } from '../paging.ts';
 import { EndpointConnection, endpointsNewestFirst } from './endpoint.ts';
@@ -22,7 +22,7 @@ export const AppRef = builder.prismaNode('App', {
         'Delays in seconds between tries, after the first (the default schedule unless overridden). Operators only.',
       authScopes: { operator: true },
       select: { retrySchedule: true },
-      resolve: (app) => (app.retrySchedule.length ? app.retrySchedule : DEFAULT_RETRY_SCHEDULE),
+      resolve: (app) => [...scheduleOf(app.retrySchedule)],
     }),
     attemptTimeoutMs: t.int({
       description: 'Operators only.',
