@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import os from 'node:os';
@@ -6,6 +5,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestDispatch, type TestDispatch } from '../support/dispatch.ts';
+import { runNode } from '../support/process.ts';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const readme = readFileSync(path.join(root, 'packages/client/README.md'), 'utf8');
@@ -13,21 +13,6 @@ const blocks = [...readme.matchAll(/```ts\n([\s\S]*?)```/g)].map((m) => m[1]!);
 /** The README's codegen.ts and its example of a backend's own operation, as a backend copies them. */
 const CODEGEN = blocks.find((b) => b.includes('CodegenConfig'))!;
 const USAGE = blocks.find((b) => b.includes("from './gql/index.js'"))!;
-
-function run(args: string[], cwd: string, env: Record<string, string> = {}) {
-  return new Promise<{ code: number | null; output: string }>((resolve, reject) => {
-    const child = spawn(process.execPath, args, {
-      cwd,
-      env: { ...process.env, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let output = '';
-    child.stdout.on('data', (chunk) => (output += chunk));
-    child.stderr.on('data', (chunk) => (output += chunk));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, output }));
-  });
-}
 
 describe("the client README's codegen.ts, for a backend's own operations", () => {
   let t: TestDispatch;
@@ -79,13 +64,13 @@ export { ids };
     );
 
     const env = { DISPATCH_URL: t.url, DISPATCH_API_KEY: t.apiKey };
-    const codegen = await run([path.join(root, 'node_modules/@graphql-codegen/cli/cjs/bin.js')], project, env);
+    const codegen = await runNode([path.join(root, 'node_modules/@graphql-codegen/cli/cjs/bin.js')], project, env);
     expect(codegen.code, codegen.output).toBe(0);
-    const tsc = await run([path.join(root, 'node_modules/typescript/bin/tsc'), '-p', project], project);
+    const tsc = await runNode([path.join(root, 'node_modules/typescript/bin/tsc'), '-p', project], project);
     expect(tsc.code, tsc.output).toBe(0);
     // The same config without a valid key is refused by the route, so codegen fails.
     await fs.rm(path.join(project, 'src/gql'), { recursive: true });
-    const refused = await run([path.join(root, 'node_modules/@graphql-codegen/cli/cjs/bin.js')], project, {
+    const refused = await runNode([path.join(root, 'node_modules/@graphql-codegen/cli/cjs/bin.js')], project, {
       ...env,
       DISPATCH_API_KEY: 'dk_wrong',
     });

@@ -1,27 +1,15 @@
-import { spawn } from 'node:child_process';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runNode } from '../support/process.ts';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const codegen = path.join(root, 'node_modules/@graphql-codegen/cli/cjs/bin.js');
 
 /** `graphql-codegen --check` (what `npm run client:check` runs) in a package folder: 0 when current, 1 when stale. */
-function check(packageDir: string): Promise<{ code: number | null; output: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [codegen, '--config', 'codegen.ts', '--check'], {
-      cwd: packageDir,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let output = '';
-    child.stdout.on('data', (chunk) => (output += chunk));
-    child.stderr.on('data', (chunk) => (output += chunk));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, output }));
-  });
-}
+const check = (packageDir: string) => runNode([codegen, '--config', 'codegen.ts', '--check'], packageDir);
 
 describe("the client package's typed documents match schema.graphql", () => {
   let copy: string;
