@@ -6,6 +6,8 @@ export const ERROR_CODES = [
   'BAD_USER_INPUT',
   'UNKNOWN_EVENT_TYPE',
   'INVALID_PAYLOAD',
+  /** Checking the data against its event type's schema took longer than allowed: send smaller data or simplify the schema. */
+  'VALIDATION_TIMEOUT',
   'PAYLOAD_TOO_LARGE',
   'IDEMPOTENCY_CONFLICT',
   'UNSAFE_URL',

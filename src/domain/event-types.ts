@@ -3,7 +3,7 @@ import { requireApp, requireOperator } from './apps.ts';
 import type { DomainContext } from './context.ts';
 import { badInput, DispatchError } from './errors.ts';
 import { newId } from './ids.ts';
-import { checkJsonSchema } from './json-schema.ts';
+import { checkJsonSchema } from './schema-validation.ts';
 
 /** Dot-separated segments of letters, digits, `_` and `-`: `invoice.paid`, `user.profile-updated`. */
 export const EVENT_TYPE_NAME = /^[a-zA-Z0-9_-]+(\.[a-zA-Z0-9_-]+)*$/;
@@ -30,7 +30,7 @@ export async function createEventType(
   checkEventTypeName(input.name);
   if (input.description != null && input.description.length > 2000)
     throw badInput('description must be at most 2000 characters');
-  if (input.schema != null) checkJsonSchema(input.schema);
+  if (input.schema != null) await checkJsonSchema(app.workspaceId, input.schema);
   const schema = (input.schema ?? undefined) as Prisma.InputJsonValue | undefined;
   const existing = await ctx.prisma.eventType.findUnique({
     where: { appId_name: { appId: app.id, name: input.name } },

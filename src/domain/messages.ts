@@ -15,8 +15,9 @@ import {
 import { badInput, DispatchError, forbidden, notFound } from './errors.ts';
 import { checkEventTypeName } from './event-types.ts';
 import { newId } from './ids.ts';
-import { exampleOf, validateAgainstSchema } from './json-schema.ts';
+import { exampleOf } from './json-schema.ts';
 import { checkExternalId } from './recipients.ts';
+import { validateAgainstSchema } from './schema-validation.ts';
 
 export { canonicalJson };
 
@@ -125,7 +126,7 @@ async function send(
 
   let known = knownEventTypes.get(eventTypeKey(workspaceId, input));
   known ??= await lookupEventType(ctx, workspaceId, input);
-  checkPayload(known, input);
+  await checkPayload(workspaceId, known, serialized, input.eventType);
   const dataHash = hashData(input.data);
   const id = newId('Message');
   const uid = givenUid ?? id;
@@ -147,7 +148,7 @@ async function send(
       // is no longer usable.
       knownEventTypes.delete(eventTypeKey(workspaceId, input));
       known = await lookupEventType(ctx, workspaceId, input);
-      checkPayload(known, input);
+      await checkPayload(workspaceId, known, serialized, input.eventType);
       continue;
     }
     if (!stored.message && stored.endpointCount > deliveryIds) {
@@ -234,13 +235,18 @@ async function lookupEventType(
   return known;
 }
 
-function checkPayload(known: KnownEventType, input: SendMessageInput): void {
-  if (!known.schema) return;
-  const problems = validateAgainstSchema(known.validatorKey, known.schema, input.data);
+async function checkPayload(
+  workspaceId: string,
+  known: KnownEventType,
+  dataText: string,
+  eventType: string,
+): Promise<void> {
+  if (!known.schemaText) return;
+  const problems = await validateAgainstSchema(workspaceId, known.validatorKey, known.schemaText, dataText);
   if (problems.length) {
     throw new DispatchError(
       'INVALID_PAYLOAD',
-      `data does not match the schema of ${input.eventType}: ${problems.map((p) => `${p.path} ${p.message}`).join('; ')}`,
+      `data does not match the schema of ${eventType}: ${problems.map((p) => `${p.path} ${p.message}`).join('; ')}`,
       {
         problems,
       },

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CreateAppDocument } from '../../packages/client/src/index.ts';
-import { MAX_SCHEMA_BYTES } from '../../src/domain/json-schema.ts';
+import { MAX_SCHEMA_BYTES, MAX_SCHEMA_PATTERNS } from '../../src/domain/json-schema.ts';
 import { startTestDispatch, type TestDispatch } from '../support/dispatch.ts';
 import { expectError } from '../support/graphql.ts';
 
@@ -100,5 +100,57 @@ describe("an event type's JSON Schema cannot freeze the API", () => {
       input: { appId, name: 'huge.schema', schema },
     });
     expect(refused.errors![0]!.message).toMatch(/limit/);
+  });
+
+  it(`a schema with more than ${MAX_SCHEMA_PATTERNS} patterns is refused when saved (RE2 compiles each in about 4 ms)`, async () => {
+    const properties = Object.fromEntries(
+      Array.from({ length: MAX_SCHEMA_PATTERNS + 1 }, (_, i) => [`p${i}`, { type: 'string', pattern: `^v${i}-` }]),
+    );
+    const refused = await expectError(t.client, 'BAD_USER_INPUT', CREATE_EVENT_TYPE, {
+      input: { appId, name: 'many.patterns', schema: { type: 'object', properties } },
+    });
+    expect(refused.errors![0]!.message).toMatch(/patterns; the limit is/);
+  });
+
+  it("a schema exponential in the data's depth holds a worker thread, not the API: VALIDATION_TIMEOUT, and other workspaces' sends go on", async () => {
+    // Each level of nesting tries both branches: 25 levels would run for minutes.
+    const node = {
+      anyOf: [
+        { type: 'array', items: { $ref: '#/$defs/n' } },
+        { type: 'array', items: { $ref: '#/$defs/n' } },
+        { const: 'y' },
+      ],
+    };
+    expect((await createEventType('deep.tree', { $defs: { n: node }, $ref: '#/$defs/n' })).errors).toBeUndefined();
+    const order: string[] = [];
+    const slowSend = expectError(t.client, 'VALIDATION_TIMEOUT', SEND, {
+      input: {
+        appId,
+        recipientId: 'r',
+        eventType: 'deep.tree',
+        data: JSON.parse(`${'['.repeat(25)}"x"${']'.repeat(25)}`),
+      },
+    }).then(() => order.push('slow send refused'));
+
+    // Meanwhile: the API answers, and another workspace's messages are checked against their schema and stored.
+    expect((await fetch(`${t.url}/healthz`)).status).toBe(200);
+    order.push('healthz');
+    const other = await t.newWorkspace();
+    const otherApp = (await other.client.request(CreateAppDocument, { input: { name: 'Other' } })).createApp.id;
+    const created = await other.client.raw(CREATE_EVENT_TYPE, {
+      input: { appId: otherApp, name: 'order.paid', schema: { type: 'object', required: ['id'] } },
+    });
+    expect(created.errors).toBeUndefined();
+    const sent = await Promise.all(
+      Array.from({ length: 20 }, (_, i) =>
+        other.client.raw(SEND, {
+          input: { appId: otherApp, recipientId: 'r', eventType: 'order.paid', data: { id: i } },
+        }),
+      ),
+    );
+    expect(sent.map((s) => s.errors)).toEqual(sent.map(() => undefined));
+    order.push('other workspace sent');
+    await slowSend;
+    expect(order).toEqual(['healthz', 'other workspace sent', 'slow send refused']);
   });
 });
