@@ -63,7 +63,7 @@ export async function purgeExpired(pool: pg.Pool, options: PurgeOptions): Promis
       `WITH batch AS (
          SELECT m.id FROM "Message" m
          WHERE m.id > $1 AND m.id < $2 AND m."createdAt" < $3
-           AND NOT EXISTS (SELECT 1 FROM "Delivery" d WHERE d."messageId" = m.id AND d.status IN ('PENDING', 'SENDING'))
+           AND NOT EXISTS (SELECT 1 FROM "Delivery" d WHERE d."messageId" = m.id AND d.status IN ('PENDING', 'SENDING', 'SCHEDULED'))
          ORDER BY m.id LIMIT $4 FOR UPDATE SKIP LOCKED
        ), gone_attempts AS (
          DELETE FROM "Attempt" a USING batch WHERE a."messageId" = batch.id RETURNING 1

@@ -71,10 +71,12 @@ describe('a migrated database matches prisma/schema.prisma', () => {
       'Message',
       'PortalSession',
       'Recipient',
+      'Replay',
+      'ReplayDelivery',
       'Workspace',
     ]);
     expect(expected.enums).toEqual({
-      DeliveryStatus: ['PENDING', 'SENDING', 'SUCCEEDED', 'FAILED', 'CANCELED'],
+      DeliveryStatus: ['PENDING', 'SENDING', 'SUCCEEDED', 'FAILED', 'CANCELED', 'SCHEDULED'],
       AttemptStatus: ['SENDING', 'SUCCEEDED', 'FAILED'],
       AttemptTrigger: ['SCHEDULED', 'MANUAL'],
       SignatureScheme: ['HMAC_SHA256', 'ED25519'],
