@@ -5,6 +5,7 @@ import {
   ReplayMessagesDocument,
 } from '../../packages/client/src/index.ts';
 import { MAX_REPLAY_DELIVERIES } from '../../src/domain/replay.ts';
+import { purgeExpired } from '../../src/domain/retention.ts';
 import { createEndpoint, send, settled, useDeliveryApp } from '../support/delivery.ts';
 import type { TestDispatch } from '../support/dispatch.ts';
 import { expectError } from '../support/graphql.ts';
@@ -219,5 +220,21 @@ describe('bulk replay (replayMessages) and its progress (replayProgress)', () =>
       [endpointId],
     );
     expect(rows[0].n).toBe(0);
+  });
+
+  // Last: it purges everything of this file's app.
+  it('retention deletes replays of the age it purges, with their rows', async () => {
+    const pool = t.dispatch.db.pool;
+    const count = async () =>
+      (
+        await pool.query<{ replays: number; rows: number }>(
+          `SELECT (SELECT count(*) FROM "Replay")::int AS replays, (SELECT count(*) FROM "ReplayDelivery")::int AS rows`,
+        )
+      ).rows[0]!;
+    expect((await count()).replays).toBeGreaterThan(0);
+    await purgeExpired(pool, { olderThan: new Date(Date.now() - 3600_000) });
+    expect((await count()).replays).toBeGreaterThan(0);
+    await purgeExpired(pool, { olderThan: new Date(Date.now() + 1000) });
+    expect(await count()).toEqual({ replays: 0, rows: 0 });
   });
 });
