@@ -426,7 +426,7 @@ async function startAttempt(deps: DeliverDeps, sql: SqlExecutor, job: DeliveryJo
   if (loaded.disabled) {
     await sql.query(
       `UPDATE "Delivery" SET status = 'FAILED', "nextAttemptAt" = NULL, "updatedAt" = now()
-       WHERE id = $1 AND status IN ('PENDING', 'SENDING')`,
+       WHERE id = $1 AND status IN ('PENDING', 'SENDING', 'SCHEDULED')`,
       [deliveryId],
     );
     await complete();

@@ -3,11 +3,13 @@ import {
   CancelScheduledMessageDocument,
   CreatePortalSessionDocument,
   SendMessageDocument,
+  UpdateEndpointDocument,
 } from '../../packages/client/src/index.ts';
 import { scheduledTryJobId } from '../../src/delivery/queue.ts';
 import { createEndpoint, deliveriesOf, send, settled, useDeliveryApp } from '../support/delivery.ts';
 import type { TestDispatch } from '../support/dispatch.ts';
 import { expectError } from '../support/graphql.ts';
+import { eventually } from '../support/receiver.ts';
 
 const CANCEL =
   'mutation ($input: CancelScheduledMessageInput!) { cancelScheduledMessage(input: $input) { canceled { id status } } }';
@@ -210,5 +212,25 @@ describe('scheduled sends (deliverAt) and cancelScheduledMessage', () => {
     expect((await deliveriesOf(t.dispatch.db.pool, foreign.sendMessage.message.id)).map((d) => d.status)).toEqual([
       'SCHEDULED',
     ]);
+  });
+
+  it('a scheduled delivery whose endpoint is disabled when it is due becomes FAILED, as any held-back delivery', async () => {
+    const r = await receiver();
+    const endpoint = await createEndpoint(t.client, { appId, recipientId: 'paused', url: r.url });
+    const { sendMessage } = await t.client.request(SendMessageDocument, {
+      input: {
+        appId,
+        recipientId: 'paused',
+        eventType: 'invoice.paid',
+        data: {},
+        deliverAt: inSeconds(1).toISOString(),
+      },
+    });
+    await t.client.request(UpdateEndpointDocument, { input: { id: endpoint.id, disabled: true } });
+    const [delivery] = await deliveriesOf(t.dispatch.db.pool, sendMessage.message.id);
+    // Its job runs at deliverAt and is gone once it has.
+    await eventually(async () => ((await scheduledJobs([delivery!.id])) === 0 ? true : undefined));
+    expect((await settled(t.dispatch.db.pool, sendMessage.message.id, ['FAILED'])).nextAttemptAt).toBeNull();
+    expect(r.received).toHaveLength(0);
   });
 });

@@ -1,4 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
+import { Repeater } from 'graphql-yoga';
 import type { Delivery, Message } from '../../db/client.ts';
 import { notFound } from '../../domain/errors.ts';
 import {
@@ -174,24 +175,32 @@ builder.queryField('replay', (t) =>
 
 /**
  * The progress, read again from the database every REPLAY_PROGRESS_POLL_MS
- * and sent when it changed, until done. Read from the database, not heard
- * from the live bus: the tries are made by any worker process and the
- * counts are the deliveries' statuses, so each reading is right whatever
- * was missed; one small indexed count per subscriber per poll.
+ * and sent when it changed, until done or the subscriber leaves (a Repeater
+ * stops between two reads). Read from the database, not heard from the live
+ * bus: the tries are made by any worker process and the counts are the
+ * deliveries' statuses, so each reading is right whatever was missed; one
+ * small indexed count per subscriber per poll.
  */
-async function* followReplay(ctx: GraphQLContext, jobId: string): AsyncGenerator<ReplayProgress> {
-  let last = '';
-  for (;;) {
-    const progress = await replayProgress(ctx.domain, jobId);
-    if (!progress) throw notFound('replay');
-    const text = JSON.stringify(progress);
-    if (text !== last) {
-      last = text;
-      yield progress;
+function followReplay(ctx: GraphQLContext, jobId: string): Repeater<ReplayProgress> {
+  return new Repeater<ReplayProgress>(async (push, stop) => {
+    let stopped = false;
+    void stop.then(() => {
+      stopped = true;
+    });
+    let last = '';
+    while (!stopped) {
+      const progress = await replayProgress(ctx.domain, jobId);
+      if (!progress) throw notFound('replay');
+      const text = JSON.stringify(progress);
+      if (text !== last) {
+        last = text;
+        await push(progress);
+      }
+      if (progress.done) break;
+      await Promise.race([sleep(REPLAY_PROGRESS_POLL_MS), stop]);
     }
-    if (progress.done) return;
-    await sleep(REPLAY_PROGRESS_POLL_MS);
-  }
+    stop();
+  });
 }
 
 builder.subscriptionField('replayProgress', (t) =>
