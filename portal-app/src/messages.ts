@@ -3,6 +3,7 @@ import { repeat } from 'lit-html/directives/repeat.js';
 import { gql } from './api.ts';
 import { appBackLink } from './dashboard.ts';
 import {
+  CancelScheduledFromPortalDocument,
   DeliveryAttemptsDocument,
   type DeliveryStatus,
   EventTypeCatalogDocument,
@@ -17,6 +18,7 @@ import {
   ResendFromPortalDocument,
 } from './generated.ts';
 import { follow } from './live.ts';
+import { replayPanel } from './replay-panel.ts';
 import {
   act,
   badge,
@@ -38,7 +40,13 @@ import {
   time,
 } from './ui.ts';
 
-const STATUSES: DeliveryStatus[] = ['PENDING', 'SENDING', 'SUCCEEDED', 'FAILED', 'CANCELED'];
+const STATUSES: DeliveryStatus[] = ['SCHEDULED', 'PENDING', 'SENDING', 'SUCCEEDED', 'FAILED', 'CANCELED'];
+
+/** A scheduled send not yet due: when it goes. */
+const scheduledFor = (deliverAt: string | null) =>
+  deliverAt && Date.parse(deliverAt) > Date.now()
+    ? html` <span class="badge badge-scheduled" data-testid="scheduled-for">scheduled for ${time(deliverAt)}</span>`
+    : nothing;
 
 export interface LogOptions {
   token: string;
@@ -88,6 +96,16 @@ export function messageLogPage(o: LogOptions, redraw: Redraw) {
   };
   const filtered = Object.values(f).some(Boolean);
   const back = o.mode === 'dashboard' ? appBackLink(o.token, o.appId, redraw) : undefined;
+  const replay = replayPanel(
+    {
+      token: o.token,
+      appId: o.appId,
+      mode: o.mode,
+      eventTypes: () => (catalog.data ?? []).map((t) => t.name),
+      onDone: () => void page.reload(),
+    },
+    redraw,
+  );
   // New messages are counted as they are sent and shown on request, so the list does not move under the reader.
   const fresh = new Set<string>();
   const stop = follow(
@@ -141,13 +159,14 @@ export function messageLogPage(o: LogOptions, redraw: Redraw) {
         ${filtered ? html`<a class="button secondary" href=${o.base}>Clear</a>` : nothing}
       </div>
     </form>
+    ${replay()}
     ${show(page, o.mode, (list) =>
       list.items.length
         ? html`<ul class="cards messages">
               ${list.items.map(
                 (m) => html`<li class="card message">
                   <a class="card-link" href="${o.base}/${m.id}">
-                    <code>${m.eventType}</code>${m.test ? html` <span class="badge badge-test">test</span>` : nothing}
+                    <code>${m.eventType}</code>${m.test ? html` <span class="badge badge-test">test</span>` : nothing}${scheduledFor(m.deliverAt)}
                     <span class="badges">${m.deliveries.nodes.length ? m.deliveries.nodes.map((d) => badge(d.status)) : html`<span class="muted">no deliveries</span>`}</span>
                   </a>
                   <p class="muted">${time(m.createdAt)}${o.byRecipient ? html` · ${m.recipientId}` : nothing} · <span class="mono">${m.messageId}</span></p>
@@ -285,11 +304,30 @@ export function messageDetailPage(
         }
       },
     );
+  const cancelScheduled = () =>
+    act(
+      (n) => (resendNotice = n),
+      redraw,
+      async () => {
+        busy = true;
+        try {
+          const { cancelScheduledMessage } = await gql(o.token, CancelScheduledFromPortalDocument, {
+            input: { appId: o.appId, messageId: o.id },
+          });
+          await refresh();
+          return `Canceled: ${cancelScheduledMessage.canceled.length} scheduled deliver${cancelScheduledMessage.canceled.length === 1 ? 'y' : 'ies'} will not be sent.`;
+        } finally {
+          busy = false;
+        }
+      },
+    );
+  const scheduled = () => deliveries.items.some((d) => d.status === 'SCHEDULED');
   return () => html`<section>
     <div class="section-head">
       <p><a href=${o.base}>← Messages</a></p>
       <span class="actions">
         <button class="secondary" @click=${() => void refresh()}>Refresh</button>
+        ${scheduled() ? html`<button class="secondary" ?disabled=${busy} @click=${() => void cancelScheduled()}>Cancel scheduled send</button>` : nothing}
         <button ?disabled=${busy} @click=${() => void resend()}>Resend</button>
       </span>
     </div>
@@ -297,7 +335,7 @@ export function messageDetailPage(
     ${show(data, o.mode, (m) =>
       !m
         ? empty('This message does not exist.')
-        : html`<h2><code>${m.eventType}</code>${m.test ? html` <span class="badge badge-test">test</span>` : nothing}</h2>
+        : html`<h2><code>${m.eventType}</code>${m.test ? html` <span class="badge badge-test">test</span>` : nothing}${scheduledFor(m.deliverAt)}</h2>
             <p class="muted">${time(m.createdAt)} · id <span class="mono">${m.messageId}</span>${o.mode === 'dashboard' ? html` · recipient ${m.recipientId}` : nothing}</p>
             <div class="panel">
               <h3>Data</h3>

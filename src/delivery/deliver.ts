@@ -113,7 +113,7 @@ export class WorkspaceShares {
 
 interface Loaded {
   deliveryId: string;
-  status: 'PENDING' | 'SENDING' | 'SUCCEEDED' | 'FAILED' | 'CANCELED';
+  status: 'PENDING' | 'SENDING' | 'SUCCEEDED' | 'FAILED' | 'CANCELED' | 'SCHEDULED';
   /** A scheduled try is due (nextAttemptAt is set); a manual success clears it. */
   scheduled: boolean;
   /** Milliseconds since the epoch. */
@@ -139,6 +139,10 @@ interface Loaded {
   /** The secrets that sign now, newest first. */
   secrets: string[];
 }
+
+/** A delivery waits for a scheduled try: PENDING, SENDING, or SCHEDULED (a scheduled send's first), with nextAttemptAt set. */
+const isWaiting = (loaded: Loaded) =>
+  (loaded.status === 'PENDING' || loaded.status === 'SENDING' || loaded.status === 'SCHEDULED') && loaded.scheduled;
 
 /** Error kind of an attempt whose worker died mid-send; it does not count as the endpoint failing. */
 export const WORKER_LOST = 'worker_lost';
@@ -223,7 +227,7 @@ async function claimRound(
     const alone: DeliveryJob[] = [];
     for (const job of jobs) {
       const loaded = loadedById.get(job.deliveryId);
-      const waiting = loaded && (loaded.status === 'PENDING' || loaded.status === 'SENDING') && loaded.scheduled;
+      const waiting = loaded && isWaiting(loaded);
       if (
         loaded &&
         job.runs === 1 &&
@@ -414,7 +418,7 @@ async function startAttempt(deps: DeliverDeps, sql: SqlExecutor, job: DeliveryJo
     for (const { id } of lost.rows) events.push(attemptEvent(loaded, id, 'FAILED'));
   }
 
-  const waiting = (loaded.status === 'PENDING' || loaded.status === 'SENDING') && loaded.scheduled;
+  const waiting = isWaiting(loaded);
   if (trigger === 'SCHEDULED' && !waiting) {
     await complete();
     return { events };
@@ -422,7 +426,7 @@ async function startAttempt(deps: DeliverDeps, sql: SqlExecutor, job: DeliveryJo
   if (loaded.disabled) {
     await sql.query(
       `UPDATE "Delivery" SET status = 'FAILED', "nextAttemptAt" = NULL, "updatedAt" = now()
-       WHERE id = $1 AND status IN ('PENDING', 'SENDING')`,
+       WHERE id = $1 AND status IN ('PENDING', 'SENDING', 'SCHEDULED')`,
       [deliveryId],
     );
     await complete();

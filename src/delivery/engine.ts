@@ -21,11 +21,14 @@ import {
   fenceOf,
   JOB_HEARTBEAT_SECONDS,
   RECOVER_QUEUE,
+  REPLAY_QUEUE,
   type RecoverJob,
+  type ReplayJob,
   startQueue,
   triesOf,
 } from './queue.ts';
 import { runRecoverJob } from './recover.ts';
+import { runReplayJob } from './replay.ts';
 import { createSender } from './sender.ts';
 import { type QueueWorker, startWorker } from './worker.ts';
 
@@ -69,6 +72,8 @@ export async function startDeliveryEngine({ config, db, logger, live, work }: En
     deliveriesCommitted: () => deliveryWorker?.wake(),
     recoverRequested: (sql, { endpointId, since, until }) =>
       queue.enqueueRecover(sql, { endpointId, since: since.toISOString(), until: (until ?? new Date()).toISOString() }),
+    replayRequested: (sql, replayId) => queue.enqueueReplay(sql, { replayId }),
+    scheduledCanceled: (sql, deliveryIds) => queue.deleteScheduled(sql, deliveryIds),
   };
 
   let deliveryWorker: QueueWorker | undefined;
@@ -131,6 +136,24 @@ export async function startDeliveryEngine({ config, db, logger, live, work }: En
     pollIntervalMs: POLL_INTERVAL_MS * 5,
     handler: (job) => runRecoverJob({ pool: db.pool, queue, queued: hooks.deliveriesCommitted!, hooks }, job),
   });
+  const replays = startWorker<Job<ReplayJob>>({
+    name: 'replay',
+    source: {
+      take: (max) => queue.boss.fetch<ReplayJob>(REPLAY_QUEUE, { batchSize: max }),
+      key: (job) => job.id,
+      fail: async (job, error) => {
+        await queue.boss.fail(
+          REPLAY_QUEUE,
+          { id: job.id, retryCount: job.retryCount },
+          { message: error instanceof Error ? error.message : String(error) },
+        );
+      },
+    },
+    logger,
+    concurrency: 1,
+    pollIntervalMs: POLL_INTERVAL_MS * 5,
+    handler: (job) => runReplayJob({ pool: db.pool, queue, queued: hooks.deliveriesCommitted! }, job),
+  });
 
   // pg-boss's NOTIFY (jobs queued, by any process, ready now) wakes the
   // worker of that queue at once. A job failed by pg-boss's supervisor (its
@@ -143,10 +166,12 @@ export async function startDeliveryEngine({ config, db, logger, live, work }: En
       (payload: string) => {
         if (payload === DELIVERY_QUEUE) deliveryWorker?.wake();
         else if (payload === RECOVER_QUEUE) recoveries.wake();
+        else if (payload === REPLAY_QUEUE) replays.wake();
       },
       () => {
         deliveryWorker?.wake();
         recoveries.wake();
+        replays.wake();
       },
     );
     if (listening) listens.push(listening);
@@ -183,7 +208,7 @@ export async function startDeliveryEngine({ config, db, logger, live, work }: En
     stop() {
       stopping ??= (async () => {
         await Promise.all(listens.map((l) => l.close().catch(() => undefined)));
-        await Promise.all([deliveryWorker!.stop(), recoveries.stop()]);
+        await Promise.all([deliveryWorker!.stop(), recoveries.stop(), replays.stop()]);
         await sender.close();
         registry.removeSingleMetric('dispatch_delivery_queue_jobs');
         await queue.stop();

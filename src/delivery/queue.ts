@@ -34,6 +34,8 @@ export const QUEUE_SCHEMA = 'pgboss';
 /** Every try of every delivery. */
 export const DELIVERY_QUEUE = 'dispatch-try';
 export const RECOVER_QUEUE = 'dispatch-recover';
+/** replayMessages' background work. */
+export const REPLAY_QUEUE = 'dispatch-replay';
 
 /** A fetched job whose heartbeat is older than this is failed by pg-boss's supervisor and fetched again. */
 export const JOB_HEARTBEAT_SECONDS = 10;
@@ -145,6 +147,10 @@ export interface RecoverJob {
   until: string;
 }
 
+export interface ReplayJob {
+  replayId: string;
+}
+
 /** A delivery try to queue. */
 export interface QueuedTry {
   deliveryId: string;
@@ -153,6 +159,8 @@ export interface QueuedTry {
   try?: number;
   /** Not before this time; now when absent. */
   startAfter?: Date;
+  /** The job's id, when it must be known to find the job again (a scheduled send's first try: scheduledTryJobId). */
+  jobId?: string;
   /** Runs this try had before (an upgrade moving a running try). */
   runs?: number;
   /** Whose try: the app. Its recent volume sets the job's priority (see createFairPriority). */
@@ -213,6 +221,9 @@ export interface DeliveryQueue {
   /** Queues tries in the transaction of `sql` (one statement for all of them). */
   enqueue(sql: SqlExecutor, tries: QueuedTry[]): Promise<void>;
   enqueueRecover(sql: SqlExecutor, job: RecoverJob): Promise<void>;
+  enqueueReplay(sql: SqlExecutor, job: ReplayJob): Promise<void>;
+  /** Deletes the first-try jobs of these scheduled deliveries (scheduledTryJobId), in the transaction of `sql`; returns how many it deleted. */
+  deleteScheduled(sql: SqlExecutor, deliveryIds: string[]): Promise<number>;
   /**
    * Fetches up to `max` ready jobs in the transaction of `sql`, at most
    * `endpointLimit` active per endpoint counting every process's, none of
@@ -237,6 +248,7 @@ const tryJob = (t: QueuedTry, priority = 0): JobInsert<TryData> => {
   if (t.try != null) data.n = t.try;
   if (t.runs) data.r = t.runs;
   return {
+    ...(t.jobId ? { id: t.jobId } : {}),
     data,
     group: { id: t.endpointId },
     ...(priority ? { priority } : {}),
@@ -297,6 +309,14 @@ export async function startQueue(options: QueueOptions): Promise<DeliveryQueue> 
     retryDelayMax: 60,
     expireInSeconds: 15 * 60,
   });
+  await ensureQueue(boss, REPLAY_QUEUE, {
+    notify: true,
+    retryLimit: RECOVER_RETRY_LIMIT,
+    retryDelay: 1,
+    retryBackoff: true,
+    retryDelayMax: 60,
+    expireInSeconds: 15 * 60,
+  });
   await ensureQueue(
     boss,
     DELIVERY_QUEUE,
@@ -339,6 +359,15 @@ export async function startQueue(options: QueueOptions): Promise<DeliveryQueue> 
     },
     async enqueueRecover(sql, job) {
       await boss.insert(RECOVER_QUEUE, [{ data: job }], { db: asBossDb(sql) });
+    },
+    async enqueueReplay(sql, job) {
+      await boss.insert(REPLAY_QUEUE, [{ data: job }], { db: asBossDb(sql) });
+    },
+    async deleteScheduled(sql, deliveryIds) {
+      if (deliveryIds.length === 0) return 0;
+      const result = await boss.deleteJob(DELIVERY_QUEUE, deliveryIds.map(scheduledTryJobId), { db: asBossDb(sql) });
+      analyzer.note(deliveryIds.length);
+      return (result as { affected?: number }).affected ?? 0;
     },
     async claim(sql, max, endpointLimit, skip) {
       await sql.query({ name: 'dispatch_fetch_lock', text: 'SELECT pg_advisory_xact_lock($1)', values: [FETCH_LOCK] });
@@ -454,7 +483,7 @@ async function moveUpgradedTries(boss: PgBoss, pool: pg.Pool, logger: Logger): P
   }
 }
 
-/** The tries of deliveries just created, now. */
+/** The tries of deliveries just created: now, or at a scheduled message's deliverAt. */
 export function triesOf(deliveries: NewDelivery[], manual: boolean): QueuedTry[] {
   return deliveries.map((d) => ({
     deliveryId: d.id,
@@ -462,5 +491,17 @@ export function triesOf(deliveries: NewDelivery[], manual: boolean): QueuedTry[]
     tenant: d.appId,
     trigger: manual ? 'MANUAL' : 'SCHEDULED',
     ...(manual ? {} : { try: 1 }),
+    ...(d.deliverAt && !manual ? { startAfter: d.deliverAt, jobId: scheduledTryJobId(d.id) } : {}),
   }));
+}
+
+/**
+ * The pg-boss job id (a UUID) of a scheduled send's first try, derived from
+ * its delivery's id, so cancelScheduledMessage finds the job to delete
+ * without storing its id anywhere.
+ */
+export function scheduledTryJobId(deliveryId: string): string {
+  const h = createHash('sha256').update(`scheduled-try:${deliveryId}`).digest('hex');
+  // Version 8 (custom) and the RFC 4122 variant bits.
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-8${h.slice(13, 16)}-${((Number.parseInt(h[16]!, 16) & 0x3) | 0x8).toString(16)}${h.slice(17, 20)}-${h.slice(20, 32)}`;
 }

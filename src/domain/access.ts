@@ -45,6 +45,10 @@ export const visible = {
       ? { message: { app: { workspaceId: actor.workspaceId } } }
       : { recipientId: actor.recipientId };
   },
+  /** A portal token sees the replays of its own recipient (its own, and an operator's of that recipient). */
+  replay(actor: Actor): Prisma.ReplayWhereInput {
+    return actor.kind === 'operator' ? { app: { workspaceId: actor.workspaceId } } : { recipientId: actor.recipientId };
+  },
   portalSession(actor: Actor): Prisma.PortalSessionWhereInput {
     return actor.kind === 'operator' ? { app: { workspaceId: actor.workspaceId } } : NOTHING;
   },

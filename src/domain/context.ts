@@ -25,6 +25,8 @@ export interface NewDelivery {
   endpointId: string;
   appId: string;
   recipientId: string;
+  /** A scheduled message's deliverAt, still ahead: its first try waits for it. */
+  deliverAt?: Date;
 }
 
 /**
@@ -39,6 +41,10 @@ export interface DeliveryHooks {
   deliveriesCommitted?(): void;
   /** Resend every failed delivery of an endpoint in a window, as background work. */
   recoverRequested?(sql: SqlExecutor, request: { endpointId: string; since: Date; until: Date | null }): Promise<void>;
+  /** Queue a bulk replay's background work (replayMessages). */
+  replayRequested?(sql: SqlExecutor, replayId: string): Promise<void>;
+  /** Delete the not yet started first tries of these scheduled deliveries (cancelScheduledMessage); returns how many. */
+  scheduledCanceled?(sql: SqlExecutor, deliveryIds: string[]): Promise<number>;
 }
 
 /**

@@ -13,6 +13,10 @@ export const ERROR_CODES = [
   'UNSAFE_URL',
   'ENDPOINT_DISABLED',
   'RATE_LIMITED',
+  /** sendMessage's deliverAt is further ahead than MAX_SCHEDULE_AHEAD_SECONDS. */
+  'DELIVER_AT_TOO_LATE',
+  /** cancelScheduledMessage: the message has no try left to cancel (they started, or it was not scheduled). */
+  'NOT_CANCELABLE',
   /** The database is unreachable or restarting (HTTP 503): nothing was done; try again shortly. */
   'SERVICE_UNAVAILABLE',
   /**

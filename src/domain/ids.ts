@@ -13,6 +13,7 @@ export const ID_PREFIX = {
   Delivery: 'dlv',
   Attempt: 'atm',
   PortalSession: 'pts',
+  Replay: 'rpl',
 } as const;
 
 export type IdType = keyof typeof ID_PREFIX;

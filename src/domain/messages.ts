@@ -37,6 +37,29 @@ export interface SendMessageInput {
   messageUid?: string | null;
   /** The same as messageUid under the name other services use. */
   idempotencyKey?: string | null;
+  /** A scheduled send: no try before this time; in the past means now; at most MAX_SCHEDULE_AHEAD_SECONDS ahead. */
+  deliverAt?: Date | null;
+}
+
+/** How far ahead a message may be scheduled (deliverAt): 30 days. */
+export const MAX_SCHEDULE_AHEAD_SECONDS = 30 * 24 * 3600;
+
+/**
+ * The deliverAt to store: null when none was given, now when it is past,
+ * DELIVER_AT_TOO_LATE beyond MAX_SCHEDULE_AHEAD_SECONDS.
+ */
+export function deliverAtOf(given: Date | null | undefined, now = new Date()): Date | null {
+  if (given == null) return null;
+  if (Number.isNaN(given.getTime())) throw badInput('deliverAt must be a valid time');
+  const latest = now.getTime() + MAX_SCHEDULE_AHEAD_SECONDS * 1000;
+  if (given.getTime() > latest) {
+    throw new DispatchError(
+      'DELIVER_AT_TOO_LATE',
+      `deliverAt may be at most ${MAX_SCHEDULE_AHEAD_SECONDS / 86_400} days ahead (until ${new Date(latest).toISOString()})`,
+      { latest: new Date(latest).toISOString(), maxSeconds: MAX_SCHEDULE_AHEAD_SECONDS },
+    );
+  }
+  return given.getTime() > now.getTime() ? given : now;
 }
 
 export interface SendMessageResult {
@@ -111,6 +134,7 @@ async function send(
   checkExternalId(input.recipientUid, 'recipientId');
   checkEventTypeName(input.eventType);
   if (input.data === undefined) throw badInput('data is required');
+  const deliverAt = deliverAtOf(input.deliverAt);
   const serialized = JSON.stringify(input.data);
   const size = Buffer.byteLength(serialized);
   if (size > ctx.settings.maxPayloadBytes) {
@@ -139,7 +163,7 @@ async function send(
       known,
       input,
       mode,
-      message: { id, uid, serialized, dataHash },
+      message: { id, uid, serialized, dataHash, deliverAt },
       deliveryIdCount: deliveryIds,
     });
     if (!stored.eventTypeOk) {
@@ -162,13 +186,7 @@ async function send(
       return duplicateOrConflict(existing, input, dataHash);
     }
     const { message } = stored;
-    const deliveries: NewDelivery[] = stored.deliveries.map((d) => ({
-      id: d.id,
-      messageId: message.id,
-      endpointId: d.endpointId,
-      appId: message.appId,
-      recipientId: message.recipientId,
-    }));
+    const deliveries = deliveriesOf([stored]);
     if (deliveries.length) ctx.hooks.deliveriesCommitted?.();
     ctx.events?.messageCreated({ messageId: message.id, appId: message.appId, recipientId: message.recipientId });
     return { message, deduplicated: false, deliveries };
@@ -266,7 +284,7 @@ interface ToStore {
   known: KnownEventType;
   input: SendMessageInput;
   mode: SendMode;
-  message: { id: string; uid: string; serialized: string; dataHash: string };
+  message: { id: string; uid: string; serialized: string; dataHash: string; deliverAt: Date | null };
   deliveryIdCount: number;
 }
 
@@ -307,6 +325,7 @@ function storeMessage(ctx: DomainContext, item: ToStore): Promise<Stored> {
 const storeBatchers = new WeakMap<pg.Pool, WeakMap<DeliveryHooks, (item: ToStore) => Promise<Stored>>>();
 
 function deliveriesOf(stored: Stored[]): NewDelivery[] {
+  const now = Date.now();
   return stored.flatMap(({ message, deliveries }) =>
     message
       ? deliveries.map((d) => ({
@@ -315,6 +334,7 @@ function deliveriesOf(stored: Stored[]): NewDelivery[] {
           endpointId: d.endpointId,
           appId: message.appId,
           recipientId: message.recipientId,
+          ...(message.deliverAt && message.deliverAt.getTime() > now ? { deliverAt: message.deliverAt } : {}),
         }))
       : [],
   );
@@ -346,8 +366,8 @@ async function storeMessages(sql: SqlExecutor, items: ToStore[]): Promise<Stored
   >({
     name: 'dispatch_store_messages',
     text: `WITH input AS (
-       SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $14::boolean[], $15::text[])
-         WITH ORDINALITY AS i(id, "appId", uid, "eventType", data, "dataHash", "recipientUid", "newRecipientId", "eventTypeId", "workspaceId", schema, test, "onlyEndpointId", ord)
+       SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $14::boolean[], $15::text[], $16::timestamptz[])
+         WITH ORDINALITY AS i(id, "appId", uid, "eventType", data, "dataHash", "recipientUid", "newRecipientId", "eventTypeId", "workspaceId", schema, test, "onlyEndpointId", "deliverAt", ord)
      ), usable AS (
        SELECT i.ord FROM input i
        JOIN "EventType" et ON et.id = i."eventTypeId" AND et."appId" = i."appId" AND et."archivedAt" IS NULL
@@ -388,15 +408,18 @@ async function storeMessages(sql: SqlExecutor, items: ToStore[]): Promise<Stored
          LEFT JOIN existing x ON x.ord = w.ord
          LEFT JOIN created c ON x.id IS NULL AND c."appId" = w."appId" AND c.uid = w."recipientUid"
      ), message AS (
-       INSERT INTO "Message" (id, "appId", "recipientId", uid, "eventType", data, "dataHash", test)
-       SELECT w.id, w."appId", r.id, w.uid, w."eventType", w.data::jsonb, w."dataHash", w.test
+       INSERT INTO "Message" (id, "appId", "recipientId", uid, "eventType", data, "dataHash", test, "deliverAt")
+       SELECT w.id, w."appId", r.id, w.uid, w."eventType", w.data::jsonb, w."dataHash", w.test, w."deliverAt"
        FROM wanted w JOIN recipient r ON r.ord = w.ord AND r.id IS NOT NULL
        ORDER BY w."appId", w.uid
        ON CONFLICT ("appId", uid) DO NOTHING
-       RETURNING id, "appId", "recipientId", uid, "eventType", data, "dataHash", test, "createdAt"
+       RETURNING id, "appId", "recipientId", uid, "eventType", data, "dataHash", test, "deliverAt", "createdAt"
      ), delivery AS (
-       INSERT INTO "Delivery" (id, "appId", "recipientId", "messageId", "endpointId", "nextAttemptAt", "updatedAt")
-       SELECT ($12::text[])[((i.ord - 1) * $13 + e.n)::int], m."appId", m."recipientId", m.id, e.id, now(), now()
+       -- A scheduled message's deliveries wait, SCHEDULED, for its deliverAt (their first try's startAfter).
+       INSERT INTO "Delivery" (id, "appId", "recipientId", "messageId", "endpointId", status, "nextAttemptAt", "updatedAt")
+       SELECT ($12::text[])[((i.ord - 1) * $13 + e.n)::int], m."appId", m."recipientId", m.id, e.id,
+         CASE WHEN m."deliverAt" > now() THEN 'SCHEDULED'::"DeliveryStatus" ELSE 'PENDING'::"DeliveryStatus" END,
+         GREATEST(m."deliverAt", now()), now()
        FROM message m JOIN input i ON i.id = m.id JOIN endpoints e ON e.ord = i.ord
        RETURNING id, "endpointId", "messageId"
      ), made AS (
@@ -404,7 +427,7 @@ async function storeMessages(sql: SqlExecutor, items: ToStore[]): Promise<Stored
        FROM delivery GROUP BY "messageId"
      )
      SELECT EXISTS (SELECT 1 FROM usable u WHERE u.ord = i.ord) AS "eventTypeOk", c.c AS "endpointCount",
-       m.id, m."appId", m."recipientId", m.uid, m."eventType", m.data, m."dataHash", m.test, m."createdAt",
+       m.id, m."appId", m."recipientId", m.uid, m."eventType", m.data, m."dataHash", m.test, m."deliverAt", m."createdAt",
        COALESCE(made.ids, '{}') AS "deliveryIds", COALESCE(made."endpointIds", '{}') AS "deliveryEndpointIds"
      FROM input i JOIN counted c ON c.ord = i.ord LEFT JOIN message m ON m.id = i.id LEFT JOIN made ON made."messageId" = i.id
      ORDER BY i.ord`,
@@ -424,6 +447,7 @@ async function storeMessages(sql: SqlExecutor, items: ToStore[]): Promise<Stored
       perMessage,
       items.map((it) => it.mode.test),
       items.map((it) => it.mode.endpointId),
+      items.map((it) => it.message.deliverAt?.toISOString() ?? null),
     ],
   });
   return rows.map(({ eventTypeOk, endpointCount, deliveryIds: ids, deliveryEndpointIds: endpointIds, ...stored }) => ({

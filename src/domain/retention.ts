@@ -2,7 +2,7 @@ import type pg from 'pg';
 import { idFloorAt } from './ids.ts';
 
 /**
- * Retention: messages (payloads) and attempts older than the retention
+ * Retention: messages (payloads), attempts and bulk replays older than the retention
  * setting are deleted in small batches, each its own short statement, so no
  * lock is held for long and the API and workers never wait behind a purge.
  */
@@ -63,7 +63,7 @@ export async function purgeExpired(pool: pg.Pool, options: PurgeOptions): Promis
       `WITH batch AS (
          SELECT m.id FROM "Message" m
          WHERE m.id > $1 AND m.id < $2 AND m."createdAt" < $3
-           AND NOT EXISTS (SELECT 1 FROM "Delivery" d WHERE d."messageId" = m.id AND d.status IN ('PENDING', 'SENDING'))
+           AND NOT EXISTS (SELECT 1 FROM "Delivery" d WHERE d."messageId" = m.id AND d.status IN ('PENDING', 'SENDING', 'SCHEDULED'))
          ORDER BY m.id LIMIT $4 FOR UPDATE SKIP LOCKED
        ), gone_attempts AS (
          DELETE FROM "Attempt" a USING batch WHERE a."messageId" = batch.id RETURNING 1
@@ -88,8 +88,25 @@ export async function purgeExpired(pool: pg.Pool, options: PurgeOptions): Promis
     after = row.last;
     if (messages < batchSize) break;
   }
+
+  // Bulk replays (replayMessages) of the same age, a few at a time: each takes
+  // up to MAX_REPLAY_DELIVERIES ReplayDelivery rows with it.
+  const replayFloor = idFloorAt('Replay', options.olderThan);
+  for (;;) {
+    const { rowCount } = await pool.query(
+      `DELETE FROM "Replay" WHERE id IN (
+         SELECT id FROM "Replay" WHERE id < $1 AND "createdAt" < $2 ORDER BY id LIMIT ${REPLAYS_PER_BATCH} FOR UPDATE SKIP LOCKED)`,
+      [replayFloor, options.olderThan],
+    );
+    if (!rowCount) break;
+    counts.batches++;
+    if (rowCount < REPLAYS_PER_BATCH) break;
+  }
   return counts;
 }
+
+/** Replays deleted per statement by retention. */
+const REPLAYS_PER_BATCH = 10;
 
 /** Deletes the stat bins (Endpoint.stats) older than `olderThan`, as many short statements. */
 export async function purgeEndpointStats(pool: pg.Pool, olderThan: Date, batchSize: number): Promise<number> {

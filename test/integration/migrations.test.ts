@@ -71,10 +71,12 @@ describe('a migrated database matches prisma/schema.prisma', () => {
       'Message',
       'PortalSession',
       'Recipient',
+      'Replay',
+      'ReplayDelivery',
       'Workspace',
     ]);
     expect(expected.enums).toEqual({
-      DeliveryStatus: ['PENDING', 'SENDING', 'SUCCEEDED', 'FAILED', 'CANCELED'],
+      DeliveryStatus: ['PENDING', 'SENDING', 'SUCCEEDED', 'FAILED', 'CANCELED', 'SCHEDULED'],
       AttemptStatus: ['SENDING', 'SUCCEEDED', 'FAILED'],
       AttemptTrigger: ['SCHEDULED', 'MANUAL'],
       SignatureScheme: ['HMAC_SHA256', 'ED25519'],
@@ -136,8 +138,8 @@ describe('a migrated database matches prisma/schema.prisma', () => {
       deferrable: false,
     });
     expect(expected.constraints['"Workspace".Workspace_pkey']?.kind).toBe('primary key');
-    expect(Object.keys(expected.indexes)).toHaveLength(22);
-    expect(Object.values(expected.constraints).filter((c) => c.kind === 'foreign key')).toHaveLength(14);
+    expect(Object.keys(expected.indexes)).toHaveLength(25);
+    expect(Object.values(expected.constraints).filter((c) => c.kind === 'foreign key')).toHaveLength(17);
     // Relations documented "[no foreign key]" have none in the database.
     for (const key of [
       '"Attempt".Attempt_recipientId_fkey',
@@ -344,7 +346,7 @@ describe('a migrated database matches prisma/schema.prisma', () => {
       sql: `ALTER TYPE "DeliveryStatus" RENAME VALUE 'PENDING' TO 'WAITING'; ALTER TYPE "DeliveryStatus" ADD VALUE 'PENDING' AFTER 'CANCELED'`,
       differences: [
         `column "Delivery"."status": default is "'WAITING'", the schema says "'PENDING'"`,
-        'enum DeliveryStatus is ["WAITING","SENDING","SUCCEEDED","FAILED","CANCELED","PENDING"], the schema says ["PENDING","SENDING","SUCCEEDED","FAILED","CANCELED"]',
+        'enum DeliveryStatus is ["WAITING","SENDING","SUCCEEDED","FAILED","CANCELED","PENDING","SCHEDULED"], the schema says ["PENDING","SENDING","SUCCEEDED","FAILED","CANCELED","SCHEDULED"]',
       ],
     },
     {

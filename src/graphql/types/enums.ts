@@ -1,7 +1,16 @@
 import { builder } from '../builder.ts';
 
 export const DeliveryStatusEnum = builder.enumType('DeliveryStatus', {
-  values: ['PENDING', 'SENDING', 'SUCCEEDED', 'FAILED', 'CANCELED'] as const,
+  values: {
+    PENDING: { description: 'A try is due (now, or at nextAttemptAt for a retry).' },
+    SENDING: { description: 'A try is in flight.' },
+    SUCCEEDED: {},
+    FAILED: { description: 'Every try failed (or the endpoint was disabled); resend or replay it.' },
+    CANCELED: { description: 'A scheduled send canceled before its first try (cancelScheduledMessage).' },
+    SCHEDULED: {
+      description: "A scheduled send waiting for its message's deliverAt (nextAttemptAt); no try has started.",
+    },
+  } as const,
 });
 
 export const AttemptStatusEnum = builder.enumType('AttemptStatus', {

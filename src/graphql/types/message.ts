@@ -50,6 +50,12 @@ export const MessageRef = builder.prismaNode('Message', {
     }),
     eventType: t.exposeString('eventType'),
     test: t.exposeBoolean('test', { description: 'A test event sent from the portal (sendTestMessage).' }),
+    deliverAt: t.expose('deliverAt', {
+      type: 'DateTime',
+      nullable: true,
+      description:
+        'A scheduled send: no try before this time (its deliveries are SCHEDULED until then). Null when sent at once.',
+    }),
     data: t.expose('data', { type: 'JSON' }),
     createdAt: t.expose('createdAt', { type: 'DateTime' }),
     app: t.relation('app'),
@@ -153,6 +159,12 @@ const SendMessageInput = builder.inputType('SendMessageInput', {
       description: 'Your id for this message; sending it again deduplicates. Sent as webhook-id.',
     }),
     idempotencyKey: t.string({ description: 'Another name for messageId.' }),
+    deliverAt: t.field({
+      type: 'DateTime',
+      description:
+        'Schedule the send: stored now (the messageId deduplicates now), first try not before this time. ' +
+        'At most 30 days ahead (DELIVER_AT_TOO_LATE beyond); a past time means now.',
+    }),
   }),
 });
 
