@@ -182,6 +182,27 @@ function loadedOnce<R>(event: object, key: string, load: () => Promise<R>): Prom
   return value;
 }
 
+/** Log events' loaded rows kept at most (the tail keeps many recent events; their rows are not kept with them). */
+const LOADED_LOG_ROWS = 2000;
+const loadedLog = new Map<string, Promise<unknown>>();
+/**
+ * loadedOnce for the event log's events: keyed by the event's cursor (the
+ * same event read from the tail's memory or the database is one), in a
+ * bounded map, oldest out first, so subscribers reading the same events
+ * near one another share one payload object and memory stays bounded.
+ */
+function loadedOnceByCursor<R>(event: LogEvent, key: string, load: () => Promise<R>): Promise<R> {
+  const id = `${event.cursor}\u0000${key}`;
+  let value = loadedLog.get(id) as Promise<R> | undefined;
+  if (!value) {
+    value = load();
+    loadedLog.set(id, value);
+    value.catch(() => loadedLog.delete(id));
+    if (loadedLog.size > LOADED_LOG_ROWS) loadedLog.delete(loadedLog.keys().next().value!);
+  }
+  return value;
+}
+
 /**
  * The last result of a subscription that may have missed events: the bus
  * lost its connection, so whatever was published until it is back never
@@ -436,7 +457,7 @@ export function createLiveFeed(options: LiveFeedOptions): LiveFeed {
           if (!(await credential.check())) return [];
           return Promise.all(
             events.map((event) =>
-              loadedOnce(event, key, () =>
+              loadedOnceByCursor(event, key, () =>
                 batcher.load(key, model, args, event.rowId).then((row) => (row ? spec.present(row, event) : null)),
               ),
             ),

@@ -131,7 +131,10 @@ export class LogQueue<R> implements AsyncIterableIterator<R> {
   private async take(limit: number): Promise<{ events: LogEvent[]; reach: Position } | undefined> {
     if (this.gapEnd) {
       const end = this.gapEnd;
-      const events = await this.options.readRange(this.position, end, limit);
+      // From the tail's memory when it reaches back that far (the same event objects, shared), else the database.
+      const events =
+        this.options.tail.recent(this.position, end, this.options.accept, limit) ??
+        (await this.options.readRange(this.position, end, limit));
       return { events, reach: events.length === limit ? events.at(-1)! : end };
     }
     if (this.size === 0) return undefined;

@@ -174,6 +174,13 @@ export interface LogTail {
   subscribe(listener: (event: LogEvent) => void): () => void;
   /** Something was written (a bus notification): read soon. Calls within one tick make one read. */
   wake(): void;
+  /**
+   * The events in (after, upTo] that `accept` takes, at most `limit`, from
+   * the tail's memory of its recent events (the same objects it handed its
+   * listeners, so subscribers catching up share loaded rows), or undefined
+   * when that memory does not reach back to `after`.
+   */
+  recent(after: Position, upTo: Position, accept: (event: LogEvent) => boolean, limit: number): LogEvent[] | undefined;
   close(): void;
 }
 
@@ -184,6 +191,8 @@ export interface LogTailOptions {
   pollMs?: number;
   /** Events per read (default 1000). */
   pageSize?: number;
+  /** Recent events kept for subscribers catching up (default 20,000: ids only, a few MB). */
+  recentSize?: number;
 }
 
 /**
@@ -199,6 +208,10 @@ export function createLogTail(options: LogTailOptions): LogTail {
   const { pool, logger } = options;
   const pollMs = options.pollMs ?? 1000;
   const pageSize = options.pageSize ?? 1000;
+  const recentSize = options.recentSize ?? 20_000;
+  /** The latest events handed out, oldest first; every event after `recentFrom` is in it. */
+  let recentEvents: LogEvent[] = [];
+  let recentFrom: Position | undefined;
   const listeners = new Set<(event: LogEvent) => void>();
   let position: Position | undefined;
   let starting: Promise<void> | undefined;
@@ -239,6 +252,7 @@ export function createLogTail(options: LogTailOptions): LogTail {
             // Monotonic, even if ready() moved the position on while this read was out.
             if (comparePositions(event, position) <= 0) continue;
             position = event;
+            recentEvents.push(event);
             for (const listener of listeners) {
               try {
                 listener(event);
@@ -248,6 +262,12 @@ export function createLogTail(options: LogTailOptions): LogTail {
             }
           }
           position = maxPosition(position, page.head);
+          if (recentEvents.length > recentSize * 1.5) {
+            const dropped = recentEvents.length - recentSize;
+            const last = recentEvents[dropped - 1]!;
+            recentFrom = { xid: last.xid, seq: last.seq };
+            recentEvents = recentEvents.slice(dropped);
+          }
           if (page.events.length < pageSize || idle || closed) {
             if (page.pending) {
               pendingDelay = Math.min(200, pendingDelay ? pendingDelay * 2 : 10);
@@ -275,7 +295,12 @@ export function createLogTail(options: LogTailOptions): LogTail {
       starting ??= readHead(pool).then(
         (head) => {
           starting = undefined;
-          if (idle || position === undefined) position = maxPosition(position ?? head, head);
+          if (idle || position === undefined) {
+            position = maxPosition(position ?? head, head);
+            // A jump: what the memory holds no longer runs up to the position.
+            recentEvents = [];
+            recentFrom = position;
+          }
           idle = false;
           schedule(0);
         },
@@ -306,6 +331,24 @@ export function createLogTail(options: LogTailOptions): LogTail {
           clearTimeout(timer);
         }
       };
+    },
+    recent(after, upTo, accept, limit) {
+      if (recentFrom === undefined || comparePositions(after, recentFrom) < 0) return undefined;
+      // The first event after `after`: binary search, the memory is in order.
+      let low = 0;
+      let high = recentEvents.length;
+      while (low < high) {
+        const mid = (low + high) >>> 1;
+        if (comparePositions(recentEvents[mid]!, after) <= 0) low = mid + 1;
+        else high = mid;
+      }
+      const found: LogEvent[] = [];
+      for (let i = low; i < recentEvents.length && found.length < limit; i++) {
+        const event = recentEvents[i]!;
+        if (comparePositions(event, upTo) > 0) break;
+        if (accept(event)) found.push(event);
+      }
+      return found;
     },
     wake() {
       if (wakeQueued) return;
