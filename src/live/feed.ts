@@ -20,7 +20,13 @@ import { SubscriberQueue } from './subscriber-queue.ts';
  * The live feed as the API sees it: one per API process, over its bus.
  *
  * The pieces and who owns what:
- * - workers publish ids on the bus (bus.ts; pg-bus.ts over LISTEN/NOTIFY);
+ * - attemptUpdated, messageCreated and operationalEvent read the event log
+ *   (log.ts: LiveEvent, written by triggers in the writing transaction) through
+ *   one tail reader per process; each subscriber is a LogQueue (log-queue.ts),
+ *   which resumes after a cursor and reads again from the log what it fell
+ *   behind on, so nothing is lost;
+ * - workers publish ids on the bus (bus.ts; pg-bus.ts over LISTEN/NOTIFY):
+ *   for the log's feeds only a wake-up, for endpointHealthChanged the events;
  * - the domain settles what a subscriber may see (domain/live-feed.ts) and
  *   whether its credential is still live (domain/credential-checks.ts);
  * - this module queues each subscriber's events (subscriber-queue.ts), loads
@@ -80,7 +86,11 @@ export type FeedRow = { id: string } & Record<string, unknown>;
  */
 export type Feed = AsyncIterableIterator<FeedRow | DispatchError>;
 
-/** Events one subscriber may fall behind before it is cut off (see SubscriberQueue). */
+/**
+ * Events one subscriber holds in memory: beyond it, a log feed's subscriber
+ * reads the rest again from the log (LogQueue); endpointHealthChanged's is
+ * cut off (SubscriberQueue).
+ */
 export const SUBSCRIBER_BUFFER = 1000;
 
 /** Ids per batched read. */
