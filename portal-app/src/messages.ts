@@ -113,6 +113,7 @@ export function messageLogPage(o: LogOptions, redraw: Redraw) {
     LiveMessagesDocument,
     { appId: o.appId, recipientId: f.recipientId },
     {
+      cursor: ({ messageCreated }) => messageCreated.cursor,
       data: ({ messageCreated }) => {
         if (f.eventType && messageCreated.eventType !== f.eventType) return;
         if (page.data?.items.some((m) => m.id === messageCreated.id)) return;
@@ -278,6 +279,7 @@ export function messageDetailPage(
     LiveAttemptsDocument,
     { appId: o.appId, messageId: o.id },
     {
+      cursor: ({ attemptUpdated }) => attemptUpdated.cursor,
       data: () => void refresh(),
       error: () => undefined,
       interrupted: () => undefined,

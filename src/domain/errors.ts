@@ -25,6 +25,12 @@ export const ERROR_CODES = [
    * with queries what may have changed.
    */
   'FEED_INTERRUPTED',
+  /**
+   * A live-feed subscription's `after` cursor is older than what retention
+   * keeps of the feed: the events after it are gone. Re-read with queries,
+   * then subscribe again without `after` (or with a newer cursor).
+   */
+  'CURSOR_EXPIRED',
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];

@@ -123,13 +123,46 @@ export async function purgeEndpointStats(pool: pg.Pool, olderThan: Date, batchSi
 }
 
 /**
+ * Deletes the log's events written before `olderThan`, in batches, and
+ * moves the horizon (LiveEventHorizon) to the last one deleted, so older
+ * cursors answer CURSOR_EXPIRED. Walks the primary key from its start: the
+ * old events are its first rows (xids grow with time).
+ */
+export async function purgeLiveEvents(pool: pg.Pool, olderThan: Date, batchSize: number): Promise<number> {
+  let deleted = 0;
+  for (;;) {
+    const { rows } = await pool.query<{ deleted: string; xid: string | null; seq: string | null }>(
+      `WITH batch AS (
+         SELECT xid, seq FROM "LiveEvent" ORDER BY xid, seq LIMIT $2
+       ), old AS (
+         SELECT b.xid, b.seq FROM batch b JOIN "LiveEvent" e USING (xid, seq) WHERE e."createdAt" < $1
+       ), gone AS (
+         DELETE FROM "LiveEvent" e USING old WHERE e.xid = old.xid AND e.seq = old.seq RETURNING e.xid, e.seq
+       ), last AS (
+         SELECT xid, seq FROM gone ORDER BY xid DESC, seq DESC LIMIT 1
+       ), horizon AS (
+         INSERT INTO "LiveEventHorizon" (id, xid, seq) SELECT 1, xid, seq FROM last
+         ON CONFLICT (id) DO UPDATE SET xid = EXCLUDED.xid, seq = EXCLUDED.seq
+           WHERE ("LiveEventHorizon".xid, "LiveEventHorizon".seq) < (EXCLUDED.xid, EXCLUDED.seq)
+       )
+       SELECT (SELECT count(*) FROM gone)::text AS deleted, (SELECT xid::text FROM last) AS xid, (SELECT seq::text FROM last) AS seq`,
+      [olderThan, batchSize],
+    );
+    const count = Number(rows[0]!.deleted);
+    deleted += count;
+    // A batch not wholly old reached the first event to keep.
+    if (count < batchSize) return deleted;
+  }
+}
+
+/**
  * Makes the space of purged rows reusable at once, so the tables stop
  * growing as soon as retention keeps their rows level: autovacuum would come
  * by within a minute or so, and meanwhile every insert took new pages.
  * SKIP_LOCKED: a table another vacuum is on is left to it.
  */
 async function vacuumPurged(pool: pg.Pool): Promise<void> {
-  await pool.query('VACUUM (SKIP_LOCKED) "Attempt", "Delivery", "Message"');
+  await pool.query('VACUUM (SKIP_LOCKED) "Attempt", "Delivery", "Message", "LiveEvent"');
 }
 
 // Any constant shared by every Dispatch process: the advisory lock that makes
@@ -177,6 +210,7 @@ export function startRetentionSchedule(options: {
           });
           const olderThan = new Date(Date.now() - options.retentionMs);
           await purgeEndpointStats(options.pool, olderThan, options.batchSize ?? DEFAULT_PURGE_BATCH_SIZE);
+          await purgeLiveEvents(options.pool, olderThan, options.batchSize ?? DEFAULT_PURGE_BATCH_SIZE);
           if (counts.batches > 0) await vacuumPurged(options.pool);
           options.onPurged?.(counts);
           return counts;

@@ -26,6 +26,7 @@ export const builder = new SchemaBuilder<{
   Scalars: {
     JSON: { Input: unknown; Output: unknown };
     DateTime: { Input: Date; Output: Date };
+    Cursor: { Input: string; Output: string };
     ID: { Input: string; Output: string };
   };
   DefaultFieldNullability: false;

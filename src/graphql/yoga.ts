@@ -211,6 +211,7 @@ export function createGraphQLApp(deps: GraphQLAppDeps): GraphQLApp {
   const feed = createLiveFeed({
     bus: live,
     prisma: db.prisma,
+    pool: db.pool,
     maxPerCredential: config.maxSubscriptionsPerCredential,
   });
 

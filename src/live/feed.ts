@@ -1,3 +1,4 @@
+import type pg from 'pg';
 import type { Prisma, PrismaClient } from '../db/client.ts';
 import type { Actor } from '../domain/actor.ts';
 import {
@@ -8,7 +9,10 @@ import {
 } from '../domain/credential-checks.ts';
 import { DispatchError } from '../domain/errors.ts';
 import { attemptAtEvent, type FeedScope, inScope } from '../domain/live-feed.ts';
-import type { AttemptEvent, EndpointEvent, LiveBus, MessageEvent } from './bus.ts';
+import type { EndpointEvent, LiveBus } from './bus.ts';
+import { decodeCursor, type Position } from './cursor.ts';
+import { checkNotExpired, createLogTail, type LogEvent, type LogFilter, type LogKind, readRange } from './log.ts';
+import { LogQueue } from './log-queue.ts';
 import { liveEventsDelivered, liveEventsDropped, liveSubscribers, liveSubscriptionsInterrupted } from './metrics.ts';
 import { SubscriberQueue } from './subscriber-queue.ts';
 
@@ -16,7 +20,13 @@ import { SubscriberQueue } from './subscriber-queue.ts';
  * The live feed as the API sees it: one per API process, over its bus.
  *
  * The pieces and who owns what:
- * - workers publish ids on the bus (bus.ts; pg-bus.ts over LISTEN/NOTIFY);
+ * - attemptUpdated, messageCreated and operationalEvent read the event log
+ *   (log.ts: LiveEvent, written by triggers in the writing transaction) through
+ *   one tail reader per process; each subscriber is a LogQueue (log-queue.ts),
+ *   which resumes after a cursor and reads again from the log what it fell
+ *   behind on, so nothing is lost;
+ * - workers publish ids on the bus (bus.ts; pg-bus.ts over LISTEN/NOTIFY):
+ *   for the log's feeds only a wake-up, for endpointHealthChanged the events;
  * - the domain settles what a subscriber may see (domain/live-feed.ts) and
  *   whether its credential is still live (domain/credential-checks.ts);
  * - this module queues each subscriber's events (subscriber-queue.ts), loads
@@ -54,6 +64,12 @@ export interface FeedRequest<Where> {
   selection: { select?: Record<string, unknown>; include?: object };
   /** Its transport's way to drop it (absent when nothing can be dropped). */
   cutOff?: CutOff;
+  /**
+   * Resume after this cursor (the `cursor` of the last event received): the
+   * events after it are read from the event log first. Only on the feeds
+   * with cursors (attemptUpdated, messageCreated, operationalEvent).
+   */
+  after?: string | null;
 }
 
 /**
@@ -70,7 +86,11 @@ export type FeedRow = { id: string } & Record<string, unknown>;
  */
 export type Feed = AsyncIterableIterator<FeedRow | DispatchError>;
 
-/** Events one subscriber may fall behind before it is cut off (see SubscriberQueue). */
+/**
+ * Events one subscriber holds in memory: beyond it, a log feed's subscriber
+ * reads the rest again from the log (LogQueue); endpointHealthChanged's is
+ * cut off (SubscriberQueue).
+ */
 export const SUBSCRIBER_BUFFER = 1000;
 
 /** Ids per batched read. */
@@ -172,6 +192,27 @@ function loadedOnce<R>(event: object, key: string, load: () => Promise<R>): Prom
   return value;
 }
 
+/** Log events' loaded rows kept at most (the tail keeps many recent events; their rows are not kept with them). */
+const LOADED_LOG_ROWS = 2000;
+const loadedLog = new Map<string, Promise<unknown>>();
+/**
+ * loadedOnce for the event log's events: keyed by the event's cursor (the
+ * same event read from the tail's memory or the database is one), in a
+ * bounded map, oldest out first, so subscribers reading the same events
+ * near one another share one payload object and memory stays bounded.
+ */
+function loadedOnceByCursor<R>(event: LogEvent, key: string, load: () => Promise<R>): Promise<R> {
+  const id = `${event.cursor}\u0000${key}`;
+  let value = loadedLog.get(id) as Promise<R> | undefined;
+  if (!value) {
+    value = load();
+    loadedLog.set(id, value);
+    value.catch(() => loadedLog.delete(id));
+    if (loadedLog.size > LOADED_LOG_ROWS) loadedLog.delete(loadedLog.keys().next().value!);
+  }
+  return value;
+}
+
 /**
  * The last result of a subscription that may have missed events: the bus
  * lost its connection, so whatever was published until it is back never
@@ -241,6 +282,8 @@ async function watchCredential(
 export interface LiveFeedOptions {
   bus: LiveBus;
   prisma: PrismaClient;
+  /** Where the event log (LiveEvent) is read from. */
+  pool: pg.Pool;
   /** Subscriptions one API key or portal session may have open here at once; more are RATE_LIMITED. */
   maxPerCredential: number;
 }
@@ -249,8 +292,10 @@ const credentialOf = (actor: Actor) => (actor.kind === 'portal' ? actor.sessionI
 
 /** The live feed of one API process over `bus`. */
 export function createLiveFeed(options: LiveFeedOptions): LiveFeed {
-  const { bus, prisma, maxPerCredential } = options;
+  const { bus, prisma, pool, maxPerCredential } = options;
   const batcher = new RowBatcher(prisma);
+  /** This process's one reader of the event log, made when the first subscriber of a feed with cursors comes. */
+  let tail: ReturnType<typeof createLogTail> | undefined;
   /** Open subscriptions per API key or portal session. */
   const openPerCredential = new Map<string, number>();
 
@@ -286,7 +331,7 @@ export function createLiveFeed(options: LiveFeedOptions): LiveFeed {
     throw feedReconnecting();
   }
 
-  async function open<E extends AttemptEvent | MessageEvent | EndpointEvent>(spec: {
+  async function open<E extends EndpointEvent>(spec: {
     field: FeedField;
     model: Model;
     request: FeedRequest<object>;
@@ -304,7 +349,7 @@ export function createLiveFeed(options: LiveFeedOptions): LiveFeed {
     }
   }
 
-  async function openHeld<E extends AttemptEvent | MessageEvent | EndpointEvent>(
+  async function openHeld<E extends EndpointEvent>(
     spec: Parameters<typeof open<E>>[0],
     release: () => void,
   ): Promise<Feed> {
@@ -365,34 +410,106 @@ export function createLiveFeed(options: LiveFeedOptions): LiveFeed {
     return created;
   }
 
+  /**
+   * A feed with cursors: its events come from the event log through this
+   * process's tail reader (log.ts), so a lost LISTEN connection or a
+   * subscriber falling behind delays events but loses none, and `after`
+   * resumes where a previous subscription stopped.
+   */
+  async function openLog(spec: {
+    field: FeedField;
+    model: 'attempt' | 'message';
+    kind: LogKind;
+    request: FeedRequest<object>;
+    present(row: FeedRow, event: LogEvent): FeedRow;
+  }): Promise<Feed> {
+    const { field, model, request } = spec;
+    // A cursor that is not one is refused before anything else is read.
+    const after: Position | undefined = request.after != null ? decodeCursor(request.after) : undefined;
+    const release = hold(request.actor);
+    try {
+      tail ??= createLogTail({ pool });
+      try {
+        await tail.ready();
+      } catch {
+        liveSubscriptionsInterrupted.inc({ field });
+        throw feedReconnecting();
+      }
+      const scope = await request.scope();
+      if (after) await checkNotExpired(pool, after);
+      const { selection, actor } = request;
+      const query = selection.select ? { ...selection, select: { ...selection.select, id: true } } : selection;
+      const args = { ...query, where: scope.where };
+      const key = `${model}\u0000${JSON.stringify(args)}`;
+      const filter: LogFilter = {
+        kind: spec.kind,
+        appId: scope.appId,
+        ...(scope.recipientId !== undefined ? { recipientId: scope.recipientId } : {}),
+        ...(scope.messageId !== undefined ? { messageId: scope.messageId } : {}),
+        ...(scope.endpointId !== undefined ? { endpointId: scope.endpointId } : {}),
+      };
+      let queue: LogQueue<FeedRow | DispatchError> | undefined;
+      let unwake: (() => void) | undefined;
+      const credential = await watchCredential(prisma, actor, (error) => {
+        queue?.end(error);
+        request.cutOff?.(error.message, 'UNAUTHENTICATED');
+      });
+      liveSubscribers.inc({ field });
+      queue = new LogQueue<FeedRow | DispatchError>({
+        tail,
+        capacity: SUBSCRIBER_BUFFER,
+        ...(after ? { after } : {}),
+        accept: (event) =>
+          event.kind === spec.kind &&
+          inScope(scope, { ...event, endpointId: spec.kind === 'attempt' ? event.endpointId : undefined }),
+        readRange: (from, upTo, limit) => readRange(pool, from, upTo, filter, limit),
+        load: async (events) => {
+          if (!(await credential.check())) return [];
+          return Promise.all(
+            events.map((event) =>
+              loadedOnceByCursor(event, key, () =>
+                batcher.load(key, model, args, event.rowId).then((row) => (row ? spec.present(row, event) : null)),
+              ),
+            ),
+          );
+        },
+        onDelivered: () => liveEventsDelivered.inc({ field }),
+        onOverflow: (count) => liveEventsDropped.inc({ field, reason: 'overflow' }, count),
+        onReadFailed: () => liveEventsDropped.inc({ field, reason: 'load_failed' }),
+        onEnd: () => {
+          unwake?.();
+          credential.stop();
+          liveSubscribers.dec({ field });
+          release();
+        },
+      });
+      // The bus's notifications of this kind wake the tail: one listener per subscription, so the bus counts them.
+      const { wake: wakeTail } = tail;
+      // A closure of its own: a bus may keep listeners in a Set.
+      const wake = () => wakeTail();
+      unwake = spec.kind === 'attempt' ? bus.subscribeAttempts(wake) : bus.subscribeMessages(wake);
+      return queue;
+    } catch (error) {
+      release();
+      throw error;
+    }
+  }
+
+  const withCursor = (row: FeedRow, event: LogEvent): FeedRow => ({ ...row, cursor: event.cursor });
+
   return {
     attemptUpdated: (request) =>
-      open<AttemptEvent>({
+      openLog({
         field: 'attemptUpdated',
         model: 'attempt',
+        kind: 'attempt',
         request,
-        subscribe: (listener) => bus.subscribeAttempts(listener),
-        id: (event) => event.attemptId,
-        present: (row, event) => attemptAtEvent(row, event.status),
+        present: (row, event) => withCursor(attemptAtEvent(row, event.status ?? 'SENDING'), event),
       }),
     messageCreated: (request) =>
-      open<MessageEvent>({
-        field: 'messageCreated',
-        model: 'message',
-        request,
-        subscribe: (listener) => bus.subscribeMessages(listener),
-        id: (event) => event.messageId,
-        present: (row) => ({ ...row }),
-      }),
+      openLog({ field: 'messageCreated', model: 'message', kind: 'message', request, present: withCursor }),
     operationalEvent: (request) =>
-      open<MessageEvent>({
-        field: 'operationalEvent',
-        model: 'message',
-        request,
-        subscribe: (listener) => bus.subscribeMessages(listener),
-        id: (event) => event.messageId,
-        present: (row) => ({ ...row }),
-      }),
+      openLog({ field: 'operationalEvent', model: 'message', kind: 'message', request, present: withCursor }),
     endpointHealthChanged: (request) =>
       open<EndpointEvent>({
         field: 'endpointHealthChanged',

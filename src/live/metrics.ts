@@ -39,7 +39,7 @@ export const liveEventsDelivered = new client.Counter({
 
 export const liveEventsDropped = new client.Counter({
   name: 'dispatch_live_events_dropped_total',
-  help: 'Live events not delivered to a subscriber: overflow (the subscriber fell too far behind and was cut off) or load_failed (the database could not be read).',
+  help: 'Live events not delivered from memory: overflow (the subscriber fell too far behind: it was cut off, or, on the feeds with cursors, the events are read again from the log) or load_failed (the database could not be read; on the feeds with cursors, tried again).',
   labelNames: ['field', 'reason'] as const,
   registers: [registry],
 });
@@ -54,5 +54,12 @@ export const liveSubscriptionsInterrupted = new client.Counter({
   name: 'dispatch_live_subscriptions_interrupted_total',
   help: 'Subscriptions ended with FEED_INTERRUPTED, by field: open when the LISTEN connection was lost, or made while it was down.',
   labelNames: ['field'] as const,
+  registers: [registry],
+});
+
+export const liveLogReads = new client.Counter({
+  name: 'dispatch_live_log_reads_total',
+  help: "Reads of the live feed's event log: tail (this process's one reader following the log) or catch_up (a subscriber reading what it missed: a resumed cursor, or events it fell too far behind on).",
+  labelNames: ['reader'] as const,
   registers: [registry],
 });

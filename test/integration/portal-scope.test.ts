@@ -546,7 +546,7 @@ describe('a portal token sees only its own recipient, through every path', () =>
     });
     afterAll(async () => ws?.dispose());
 
-    it("carries only its own recipient's attempts, whatever is published on the bus", async () => {
+    it("carries only its own recipient's attempts, whatever is written or published on the bus", async () => {
       const received: string[] = [];
       let resolveOwn!: () => void;
       const ownArrived = new Promise<void>((resolve) => (resolveOwn = resolve));
@@ -578,14 +578,22 @@ describe('a portal token sees only its own recipient, through every path', () =>
           status: 'FAILED' as const,
         };
       };
-      for (const f of foreign) await t.dispatch.live.publishAttempt(await eventOf(f.attemptId));
-      // An event that names its own app and recipient but another's attempt: the row's own visibility still decides.
+      // Each attempt's status changes (the event log records it, with the row's own app and recipient) and is announced.
+      const change = async (attemptId: string) => {
+        await t.dispatch.db.pool.query(
+          `UPDATE "Attempt" SET status = CASE WHEN status = 'FAILED' THEN 'SUCCEEDED'::"AttemptStatus" ELSE 'FAILED'::"AttemptStatus" END WHERE id = $1`,
+          [attemptId],
+        );
+        await t.dispatch.live.publishAttempt(await eventOf(attemptId));
+      };
+      for (const f of foreign) await change(f.attemptId);
+      // A notification that names its own app and recipient but another's attempt: only a wake-up, the log decides.
       await t.dispatch.live.publishAttempt({
         ...(await eventOf(foreign[0]!.attemptId)),
         appId: own.appId,
         recipientId: own.recipientNodeId,
       });
-      await t.dispatch.live.publishAttempt(await eventOf(own.attemptId));
+      await change(own.attemptId);
       await ownArrived;
       stop();
       expect(received).toEqual([own.attemptId]);

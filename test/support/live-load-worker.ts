@@ -2,8 +2,11 @@
  * A child process of the live-feed load test (forked with an IPC channel), so
  * neither the subscribers nor the publisher share a CPU-bound event loop with
  * each other or with the test runner. Role `subscribers` opens its share of
- * graphql-ws clients and reports what each one received; role `publisher`
- * publishes attempt events at a fixed rate through a bus of its own.
+ * graphql-ws clients and reports what each one received, resubscribing with
+ * its last cursor whenever its subscription ends before it has everything;
+ * role `publisher` finishes attempts (SENDING -> FAILED) at a fixed rate, as a
+ * worker does: an UPDATE per 10 ms slice (the event log's trigger records
+ * each), then a notification on a bus of its own.
  *
  * Times are wall-clock milliseconds with sub-millisecond precision
  * (`performance.timeOrigin + performance.now()`), comparable across processes
@@ -38,6 +41,8 @@ export interface SubscriberReport {
   unexpected: number;
   errors: number;
   closed?: { code: number; reason: string };
+  /** Times the subscription ended early (cut off, error) and was made again after the last cursor. */
+  resubscribed: number;
   /** sha256 of the publish-order indices in receipt order: equal for subscribers that saw one order. */
   orderHash: string;
 }
@@ -71,41 +76,64 @@ async function runSubscribers(command: Extract<LoadCommand, { role: 'subscribers
       unexpected: 0,
       errors: 0,
       ended: false,
+      resubscribed: 0,
+      cursor: undefined as string | undefined,
       closed: undefined as { code: number; reason: string } | undefined,
     };
-    const client = createClient({
-      url: `${command.url.replace(/^http/, 'ws')}/graphql`,
-      webSocketImpl: WebSocket,
-      connectionParams: { authorization: `Bearer ${command.apiKey}` },
-      retryAttempts: 0,
-      shouldRetry: () => false,
-      lazy: false,
-      onNonLazyError: () => undefined,
-      on: {
-        closed: (event) =>
-          (state.closed = { code: (event as { code: number }).code, reason: (event as { reason: string }).reason }),
-      },
-    });
-    client.subscribe<{ attemptUpdated: { id: string } }>(
-      { query: command.query, variables: command.variables },
-      {
-        next: (result) => {
-          const at = now();
-          const i = result.data ? index.get(result.data.attemptUpdated.id) : undefined;
-          if (result.errors?.length) state.errors++;
-          if (i === undefined || state.seen[i]) {
-            state.unexpected++;
-            return;
-          }
-          state.seen[i] = 1;
-          state.order.push(i);
-          state.at.push(at);
+    const holder = { client: undefined as ReturnType<typeof createClient> | undefined };
+    const connect = () =>
+      createClient({
+        url: `${command.url.replace(/^http/, 'ws')}/graphql`,
+        webSocketImpl: WebSocket,
+        connectionParams: { authorization: `Bearer ${command.apiKey}` },
+        retryAttempts: 0,
+        shouldRetry: () => false,
+        lazy: false,
+        onNonLazyError: () => undefined,
+        on: {
+          closed: (event) =>
+            (state.closed = { code: (event as { code: number }).code, reason: (event as { reason: string }).reason }),
         },
-        error: () => (state.ended = true),
-        complete: () => (state.ended = true),
+      });
+    // Ended before it has every attempt (cut off, or the socket closed): again, after the last cursor, on a new socket.
+    const again = () => {
+      if (state.ended || state.order.length >= total) return;
+      state.resubscribed++;
+      const old = holder.client;
+      holder.client = connect();
+      void old?.dispose();
+      subscribe();
+    };
+    const subscribe = () =>
+      holder.client!.subscribe<{ attemptUpdated: { id: string; cursor: string } }>(
+        { query: command.query, variables: { ...command.variables, after: state.cursor ?? null } },
+        {
+          next: (result) => {
+            const at = now();
+            if (result.errors?.length) state.errors++;
+            if (!result.data) return;
+            state.cursor = result.data.attemptUpdated.cursor;
+            const i = index.get(result.data.attemptUpdated.id);
+            if (i === undefined || state.seen[i]) {
+              state.unexpected++;
+              return;
+            }
+            state.seen[i] = 1;
+            state.order.push(i);
+            state.at.push(at);
+          },
+          error: () => setTimeout(again, 100),
+          complete: () => setTimeout(again, 100),
+        },
+      );
+    holder.client = connect();
+    subscribe();
+    return {
+      state,
+      get client() {
+        return holder.client!;
       },
-    );
-    return { state, client };
+    };
   });
   await send({ type: 'started' });
   const cpuStart = process.cpuUsage();
@@ -114,9 +142,10 @@ async function runSubscribers(command: Extract<LoadCommand, { role: 'subscribers
     process.once('message', (m) => resolve(m as never)),
   );
   const deadline = Date.now() + finish.timeoutMs;
-  while (subscribers.some(({ state }) => !state.ended && state.order.length < total) && Date.now() < deadline) {
+  while (subscribers.some(({ state }) => state.order.length < total) && Date.now() < deadline) {
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
+  for (const { state } of subscribers) state.ended = true;
   const latencies: number[] = [];
   const reports = subscribers.map(({ state }) => {
     for (const [k, i] of state.order.entries()) latencies.push(state.at[k]! - finish.publishedAt[i]!);
@@ -125,6 +154,7 @@ async function runSubscribers(command: Extract<LoadCommand, { role: 'subscribers
       unexpected: state.unexpected,
       errors: state.errors,
       closed: state.closed,
+      resubscribed: state.resubscribed,
       orderHash: createHash('sha256').update(Int32Array.from(state.order)).digest('hex'),
     };
   });
@@ -147,15 +177,17 @@ async function runPublisher(command: Extract<LoadCommand, { role: 'publisher' }>
   const cpuStart = process.cpuUsage();
   const started = performance.now();
   let sent = 0;
-  // Paced in 10 ms slices: each slice publishes what the schedule says is due by then.
+  // Paced in 10 ms slices: each slice finishes what the schedule says is due by then, in one UPDATE.
   while (sent < attempts.length) {
     const due = Math.min(attempts.length, Math.floor(((performance.now() - started) / 1000) * rate) + 10);
-    const batch: Promise<void>[] = [];
-    for (; sent < due; sent++) {
-      publishedAt[sent] = now();
-      batch.push(bus.publishAttempt({ ...attempts[sent]!, status: 'FAILED' }));
-    }
-    await Promise.all(batch);
+    const at = now();
+    const slice = attempts.slice(sent, due);
+    for (; sent < due; sent++) publishedAt[sent] = at;
+    await pool.query(
+      `UPDATE "Attempt" SET status = 'FAILED', "finishedAt" = now() WHERE id = ANY($1::text[]) AND status = 'SENDING'`,
+      [slice.map((a) => a.attemptId)],
+    );
+    await Promise.all(slice.map((a) => bus.publishAttempt({ ...a, status: 'FAILED' })));
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
   await send({ type: 'published', publishedAt, seconds: (performance.now() - started) / 1000, cpuMs: cpuMs(cpuStart) });

@@ -189,3 +189,77 @@ export async function liveSubscribers(baseUrl: string, field: string): Promise<n
   const match = new RegExp(`^dispatch_live_subscribers\\{field="${field}"\\} (\\d+)`, 'm').exec(text);
   return match ? Number(match[1]) : 0;
 }
+
+/**
+ * A live-feed client as docs/live-feed.md describes it: subscribes over
+ * graphql-ws, remembers the cursor of the last event, and whenever the
+ * subscription or its socket ends, subscribes again on a new socket with
+ * `after` set to that cursor. `field` names the subscription field; the
+ * query must select `cursor` and take `$after: Cursor`.
+ */
+export function resumableWs<T extends { cursor: string }>(
+  baseUrl: string,
+  token: string,
+  query: string,
+  field: string,
+  variables: Record<string, unknown>,
+): { events: T[]; errors: GraphQLErrorShape[]; resubscribed: number; until: Feed<T>['until']; stop(): Promise<void> } {
+  const feed = new Feed<T>();
+  const state = {
+    events: [] as T[],
+    errors: [] as GraphQLErrorShape[],
+    resubscribed: 0,
+    cursor: undefined as string | undefined,
+    stopped: false,
+    client: undefined as Client | undefined,
+  };
+  const subscribe = () => {
+    const client = wsClient(baseUrl, token);
+    state.client = client;
+    let again = false;
+    const retry = () => {
+      if (again || state.stopped) return;
+      again = true;
+      void client.dispose();
+      state.resubscribed++;
+      // A short pause, as a real client backs off.
+      setTimeout(subscribe, 200);
+    };
+    client.subscribe<Record<string, T>>(
+      { query, variables: { ...variables, after: state.cursor ?? null } },
+      {
+        next: (result) => {
+          if (result.errors) state.errors.push(...(result.errors as GraphQLErrorShape[]));
+          const event = result.data?.[field];
+          if (event) {
+            state.cursor = event.cursor;
+            state.events.push(event);
+          }
+          feed.push({ data: event ?? null });
+        },
+        error: (error) => {
+          if (Array.isArray(error)) state.errors.push(...(error as GraphQLErrorShape[]));
+          retry();
+        },
+        complete: retry,
+      },
+    );
+  };
+  subscribe();
+  return {
+    get events() {
+      return state.events;
+    },
+    get errors() {
+      return state.errors;
+    },
+    get resubscribed() {
+      return state.resubscribed;
+    },
+    until: (predicate, timeoutMs, what) => feed.until(() => predicate(feed), timeoutMs, what),
+    async stop() {
+      state.stopped = true;
+      await state.client?.dispose();
+    },
+  };
+}

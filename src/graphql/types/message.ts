@@ -58,6 +58,13 @@ export const MessageRef = builder.prismaNode('Message', {
     }),
     data: t.expose('data', { type: 'JSON' }),
     createdAt: t.expose('createdAt', { type: 'DateTime' }),
+    cursor: t.field({
+      type: 'Cursor',
+      nullable: true,
+      description:
+        'On a live-feed event (messageCreated): its position, to resume after it with `after`. Null elsewhere.',
+      resolve: (parent) => (parent as { cursor?: string }).cursor ?? null,
+    }),
     app: t.relation('app'),
     recipient: t.relation('recipient'),
     recipientId: t.string({
@@ -121,6 +128,13 @@ export const AttemptRef = builder.prismaNode('Attempt', {
     }),
     createdAt: t.expose('createdAt', { type: 'DateTime' }),
     finishedAt: t.expose('finishedAt', { type: 'DateTime', nullable: true }),
+    cursor: t.field({
+      type: 'Cursor',
+      nullable: true,
+      description:
+        'On a live-feed event (attemptUpdated): its position, to resume after it with `after`. Null elsewhere.',
+      resolve: (parent) => (parent as { cursor?: string }).cursor ?? null,
+    }),
     endpoint: t.relation('endpoint'),
     message: t.relation('message'),
     delivery: t.relation('delivery'),

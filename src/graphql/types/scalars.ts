@@ -66,3 +66,20 @@ builder.scalarType('DateTime', {
   parseValue: (value) => parseDateTime(value),
   parseLiteral: (node) => parseDateTime(node.kind === Kind.STRING ? node.value : undefined),
 });
+
+/** A live-feed cursor: checked when used (src/live/cursor.ts), so a wrong one answers BAD_USER_INPUT with the reason. */
+const parseCursor = (value: unknown): string => {
+  if (typeof value !== 'string')
+    throw new GraphQLError('Cursor must be a string: the cursor field of a live-feed event', {
+      extensions: { code: 'BAD_USER_INPUT' },
+    });
+  return value;
+};
+
+builder.scalarType('Cursor', {
+  description:
+    'An opaque position in the live feed: each event of attemptUpdated and messageCreated carries one (its cursor field); pass the last one received as `after` to resume there. Kept as long as the retention setting keeps messages.',
+  serialize: (value) => String(value),
+  parseValue: parseCursor,
+  parseLiteral: (node) => parseCursor(node.kind === Kind.STRING ? node.value : undefined),
+});

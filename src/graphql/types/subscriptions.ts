@@ -16,9 +16,10 @@ function feedRequest<Where>(
   ctx: GraphQLContext,
   info: GraphQLResolveInfo,
   scope: () => Promise<FeedScope<Where>>,
+  after?: string | null,
 ): FeedRequest<Where> {
   const selection = queryFromInfo({ context: ctx, info }) as { select?: Record<string, unknown>; include?: object };
-  return { actor: ctx.actor, scope, selection, cutOff: ctx.cutOff };
+  return { actor: ctx.actor, scope, selection, cutOff: ctx.cutOff, after };
 }
 
 /** A feed's row, or the error that ends it (FEED_INTERRUPTED). */
@@ -31,6 +32,14 @@ const cutOffs =
   `A subscriber more than ${SUBSCRIBER_BUFFER} events behind is cut off with RATE_LIMITED; one whose API key or portal session ends, with UNAUTHENTICATED. ` +
   'When events may have been missed (this API process lost its connection to the event bus), it ends with FEED_INTERRUPTED: subscribe again, then re-read with queries.';
 
+const resumable =
+  'Each event carries its cursor; `after` resumes after one: the events after it are read from the event log first, then the feed goes on live, ' +
+  'with no gap and no duplicate, in the one order every subscriber sees. A cursor older than retention answers CURSOR_EXPIRED. ' +
+  `A subscriber more than ${SUBSCRIBER_BUFFER} events behind loses none: they are read again from the log as it reads (memory per subscriber stays bounded). ` +
+  'A lost connection to the database delays events and loses none. One whose API key or portal session ends is ended with UNAUTHENTICATED.';
+
+const AFTER = 'Resume after this cursor (the cursor of the last event received); absent: from now on.';
+
 builder.subscriptionFields((t) => ({
   attemptUpdated: t.field({
     type: AttemptRef,
@@ -38,16 +47,22 @@ builder.subscriptionFields((t) => ({
       'Each attempt of the app when it starts (status SENDING) and when it ends (SUCCEEDED or FAILED), within a second, whichever process made it. ' +
       "Narrowed by recipient (the operator's id), message (msg_… or the caller's messageId) and endpoint. " +
       "A portal token only receives its own recipient's attempts. " +
-      cutOffs,
+      resumable,
     args: {
       appId: t.arg.id({ required: true }),
       recipientId: t.arg.string(),
       messageId: t.arg.id(),
       endpointId: t.arg.id(),
+      after: t.arg({ type: 'Cursor', description: AFTER }),
     },
     subscribe: (_root, args, ctx, info) =>
       ctx.live.attemptUpdated(
-        feedRequest(ctx, info, () => attemptFeedScope(ctx.domain, { ...args, recipientUid: args.recipientId })),
+        feedRequest(
+          ctx,
+          info,
+          () => attemptFeedScope(ctx.domain, { ...args, recipientUid: args.recipientId }),
+          args.after,
+        ),
       ),
     resolve: resolveFeedItem,
   }),
@@ -56,14 +71,20 @@ builder.subscriptionFields((t) => ({
     description:
       'Each new message of the app (deduplicated sends are not new), including messages no endpoint receives. ' +
       "A portal token only receives its own recipient's messages. " +
-      cutOffs,
+      resumable,
     args: {
       appId: t.arg.id({ required: true }),
       recipientId: t.arg.string(),
+      after: t.arg({ type: 'Cursor', description: AFTER }),
     },
     subscribe: (_root, args, ctx, info) =>
       ctx.live.messageCreated(
-        feedRequest(ctx, info, () => messageFeedScope(ctx.domain, { ...args, recipientUid: args.recipientId })),
+        feedRequest(
+          ctx,
+          info,
+          () => messageFeedScope(ctx.domain, { ...args, recipientUid: args.recipientId }),
+          args.after,
+        ),
       ),
     resolve: resolveFeedItem,
   }),
@@ -73,7 +94,7 @@ builder.subscriptionFields((t) => ({
     description:
       "Dispatch's operational events of this workspace (endpoint.disabled, endpoint.failing, message.attempt.exhausted, …), each once it is committed, optionally only some types. API keys only; needs operational events on (enableOperationalEvents). " +
       "The same events reach the operational app's endpoints as signed webhooks. " +
-      cutOffs,
+      'Events are read from the event log: a lost connection to the database or a subscriber falling behind delays them and loses none.',
     args: { types: t.arg.stringList({ description: 'Only these types; all when absent.' }) },
     subscribe: (_root, args, ctx, info) =>
       ctx.live.operationalEvent(feedRequest(ctx, info, () => operationalFeedScope(ctx.domain, args))),
