@@ -1,0 +1,247 @@
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CreatePortalSessionDocument } from '../../packages/client/src/index.ts';
+import { createDeliveryApp, createEndpoint, send } from '../support/delivery.ts';
+import { startTestDispatch, type TestDispatch } from '../support/dispatch.ts';
+import { expectError } from '../support/graphql.ts';
+import { type DispatchProcess, spawnDispatch } from '../support/process.ts';
+import { eventually } from '../support/receiver.ts';
+
+const RATE = 5;
+const MESSAGES = 30;
+
+/** A receiver on 127.0.0.1 that records when each request arrived, per path; `answer` picks the reply. */
+async function startTimingReceiver(
+  answer: (req: IncomingMessage, n: number) => { status: number; headers?: Record<string, string> },
+) {
+  const arrivals = new Map<string, number[]>();
+  const server: Server = createServer((req, res) => {
+    const at = Date.now();
+    const path = req.url ?? '/';
+    const list = arrivals.get(path) ?? [];
+    list.push(at);
+    arrivals.set(path, list);
+    req.resume();
+    req.on('end', () => {
+      const reply = answer(req, list.length);
+      res.writeHead(reply.status, reply.headers).end('ok');
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    arrivals: (path: string) => arrivals.get(path) ?? [],
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
+
+/** The most arrivals in any 1-second window [t, t + 1000 ms). */
+function mostInOneSecond(times: number[]): number {
+  const sorted = [...times].sort((a, b) => a - b);
+  let most = 0;
+  for (let i = 0; i < sorted.length; i++) {
+    let n = 0;
+    while (i + n < sorted.length && sorted[i + n]! < sorted[i]! + 1000) n++;
+    most = Math.max(most, n);
+  }
+  return most;
+}
+
+describe('Endpoint.rateLimit across worker processes', () => {
+  let t: TestDispatch;
+  let receiver: Awaited<ReturnType<typeof startTimingReceiver>>;
+  const workers: DispatchProcess[] = [];
+
+  beforeAll(async () => {
+    receiver = await startTimingReceiver(() => ({ status: 200 }));
+    // The API in this process takes the messages; two worker processes send them.
+    t = await startTestDispatch({ DISPATCH_ROLE: 'api' });
+  });
+  afterAll(async () => {
+    for (const worker of workers) await worker.stop();
+    await t?.stop();
+    await receiver?.close();
+  });
+
+  it(`two workers start at most ${RATE} tries per second to a limited endpoint; the waiting ones stay queued, and an endpoint without a limit is not held back`, async () => {
+    const appId = await createDeliveryApp(t.client);
+    const limited = await createEndpoint(t.client, {
+      appId,
+      recipientId: 'limited',
+      url: `${receiver.url}/limited`,
+      rateLimit: RATE,
+    });
+    expect(limited.rateLimit).toBe(RATE);
+    await createEndpoint(t.client, { appId, recipientId: 'free', url: `${receiver.url}/free` });
+    const env = {
+      DATABASE_URL: t.dispatch.db.url,
+      DISPATCH_ROLE: 'worker',
+      DISPATCH_ALLOW_NETWORKS: '127.0.0.0/8',
+    };
+    workers.push(...(await Promise.all([spawnDispatch(env), spawnDispatch(env)])));
+    // Warm both processes up first: the first tries of a process just started
+    // can go out hundreds of milliseconds after they were granted.
+    for (let i = 0; i < 20; i++) await send(t.client, { appId, recipientId: 'free', data: { warm: i } });
+    await eventually(async () => (receiver.arrivals('/free').length >= 20 ? true : undefined), { timeoutMs: 30_000 });
+
+    for (let i = 0; i < MESSAGES; i++) {
+      await Promise.all([
+        send(t.client, { appId, recipientId: 'limited', data: { i } }),
+        send(t.client, { appId, recipientId: 'free', data: { i } }),
+      ]);
+    }
+
+    const pool = t.dispatch.db.pool;
+    // Tries waiting for their turn are jobs in the queue, due later: no worker holds them.
+    const waitingInQueue = await eventually(
+      async () => {
+        const { rows } = await pool.query<{ n: number }>(
+          `SELECT count(*)::int AS n FROM pgboss.job WHERE name = 'dispatch-try' AND group_id = $1 AND state = 'created' AND start_after > now()`,
+          [limited.id],
+        );
+        return rows[0]!.n > 0 ? rows[0]!.n : undefined;
+      },
+      { timeoutMs: 30_000, intervalMs: 20 },
+    );
+    expect(waitingInQueue).toBeGreaterThan(0);
+
+    await eventually(async () => (receiver.arrivals('/limited').length >= MESSAGES ? true : undefined), {
+      timeoutMs: 60_000,
+      intervalMs: 50,
+    });
+    const limitedTimes = receiver.arrivals('/limited');
+    const freeTimes = receiver.arrivals('/free').slice(20);
+    expect(limitedTimes).toHaveLength(MESSAGES);
+    console.log('DEBUG', limitedTimes.map((x) => x - limitedTimes[0]!).join(','));
+    expect(mostInOneSecond(limitedTimes)).toBeLessThanOrEqual(RATE);
+    // The limit was used, not just respected: some second had RATE of them.
+    expect(mostInOneSecond(limitedTimes)).toBe(RATE);
+    // The endpoint without a limit got its whole backlog while the limited one was still working through its own.
+    expect(freeTimes).toHaveLength(MESSAGES);
+    expect(Math.max(...freeTimes)).toBeLessThan(Math.max(...limitedTimes));
+    const { rows } = await pool.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM "Delivery" WHERE "endpointId" = $1 AND status = 'SUCCEEDED'`,
+      [limited.id],
+    );
+    expect(rows[0]!.n).toBe(MESSAGES);
+  }, 120_000);
+});
+
+describe('a 429 with Retry-After from a rate-limited endpoint', () => {
+  let t: TestDispatch;
+  let receiver: Awaited<ReturnType<typeof startTimingReceiver>>;
+
+  beforeAll(async () => {
+    // The first request is answered 429, Retry-After: 3; the rest 200.
+    receiver = await startTimingReceiver((_req, n) =>
+      n === 1 ? { status: 429, headers: { 'retry-after': '3' } } : { status: 200 },
+    );
+    t = await startTestDispatch();
+  });
+  afterAll(async () => {
+    await t?.stop();
+    await receiver?.close();
+  });
+
+  it('pauses the endpoint that long: the next tries wait, and the 429 try is retried', async () => {
+    const appId = await createDeliveryApp(t.client, { retrySchedule: [2, 2] });
+    const endpoint = await createEndpoint(t.client, {
+      appId,
+      recipientId: 'paused',
+      url: `${receiver.url}/paused`,
+      rateLimit: 100,
+    });
+    const first = await send(t.client, { appId, recipientId: 'paused', data: { n: 1 } });
+    await eventually(async () => (receiver.arrivals('/paused').length === 1 ? true : undefined), { timeoutMs: 20_000 });
+    // Recorded once the 429 try is settled.
+    await eventually(
+      async () => {
+        const { rows } = await t.dispatch.db.pool.query(
+          `SELECT 1 FROM "EndpointControl" WHERE "endpointId" = $1 AND "pausedUntil" IS NOT NULL`,
+          [endpoint.id],
+        );
+        return rows.length ? true : undefined;
+      },
+      { timeoutMs: 20_000 },
+    );
+    const tooManyAt = receiver.arrivals('/paused')[0]!;
+    for (let i = 0; i < 3; i++) await send(t.client, { appId, recipientId: 'paused', data: { n: i + 2 } });
+    await eventually(async () => (receiver.arrivals('/paused').length === 5 ? true : undefined), {
+      timeoutMs: 30_000,
+      intervalMs: 50,
+    });
+    const after = receiver.arrivals('/paused').slice(1);
+    // Nothing reached it during the pause (3 s from the 429).
+    for (const at of after) expect(at - tooManyAt).toBeGreaterThanOrEqual(3_000);
+    const delivery = await eventually(async () => {
+      const { rows } = await t.dispatch.db.pool.query<{ status: string; attemptCount: number }>(
+        `SELECT status, "attemptCount" FROM "Delivery" WHERE "messageId" = $1`,
+        [first.id],
+      );
+      return rows[0]?.status === 'SENDING' ? undefined : rows[0];
+    });
+    expect(delivery).toEqual({ status: 'SUCCEEDED', attemptCount: 2 });
+  }, 60_000);
+});
+
+describe('who may set Endpoint.rateLimit', () => {
+  let t: TestDispatch;
+  beforeAll(async () => {
+    t = await startTestDispatch({ DISPATCH_ROLE: 'api' });
+  });
+  afterAll(async () => t?.stop());
+
+  const update = `mutation ($input: UpdateEndpointInput!) { updateEndpoint(input: $input) { id rateLimit ordering } }`;
+
+  it('the operator sets and clears it, 1 to 1000 tries per second', async () => {
+    const appId = await createDeliveryApp(t.client);
+    const endpoint = await createEndpoint(t.client, { appId, recipientId: 'r', url: 'http://127.0.0.1:9/x' });
+    expect(endpoint.rateLimit).toBeNull();
+    const set = await t.client.raw(update, { input: { id: endpoint.id, rateLimit: 1000 } });
+    expect(set.data).toEqual({ updateEndpoint: { id: endpoint.id, rateLimit: 1000, ordering: 'NONE' } });
+    const cleared = await t.client.raw(update, { input: { id: endpoint.id, rateLimit: null } });
+    expect(cleared.data).toEqual({ updateEndpoint: { id: endpoint.id, rateLimit: null, ordering: 'NONE' } });
+    for (const bad of [0, -1, 1001]) {
+      const result = await expectError(t.client, 'BAD_USER_INPUT', update, {
+        input: { id: endpoint.id, rateLimit: bad },
+      });
+      expect(result.errors?.[0]?.message).toContain('from 1 to 1000');
+    }
+    await expectError(
+      t.client,
+      'BAD_USER_INPUT',
+      `mutation ($input: CreateEndpointInput!) { createEndpoint(input: $input) { id } }`,
+      { input: { appId, recipientId: 'r', url: 'http://127.0.0.1:9/y', rateLimit: 0 } },
+    );
+  });
+
+  it('a customer in the portal sets it, unless the app says portalCanSetRateLimit: false', async () => {
+    const appId = await createDeliveryApp(t.client);
+    const endpoint = await createEndpoint(t.client, { appId, recipientId: 'customer', url: 'http://127.0.0.1:9/x' });
+    const { createPortalSession } = await t.client.request(CreatePortalSessionDocument, {
+      input: { appId, recipientId: 'customer' },
+    });
+    const portal = t.clientFor(createPortalSession.token);
+    const allowed = await portal.raw(update, { input: { id: endpoint.id, rateLimit: 10, ordering: 'FIFO' } });
+    expect(allowed.data).toEqual({ updateEndpoint: { id: endpoint.id, rateLimit: 10, ordering: 'FIFO' } });
+
+    const app = await t.client.raw(
+      `mutation ($input: UpdateAppInput!) { updateApp(input: $input) { portalCanSetRateLimit } }`,
+      { input: { id: appId, portalCanSetRateLimit: false } },
+    );
+    expect(app.data).toEqual({ updateApp: { portalCanSetRateLimit: false } });
+    await expectError(portal, 'FORBIDDEN', update, { input: { id: endpoint.id, rateLimit: 20 } });
+    await expectError(
+      portal,
+      'FORBIDDEN',
+      `mutation ($input: CreateEndpointInput!) { createEndpoint(input: $input) { id } }`,
+      { input: { appId, recipientId: 'customer', url: 'http://127.0.0.1:9/y', rateLimit: 5 } },
+    );
+    // Everything else about the endpoint stays the customer's to change, and the operator still sets the limit.
+    const ordering = await portal.raw(update, { input: { id: endpoint.id, ordering: 'NONE' } });
+    expect(ordering.data).toEqual({ updateEndpoint: { id: endpoint.id, rateLimit: 10, ordering: 'NONE' } });
+    const operator = await t.client.raw(update, { input: { id: endpoint.id, rateLimit: 20 } });
+    expect(operator.data).toEqual({ updateEndpoint: { id: endpoint.id, rateLimit: 20, ordering: 'NONE' } });
+  });
+});
