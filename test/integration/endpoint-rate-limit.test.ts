@@ -98,7 +98,23 @@ describe('Endpoint.rateLimit across worker processes', () => {
     for (let i = 0; i < 20; i++) await send(t.client, { appId, recipientId: 'free', data: { warm: i } });
     await eventually(() => receiver.reached('/free', 20), { timeoutMs: 30_000 });
 
-    // Then a backlog at once: both workers find it.
+    // Tries waiting for their turn are jobs in the queue, due later: no
+    // worker holds them. Sampled from now until the limited endpoint is done.
+    const pool = t.dispatch.db.pool;
+    let waitingInQueue = 0;
+    let sampling = true;
+    const sampler = (async () => {
+      while (sampling) {
+        const { rows } = await pool.query<{ n: number }>(
+          `SELECT count(*)::int AS n FROM pgboss.job WHERE name = 'dispatch-try' AND group_id = $1 AND state = 'created' AND start_after > now()`,
+          [limited.id],
+        );
+        waitingInQueue = Math.max(waitingInQueue, rows[0]!.n);
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    })();
+
+    // Then a backlog, a few at a time.
     for (let i = 0; i < MESSAGES; i += 5) {
       await Promise.all(
         [0, 1, 2, 3, 4].flatMap((k) => [
@@ -108,26 +124,16 @@ describe('Endpoint.rateLimit across worker processes', () => {
       );
     }
 
-    const pool = t.dispatch.db.pool;
-    // Tries waiting for their turn are jobs in the queue, due later: no worker holds them.
-    const waitingInQueue = await eventually(
-      async () => {
-        const { rows } = await pool.query<{ n: number }>(
-          `SELECT count(*)::int AS n FROM pgboss.job WHERE name = 'dispatch-try' AND group_id = $1 AND state = 'created' AND start_after > now()`,
-          [limited.id],
-        );
-        return rows[0]!.n > 0 ? rows[0]!.n : undefined;
-      },
-      { timeoutMs: 60_000, intervalMs: 20 },
-    );
-    expect(waitingInQueue).toBeGreaterThan(0);
-
     await eventually(() => receiver.reached('/limited', MESSAGES), {
       timeoutMs: 60_000,
       intervalMs: 50,
     });
+    sampling = false;
+    await sampler;
+    expect(waitingInQueue).toBeGreaterThan(0);
     await receiver.refresh();
     const limitedTimes = receiver.arrivals('/limited');
+    await eventually(() => receiver.reached('/free', 20 + MESSAGES), { timeoutMs: 30_000 });
     const freeTimes = receiver.arrivals('/free').slice(20);
     expect(limitedTimes).toHaveLength(MESSAGES);
     expect(mostInOneSecond(limitedTimes)).toBeLessThanOrEqual(RATE);
