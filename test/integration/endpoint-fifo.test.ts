@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDeliveryApp, createEndpoint, send } from '../support/delivery.ts';
 import { startTestDispatch, type TestDispatch } from '../support/dispatch.ts';
 import { type DispatchProcess, spawnDispatch } from '../support/process.ts';
-import { eventually } from '../support/receiver.ts';
+import { eventually, type Receiver, startReceiver } from '../support/receiver.ts';
 
 const MESSAGES = 200;
 /** The message the FIFO receiver always fails: it exhausts its schedule, holding the ones behind it meanwhile. */
@@ -157,4 +157,46 @@ describe('a FIFO endpoint', () => {
     const freeNext = freeArrivals.find((a) => a.i === HOLD + 1)!.at;
     expect(freeNext).toBeLessThan(lastHoldTry);
   }, 240_000);
+});
+
+describe('a FIFO endpoint switched to NONE', () => {
+  let t: TestDispatch;
+  let receiver: Receiver;
+  beforeAll(async () => {
+    t = await startTestDispatch();
+    // The first request (message 0) fails; its retry is a minute away.
+    receiver = await startReceiver([{ status: 500, body: 'no' }]);
+  });
+  afterAll(async () => {
+    await t?.stop();
+    await receiver?.close();
+  });
+
+  it('releases the deliveries it held back: they are sent at once', async () => {
+    const appId = await createDeliveryApp(t.client, { retrySchedule: [60] });
+    const endpoint = await createEndpoint(t.client, { appId, recipientId: 'r', url: receiver.url, ordering: 'FIFO' });
+    for (let i = 0; i < 3; i++) await send(t.client, { appId, recipientId: 'r', data: { i } });
+    const pool = t.dispatch.db.pool;
+    const held = await eventually(
+      async () => {
+        const { rows } = await pool.query<{ n: number }>(
+          `SELECT count(*)::int AS n FROM "Delivery" WHERE "endpointId" = $1 AND status = 'PENDING' AND "nextAttemptAt" IS NULL AND "heldById" IS NOT NULL`,
+          [endpoint.id],
+        );
+        return rows[0]!.n === 2 ? rows[0]!.n : undefined;
+      },
+      { timeoutMs: 20_000 },
+    );
+    expect(held).toBe(2);
+    expect(receiver.received).toHaveLength(1);
+
+    const updated = await t.client.raw(
+      `mutation ($input: UpdateEndpointInput!) { updateEndpoint(input: $input) { ordering } }`,
+      { input: { id: endpoint.id, ordering: 'NONE' } },
+    );
+    expect(updated.data).toEqual({ updateEndpoint: { ordering: 'NONE' } });
+    await receiver.nth(3);
+    const bodies = receiver.received.map((r) => (JSON.parse(r.body) as { data: { i: number } }).data.i);
+    expect(bodies.slice(1).sort()).toEqual([1, 2]);
+  }, 60_000);
 });
