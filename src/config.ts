@@ -33,6 +33,8 @@ export interface Config {
   workspaceConcurrency: number;
   /** Most attempts in flight to one endpoint at once, counted across all worker processes. */
   endpointConcurrency: number;
+  /** Milliseconds added to an endpoint's 1-second rate window (see src/webhooks/endpoint-controls.ts). */
+  rateLimitMarginMs: number;
   /** Seconds between queue maintenance passes; a job of a killed worker is retried after its heartbeat (10 s) and one pass. */
   queueSuperviseSeconds: number;
   /** Days payloads and attempts are kept. */
@@ -176,6 +178,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     apiKeyRateLimit: int(env, 'DISPATCH_API_KEY_RATE_LIMIT', 0),
     workerConcurrency: int(env, 'DISPATCH_WORKER_CONCURRENCY', 256, 1),
     endpointConcurrency: int(env, 'DISPATCH_ENDPOINT_CONCURRENCY', 8, 1),
+    rateLimitMarginMs: int(env, 'DISPATCH_RATE_LIMIT_MARGIN_MS', 200, 0),
     workspaceConcurrency: int(env, 'DISPATCH_WORKSPACE_CONCURRENCY', 0, 0),
     queueSuperviseSeconds: int(env, 'DISPATCH_QUEUE_SUPERVISE_SECONDS', 15, 1),
     retentionDays: int(env, 'DISPATCH_RETENTION_DAYS', 30, 1),

@@ -52,7 +52,7 @@ export function recentDeliveries(ctx: PortalContext, endpointId: string, redraw:
               (d) => d.id,
               (d) => html`<li data-testid="recent-delivery">
                 <a href="#/messages/${d.message.id}"><code>${d.message.eventType}</code></a>${d.message.test ? html` <span class="badge badge-test">test</span>` : nothing}
-                ${badge(d.status)} <span class="muted">${d.attemptCount} attempt(s) · ${time(when(d))}</span>
+                ${badge(d.status)} <span class="muted">${d.attemptCount} attempt(s) · ${time(when(d))}${d.heldBy ? ' · held back in order' : ''}</span>
               </li>`,
             )}
           </ul>`

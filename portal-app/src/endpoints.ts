@@ -36,6 +36,8 @@ export interface PortalContext {
   appId: string;
   appName: string;
   recipientUid: string;
+  /** The app lets customers set their endpoints' rate limit. */
+  canSetRateLimit: boolean;
 }
 
 const go = (hash: string) => {
@@ -50,6 +52,7 @@ function endpointCard(e: PortalEndpointFragment): TemplateResult {
     </a>
     ${e.description ? html`<p class="muted">${e.description}</p>` : nothing}
     ${e.disabled && e.disabledReason ? html`<p class="muted">Disabled: ${e.disabledReason}</p>` : nothing}
+    ${e.rateLimit != null || e.ordering === 'FIFO' ? html`<p class="muted" data-testid="controls">${[e.rateLimit != null ? `at most ${e.rateLimit} per second` : '', e.ordering === 'FIFO' ? 'in order, one at a time' : ''].filter(Boolean).join(' · ')}</p>` : nothing}
     <p class="chips">${e.eventTypes.length ? e.eventTypes.map((t) => html`<span class="chip">${t}</span>`) : html`<span class="chip">all event types</span>`}</p>
   </li>`;
 }
@@ -94,6 +97,7 @@ function fieldOf(n: Notice | undefined): string | undefined {
   if (/^url\b|UNSAFE_URL/.test(n.text) || /^(url host|.* resolves to)/.test(n.text)) return 'url';
   if (/^description/.test(n.text)) return 'description';
   if (/^header/.test(n.text)) return 'headers';
+  if (/^rateLimit/.test(n.text)) return 'rateLimit';
   return undefined;
 }
 
@@ -107,8 +111,9 @@ function afterSubmit(state: FormState) {
   if (state.notice?.kind === 'error') focusError(FORM_ERROR);
 }
 
-/** The add/edit form: URL, description, event types from the catalog, enabled, custom headers. */
+/** The add/edit form: URL, description, event types from the catalog, enabled, rate limit, ordering, custom headers. */
 function endpointForm(
+  ctx: PortalContext,
   catalog: Catalog,
   endpoint: Detail | undefined,
   state: FormState,
@@ -145,6 +150,16 @@ function endpointForm(
       <input type="checkbox" name="enabled" ?checked=${!(endpoint?.disabled ?? false)} />
       <span>Enabled</span>
     </label>
+    <label>Rate limit <span class="muted">(requests per second, 1 to 1000; empty: no limit)</span>
+      <input name="rateLimit" type="number" min="1" max="1000" step="1" placeholder="no limit" .value=${endpoint?.rateLimit != null ? String(endpoint.rateLimit) : ''}
+        ?disabled=${!ctx.canSetRateLimit} aria-describedby=${ctx.canSetRateLimit ? nothing : 'rate-limit-note'}
+        aria-invalid=${fieldError(state, 'rateLimit').invalid} />
+    </label>
+    ${ctx.canSetRateLimit ? nothing : html`<p class="muted" id="rate-limit-note">The rate limit is set by ${ctx.appName}.</p>`}
+    <label class="check">
+      <input type="checkbox" name="fifo" ?checked=${endpoint?.ordering === 'FIFO'} />
+      <span>Deliver in order <span class="muted">(one at a time, in the order events happened; a failing one holds back the ones after it until it succeeds or runs out of retries)</span></span>
+    </label>
     <fieldset aria-invalid=${fieldError(state, 'headers').invalid} aria-describedby=${fieldError(state, 'headers').describedby ?? nothing}>
       <legend>Custom headers</legend>
       ${state.headers.map(
@@ -171,8 +186,9 @@ function endpointForm(
   </form>`;
 }
 
-function readForm(form: HTMLFormElement, state: FormState) {
+function readForm(ctx: PortalContext, form: HTMLFormElement, state: FormState) {
   const data = new FormData(form);
+  const rate = String(data.get('rateLimit') ?? '').trim();
   const headers: Record<string, string> = {};
   for (const h of state.headers) if (h.name.trim()) headers[h.name.trim()] = h.value;
   return {
@@ -181,6 +197,9 @@ function readForm(form: HTMLFormElement, state: FormState) {
     eventTypes: data.getAll('eventTypes').map(String),
     disabled: !data.get('enabled'),
     headers,
+    ordering: data.get('fifo') ? ('FIFO' as const) : ('NONE' as const),
+    // Only sent when the app lets customers set it (else the API answers FORBIDDEN).
+    ...(ctx.canSetRateLimit ? { rateLimit: rate ? Number(rate) : null } : {}),
   };
 }
 
@@ -197,7 +216,7 @@ export function newEndpointPage(ctx: PortalContext, redraw: Redraw) {
       (n) => (state.notice = n),
       redraw,
       async () => {
-        const input = readForm(form, state);
+        const input = readForm(ctx, form, state);
         const { createEndpoint } = await gql(ctx.token, CreatePortalEndpointDocument, {
           input: { appId: ctx.appId, recipientId: ctx.recipientUid, ...input },
         });
@@ -215,7 +234,7 @@ export function newEndpointPage(ctx: PortalContext, redraw: Redraw) {
   return () => html`<section>
     <p><a href="#/endpoints">← Endpoints</a></p>
     <h2>Add endpoint</h2>
-    ${show(catalog, 'portal', (types) => endpointForm(types, undefined, state, redraw, (f) => void submit(f)))}
+    ${show(catalog, 'portal', (types) => endpointForm(ctx, types, undefined, state, redraw, (f) => void submit(f)))}
   </section>`;
 }
 
@@ -246,7 +265,7 @@ export function endpointPage(ctx: PortalContext, id: string, redraw: Redraw) {
       (n) => (state.notice = n),
       redraw,
       async () => {
-        await gql(ctx.token, UpdatePortalEndpointDocument, { input: { id, ...readForm(form, state) } });
+        await gql(ctx.token, UpdatePortalEndpointDocument, { input: { id, ...readForm(ctx, form, state) } });
         return 'Saved.';
       },
     );
@@ -348,7 +367,7 @@ export function endpointPage(ctx: PortalContext, id: string, redraw: Redraw) {
             </div>
             <div class="panel">
               <h3>Settings</h3>
-              ${endpointForm(catalog, endpoint, state, redraw, (f) => void save(f))}
+              ${endpointForm(ctx, catalog, endpoint, state, redraw, (f) => void save(f))}
             </div>
             <div class="panel">
               <h3>Recent deliveries</h3>

@@ -127,7 +127,13 @@ function portalRoute(parts: string[], query: URLSearchParams, redraw: Redraw, ge
     gql(token, PortalViewerDocument)
       .then(({ viewer }) => {
         if (!viewer.app || !viewer.recipient) throw new Error('This link is not a portal link.');
-        portal = { token, appId: viewer.app.id, appName: viewer.app.name, recipientUid: viewer.recipient.recipientId };
+        portal = {
+          token,
+          appId: viewer.app.id,
+          appName: viewer.app.name,
+          recipientUid: viewer.recipient.recipientId,
+          canSetRateLimit: viewer.app.portalCanSetRateLimit,
+        };
         if (gen === generation) route();
       })
       .catch((error) => {

@@ -362,6 +362,11 @@ export function messageDetailPage(
                         </div>
                         <p class="muted">${d.attemptCount} attempt(s)${d.nextAttemptAt ? html` · next try ${time(d.nextAttemptAt)}` : nothing}</p>
                         ${
+                          d.heldBy
+                            ? html`<p class="muted" data-testid="held-by">${d.status === 'PENDING' && !d.nextAttemptAt ? 'Waiting in order behind' : 'Held back in order behind'} <a href="#/messages/${d.heldBy.message.id}"><code>${d.heldBy.message.messageId}</code></a> (${d.heldBy.status.toLowerCase()})</p>`
+                            : nothing
+                        }
+                        ${
                           attemptsOf(d).items.length
                             ? html`<ul class="attempts">${repeat(attemptsOf(d).items, byId, (a) => attemptRow(a, o.mode))}</ul>${loadMore(attemptsOf(d), 'Older attempts')}`
                             : html`<p class="muted">No attempt yet.</p>`

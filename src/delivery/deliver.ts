@@ -7,8 +7,9 @@ import { newId } from '../domain/ids.ts';
 import { type OperationalQueue, recordOperationalEvent } from '../domain/operational-events.ts';
 import type { AttemptEvent, LiveBus } from '../live/bus.ts';
 import type { Logger } from '../logger.ts';
-import { nextRetryDelayMs, retryAfterDelayMs, scheduleOf } from '../webhooks/retry.ts';
+import { nextRetryDelayMs, parseRetryAfterMs, retryAfterDelayMs, scheduleOf } from '../webhooks/retry.ts';
 import { signatureHeaders } from '../webhooks/signing.ts';
+import { advanceFifo, applyControls, hasControls, pauseEndpoint } from './controls.ts';
 import { attemptDuration, attemptsTotal, endpointsDisabled, firstAttemptLatency } from './metrics.ts';
 import { type DeliveryJob, type DeliveryQueue, fenceOf, type JobFence, type QueuedTry, type Trigger } from './queue.ts';
 import type { Sender, SendResult } from './sender.ts';
@@ -51,6 +52,8 @@ export interface DeliverDeps {
   hooks: OperationalQueue;
   /** Most tries in flight to one endpoint, across all worker processes. */
   endpointConcurrency: number;
+  /** Added to the 1-second window of endpoints' rate limits. */
+  rateLimitMarginMs: number;
   /** Called with the time a retry this process queued becomes due, to wake the worker then. */
   onRetryQueued?: (at: Date) => void;
   /** Settles successful tries in batches; without it each is settled in its own transaction. */
@@ -138,6 +141,11 @@ interface Loaded {
   attemptTimeoutMs: number | null;
   /** The secrets that sign now, newest first. */
   secrets: string[];
+  /** Tries per second; null: no limit. */
+  rateLimit: number | null;
+  ordering: 'NONE' | 'FIFO';
+  /** FIFO: the delivery this one was held back behind. */
+  heldById: string | null;
 }
 
 /** A delivery waits for a scheduled try: PENDING, SENDING, or SCHEDULED (a scheduled send's first), with nextAttemptAt set. */
@@ -174,8 +182,10 @@ export async function claimTries(deps: DeliverDeps, max: number): Promise<Claime
   const { shares } = deps;
   for (let round = 0; round < 4 && claimed.length < max; round++) {
     const want = Math.min(max - claimed.length, shares?.headroom() ?? max);
-    const { tries, fetched, putBack } = await claimRound(deps, want);
+    const { tries, fetched, putBack, paced } = await claimRound(deps, want);
     claimed.push(...tries);
+    // Rate-limited tries were granted for now: send them now, not after more rounds.
+    if (paced) break;
     if (putBack > 0) continue;
     if (fetched < want) break;
     const workspaces = new Set(tries.flatMap((t) => (t.send ? [t.send.loaded.workspaceId] : [])));
@@ -188,11 +198,13 @@ export async function claimTries(deps: DeliverDeps, max: number): Promise<Claime
 async function claimRound(
   deps: DeliverDeps,
   max: number,
-): Promise<{ tries: ClaimedTry[]; fetched: number; putBack: number }> {
+): Promise<{ tries: ClaimedTry[]; fetched: number; putBack: number; paced?: boolean }> {
   const events: AttemptEvent[] = [];
   const { shares } = deps;
   const over: { workspace: string; endpointId: string }[] = [];
   let fetchedCount = 0;
+  let wakeAt: Date | undefined;
+  let paced = false;
   const claimed = await inTransaction(deps.pool, async (sql) => {
     const fetched = await deps.queue.claim(sql, max, deps.endpointConcurrency, shares?.skipped());
     fetchedCount = fetched.length;
@@ -220,6 +232,14 @@ async function claimRound(
         }
       }
       await deps.queue.putBack(sql, back);
+    }
+    let advance: string[] = [];
+    if (jobs.some((job) => controlled(loadedById.get(job.deliveryId)))) {
+      const controls = await applyControls(deps, sql, jobs, loadedById);
+      jobs = controls.go;
+      advance = controls.advance;
+      paced = jobs.some((job) => loadedById.get(job.deliveryId)?.rateLimit != null);
+      if (controls.wakeAt) wakeAt = controls.wakeAt;
     }
     const seen = new Map<string, number>();
     for (const job of jobs) seen.set(job.deliveryId, (seen.get(job.deliveryId) ?? 0) + 1);
@@ -273,8 +293,13 @@ async function claimRound(
       events.push(...started.events);
       result.push({ job, ...(started.send ? { send: started.send } : {}) });
     }
+    for (const endpointId of advance) {
+      const at = await advanceFifo(deps.queue, sql, endpointId);
+      if (at && (!wakeAt || at < wakeAt)) wakeAt = at;
+    }
     return result;
   });
+  if (wakeAt) deps.onRetryQueued?.(wakeAt);
   for (const c of claimed) {
     if (c.send) shares?.start(c.send.loaded.workspaceId, c.send.loaded.endpointId);
     if (c.send && c.send.loaded.attemptCount === 0)
@@ -282,8 +307,10 @@ async function claimRound(
   }
   for (const o of over) shares?.seen(o.workspace, o.endpointId);
   for (const event of events) publish(deps, event);
-  return { tries: claimed, fetched: fetchedCount, putBack: over.length };
+  return { tries: claimed, fetched: fetchedCount, putBack: over.length, ...(paced ? { paced } : {}) };
 }
+
+const controlled = (loaded: Loaded | undefined): boolean => loaded !== undefined && hasControls(loaded);
 
 /** Sends a started try and records its outcome. */
 export async function sendTry(deps: DeliverDeps, claimed: ClaimedTry): Promise<void> {
@@ -319,7 +346,8 @@ async function sendStarted(
 
   const outcome: FinishInput = { job, fence: fenceOf(job), loaded, attemptId, trigger: job.trigger, result };
   const finished =
-    result.ok && deps.settler
+    // A FIFO delivery's finish passes the turn on (advanceFifo): not batched.
+    result.ok && deps.settler && loaded.ordering !== 'FIFO'
       ? await deps.settler.succeeded(outcome)
       : await inTransaction(deps.pool, (sql) => finishAttempt(deps, sql, outcome));
   if (finished.retryAt) deps.onRetryQueued?.(finished.retryAt);
@@ -371,7 +399,8 @@ const LOAD_SELECT = `SELECT d.id AS "deliveryId", d.status, d."nextAttemptAt" IS
             m.uid AS "messageUid", m."eventType", m.data::text AS "dataJson",
             (extract(epoch FROM m."createdAt") * 1000)::float8 AS "messageCreatedMs",
             e.url, e.headers, e.disabled, e."failingSince",
-            a."retrySchedule", a."attemptTimeoutMs", ${activeSecretsSql('e.id')} AS secrets
+            a."retrySchedule", a."attemptTimeoutMs", ${activeSecretsSql('e.id')} AS secrets,
+            e."rateLimit", e.ordering, d."heldById"
      FROM "Delivery" d
      JOIN "Message" m ON m.id = d."messageId"
      JOIN "Endpoint" e ON e.id = d."endpointId"
@@ -498,6 +527,8 @@ async function finishAttempt(deps: DeliverDeps, sql: SqlExecutor, input: FinishI
   if (!current) return {};
   const gone = result.statusCode === 410;
   await recordEndpointHealth(deps, sql, loaded, result, gone);
+  if (result.statusCode === 429 && loaded.rateLimit !== null && result.retryAfter)
+    await pauseEndpoint(sql, loaded.endpointId, parseRetryAfterMs(result.retryAfter, Date.now()));
 
   if (result.ok) {
     await sql.query({
@@ -505,7 +536,7 @@ async function finishAttempt(deps: DeliverDeps, sql: SqlExecutor, input: FinishI
       text: `UPDATE "Delivery" SET status = 'SUCCEEDED', "nextAttemptAt" = NULL, "updatedAt" = now() WHERE id = $1`,
       values: [loaded.deliveryId],
     });
-    return {};
+    return passTurn(deps, sql, loaded, 'SUCCEEDED', {});
   }
 
   let status: Loaded['status'];
@@ -536,6 +567,7 @@ async function finishAttempt(deps: DeliverDeps, sql: SqlExecutor, input: FinishI
         try: tryNumber + 1,
         startAfter: nextAttemptAt,
         tenant: loaded.appId,
+        ordered: loaded.ordering === 'FIFO',
       };
     }
   } else {
@@ -544,7 +576,9 @@ async function finishAttempt(deps: DeliverDeps, sql: SqlExecutor, input: FinishI
       `SELECT 1 FROM "Attempt" WHERE "deliveryId" = $1 AND status = 'SENDING' AND id <> $2 LIMIT 1`,
       [loaded.deliveryId, attemptId],
     );
-    status = others.rowCount ? 'SENDING' : nextAttemptAt ? 'PENDING' : 'FAILED';
+    // A FIFO delivery held back before this manual try goes back to waiting for its turn.
+    const held = loaded.status === 'PENDING' && !loaded.scheduled && loaded.heldById !== null;
+    status = others.rowCount ? 'SENDING' : nextAttemptAt || held ? 'PENDING' : 'FAILED';
   }
   await sql.query({
     name: 'dispatch_delivery_settle',
@@ -552,7 +586,20 @@ async function finishAttempt(deps: DeliverDeps, sql: SqlExecutor, input: FinishI
     values: [loaded.deliveryId, status, nextAttemptAt],
   });
   if (retry) await deps.queue.enqueue(sql, [retry]);
-  return retry?.startAfter ? { retryAt: retry.startAfter } : {};
+  return passTurn(deps, sql, loaded, status, retry?.startAfter ? { retryAt: retry.startAfter } : {});
+}
+
+/** FIFO: a delivery that is finished (succeeded or failed for good) passes the turn to the next. */
+async function passTurn(
+  deps: DeliverDeps,
+  sql: SqlExecutor,
+  loaded: Loaded,
+  status: Loaded['status'],
+  out: { retryAt?: Date },
+): Promise<{ retryAt?: Date }> {
+  if (loaded.ordering !== 'FIFO' || status === 'PENDING' || status === 'SENDING') return out;
+  const woken = await advanceFifo(deps.queue, sql, loaded.endpointId);
+  return woken && !out.retryAt ? { retryAt: woken } : out;
 }
 
 export interface SuccessSettler {

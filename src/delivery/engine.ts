@@ -96,6 +96,7 @@ export async function startDeliveryEngine({ config, db, logger, live, work }: En
     failingAfterSeconds: config.failingAfterSeconds,
     hooks,
     endpointConcurrency: config.endpointConcurrency,
+    rateLimitMarginMs: config.rateLimitMarginMs,
     onRetryQueued: (at) => deliveryWorker?.wakeAt(at),
   };
   deliverDeps.settler = createSuccessSettler(deliverDeps);

@@ -27,6 +27,10 @@ import type { Logger } from '../logger.ts';
  * a transaction-scoped advisory lock, which makes the limit hold across
  * processes (measured in docs/benchmarks.md).
  *
+ * Tries of FIFO endpoints carry the group tier FIFO_TIER, whose limit is
+ * one active job: the claim and the finish of one such try never overlap
+ * another's (src/delivery/controls.ts relies on it).
+ *
  * Background work runs on pg-boss too: recoverEndpoint's jobs.
  */
 
@@ -36,6 +40,9 @@ export const DELIVERY_QUEUE = 'dispatch-try';
 export const RECOVER_QUEUE = 'dispatch-recover';
 /** replayMessages' background work. */
 export const REPLAY_QUEUE = 'dispatch-replay';
+
+/** The pg-boss group tier of tries of FIFO endpoints: at most one active per endpoint. */
+export const FIFO_TIER = 'fifo';
 
 /** A fetched job whose heartbeat is older than this is failed by pg-boss's supervisor and fetched again. */
 export const JOB_HEARTBEAT_SECONDS = 10;
@@ -131,6 +138,8 @@ export interface DeliveryJob {
   runs: number;
   /** pg-boss's retry count when fetched: fences settling to this run. */
   retryCount: number;
+  /** Queued in FIFO_TIER (one active per endpoint). */
+  ordered: boolean;
 }
 
 /** Who holds a job: its id and the run that fetched it (a job fetched again has a higher retry count). */
@@ -165,6 +174,8 @@ export interface QueuedTry {
   runs?: number;
   /** Whose try: the app. Its recent volume sets the job's priority (see createFairPriority). */
   tenant?: string;
+  /** A try of a FIFO endpoint: queued in FIFO_TIER. */
+  ordered?: boolean;
 }
 
 const statementNames = new Map<string, string>();
@@ -195,6 +206,14 @@ function asBossDb(sql: SqlExecutor): Db {
       return typeof statement === 'string' ? sql.query(text, values) : sql.query(statement);
     },
   };
+}
+
+/** A fetched job to queue again (see DeliveryQueue.requeue). */
+export interface RequeuedTry {
+  job: DeliveryJob;
+  tenant: string;
+  ordered: boolean;
+  startAfter?: Date;
 }
 
 export interface QueueOptions {
@@ -233,6 +252,14 @@ export interface DeliveryQueue {
   claim(sql: SqlExecutor, max: number, endpointLimit: number, skip?: string[]): Promise<DeliveryJob[]>;
   /** Puts fetched jobs back, ready, as if never fetched (pg-boss `restore`), in the transaction that fetched them. */
   putBack(sql: SqlExecutor, jobs: DeliveryJob[]): Promise<void>;
+  /**
+   * Moves fetched jobs back into the queue as new jobs of the same try
+   * (trigger, try number and runs kept, a run that did not start anything
+   * not counted), ready at `startAfter` (now when absent), in the
+   * transaction that fetched them: the delivery controls' wait, holding no
+   * worker slot.
+   */
+  requeue(sql: SqlExecutor, moves: RequeuedTry[]): Promise<void>;
   /** Deletes the jobs still held by these fences; returns the ids of those that were. */
   complete(sql: SqlExecutor, fences: JobFence[]): Promise<string[]>;
   /** Heartbeat of running jobs. */
@@ -250,7 +277,7 @@ const tryJob = (t: QueuedTry, priority = 0): JobInsert<TryData> => {
   return {
     ...(t.jobId ? { id: t.jobId } : {}),
     data,
-    group: { id: t.endpointId },
+    group: t.ordered ? { id: t.endpointId, tier: FIFO_TIER } : { id: t.endpointId },
     ...(priority ? { priority } : {}),
     ...(t.startAfter ? { startAfter: t.startAfter } : {}),
   };
@@ -345,18 +372,20 @@ export async function startQueue(options: QueueOptions): Promise<DeliveryQueue> 
     (error) => logger.warn('queue: ANALYZE failed', error instanceof Error ? error.message : error),
   );
 
+  const enqueue = async (sql: SqlExecutor, tries: QueuedTry[]) => {
+    if (tries.length === 0) return;
+    await boss.insert(
+      DELIVERY_QUEUE,
+      tries.map((t) => tryJob(t, fairPriority(t.tenant))),
+      { db: asBossDb(sql), returnId: false },
+    );
+    analyzer.note(tries.length);
+  };
+
   return {
     boss,
     bossChannel,
-    async enqueue(sql, tries) {
-      if (tries.length === 0) return;
-      await boss.insert(
-        DELIVERY_QUEUE,
-        tries.map((t) => tryJob(t, fairPriority(t.tenant))),
-        { db: asBossDb(sql), returnId: false },
-      );
-      analyzer.note(tries.length);
-    },
+    enqueue,
     async enqueueRecover(sql, job) {
       await boss.insert(RECOVER_QUEUE, [{ data: job }], { db: asBossDb(sql) });
     },
@@ -373,7 +402,7 @@ export async function startQueue(options: QueueOptions): Promise<DeliveryQueue> 
       await sql.query({ name: 'dispatch_fetch_lock', text: 'SELECT pg_advisory_xact_lock($1)', values: [FETCH_LOCK] });
       const jobs = await boss.fetch<TryData>(DELIVERY_QUEUE, {
         batchSize: max,
-        groupConcurrency: endpointLimit,
+        groupConcurrency: { default: endpointLimit, tiers: { [FIFO_TIER]: 1 } },
         ...(skip?.length ? { ignoreGroups: skip } : {}),
         db: asBossDb(sql),
       });
@@ -385,6 +414,7 @@ export async function startQueue(options: QueueOptions): Promise<DeliveryQueue> 
         try: job.data.n ?? null,
         runs: job.retryCount + 1 + (job.data.r ?? 0),
         retryCount: job.retryCount,
+        ordered: job.groupTier === FIFO_TIER,
       }));
     },
     async putBack(sql, jobs) {
@@ -392,6 +422,28 @@ export async function startQueue(options: QueueOptions): Promise<DeliveryQueue> 
       // pg-boss's own statement for this (its restore(), which work() uses
       // to put back jobs past localGroupConcurrency; not exported by PgBoss).
       await asBossDb(sql).executeSql(restoreJobs(QUEUE_SCHEMA, deliveryTable), [DELIVERY_QUEUE, jobs.map((j) => j.id)]);
+    },
+    async requeue(sql, moves) {
+      if (moves.length === 0) return;
+      await boss.deleteJob(
+        DELIVERY_QUEUE,
+        moves.map((m) => fenceOf(m.job)),
+        { db: asBossDb(sql) },
+      );
+      await enqueue(
+        sql,
+        moves.map(({ job, tenant, ordered, startAfter }) => ({
+          deliveryId: job.deliveryId,
+          endpointId: job.endpointId,
+          trigger: job.trigger,
+          ...(job.try != null ? { try: job.try } : {}),
+          // This run started nothing: the next one counts as the same.
+          runs: job.runs - 1,
+          tenant,
+          ordered,
+          ...(startAfter ? { startAfter } : {}),
+        })),
+      );
     },
     async complete(sql, fences) {
       if (fences.length === 0) return [];

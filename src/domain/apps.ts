@@ -29,6 +29,7 @@ export async function createApp(
     retrySchedule?: number[] | null;
     attemptTimeoutMs?: number | null;
     signatureScheme?: SignatureScheme | null;
+    portalCanSetRateLimit?: boolean | null;
   },
 ): Promise<App> {
   const operator = requireOperator(ctx);
@@ -53,6 +54,7 @@ export async function createApp(
       retrySchedule: schedule,
       attemptTimeoutMs: timeout,
       ...(input.signatureScheme ? { signatureScheme: input.signatureScheme } : {}),
+      ...(input.portalCanSetRateLimit != null ? { portalCanSetRateLimit: input.portalCanSetRateLimit } : {}),
     },
   });
 }
@@ -65,6 +67,7 @@ export async function updateApp(
     retrySchedule?: number[] | null;
     attemptTimeoutMs?: number | null;
     signatureScheme?: SignatureScheme | null;
+    portalCanSetRateLimit?: boolean | null;
   },
 ): Promise<App> {
   requireOperator(ctx);
@@ -75,7 +78,9 @@ export async function updateApp(
     retrySchedule?: number[];
     attemptTimeoutMs?: number | null;
     signatureScheme?: SignatureScheme;
+    portalCanSetRateLimit?: boolean;
   } = {};
+  if (input.portalCanSetRateLimit != null) data.portalCanSetRateLimit = input.portalCanSetRateLimit;
   // Applies to endpoints created from now on; existing ones rotate to change.
   if (input.signatureScheme != null) data.signatureScheme = input.signatureScheme;
   if (input.name != null) data.name = checkName(input.name);

@@ -1,11 +1,12 @@
-import type { Endpoint, EndpointSecret, Prisma } from '../db/client.ts';
+import type { App, Endpoint, EndpointOrdering, EndpointSecret } from '../db/client.ts';
+import { MAX_RATE_LIMIT } from '../webhooks/endpoint-controls.ts';
 import { headerProblem } from '../webhooks/headers.ts';
 import { checkUrlAtCreate, createAddressPolicy, UrlError } from '../webhooks/outbound-safety.ts';
 import { generateKeyPair, generateSecret, type SignatureScheme } from '../webhooks/signing.ts';
 import { visible } from './access.ts';
 import { requireApp } from './apps.ts';
 import { type DomainContext, inTransaction, type SqlExecutor } from './context.ts';
-import { badInput, DispatchError, notFound } from './errors.ts';
+import { badInput, DispatchError, forbidden, notFound } from './errors.ts';
 import { checkEventTypesExist } from './event-types.ts';
 import { newId } from './ids.ts';
 import { changedByOf, OPERATIONAL_RECIPIENT, recordOperationalEvent } from './operational-events.ts';
@@ -88,6 +89,25 @@ function checkDescription(description: string | null | undefined): string | null
   return description;
 }
 
+/**
+ * A rate limit as given (undefined: not given, null: none), checked: 1 to
+ * MAX_RATE_LIMIT tries per second, and set from the portal only if the
+ * app lets customers set it.
+ */
+function checkRateLimit(
+  ctx: DomainContext,
+  app: Pick<App, 'portalCanSetRateLimit'>,
+  rateLimit: number | null | undefined,
+) {
+  if (rateLimit === undefined) return;
+  if (ctx.actor.kind === 'portal' && !app.portalCanSetRateLimit)
+    throw forbidden("this app's rate limits are set by its operator, not in the portal");
+  if (rateLimit !== null && (!Number.isInteger(rateLimit) || rateLimit < 1 || rateLimit > MAX_RATE_LIMIT))
+    throw badInput(
+      `rateLimit must be a whole number of tries per second from 1 to ${MAX_RATE_LIMIT}, or null for none`,
+    );
+}
+
 /** The endpoint if the actor may see it; foreign and missing alike give null. */
 export function findEndpoint(ctx: DomainContext, id: string): Promise<Endpoint | null> {
   return ctx.prisma.endpoint.findFirst({ where: { id, AND: [visible.endpoint(ctx.actor)] } });
@@ -134,6 +154,9 @@ export async function createEndpoint(
     headers?: unknown;
     /** The scheme of its signing key; the app's signatureScheme when absent. */
     signatureScheme?: SignatureScheme | null;
+    /** Tries per second; null or absent: no limit. */
+    rateLimit?: number | null;
+    ordering?: EndpointOrdering | null;
   },
 ): Promise<Endpoint> {
   const app = await requireApp(ctx, input.appId);
@@ -145,12 +168,14 @@ export async function createEndpoint(
   const eventTypes = await checkEventTypesExist(ctx, app.id, input.eventTypes ?? []);
   const description = checkDescription(input.description);
   const headers = checkHeaders(input.headers);
+  if (input.rateLimit != null) checkRateLimit(ctx, app, input.rateLimit);
   const id = newId('Endpoint');
   await inTransaction(ctx.pool, async (sql) => {
     const recipient = await ensureRecipient(sql, app.id, input.recipientUid);
     await sql.query(
-      `INSERT INTO "Endpoint" (id, "appId", "recipientId", url, description, "eventTypes", disabled, "disabledReason", "disabledAt", headers, "updatedAt")
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, now())`,
+      `INSERT INTO "Endpoint" (id, "appId", "recipientId", url, description, "eventTypes", disabled, "disabledReason", "disabledAt", headers,
+         "rateLimit", ordering, "updatedAt")
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, now())`,
       [
         id,
         app.id,
@@ -162,6 +187,8 @@ export async function createEndpoint(
         input.disabled ? 'disabled by user' : null,
         input.disabled ? new Date() : null,
         JSON.stringify(headers),
+        input.rateLimit ?? null,
+        input.ordering ?? 'NONE',
       ],
     );
     await insertSigningKey(sql, id, input.signatureScheme ?? app.signatureScheme);
@@ -199,6 +226,9 @@ export async function updateEndpoint(
     description?: string | null;
     disabled?: boolean | null;
     headers?: unknown;
+    /** Tries per second; null removes the limit, undefined leaves it. */
+    rateLimit?: number | null;
+    ordering?: EndpointOrdering | null;
   },
 ): Promise<Endpoint> {
   const endpoint = await requireEndpoint(ctx, input.id);
@@ -208,9 +238,14 @@ export async function updateEndpoint(
   if (input.eventTypes != null) set.eventTypes = await checkEventTypesExist(ctx, endpoint.appId, input.eventTypes);
   if (input.description !== undefined) set.description = checkDescription(input.description);
   if (input.headers !== undefined) set.headers = JSON.stringify(checkHeaders(input.headers));
+  if (input.rateLimit !== undefined) {
+    checkRateLimit(ctx, await ctx.prisma.app.findUniqueOrThrow({ where: { id: endpoint.appId } }), input.rateLimit);
+    set.rateLimit = input.rateLimit;
+  }
+  if (input.ordering != null) set.ordering = input.ordering;
   await inTransaction(ctx.pool, async (sql) => {
-    const { rows } = await sql.query<{ disabled: boolean }>(
-      `SELECT disabled FROM "Endpoint" WHERE id = $1 FOR UPDATE`,
+    const { rows } = await sql.query<{ disabled: boolean; ordering: EndpointOrdering }>(
+      `SELECT disabled, ordering FROM "Endpoint" WHERE id = $1 FOR UPDATE`,
       [endpoint.id],
     );
     const current = rows[0];
@@ -226,9 +261,10 @@ export async function updateEndpoint(
     const names = Object.keys(columns);
     if (names.length === 0) return;
     await sql.query(
-      `UPDATE "Endpoint" SET ${names.map((name, i) => `"${name}" = $${i + 2}`).join(', ')}, "updatedAt" = now() WHERE id = $1`,
+      `UPDATE "Endpoint" SET ${names.map((name, i) => `"${name}" = $${i + 2}${name === 'ordering' ? '::"EndpointOrdering"' : ''}`).join(', ')}, "updatedAt" = now() WHERE id = $1`,
       [endpoint.id, ...names.map((name) => columns[name])],
     );
+    if (current.ordering === 'FIFO' && input.ordering === 'NONE') await releaseHeld(ctx, sql, endpoint.id);
     const changes = Object.keys(set).concat(toggled ? ['disabled'] : []);
     await recordPortalChange(ctx, sql, 'endpoint.updated', endpoint.id, { changes });
     if (toggled && input.disabled) {
@@ -252,6 +288,26 @@ export async function updateEndpoint(
   });
   ctx.hooks.deliveriesCommitted?.();
   return ctx.prisma.endpoint.findUniqueOrThrow({ where: { id: endpoint.id } });
+}
+
+/**
+ * An endpoint no longer FIFO: the deliveries held back for their turn (no
+ * try queued) get their try now.
+ */
+async function releaseHeld(ctx: DomainContext, sql: SqlExecutor, endpointId: string): Promise<void> {
+  const { rows } = await sql.query<{
+    id: string;
+    messageId: string;
+    endpointId: string;
+    appId: string;
+    recipientId: string;
+  }>(
+    `UPDATE "Delivery" SET "nextAttemptAt" = now(), "updatedAt" = now()
+     WHERE "endpointId" = $1 AND status = 'PENDING' AND "nextAttemptAt" IS NULL AND "heldById" IS NOT NULL
+     RETURNING id, "messageId", "endpointId", "appId", "recipientId"`,
+    [endpointId],
+  );
+  if (rows.length) await ctx.hooks.deliveriesCreated(sql, rows, { manual: false });
 }
 
 export async function deleteEndpoint(ctx: DomainContext, input: { id: string }): Promise<Endpoint> {

@@ -53,7 +53,7 @@ const RFC_850 = /^[a-z]{6,9}, \d{2}-[a-z]{3}-\d{2} \d{2}:\d{2}:\d{2} GMT$/i;
 const ASCTIME = /^[a-z]{3} [a-z]{3} [ \d]\d \d{2}:\d{2}:\d{2} \d{4}$/i;
 
 /** Milliseconds a Retry-After value asks for, or undefined when it is not one. */
-function parseRetryAfterMs(header: string, now: number): number | undefined {
+export function parseRetryAfterMs(header: string, now: number): number | undefined {
   const value = header.trim();
   if (/^\d+$/.test(value)) return Number(value) * 1000;
   let date = Number.NaN;

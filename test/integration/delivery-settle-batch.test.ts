@@ -101,6 +101,7 @@ describe('a batch with a job taken over by another worker', () => {
       failingAfterSeconds: 3600,
       hooks: { deliveriesCreated: (sql, deliveries, { manual }) => queue.enqueue(sql, triesOf(deliveries, manual)) },
       endpointConcurrency: 8,
+      rateLimitMarginMs: 200,
     });
   });
   afterAll(async () => {

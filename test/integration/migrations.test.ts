@@ -65,6 +65,7 @@ describe('a migrated database matches prisma/schema.prisma', () => {
       'Attempt',
       'Delivery',
       'Endpoint',
+      'EndpointControl',
       'EndpointSecret',
       'EndpointStat',
       'EventType',
@@ -82,6 +83,7 @@ describe('a migrated database matches prisma/schema.prisma', () => {
       DeliveryStatus: ['PENDING', 'SENDING', 'SUCCEEDED', 'FAILED', 'CANCELED', 'SCHEDULED'],
       AttemptStatus: ['SENDING', 'SUCCEEDED', 'FAILED'],
       AttemptTrigger: ['SCHEDULED', 'MANUAL'],
+      EndpointOrdering: ['NONE', 'FIFO'],
       SignatureScheme: ['HMAC_SHA256', 'ED25519'],
     });
     expect(expected.columns['"Delivery"."status"']).toEqual({
@@ -142,13 +144,14 @@ describe('a migrated database matches prisma/schema.prisma', () => {
     });
     expect(expected.constraints['"Workspace".Workspace_pkey']?.kind).toBe('primary key');
     expect(Object.keys(expected.indexes)).toHaveLength(25);
-    expect(Object.values(expected.constraints).filter((c) => c.kind === 'foreign key')).toHaveLength(17);
+    expect(Object.values(expected.constraints).filter((c) => c.kind === 'foreign key')).toHaveLength(18);
     // Relations documented "[no foreign key]" have none in the database.
     for (const key of [
       '"Attempt".Attempt_recipientId_fkey',
       '"Attempt".Attempt_messageId_fkey',
       '"Attempt".Attempt_endpointId_fkey',
       '"Delivery".Delivery_recipientId_fkey',
+      '"Delivery".Delivery_heldById_fkey',
     ]) {
       expect(expected.constraints[key], key).toBeUndefined();
     }

@@ -37,6 +37,8 @@ export async function createEndpoint(
     eventTypes?: string[];
     disabled?: boolean;
     headers?: Record<string, string>;
+    rateLimit?: number;
+    ordering?: 'NONE' | 'FIFO';
   },
 ) {
   return (await client.request(CreateEndpointDocument, { input })).createEndpoint;

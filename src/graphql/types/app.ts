@@ -34,6 +34,9 @@ export const AppRef = builder.prismaNode('App', {
       type: SignatureSchemeEnum,
       description: 'The scheme of the signing key a new endpoint gets when it does not choose one.',
     }),
+    portalCanSetRateLimit: t.exposeBoolean('portalCanSetRateLimit', {
+      description: "Whether customers may set their endpoints' rateLimit in the portal (the operator always may).",
+    }),
     operational: t.exposeBoolean('operational', {
       description:
         "Whether this is the workspace's operational app: Dispatch sends its operational events as this app's messages (see enableOperationalEvents).",
@@ -207,6 +210,9 @@ const CreateAppInput = builder.inputType('CreateAppInput', {
       type: SignatureSchemeEnum,
       description: "The scheme of new endpoints' signing keys. Default HMAC_SHA256.",
     }),
+    portalCanSetRateLimit: t.boolean({
+      description: "Whether customers may set their endpoints' rateLimit in the portal. Default true.",
+    }),
   }),
 });
 
@@ -220,6 +226,7 @@ const UpdateAppInput = builder.inputType('UpdateAppInput', {
       type: SignatureSchemeEnum,
       description: 'For endpoints created from now on; an existing endpoint changes scheme by rotateEndpointSecret.',
     }),
+    portalCanSetRateLimit: t.boolean(),
   }),
 });
 

@@ -3,7 +3,7 @@ import { createEndpoint, deleteEndpoint, rotateEndpointSecret, updateEndpoint } 
 import { builder } from '../builder.ts';
 import type { GraphQLContext } from '../context.ts';
 import { PAGE } from '../paging.ts';
-import { DeliveryStatusEnum, SignatureSchemeEnum } from './enums.ts';
+import { DeliveryStatusEnum, EndpointOrderingEnum, SignatureSchemeEnum } from './enums.ts';
 import { AttemptConnection, attemptsNewestFirst, DeliveryConnection } from './message.ts';
 
 export const EndpointRef = builder.prismaNode('Endpoint', {
@@ -20,6 +20,12 @@ export const EndpointRef = builder.prismaNode('Endpoint', {
     disabledReason: t.exposeString('disabledReason', { nullable: true }),
     disabledAt: t.expose('disabledAt', { type: 'DateTime', nullable: true }),
     headers: t.expose('headers', { type: 'JSON', description: 'Custom headers sent with every delivery.' }),
+    rateLimit: t.exposeInt('rateLimit', {
+      nullable: true,
+      description:
+        'Most tries started per second, across all workers (any 1-second window); null: no limit. A 429 with Retry-After pauses a rate-limited endpoint for that long.',
+    }),
+    ordering: t.expose('ordering', { type: EndpointOrderingEnum }),
     secret: t.string({
       description:
         'What the receiver verifies the newest signatures with: the whsec_ secret, or for an ED25519 endpoint its whpk_ public key (the private key is never shown). Only the operator and the recipient can read it.',
@@ -106,6 +112,11 @@ const CreateEndpointInput = builder.inputType('CreateEndpointInput', {
       type: SignatureSchemeEnum,
       description: "The scheme of the endpoint's signing key; default: the app's signatureScheme.",
     }),
+    rateLimit: t.int({
+      description:
+        "Most tries per second (1 to 1000); absent or null: no limit. A portal token may set it unless the app's portalCanSetRateLimit is false.",
+    }),
+    ordering: t.field({ type: EndpointOrderingEnum, description: 'Default NONE.' }),
   }),
 });
 
@@ -117,6 +128,12 @@ const UpdateEndpointInput = builder.inputType('UpdateEndpointInput', {
     description: t.string(),
     disabled: t.boolean(),
     headers: t.field({ type: 'JSON' }),
+    rateLimit: t.int({ description: 'Tries per second (1 to 1000); null removes the limit.' }),
+    ordering: t.field({
+      type: EndpointOrderingEnum,
+      description:
+        'Changing to FIFO orders the deliveries still waiting from their next try; changing to NONE releases the ones held back.',
+    }),
   }),
 });
 

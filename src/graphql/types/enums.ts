@@ -25,6 +25,17 @@ export const ViewerKindEnum = builder.enumType('ViewerKind', {
   values: ['OPERATOR', 'PORTAL'] as const,
 });
 
+export const EndpointOrderingEnum = builder.enumType('EndpointOrdering', {
+  description: "The order an endpoint's deliveries are sent in.",
+  values: {
+    NONE: { description: 'As they come, several at once (up to the per-endpoint concurrency).' },
+    FIFO: {
+      description:
+        "One at a time, in the order of their messages: a delivery that fails holds the ones behind it until it succeeds or exhausts its retry schedule (they show it as heldBy). A manual resend is sent in its turn for the endpoint's one slot, not in message order.",
+    },
+  } as const,
+});
+
 export const SignatureSchemeEnum = builder.enumType('SignatureScheme', {
   description: 'How deliveries to an endpoint are signed (Standard Webhooks).',
   values: {

@@ -102,6 +102,11 @@ export const DeliveryRef = builder.prismaNode('Delivery', {
     updatedAt: t.expose('updatedAt', { type: 'DateTime' }),
     endpoint: t.relation('endpoint'),
     message: t.relation('message'),
+    heldBy: t.relation('heldBy', {
+      nullable: true,
+      description:
+        'FIFO endpoints: the earlier delivery this one was held back behind, until that one succeeded or failed for good. Kept after this one proceeds, to show why it came late. While it waits, the status is PENDING with no nextAttemptAt.',
+    }),
     attempts: t.relatedConnection('attempts', attemptsNewestFirst, AttemptConnection),
   }),
 });
