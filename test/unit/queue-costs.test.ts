@@ -21,6 +21,20 @@ describe('a fetch is capped at the workspaces headroom', () => {
     expect(shares.headroom()).toBe(3);
     expect(shares.skipped()).toEqual(['ep_b']);
   });
+
+  it("remembers a workspace's endpoints after its tries end, so at its share again all of them are skipped", () => {
+    const shares = new WorkspaceShares(2);
+    shares.start('ws_a', 'ep_1');
+    shares.start('ws_a', 'ep_2');
+    expect(shares.skipped()).toEqual(['ep_1', 'ep_2']);
+    shares.end('ws_a');
+    shares.end('ws_a');
+    expect(shares.skipped()).toEqual([]);
+    // Its next tries go to one endpoint; the fetch must still skip the other.
+    shares.start('ws_a', 'ep_1');
+    shares.start('ws_a', 'ep_1');
+    expect(shares.skipped()).toEqual(['ep_1', 'ep_2']);
+  });
 });
 
 describe('the queue partition is analyzed after many jobs', () => {
