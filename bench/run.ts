@@ -813,6 +813,8 @@ interface BacklogResult {
   insertSeconds: number;
   empty: { 1: ThroughputResult; 3: ThroughputResult };
   backlog: { 1: ThroughputResult; 3: ThroughputResult };
+  /** pg_stat_statements of each (BENCH_PROFILE=1). */
+  statements?: Record<string, unknown[]>;
 }
 
 /**
@@ -824,10 +826,16 @@ interface BacklogResult {
  * analyzes the partition after its own inserts).
  */
 async function backlog(system: System, receiver: Receiver, databaseUrl: string): Promise<BacklogResult> {
-  const measure = async (label: string) => ({
-    1: await throughput(system, receiver, 1, S.e2eMessages1, databaseUrl, 0, label),
-    3: await throughput(system, receiver, 3, S.e2eMessages3, databaseUrl, 0, label),
-  });
+  const statements: Record<string, unknown[]> = {};
+  const measure = async (label: string) => {
+    if (PROFILE) await resetStatements(databaseUrl);
+    const measured = {
+      1: await throughput(system, receiver, 1, S.e2eMessages1, databaseUrl, 0, label),
+      3: await throughput(system, receiver, 3, S.e2eMessages3, databaseUrl, 0, label),
+    };
+    if (PROFILE) statements[label] = await topStatements(databaseUrl);
+    return measured;
+  };
   const empty = await measure('empty');
   const boss = new PgBoss({
     connectionString: databaseUrl,
@@ -855,7 +863,13 @@ async function backlog(system: System, receiver: Receiver, databaseUrl: string):
   await boss.stop({ graceful: false, close: true });
   log(`  ${S.backlogTries} deferred tries inserted in ${insertSeconds.toFixed(1)} s`);
   const withBacklog = await measure('backlog');
-  return { tries: S.backlogTries, insertSeconds: round(insertSeconds, 1)!, empty, backlog: withBacklog };
+  return {
+    tries: S.backlogTries,
+    insertSeconds: round(insertSeconds, 1)!,
+    empty,
+    backlog: withBacklog,
+    ...(PROFILE ? { statements } : {}),
+  };
 }
 
 // ---------------------------------------------------------------- machine, profile, report
@@ -1128,9 +1142,7 @@ async function runAll(databaseUrl: string, tmp: string, resultsDir: string, stam
     const dispatchUnder = systems.find((s) => s.name === 'dispatch');
     if (dispatchUnder && !SKIP.has('backlog')) {
       log(`Dispatch: the same batches with the queue empty, then with ${S.backlogTries} tries waiting`);
-      if (PROFILE) await resetStatements(databaseUrl);
       backlogResult = await backlog(dispatchUnder, receiver, databaseUrl);
-      if (PROFILE) statements.backlog = await topStatements(databaseUrl);
     }
   } finally {
     for (const system of systems) await system.stop();

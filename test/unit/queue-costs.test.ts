@@ -44,9 +44,9 @@ describe('the queue partition is analyzed after many jobs', () => {
     let finish: (() => void) | undefined;
     const analyzer = createAnalyzer(
       () =>
-        new Promise<void>((resolve) => {
+        new Promise<undefined>((resolve) => {
           runs++;
-          finish = resolve;
+          finish = () => resolve(undefined);
         }),
       (error) => {
         throw error;
@@ -72,6 +72,33 @@ describe('the queue partition is analyzed after many jobs', () => {
     await vi.advanceTimersByTimeAsync(1_000);
     expect(runs).toBe(2);
     finish!();
+    await analyzer.stop();
+  });
+});
+
+describe('a partition holding a large backlog is analyzed less often', () => {
+  it('waits for 10 % of the rows the last ANALYZE counted, when that is more than 5,000 jobs', async () => {
+    vi.useFakeTimers();
+    let runs = 0;
+    const analyzer = createAnalyzer(
+      async () => {
+        runs++;
+        return 200_000;
+      },
+      (error) => {
+        throw error;
+      },
+    );
+    analyzer.note(5_000);
+    await vi.advanceTimersByTimeAsync(300);
+    expect(runs).toBe(1);
+    // The partition holds 200,000 jobs: 5,000 more do not call for another.
+    analyzer.note(5_000);
+    await vi.advanceTimersByTimeAsync(10_000);
+    expect(runs).toBe(1);
+    analyzer.note(15_000);
+    await vi.advanceTimersByTimeAsync(300);
+    expect(runs).toBe(2);
     await analyzer.stop();
   });
 });
