@@ -70,14 +70,27 @@ const ANALYZE_MIN_INTERVAL_MS = 5_000;
 const ANALYZE_DELAY_MS = 300;
 
 /**
+ * Whether a partition's statistics call for ANALYZE: rows changed since the
+ * last one (PostgreSQL's count, every process's and autovacuum's included)
+ * reach ANALYZE_AFTER_JOBS, or ANALYZE_SCALE of the rows it counted when that
+ * is more. Unknown counts (no statistics yet) call for it.
+ */
+export function statisticsStale({ rows, changed }: { rows: number; changed: number | null }): boolean {
+  if (changed === null || rows < 0) return true;
+  return changed >= Math.max(ANALYZE_AFTER_JOBS, rows * ANALYZE_SCALE);
+}
+
+/**
  * Keeps the statistics of the queue partition current: ANALYZE (a sample of
  * 30,000 rows) after every ANALYZE_AFTER_JOBS jobs this process inserted or
  * deleted, or ANALYZE_SCALE of the rows the last run counted (`run` returns
  * them) when that is more, not more often than ANALYZE_MIN_INTERVAL_MS,
- * never two at once.
+ * never two at once. `run` itself skips an ANALYZE whose statistics are
+ * current (statisticsStale), e.g. when another process or autovacuum just
+ * ran one.
  */
 export function createAnalyzer(
-  run: () => Promise<number | undefined>,
+  run: (churn: number) => Promise<number | undefined>,
   onError: (error: unknown) => void,
   now = Date.now,
 ) {
@@ -90,9 +103,10 @@ export function createAnalyzer(
   const start = () => {
     pending = undefined;
     if (stopped) return;
+    const noted = churn;
     churn = 0;
     last = now();
-    running = run()
+    running = run(noted)
       .then((rows) => {
         threshold = Math.max(ANALYZE_AFTER_JOBS, Math.round((rows ?? 0) * ANALYZE_SCALE));
       })
@@ -333,13 +347,24 @@ export async function startQueue(options: QueueOptions): Promise<DeliveryQueue> 
   const fairPriority = createFairPriority();
   const deliveryTable = ((await boss.getQueue(DELIVERY_QUEUE)) as unknown as { table: string }).table;
   const analyzer = createAnalyzer(
-    async () => {
+    async (churn) => {
+      // Other processes (and autovacuum) insert, delete and analyze too:
+      // PostgreSQL's count of the rows changed since the last ANALYZE says
+      // whether this one is needed (or this process's own count, when more:
+      // PostgreSQL's lags by up to a second).
+      const statistics = async () =>
+        (
+          await options.pool.query<{ rows: number; changed: number | null }>(
+            `SELECT c.reltuples::float8 AS rows, s.n_mod_since_analyze::float8 AS changed
+             FROM pg_class c LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid WHERE c.oid = $1::regclass`,
+            [`${QUEUE_SCHEMA}.${deliveryTable}`],
+          )
+        ).rows[0];
+      const before = await statistics();
+      if (before && !statisticsStale({ rows: before.rows, changed: Math.max(before.changed ?? churn, churn) }))
+        return before.rows;
       await options.pool.query(`ANALYZE ${QUEUE_SCHEMA}.${deliveryTable}`);
-      const { rows } = await options.pool.query<{ rows: number }>(
-        'SELECT reltuples::float8 AS rows FROM pg_class WHERE oid = $1::regclass',
-        [`${QUEUE_SCHEMA}.${deliveryTable}`],
-      );
-      return rows[0]?.rows;
+      return (await statistics())?.rows;
     },
     (error) => logger.warn('queue: ANALYZE failed', error instanceof Error ? error.message : error),
   );

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { WorkspaceShares } from '../../src/delivery/deliver.ts';
-import { createAnalyzer } from '../../src/delivery/queue.ts';
+import { createAnalyzer, statisticsStale } from '../../src/delivery/queue.ts';
 import { startWorker } from '../../src/delivery/worker.ts';
 import { createLogger } from '../../src/logger.ts';
 
@@ -100,6 +100,19 @@ describe('a partition holding a large backlog is analyzed less often', () => {
     await vi.advanceTimersByTimeAsync(300);
     expect(runs).toBe(2);
     await analyzer.stop();
+  });
+});
+
+describe("PostgreSQL's count of changed rows decides", () => {
+  it('an ANALYZE is due after 5,000 changed rows, or 10 % of the rows counted when that is more', () => {
+    expect(statisticsStale({ rows: 0, changed: 4_999 })).toBe(false);
+    expect(statisticsStale({ rows: 0, changed: 5_000 })).toBe(true);
+    // A 200,000-job backlog another process inserted and analyzed.
+    expect(statisticsStale({ rows: 200_000, changed: 5_000 })).toBe(false);
+    expect(statisticsStale({ rows: 200_000, changed: 20_000 })).toBe(true);
+    // Never analyzed, or no statistics.
+    expect(statisticsStale({ rows: -1, changed: 0 })).toBe(true);
+    expect(statisticsStale({ rows: 100, changed: null })).toBe(true);
   });
 });
 
