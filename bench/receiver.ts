@@ -7,6 +7,10 @@
  * A delivery's body carries data.seq = "<tag>:<n>"; arrivals are grouped by
  * tag so one scenario's count never mixes with another's. The orchestrator
  * reads them over GET /_bench/stats and /_bench/arrivals.
+ *
+ * POSTs to /hang/… are accepted and not answered (an endpoint that hangs,
+ * for the noisy-neighbour row) until GET /_bench/release, which answers
+ * them and every later one at once; GET /_bench/held counts them.
  */
 import http from 'node:http';
 import { performance } from 'node:perf_hooks';
@@ -37,8 +41,34 @@ function record(seq: string, path: string, at: number) {
   stats.last = at;
 }
 
-const server = http.createServer({ keepAliveTimeout: 60_000 }, (req, res) => {
+const held: http.ServerResponse[] = [];
+let released = false;
+const answer = (res: http.ServerResponse) => {
+  if (res.writableEnded || res.destroyed) return;
+  res.writeHead(200, { 'content-type': 'text/plain', 'content-length': '2' });
+  res.end('ok');
+};
+
+const server = http.createServer({ keepAliveTimeout: 60_000, requestTimeout: 0 }, (req, res) => {
   const url = req.url ?? '/';
+  if (req.method === 'POST' && url.startsWith('/hang/')) {
+    req.resume();
+    req.on('end', () => {
+      if (released) answer(res);
+      else held.push(res);
+    });
+    return;
+  }
+  if (url === '/_bench/release') {
+    released = true;
+    for (const r of held.splice(0)) answer(r);
+    res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+    return;
+  }
+  if (url === '/_bench/held') {
+    res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ held: held.length }));
+    return;
+  }
   if (req.method === 'POST' && url.startsWith('/hook/')) {
     const chunks: Buffer[] = [];
     req.on('data', (chunk: Buffer) => chunks.push(chunk));

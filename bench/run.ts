@@ -20,6 +20,10 @@
  * messages), BENCH_E2E_MESSAGES_1 (20000), BENCH_E2E_MESSAGES_3 (8000),
  * BENCH_LATENCY_RATE (100), BENCH_LATENCY_WARMUP_S (3), BENCH_LATENCY_S (20),
  * BENCH_RECIPIENTS (50), BENCH_ROUNDS (3), BENCH_ONLY (comma list of dispatch, sql, pgboss),
+ * BENCH_VICTIM_RATE (20/s) and BENCH_VICTIM_S (3) for the victim of the
+ * noisy-neighbour and flood rows, BENCH_FLOOD_MESSAGES (3000, at fan-out 3),
+ * BENCH_BACKLOG_TRIES (200000), BENCH_SKIP (comma list of ingest, rounds,
+ * latency, fairness, backlog: phases left out),
  * BENCH_PROFILE=1 (pg_stat_statements on the embedded PostgreSQL and
  * --cpu-prof on Dispatch; written beside the JSON), BENCH_NO_DOCS=1 (leave
  * docs/benchmarks.md alone).
@@ -33,6 +37,7 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
+import { PgBoss } from 'pg-boss';
 import { Agent, request } from 'undici';
 import { connectDatabase } from '../src/db/client.ts';
 import { type EmbeddedDatabase, startEmbeddedPostgres } from '../src/db/embedded.ts';
@@ -64,9 +69,14 @@ const S = {
   recipients: setting('BENCH_RECIPIENTS', 50),
   /** Throughput is measured this many times per system, in rounds that rotate the order of the systems. */
   rounds: setting('BENCH_ROUNDS', 3),
+  victimRate: setting('BENCH_VICTIM_RATE', 20),
+  victimS: setting('BENCH_VICTIM_S', 3),
+  floodMessages: setting('BENCH_FLOOD_MESSAGES', 3000),
+  backlogTries: setting('BENCH_BACKLOG_TRIES', 200_000),
   /** A scenario gives up when no delivery arrives for this long. */
   stallS: setting('BENCH_STALL_S', 15),
 };
+const SKIP = new Set((process.env.BENCH_SKIP ?? '').split(',').map((s) => s.trim()));
 const ONLY = new Set((process.env.BENCH_ONLY ?? 'dispatch,sql,pgboss').split(',').map((s) => s.trim()));
 const PROFILE = process.env.BENCH_PROFILE === '1';
 
@@ -230,6 +240,10 @@ interface Receiver {
   url: string;
   stats(tag: string): Promise<{ count: number; distinct: number; first: number | null; last: number | null }>;
   arrivals(tag: string): Promise<Record<string, number>>;
+  /** POSTs to /hang/… being held unanswered. */
+  held(): Promise<number>;
+  /** Answers the held ones and every later one at once. */
+  release(): Promise<void>;
 }
 
 async function startReceiver(): Promise<Receiver> {
@@ -245,6 +259,10 @@ async function startReceiver(): Promise<Receiver> {
     url,
     stats: (tag) => get(`/_bench/stats?tag=${encodeURIComponent(tag)}`),
     arrivals: (tag) => get(`/_bench/arrivals?tag=${encodeURIComponent(tag)}`),
+    held: async () => (await get<{ held: number }>('/_bench/held')).held,
+    release: async () => {
+      await get('/_bench/release');
+    },
   };
 }
 
@@ -275,6 +293,7 @@ interface DispatchUnderTest {
   apiKey: string;
   appId: string;
   child: ChildProcess;
+  databaseUrl: string;
 }
 
 async function gql<T>(
@@ -360,7 +379,7 @@ async function setUpDispatch(
       });
     }
   }
-  return { ...target, appId: createApp.id, child };
+  return { ...target, appId: createApp.id, child, databaseUrl };
 }
 
 async function sendToDispatch(d: DispatchUnderTest, seq: string, recipientId: string): Promise<boolean> {
@@ -560,11 +579,12 @@ async function throughput(
   n: number,
   databaseUrl: string,
   roundIndex = 0,
+  label = '',
 ): Promise<ThroughputResult> {
-  const warmTag = `${system.name}w${fanout}r${roundIndex}`;
+  const warmTag = `${system.name}${label}w${fanout}r${roundIndex}`;
   await system.batch(fanout, S.e2eWarmup, warmTag);
   await waitForDeliveries(receiver, warmTag, S.e2eWarmup * fanout);
-  const tag = `${system.name}t${fanout}r${roundIndex}`;
+  const tag = `${system.name}${label}t${fanout}r${roundIndex}`;
   const walBefore = await walSample(databaseUrl);
   const cpuBefore = cpuSample(system.pid);
   const sent = await system.batch(fanout, n, tag);
@@ -588,7 +608,7 @@ async function throughput(
     walBytesPerDelivery: Math.round(walBytes / Math.max(1, arrived.distinct)),
   };
   log(
-    `  round ${roundIndex + 1}, ${system.name} fan-out ${fanout}: ${result.deliveriesPerSecond} deliveries/s (${result.arrived}/${result.deliveries} in ${result.seconds} s; sending took ${result.sendSeconds} s); ` +
+    `  ${label ? `${label}:` : `round ${roundIndex + 1},`} ${system.name} fan-out ${fanout}: ${result.deliveriesPerSecond} deliveries/s (${result.arrived}/${result.deliveries} in ${result.seconds} s; sending took ${result.sendSeconds} s); ` +
       `CPU ms per delivery: ${system.name} ${cpu.system}, PostgreSQL ${cpu.postgres}, receiver ${cpu.receiver}, load generator ${cpu.loadGenerator}; ` +
       `per delivery ${result.commitsPerDelivery} write transactions, ${result.walBytesPerDelivery} WAL bytes`,
   );
@@ -647,6 +667,209 @@ async function latency(system: System, receiver: Receiver): Promise<LatencyResul
     `  ${system.name} latency at ${S.latencyRate}/s: p50 ${result.fromReturn.p50} ms, p95 ${result.fromReturn.p95} ms, p99 ${result.fromReturn.p99} ms (${lost} lost)`,
   );
   return result;
+}
+
+// ---------------------------------------------------------------- fairness and backlog (Dispatch only)
+
+interface VictimLatency {
+  measured: number;
+  lost: number;
+  p50: number | null;
+  p99: number | null;
+  max: number | null;
+}
+
+/** Another workspace's messages at BENCH_VICTIM_RATE for BENCH_VICTIM_S, fan-out 1: arrival minus the send call's return. */
+async function victim(d: DispatchUnderTest, receiver: Receiver, tag: string): Promise<VictimLatency> {
+  const sent = await dispatchSystem(d).rate(1, S.victimRate, S.victimS, tag);
+  const total = Math.round(S.victimRate * S.victimS);
+  await waitForDeliveries(receiver, tag, total - sent.errors);
+  const arrivals = await receiver.arrivals(tag);
+  const values: number[] = [];
+  for (let i = 0; i < total; i++) {
+    const arrived = arrivals[`${tag}:${i}`];
+    const returned = sent.returnedAt[`${tag}:${i}`];
+    if (arrived !== undefined && returned !== undefined) values.push(arrived - returned);
+  }
+  values.sort((a, b) => a - b);
+  return {
+    measured: values.length,
+    lost: total - values.length,
+    p50: round(percentile(values, 50)),
+    p99: round(percentile(values, 99)),
+    max: round(values.at(-1) ?? null),
+  };
+}
+
+/** A second workspace with one app (its own settings) and one event type, over the API. */
+async function neighbour(
+  d: DispatchUnderTest,
+  name: string,
+  app: Record<string, unknown>,
+): Promise<{ url: string; apiKey: string; appId: string }> {
+  const db = connectDatabase(d.databaseUrl, { max: 2 });
+  const { token } = await createApiKey(db.prisma, { workspaceName: `${name}-${Date.now()}` });
+  await db.close();
+  const target = { url: d.url, apiKey: token };
+  const { createApp } = await gql<{ createApp: { id: string } }>(
+    target,
+    `mutation($input: CreateAppInput!) { createApp(input: $input) { id } }`,
+    { input: { name, ...app } },
+  );
+  await gql(target, `mutation($input: CreateEventTypeInput!) { createEventType(input: $input) { name } }`, {
+    input: { appId: createApp.id, name: 'bench.event' },
+  });
+  return { ...target, appId: createApp.id };
+}
+
+async function queuedTries(databaseUrl: string): Promise<{ ready: number; deferred: number; active: number }> {
+  const client = new pg.Client({ connectionString: databaseUrl });
+  await client.connect();
+  try {
+    const { rows } = await client.query<{ ready: string; deferred: string; active: string }>(
+      `SELECT count(*) FILTER (WHERE state < 'active' AND start_after <= now()) AS ready,
+              count(*) FILTER (WHERE state < 'active' AND start_after > now()) AS deferred,
+              count(*) FILTER (WHERE state = 'active') AS active
+       FROM pgboss.job WHERE name = 'dispatch-try'`,
+    );
+    return { ready: Number(rows[0]!.ready), deferred: Number(rows[0]!.deferred), active: Number(rows[0]!.active) };
+  } finally {
+    await client.end();
+  }
+}
+
+interface FairnessResult {
+  alone: VictimLatency;
+  noisy: VictimLatency & { hangingTries: number };
+  flood: VictimLatency & { floodMessages: number; readyAtStart: number; floodSendSeconds: number };
+}
+
+/**
+ * The two cases of issue 11 as rows. Noisy neighbour: another workspace's
+ * app (30 s attempt timeout) with 40 endpoints on a path of the receiver
+ * that never answers, 10 messages to them (400 tries, 320 allowed by the
+ * per-endpoint limit); once 100 hang, the victim sends. Flood: another
+ * workspace sends BENCH_FLOOD_MESSAGES at fan-out 3 as fast as it can; once
+ * a third is sent, the victim sends. The victim (the bench's own app,
+ * fan-out 1) is measured alone first.
+ */
+async function fairness(d: DispatchUnderTest, receiver: Receiver): Promise<FairnessResult> {
+  const alone = await victim(d, receiver, 'victimAlone');
+  log(`  victim alone: p50 ${alone.p50} ms, p99 ${alone.p99} ms, max ${alone.max} ms`);
+
+  const noisy = await neighbour(d, 'noisy', { attemptTimeoutMs: 30_000, retrySchedule: [3600] });
+  for (let i = 0; i < 40; i++)
+    await gql(noisy, CREATE_ENDPOINT, {
+      input: { appId: noisy.appId, recipientId: 'hanging', url: `${receiver.url}/hang/${i}` },
+    });
+  const noisyD = { ...d, ...noisy };
+  for (let i = 0; i < 10; i++) await sendToDispatch(noisyD, `noisy:${i}`, 'hanging');
+  const deadline = Date.now() + 30_000;
+  while ((await receiver.held()) < 100 && Date.now() < deadline) await sleep(100);
+  const hangingTries = await receiver.held();
+  const beside = await victim(d, receiver, 'victimNoisy');
+  await receiver.release();
+  log(
+    `  victim beside ${hangingTries} hanging tries: p50 ${beside.p50} ms, p99 ${beside.p99} ms, max ${beside.max} ms`,
+  );
+
+  const flood = await neighbour(d, 'flood', {});
+  for (let k = 0; k < 20; k++)
+    for (let e = 0; e < 3; e++)
+      await gql(flood, CREATE_ENDPOINT, {
+        input: { appId: flood.appId, recipientId: `flood_${k}`, url: `${receiver.url}/hook/flood_${k}_${e}` },
+      });
+  const floodD = { ...d, ...flood };
+  let next = 0;
+  const floodStart = now();
+  let third: () => void = () => undefined;
+  const thirdSent = new Promise<void>((resolve) => (third = resolve));
+  const sending = Promise.all(
+    Array.from({ length: S.concurrency }, async () => {
+      while (next < S.floodMessages) {
+        const i = next++;
+        if (i === Math.floor(S.floodMessages / 3)) third();
+        await sendToDispatch(floodD, `flood:${i}`, `flood_${i % 20}`);
+      }
+    }),
+  ).then(() => (now() - floodStart) / 1000);
+  await thirdSent;
+  const readyAtStart = (await queuedTries(d.databaseUrl)).ready;
+  const during = await victim(d, receiver, 'victimFlood');
+  const floodSendSeconds = await sending;
+  await waitForDeliveries(receiver, 'flood', S.floodMessages * 3);
+  log(
+    `  victim during a flood of ${S.floodMessages} messages x 3 (${readyAtStart} tries ready when it began): p50 ${during.p50} ms, p99 ${during.p99} ms, max ${during.max} ms`,
+  );
+  return {
+    alone,
+    noisy: { ...beside, hangingTries },
+    flood: { ...during, floodMessages: S.floodMessages, readyAtStart, floodSendSeconds: round(floodSendSeconds, 2)! },
+  };
+}
+
+interface BacklogResult {
+  tries: number;
+  insertSeconds: number;
+  empty: { 1: ThroughputResult; 3: ThroughputResult };
+  backlog: { 1: ThroughputResult; 3: ThroughputResult };
+  /** pg_stat_statements of each (BENCH_PROFILE=1). */
+  statements?: Record<string, unknown[]>;
+}
+
+/**
+ * PostgreSQL CPU per delivery with BENCH_BACKLOG_TRIES tries waiting in the
+ * queue, against the same batches with it empty, measured one after the
+ * other. The backlog is what an endpoint down for hours leaves: retries of
+ * another app, due tomorrow, priority 0 (a quiet tenant's), inserted
+ * through pg-boss's insert like Dispatch's own, then ANALYZEd (Dispatch
+ * analyzes the partition after its own inserts).
+ */
+async function backlog(system: System, receiver: Receiver, databaseUrl: string): Promise<BacklogResult> {
+  const statements: Record<string, unknown[]> = {};
+  const measure = async (label: string) => {
+    if (PROFILE) await resetStatements(databaseUrl);
+    const measured = {
+      1: await throughput(system, receiver, 1, S.e2eMessages1, databaseUrl, 0, label),
+      3: await throughput(system, receiver, 3, S.e2eMessages3, databaseUrl, 0, label),
+    };
+    if (PROFILE) statements[label] = await topStatements(databaseUrl);
+    return measured;
+  };
+  const empty = await measure('empty');
+  const boss = new PgBoss({
+    connectionString: databaseUrl,
+    schema: 'pgboss',
+    supervise: false,
+    schedule: false,
+    migrate: false,
+    max: 2,
+  });
+  boss.on('error', () => undefined);
+  await boss.start();
+  const started = now();
+  const due = new Date(Date.now() + 86_400_000);
+  for (let i = 0; i < S.backlogTries; i += 5_000) {
+    const jobs = Array.from({ length: Math.min(5_000, S.backlogTries - i) }, (_, k) => ({
+      data: { d: `dlv_backlog_${i + k}`, t: 'S', n: 2 },
+      group: { id: `ep_backlog_${(i + k) % 1000}` },
+      startAfter: due,
+    }));
+    await boss.insert('dispatch-try', jobs, { returnId: false });
+  }
+  const insertSeconds = (now() - started) / 1000;
+  const table = ((await boss.getQueue('dispatch-try')) as unknown as { table: string }).table;
+  await boss.getDb().executeSql(`ANALYZE pgboss.${table}`);
+  await boss.stop({ graceful: false, close: true });
+  log(`  ${S.backlogTries} deferred tries inserted in ${insertSeconds.toFixed(1)} s`);
+  const withBacklog = await measure('backlog');
+  return {
+    tries: S.backlogTries,
+    insertSeconds: round(insertSeconds, 1)!,
+    empty,
+    backlog: withBacklog,
+    ...(PROFILE ? { statements } : {}),
+  };
 }
 
 // ---------------------------------------------------------------- machine, profile, report
@@ -769,6 +992,8 @@ function markdown(r: Results): string {
     `| Dispatch / pg-boss pipeline, fan-out 3 | ${roundRatios(r, 'pgboss', 3)} | – |`,
     `| Dispatch latency p99 at ${S.latencyRate} msg/s | ${fmt(l.dispatch?.fromReturn.p99, ' ms')} | < 10 ms |`,
     `| Dispatch ingest | ${fmt(r.ingest?.messagesPerSecond, '/s')} | ≥ 5,000/s |`,
+    ...fairnessRows(r),
+    ...backlogRows(r),
     '',
     `Settings: concurrency ${S.concurrency}; ingest ${S.ingestWarmupS} s warm-up then ${S.ingestS} s measured, to ${1000} recipients without endpoints; throughput batches of ${S.e2eMessages1} messages (fan-out 1) and ${S.e2eMessages3} (fan-out 3) after a ${S.e2eWarmup}-message warm-up, over ${S.recipients} recipients, timed from the first send to the last arrival at the receiver, in ${S.rounds} round(s) that rotate the order of the systems (the table shows each system's median round, the ratios the median of the rounds' ratios, each round's own in brackets); latency ${S.latencyWarmupS} s warm-up then ${S.latencyS} s at ${S.latencyRate} messages/s, measured as arrival at the receiver minus the moment the send call returned (the message was committed), the row "incl. the send call" from the moment it was made. CPU ms per delivery: user + system CPU time (from /proc) each process spent during the measured batch, divided by the deliveries; on a shared machine it moves much less with other people's load than throughput does.`,
   ];
@@ -780,6 +1005,35 @@ function markdown(r: Results): string {
   if (incomplete.length)
     lines.push('', `Incomplete (deliveries missing when the run gave up): ${incomplete.join(', ')}.`);
   return lines.join('\n');
+}
+
+function fairnessRows(r: Results): string[] {
+  const f = r.fairness;
+  if (!f) return [];
+  const cell = (v: VictimLatency) => `${fmt(v.p50, ' ms')} / ${fmt(v.p99, ' ms')}`;
+  return [
+    '',
+    `| another workspace's messages (${S.victimRate}/s for ${S.victimS} s, fan-out 1), p50 / p99 | alone | beside the neighbour | target |`,
+    '| --- | ---: | ---: | ---: |',
+    `| noisy neighbour: 40 endpoints that never answer (30 s timeout), ${f.noisy.hangingTries} tries hanging | ${cell(f.alone)} | ${cell(f.noisy)} | p50 < 1 s, max < 3 s (max ${fmt(f.noisy.max, ' ms')}) |`,
+    `| flood: ${fmt(f.flood.floodMessages)} messages × 3 endpoints sent at once, ${fmt(f.flood.readyAtStart)} tries ready when the victim began | ${cell(f.alone)} | ${cell(f.flood)} | about 1 s at most (max ${fmt(f.flood.max, ' ms')}) |`,
+  ];
+}
+
+function backlogRows(r: Results): string[] {
+  const b = r.backlog;
+  if (!b) return [];
+  const ratio = (f: 1 | 3) =>
+    (b.backlog[f].cpuMsPerDelivery.postgres / b.empty[f].cpuMsPerDelivery.postgres).toFixed(2);
+  const cell = (t: ThroughputResult) =>
+    `${t.cpuMsPerDelivery.postgres.toFixed(2)} ms (${fmt(t.deliveriesPerSecond)}/s)`;
+  return [
+    '',
+    `| PostgreSQL CPU per delivery (deliveries/s) | queue empty | ${fmt(b.tries)} tries waiting | ratio | target |`,
+    '| --- | ---: | ---: | ---: | ---: |',
+    `| fan-out 1 | ${cell(b.empty[1])} | ${cell(b.backlog[1])} | ${ratio(1)}× | ≤ 1.25× |`,
+    `| fan-out 3 | ${cell(b.empty[3])} | ${cell(b.backlog[3])} | ${ratio(3)}× | ≤ 1.25× |`,
+  ];
 }
 
 async function writeDocs(r: Results) {
@@ -824,6 +1078,8 @@ async function runAll(databaseUrl: string, tmp: string, resultsDir: string, stam
   const latencies: Partial<Record<System['name'], LatencyResult>> = {};
   const statements: Record<string, unknown[]> = {};
   let ingestResult: IngestResult | undefined;
+  let fairnessResult: FairnessResult | undefined;
+  let backlogResult: BacklogResult | undefined;
   let profile: ProfileSummary | undefined;
 
   // Every system is set up first and stays up (idle between its turns), so
@@ -832,6 +1088,7 @@ async function runAll(databaseUrl: string, tmp: string, resultsDir: string, stam
   // rounds is reported, which a passing spike of the machine's load moves
   // much less than one measurement.
   const systems: (System & { stop(): Promise<void> })[] = [];
+  let dispatch: DispatchUnderTest | undefined;
   let profileDir: string | undefined;
   try {
     if (ONLY.has('dispatch')) {
@@ -839,19 +1096,24 @@ async function runAll(databaseUrl: string, tmp: string, resultsDir: string, stam
       const started = await startDispatchProcess(databaseUrl, path.join(tmp, 'dispatch-data'), profileDir);
       const d = await setUpDispatch(databaseUrl, started.url, receiver, started.child);
       systems.push({ ...dispatchSystem(d), stop: () => stopChild(started.child) });
-      log('Dispatch: ingest');
-      if (PROFILE) await resetStatements(databaseUrl);
-      ingestResult = await ingest(d);
-      if (PROFILE) statements.ingest = await topStatements(databaseUrl);
-      log(
-        `  ${ingestResult.messagesPerSecond} sendMessage/s (p50 ${ingestResult.p50Ms} ms, p99 ${ingestResult.p99Ms} ms, ${ingestResult.errors} errors)`,
-      );
+      dispatch = d;
+      if (!SKIP.has('ingest')) {
+        log('Dispatch: ingest');
+        if (PROFILE) await resetStatements(databaseUrl);
+        ingestResult = await ingest(d);
+        if (PROFILE) statements.ingest = await topStatements(databaseUrl);
+        log(
+          `  ${ingestResult.messagesPerSecond} sendMessage/s (p50 ${ingestResult.p50Ms} ms, p99 ${ingestResult.p99Ms} ms, ${ingestResult.errors} errors)`,
+        );
+      }
     }
     for (const mode of ['sql', 'pgboss'] as const) {
       if (ONLY.has(mode)) systems.push(await baselineSystem(mode, databaseUrl, receiver));
     }
-    log(`deliveries: ${S.rounds} round(s) of ${systems.map((s) => s.name).join(', ')}, the order rotating`);
-    for (let round = 0; round < S.rounds; round++) {
+    const rounds_ = SKIP.has('rounds') ? 0 : S.rounds;
+    if (rounds_)
+      log(`deliveries: ${S.rounds} round(s) of ${systems.map((s) => s.name).join(', ')}, the order rotating`);
+    for (let round = 0; round < rounds_; round++) {
       const order = systems.map((_, i) => systems[(i + round) % systems.length]!);
       for (const system of order) {
         const profiled = PROFILE && system.name === 'dispatch' && round === 0;
@@ -870,7 +1132,18 @@ async function runAll(databaseUrl: string, tmp: string, resultsDir: string, stam
         if (profiled) statements.deliveries = await topStatements(databaseUrl);
       }
     }
-    for (const system of systems) latencies[system.name] = await latency(system, receiver);
+    if (!SKIP.has('latency')) for (const system of systems) latencies[system.name] = await latency(system, receiver);
+    if (dispatch && !SKIP.has('fairness')) {
+      log('Dispatch: a victim beside a noisy neighbour and a flood');
+      if (PROFILE) await resetStatements(databaseUrl);
+      fairnessResult = await fairness(dispatch, receiver);
+      if (PROFILE) statements.fairness = await topStatements(databaseUrl);
+    }
+    const dispatchUnder = systems.find((s) => s.name === 'dispatch');
+    if (dispatchUnder && !SKIP.has('backlog')) {
+      log(`Dispatch: the same batches with the queue empty, then with ${S.backlogTries} tries waiting`);
+      backlogResult = await backlog(dispatchUnder, receiver, databaseUrl);
+    }
   } finally {
     for (const system of systems) await system.stop();
   }
@@ -890,6 +1163,8 @@ async function runAll(databaseUrl: string, tmp: string, resultsDir: string, stam
     loadBefore,
     loadAfter: os.loadavg(),
     ingest: ingestResult,
+    fairness: fairnessResult,
+    backlog: backlogResult,
     throughput: throughputs,
     rounds,
     latency: latencies,

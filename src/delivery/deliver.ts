@@ -72,8 +72,15 @@ export interface DeliverDeps {
  */
 export class WorkspaceShares {
   readonly running = new Map<string, number>();
-  /** Endpoints seen of each workspace with tries in flight here. */
+  /**
+   * Endpoints seen of each workspace. Kept after its tries end (up to
+   * MAX_KNOWN_ENDPOINTS in all), so that when it reaches its share again the
+   * fetch skips all of them: forgetting them with its last try made every
+   * fetch while it was at its share meet them again and put them back
+   * (~2,200 put-backs a bench run, all of one workspace at its share).
+   */
   private readonly endpoints = new Map<string, Set<string>>();
+  private known = 0;
   constructor(readonly limit: number) {}
 
   /** Endpoints not to fetch now: those of workspaces at their share. */
@@ -98,7 +105,15 @@ export class WorkspaceShares {
       set = new Set();
       this.endpoints.set(workspace, set);
     }
+    if (set.has(endpointId)) return;
+    if (this.known >= MAX_KNOWN_ENDPOINTS) {
+      this.endpoints.clear();
+      this.known = 0;
+      set = new Set();
+      this.endpoints.set(workspace, set);
+    }
     set.add(endpointId);
+    this.known++;
   }
   start(workspace: string, endpointId: string): void {
     this.running.set(workspace, (this.running.get(workspace) ?? 0) + 1);
@@ -107,12 +122,12 @@ export class WorkspaceShares {
   end(workspace: string): void {
     const n = (this.running.get(workspace) ?? 1) - 1;
     if (n > 0) this.running.set(workspace, n);
-    else {
-      this.running.delete(workspace);
-      this.endpoints.delete(workspace);
-    }
+    else this.running.delete(workspace);
   }
 }
+
+/** Endpoints WorkspaceShares remembers the workspace of; past this it starts again. */
+const MAX_KNOWN_ENDPOINTS = 100_000;
 
 interface Loaded {
   deliveryId: string;

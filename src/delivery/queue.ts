@@ -65,22 +65,46 @@ const TRY_RETRY_LIMIT = 10_000;
  * deleted by this process since it last was (autovacuum's threshold, 10 % of
  * the table, comes far too late for a backlog that grows from empty: until
  * the statistics show it, pg-boss's fetch scans and sorts the whole
- * partition; docs/benchmarks.md).
+ * partition; docs/benchmarks.md), or ANALYZE_SCALE of the rows the last
+ * ANALYZE counted, whichever is more: on a partition holding a large backlog
+ * a few thousand jobs do not change the statistics, and each ANALYZE reads
+ * a sample of the whole table (1.4 s a run at 200,000 jobs on a busy
+ * machine, docs/benchmarks.md).
  */
 const ANALYZE_AFTER_JOBS = 5_000;
+const ANALYZE_SCALE = 0.1;
 /** And at most this often. */
 const ANALYZE_MIN_INTERVAL_MS = 5_000;
 /** A little after the inserts that call for it, so it sees them committed. */
 const ANALYZE_DELAY_MS = 300;
 
 /**
- * Keeps the statistics of the queue partition current: ANALYZE (a sample of
- * 30,000 rows, tens of milliseconds) after every ANALYZE_AFTER_JOBS jobs
- * this process inserted or deleted, not more often than
- * ANALYZE_MIN_INTERVAL_MS, never two at once.
+ * Whether a partition's statistics call for ANALYZE: rows changed since the
+ * last one (PostgreSQL's count, every process's and autovacuum's included)
+ * reach ANALYZE_AFTER_JOBS, or ANALYZE_SCALE of the rows it counted when that
+ * is more. Unknown counts (no statistics yet) call for it.
  */
-export function createAnalyzer(run: () => Promise<void>, onError: (error: unknown) => void, now = Date.now) {
+export function statisticsStale({ rows, changed }: { rows: number; changed: number | null }): boolean {
+  if (changed === null || rows < 0) return true;
+  return changed >= Math.max(ANALYZE_AFTER_JOBS, rows * ANALYZE_SCALE);
+}
+
+/**
+ * Keeps the statistics of the queue partition current: ANALYZE (a sample of
+ * 30,000 rows) after every ANALYZE_AFTER_JOBS jobs this process inserted or
+ * deleted, or ANALYZE_SCALE of the rows the last run counted (`run` returns
+ * them) when that is more, not more often than ANALYZE_MIN_INTERVAL_MS,
+ * never two at once. `run` itself skips an ANALYZE whose statistics are
+ * current (statisticsStale), e.g. when another process or autovacuum just
+ * ran one.
+ */
+export function createAnalyzer(
+  run: (churn: number) => Promise<number | undefined>,
+  onError: (error: unknown) => void,
+  now = Date.now,
+) {
   let churn = 0;
+  let threshold = ANALYZE_AFTER_JOBS;
   let last = 0;
   let pending: NodeJS.Timeout | undefined;
   let running: Promise<void> | undefined;
@@ -88,9 +112,13 @@ export function createAnalyzer(run: () => Promise<void>, onError: (error: unknow
   const start = () => {
     pending = undefined;
     if (stopped) return;
+    const noted = churn;
     churn = 0;
     last = now();
-    running = run()
+    running = run(noted)
+      .then((rows) => {
+        threshold = Math.max(ANALYZE_AFTER_JOBS, Math.round((rows ?? 0) * ANALYZE_SCALE));
+      })
       .catch(onError)
       .finally(() => {
         running = undefined;
@@ -100,7 +128,7 @@ export function createAnalyzer(run: () => Promise<void>, onError: (error: unknow
     /** Jobs inserted or deleted. */
     note(jobs: number) {
       churn += jobs;
-      if (churn < ANALYZE_AFTER_JOBS || pending || running || stopped) return;
+      if (churn < threshold || pending || running || stopped) return;
       pending = setTimeout(start, Math.max(ANALYZE_DELAY_MS, last + ANALYZE_MIN_INTERVAL_MS - now()));
       pending.unref();
     },
@@ -366,8 +394,24 @@ export async function startQueue(options: QueueOptions): Promise<DeliveryQueue> 
   const fairPriority = createFairPriority();
   const deliveryTable = ((await boss.getQueue(DELIVERY_QUEUE)) as unknown as { table: string }).table;
   const analyzer = createAnalyzer(
-    async () => {
+    async (churn) => {
+      // Other processes (and autovacuum) insert, delete and analyze too:
+      // PostgreSQL's count of the rows changed since the last ANALYZE says
+      // whether this one is needed (or this process's own count, when more:
+      // PostgreSQL's lags by up to a second).
+      const statistics = async () =>
+        (
+          await options.pool.query<{ rows: number; changed: number | null }>(
+            `SELECT c.reltuples::float8 AS rows, s.n_mod_since_analyze::float8 AS changed
+             FROM pg_class c LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid WHERE c.oid = $1::regclass`,
+            [`${QUEUE_SCHEMA}.${deliveryTable}`],
+          )
+        ).rows[0];
+      const before = await statistics();
+      if (before && !statisticsStale({ rows: before.rows, changed: Math.max(before.changed ?? churn, churn) }))
+        return before.rows;
       await options.pool.query(`ANALYZE ${QUEUE_SCHEMA}.${deliveryTable}`);
+      return (await statistics())?.rows;
     },
     (error) => logger.warn('queue: ANALYZE failed', error instanceof Error ? error.message : error),
   );

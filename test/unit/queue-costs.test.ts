@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { WorkspaceShares } from '../../src/delivery/deliver.ts';
-import { createAnalyzer } from '../../src/delivery/queue.ts';
+import { createAnalyzer, statisticsStale } from '../../src/delivery/queue.ts';
 import { startWorker } from '../../src/delivery/worker.ts';
 import { createLogger } from '../../src/logger.ts';
 
@@ -21,6 +21,20 @@ describe('a fetch is capped at the workspaces headroom', () => {
     expect(shares.headroom()).toBe(3);
     expect(shares.skipped()).toEqual(['ep_b']);
   });
+
+  it("remembers a workspace's endpoints after its tries end, so at its share again all of them are skipped", () => {
+    const shares = new WorkspaceShares(2);
+    shares.start('ws_a', 'ep_1');
+    shares.start('ws_a', 'ep_2');
+    expect(shares.skipped()).toEqual(['ep_1', 'ep_2']);
+    shares.end('ws_a');
+    shares.end('ws_a');
+    expect(shares.skipped()).toEqual([]);
+    // Its next tries go to one endpoint; the fetch must still skip the other.
+    shares.start('ws_a', 'ep_1');
+    shares.start('ws_a', 'ep_1');
+    expect(shares.skipped()).toEqual(['ep_1', 'ep_2']);
+  });
 });
 
 describe('the queue partition is analyzed after many jobs', () => {
@@ -30,9 +44,9 @@ describe('the queue partition is analyzed after many jobs', () => {
     let finish: (() => void) | undefined;
     const analyzer = createAnalyzer(
       () =>
-        new Promise<void>((resolve) => {
+        new Promise<undefined>((resolve) => {
           runs++;
-          finish = resolve;
+          finish = () => resolve(undefined);
         }),
       (error) => {
         throw error;
@@ -59,6 +73,46 @@ describe('the queue partition is analyzed after many jobs', () => {
     expect(runs).toBe(2);
     finish!();
     await analyzer.stop();
+  });
+});
+
+describe('a partition holding a large backlog is analyzed less often', () => {
+  it('waits for 10 % of the rows the last ANALYZE counted, when that is more than 5,000 jobs', async () => {
+    vi.useFakeTimers();
+    let runs = 0;
+    const analyzer = createAnalyzer(
+      async () => {
+        runs++;
+        return 200_000;
+      },
+      (error) => {
+        throw error;
+      },
+    );
+    analyzer.note(5_000);
+    await vi.advanceTimersByTimeAsync(300);
+    expect(runs).toBe(1);
+    // The partition holds 200,000 jobs: 5,000 more do not call for another.
+    analyzer.note(5_000);
+    await vi.advanceTimersByTimeAsync(10_000);
+    expect(runs).toBe(1);
+    analyzer.note(15_000);
+    await vi.advanceTimersByTimeAsync(300);
+    expect(runs).toBe(2);
+    await analyzer.stop();
+  });
+});
+
+describe("PostgreSQL's count of changed rows decides", () => {
+  it('an ANALYZE is due after 5,000 changed rows, or 10 % of the rows counted when that is more', () => {
+    expect(statisticsStale({ rows: 0, changed: 4_999 })).toBe(false);
+    expect(statisticsStale({ rows: 0, changed: 5_000 })).toBe(true);
+    // A 200,000-job backlog another process inserted and analyzed.
+    expect(statisticsStale({ rows: 200_000, changed: 5_000 })).toBe(false);
+    expect(statisticsStale({ rows: 200_000, changed: 20_000 })).toBe(true);
+    // Never analyzed, or no statistics.
+    expect(statisticsStale({ rows: -1, changed: 0 })).toBe(true);
+    expect(statisticsStale({ rows: 100, changed: null })).toBe(true);
   });
 });
 
