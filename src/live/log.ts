@@ -204,6 +204,9 @@ export interface LogTailOptions {
  * in order. A failed read is tried again from the same position, so a
  * database restart delays events but loses none.
  */
+/** How soon the tail reads again while events it has seen written are not yet settled. */
+const PENDING_RETRY_MS = 10;
+
 export function createLogTail(options: LogTailOptions): LogTail {
   const { pool, logger } = options;
   const pollMs = options.pollMs ?? 1000;
@@ -222,8 +225,6 @@ export function createLogTail(options: LogTailOptions): LogTail {
   let idle = true;
   let timer: NodeJS.Timeout | undefined;
   let failures = 0;
-  /** Delay before the next read while unsettled events wait (grows while they keep waiting). */
-  let pendingDelay = 0;
 
   const wake = () => void read();
   let wakeQueued = false;
@@ -270,9 +271,10 @@ export function createLogTail(options: LogTailOptions): LogTail {
           }
           if (page.events.length < pageSize || idle || closed) {
             if (page.pending) {
-              pendingDelay = Math.min(200, pendingDelay ? pendingDelay * 2 : 10);
-              next = pendingDelay;
-            } else pendingDelay = 0;
+              // Under steady writes some event is nearly always unsettled: backing off (10 ms doubling
+              // to 200 ms, as before) put the live load test's p50 at 1.3 s; a steady 10 ms gave 0.5 s.
+              next = PENDING_RETRY_MS;
+            }
             break;
           }
         }
