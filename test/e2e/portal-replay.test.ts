@@ -64,7 +64,7 @@ describe('the portal: scheduled sends and "Replay failed messages" with its live
     await page.getByRole('heading', { name: 'Messages' }).waitFor();
     const panel = page.getByTestId('replay-panel');
     await panel.locator('summary').click();
-    await panel.getByLabel('Endpoint').selectOption(endpoint.id);
+    await panel.getByLabel('Replay to endpoint').selectOption(endpoint.id);
     await panel.getByRole('button', { name: 'Replay failed messages' }).click();
     await expect.poll(() => panel.getByRole('status').first().textContent()).toContain('Replaying 3 failed deliveries');
     const progress = panel.getByTestId('replay-progress');
