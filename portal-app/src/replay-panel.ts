@@ -110,21 +110,21 @@ export function replayPanel(
     <form class="filters" @submit=${submit}>
       ${
         o.mode === 'portal'
-          ? html`<label>Endpoint
+          ? html`<label>Replay to endpoint
               <select name="endpointId">
                 <option value="">All endpoints</option>
                 ${(endpoints.data ?? []).map((e) => html`<option value=${e.id}>${e.url}</option>`)}
               </select>
             </label>`
-          : html`<label>Recipient<input name="recipientId" placeholder="all recipients" /></label>`
+          : html`<label>Replay to recipient<input name="recipientId" placeholder="all recipients" /></label>`
       }
-      <label>Event types
+      <label>Only these events
         <select name="eventTypes" multiple size="3">
           ${o.eventTypes().map((t) => html`<option value=${t}>${t}</option>`)}
         </select>
       </label>
-      <label>From<input type="datetime-local" name="since" required .value=${dayAgo} /></label>
-      <label>Until<input type="datetime-local" name="until" /></label>
+      <label>Sent from<input type="datetime-local" name="since" required .value=${dayAgo} /></label>
+      <label>Sent until<input type="datetime-local" name="until" /></label>
       <div class="actions"><button type="submit" ?disabled=${busy}>Replay failed messages</button></div>
     </form>
     ${notice(result)}

@@ -64,7 +64,7 @@ describe('the portal: scheduled sends and "Replay failed messages" with its live
     await page.getByRole('heading', { name: 'Messages' }).waitFor();
     const panel = page.getByTestId('replay-panel');
     await panel.locator('summary').click();
-    await panel.getByLabel('Endpoint').selectOption(endpoint.id);
+    await panel.getByLabel('Replay to endpoint').selectOption(endpoint.id);
     await panel.getByRole('button', { name: 'Replay failed messages' }).click();
     await expect.poll(() => panel.getByRole('status').first().textContent()).toContain('Replaying 3 failed deliveries');
     const progress = panel.getByTestId('replay-progress');
@@ -113,6 +113,30 @@ describe('the portal: scheduled sends and "Replay failed messages" with its live
       await page.close();
     } finally {
       await r.close();
+    }
+  }, 60_000);
+
+  it("the dashboard replays one recipient's failed messages", async () => {
+    const failing = await startReceiver([{ status: 500 }, { status: 500 }]);
+    try {
+      const endpoint = await createEndpoint(t.client, { appId, recipientId: 'dana', url: failing.url });
+      const message = await send(t.client, { appId, recipientId: 'dana', data: { n: 'dana' } });
+      await settled(t.dispatch.db.pool, message.id, ['FAILED'], endpoint.id);
+      const page = await context.newPage();
+      await page.goto(`${t.url}/portal#/`);
+      await page.evaluate((key) => sessionStorage.setItem('dispatch.apiKey', key), t.apiKey);
+      await page.goto(`${t.url}/portal#/dashboard/apps/${appId}/messages`);
+      const panel = page.getByTestId('replay-panel');
+      await panel.locator('summary').click();
+      await panel.getByLabel('Replay to recipient').fill('dana');
+      await panel.getByRole('button', { name: 'Replay failed messages' }).click();
+      await expect.poll(() => panel.getByRole('status').first().textContent()).toContain('Replaying 1 failed delivery');
+      await expect.poll(() => panel.getByTestId('replay-progress').getAttribute('data-done')).toBe('true');
+      expect(await panel.getByTestId('replay-succeeded').textContent()).toBe('1');
+      await failing.nth(3);
+      await page.close();
+    } finally {
+      await failing.close();
     }
   }, 60_000);
 });
