@@ -285,6 +285,7 @@ export function createHttpServer(deps: HttpDeps): HttpServer {
         server.closeIdleConnections();
         setTimeout(() => server.closeAllConnections(), 2000).unref();
       });
+      await app?.close();
     },
   };
 }
