@@ -25,6 +25,8 @@ export interface NewDelivery {
   endpointId: string;
   appId: string;
   recipientId: string;
+  /** The W3C traceparent of the request that sent its message (tracing on): its tries continue that trace. */
+  traceparent?: string | undefined;
 }
 
 /**
@@ -39,6 +41,8 @@ export interface DeliveryHooks {
   deliveriesCommitted?(): void;
   /** Resend every failed delivery of an endpoint in a window, as background work. */
   recoverRequested?(sql: SqlExecutor, request: { endpointId: string; since: Date; until: Date | null }): Promise<void>;
+  /** When each endpoint's oldest delivery waiting for a scheduled try is tried next (endpoints with none are absent). */
+  nextScheduledTries?(endpointIds: string[]): Promise<Map<string, Date>>;
 }
 
 /**

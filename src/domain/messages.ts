@@ -1,7 +1,9 @@
 import { createHash, hash } from 'node:crypto';
+import type { Span } from '@opentelemetry/api';
 import type pg from 'pg';
 import type { Message, Prisma } from '../db/client.ts';
 import { createGroupCommit } from '../db/group-commit.ts';
+import { currentTraceparent, traced, tracingOn } from '../tracing.ts';
 import { visible } from './access.ts';
 import { requireOperator } from './apps.ts';
 import { canonicalJson } from './canonical-json.ts';
@@ -131,6 +133,8 @@ async function send(
   const uid = givenUid ?? id;
 
   let deliveryIds = GUESSED_DELIVERIES;
+  // Tries are sent later, by any worker: their spans continue this request's trace.
+  const traceparent = currentTraceparent();
   for (let round = 0; ; round++) {
     if (round === 4) throw new Error(`sendMessage of ${uid} did not settle after ${round} rounds`);
     const stored = await storeMessage(ctx, {
@@ -140,6 +144,7 @@ async function send(
       mode,
       message: { id, uid, serialized, dataHash },
       deliveryIdCount: deliveryIds,
+      traceparent,
     });
     if (!stored.eventTypeOk) {
       // The event type changed since it was cached (archived, created again
@@ -262,6 +267,10 @@ interface ToStore {
   mode: SendMode;
   message: { id: string; uid: string; serialized: string; dataHash: string };
   deliveryIdCount: number;
+  /** The sending request's trace, carried by its deliveries' jobs to each try. */
+  traceparent?: string | undefined;
+  /** Its span in the group commit (tracing on). */
+  span?: Span | undefined;
 }
 
 /** Most messages stored by one statement. */
@@ -284,8 +293,9 @@ function storeMessage(ctx: DomainContext, item: ToStore): Promise<Stored> {
     const { pool, hooks } = ctx;
     const write = (items: ToStore[]) =>
       inTransaction(pool, async (sql) => {
+        for (const item of items) item.span?.setAttribute('dispatch.group_commit.messages', items.length);
         const stored = await storeMessages(sql, items);
-        await hooks.deliveriesCreated(sql, deliveriesOf(stored), { manual: false });
+        await hooks.deliveriesCreated(sql, deliveriesOf(stored, items), { manual: false });
         return stored;
       });
     store = createGroupCommit<ToStore, Stored>({
@@ -295,13 +305,19 @@ function storeMessage(ctx: DomainContext, item: ToStore): Promise<Stored> {
     });
     byHooks.set(ctx.hooks, store);
   }
-  return store(item);
+  if (!tracingOn()) return store(item);
+  const commit = store;
+  return traced(
+    'dispatch.message.group_commit',
+    { attributes: { 'dispatch.app.id': item.input.appId, 'dispatch.message.id': item.message.id } },
+    (span) => commit({ ...item, span }),
+  );
 }
 
 const storeBatchers = new WeakMap<pg.Pool, WeakMap<DeliveryHooks, (item: ToStore) => Promise<Stored>>>();
 
-function deliveriesOf(stored: Stored[]): NewDelivery[] {
-  return stored.flatMap(({ message, deliveries }) =>
+function deliveriesOf(stored: Stored[], items: ToStore[]): NewDelivery[] {
+  return stored.flatMap(({ message, deliveries }, i) =>
     message
       ? deliveries.map((d) => ({
           id: d.id,
@@ -309,6 +325,7 @@ function deliveriesOf(stored: Stored[]): NewDelivery[] {
           endpointId: d.endpointId,
           appId: message.appId,
           recipientId: message.recipientId,
+          traceparent: items[i]?.traceparent,
         }))
       : [],
   );

@@ -14,6 +14,7 @@ import { createLocalLiveBus, type LiveBus, type MessageEvent } from '../live/bus
 import { createLiveFeed } from '../live/feed.ts';
 import { createPgLiveBus } from '../live/pg-bus.ts';
 import type { Logger } from '../logger.ts';
+import { tracingOn } from '../tracing.ts';
 import type { GraphQLContext } from './context.ts';
 import {
   CACHED_DOCUMENT_CHARS,
@@ -28,6 +29,7 @@ import { hasVariableInScalarLiteral } from './json-literals.ts';
 import { graphqlErrors, graphqlOperations } from './metrics.ts';
 import { RateLimiter } from './rate-limit.ts';
 import { sharedSubscriptionExecution } from './shared-execution.ts';
+import { tracingPlugin } from './tracing.ts';
 
 export interface GraphQLAppDeps {
   config: Config;
@@ -301,6 +303,8 @@ export function createGraphQLApp(deps: GraphQLAppDeps): GraphQLApp {
             !hasVariableInScalarLiteral(args.schema, args.document),
         },
       ),
+      // Last, so the execution it wraps is the compiled one.
+      ...(tracingOn() ? [tracingPlugin()] : []),
     ],
   });
 
