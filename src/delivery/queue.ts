@@ -237,7 +237,7 @@ export interface DeliveryQueue {
   release(fence: JobFence, error: string): Promise<void>;
   depth(): Promise<QueueDepth>;
   /**
-   * When each endpoint's oldest delivery waiting for a scheduled try is
+   * When each endpoint's oldest delivery waiting for a retry is
    * tried next (endpoints with none are absent): one probe of
    * WAITING_INDEX per endpoint, whatever the size of the queue.
    */
@@ -418,19 +418,24 @@ export async function startQueue(options: QueueOptions): Promise<DeliveryQueue> 
   };
 }
 
-/** Scheduled tries not yet running (pg-boss's created and retry states); their job data's `d` is the delivery. */
-const WAITING_SCHEDULED = `state < 'active' AND data->>'t' = 'S'`;
 /**
- * The waiting scheduled tries of each endpoint, by delivery id (ids sort by
- * time, so the first is the oldest delivery): what Endpoint.health's
- * nextRetryAt reads. Costs one index entry per job inserted (none when a job
- * is fetched or deleted); docs/benchmarks.md.
+ * Scheduled retries not yet running (pg-boss's created and retry states;
+ * a retry is a scheduled try after the first). Their job data's `d` is the
+ * delivery.
  */
-export const WAITING_INDEX = 'dispatch_try_waiting_by_endpoint';
+const WAITING_RETRIES = `state < 'active' AND data->>'t' = 'S' AND data->>'n' <> '1'`;
+/**
+ * The waiting retries of each endpoint, by delivery id (ids sort by time, so
+ * the first is the oldest delivery): what Endpoint.health's nextRetryAt
+ * reads. Partial, so a first try (most of what is queued) costs it nothing;
+ * a retry costs one index entry when queued, none when fetched or deleted
+ * (docs/benchmarks.md).
+ */
+export const WAITING_INDEX = 'dispatch_try_retries_by_endpoint';
 
 /**
  * The statement of nextScheduledTries on the queue's partition `table` ($1:
- * the endpoints' ids): the oldest delivery with a waiting scheduled try, and
+ * the endpoints' ids): the oldest delivery with a waiting retry, and
  * the time its row says it is tried next (pg-boss's start_after is the same
  * time, corrected for the clock skew between this process and PostgreSQL).
  */
@@ -438,7 +443,7 @@ export const nextScheduledTriesSql = (table: string) =>
   `SELECT e.id AS "endpointId", w."nextAttemptAt" AS at FROM unnest($1::text[]) AS e(id)
    CROSS JOIN LATERAL (
      SELECT d."nextAttemptAt" FROM ${QUEUE_SCHEMA}.${table} j JOIN "Delivery" d ON d.id = j.data->>'d'
-     WHERE j.group_id = e.id AND ${WAITING_SCHEDULED.replace(/\b(state|data)\b/g, 'j.$1')}
+     WHERE j.group_id = e.id AND ${WAITING_RETRIES.replace(/\b(state|data)\b/g, 'j.$1')}
        AND d.status = 'PENDING' AND d."nextAttemptAt" IS NOT NULL
      ORDER BY j.data->>'d' LIMIT 1) w`;
 
@@ -458,7 +463,7 @@ async function ensureWaitingIndex(pool: pg.Pool, table: string): Promise<void> {
     await client.query('SELECT pg_advisory_xact_lock($1)', [FETCH_LOCK]);
     await client.query(
       `CREATE INDEX IF NOT EXISTS ${WAITING_INDEX} ON ${QUEUE_SCHEMA}.${table} (group_id, (data->>'d'))
-       WHERE ${WAITING_SCHEDULED}`,
+       WHERE ${WAITING_RETRIES}`,
     );
     await client.query('COMMIT');
   } catch (error) {

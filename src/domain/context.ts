@@ -41,7 +41,7 @@ export interface DeliveryHooks {
   deliveriesCommitted?(): void;
   /** Resend every failed delivery of an endpoint in a window, as background work. */
   recoverRequested?(sql: SqlExecutor, request: { endpointId: string; since: Date; until: Date | null }): Promise<void>;
-  /** When each endpoint's oldest delivery waiting for a scheduled try is tried next (endpoints with none are absent). */
+  /** When each endpoint's oldest delivery waiting for a retry is tried next (endpoints with none are absent). */
   nextScheduledTries?(endpointIds: string[]): Promise<Map<string, Date>>;
 }
 

@@ -84,7 +84,7 @@ export async function endpointLastError(
 
 /**
  * For FAILING endpoints: when the oldest delivery of each waiting for a
- * scheduled try is tried next, from the queue (one index probe per endpoint,
+ * retry is tried next, from the queue (one index probe per endpoint,
  * all in one statement); endpoints with none are absent.
  */
 export async function nextRetries(
