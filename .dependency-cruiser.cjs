@@ -1,6 +1,6 @@
 // The layers of src/, one way: main -> http -> graphql -> domain -> db;
 // delivery and live sit beside graphql and use domain and db; pure rules
-// (webhooks/), metrics, logging and settings sit below all of them.
+// (webhooks/), metrics, logging, tracing and settings sit below all of them.
 // `npm run lint:layers` (and so .ci/run) fails on a back-edge with the rule's name.
 const layer = (name) => `^src/${name}`;
 
@@ -24,9 +24,9 @@ module.exports = {
     },
     forbid(
       'leaf-rules-import-nothing-of-ours',
-      'webhooks/, metrics.ts, logger.ts and config.ts are below every layer.',
-      '^src/(webhooks/|metrics\\.ts|logger\\.ts|config\\.ts)',
-      '^src/(?!webhooks/|metrics\\.ts|logger\\.ts|config\\.ts)',
+      'webhooks/, metrics.ts, logger.ts, tracing.ts and config.ts are below every layer.',
+      '^src/(webhooks/|metrics\\.ts|logger\\.ts|tracing\\.ts|config\\.ts)',
+      '^src/(?!webhooks/|metrics\\.ts|logger\\.ts|tracing\\.ts|config\\.ts)',
     ),
     forbid(
       'db-is-the-bottom-layer',

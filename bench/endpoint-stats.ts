@@ -12,7 +12,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { type EmbeddedDatabase, startEmbeddedPostgres } from '../src/db/embedded.ts';
 import { migrate } from '../src/db/migrate.ts';
-import { endpointHealth, endpointStats } from '../src/domain/endpoint-health.ts';
+import { endpointHealth, endpointLastError, endpointStats } from '../src/domain/endpoint-health.ts';
 import { idFloorAt } from '../src/domain/ids.ts';
 
 const ATTEMPTS = Number(process.env.STATS_ATTEMPTS ?? 1_000_000);
@@ -218,13 +218,16 @@ async function main() {
       disabledReason: null,
       failingSince: new Date(Date.now() - 30 * 60_000),
     };
-    const health = await endpointHealth(pool, endpoint);
-    const healthMs = await median(21, () => endpointHealth(pool, endpoint));
+    const health = endpointHealth(endpoint);
+    const lastError = await endpointLastError(pool, health);
+    const healthMs = await median(21, () => endpointLastError(pool, endpointHealth(endpoint)));
     log(
-      `health of a FAILING endpoint: ${healthMs.toFixed(1)} ms median of 21 (next retry ${health.nextRetryAt?.toISOString()}; ` +
-        `the oldest delivery waiting is the ${ATTEMPTS - 100 + 1}th of ${ATTEMPTS}, so the retry probe walks the deliveries of the app's retry horizon, ~66 h of the 7 days by default)`,
+      `health of a FAILING endpoint (status and last error): ${healthMs.toFixed(1)} ms median of 21 (last error ${lastError?.attemptId}); ` +
+        'its nextRetryAt is read from the queue: bench/next-retry.ts',
     );
-    const healthy = await median(21, () => endpointHealth(pool, { ...endpoint, failingSince: null }));
+    const healthy = await median(21, () =>
+      endpointLastError(pool, endpointHealth({ ...endpoint, failingSince: null })),
+    );
     log(`health of a HEALTHY endpoint: ${healthy.toFixed(2)} ms (no query)`);
   } finally {
     await pool.end();

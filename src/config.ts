@@ -1,4 +1,5 @@
 import path from 'node:path';
+import type { TracingSettings } from './tracing.ts';
 
 export type Role = 'all' | 'api' | 'worker';
 
@@ -48,6 +49,8 @@ export interface Config {
   /** Value of the Content-Security-Policy frame-ancestors directive for the portal. */
   portalFrameAncestors: string;
   logLevel: 'debug' | 'info' | 'warn' | 'error' | 'silent';
+  /** OpenTelemetry traces (the standard OTEL_* variables); undefined: off. */
+  tracing: TracingSettings | undefined;
 }
 
 export class ConfigError extends Error {}
@@ -151,6 +154,44 @@ function originList(env: NodeJS.ProcessEnv, name: string): string[] {
   return items;
 }
 
+/**
+ * OpenTelemetry traces, from the standard variables: on when
+ * OTEL_TRACES_EXPORTER names an exporter (`otlp`, `console`) or an OTLP
+ * endpoint is given (then `otlp`); off when OTEL_SDK_DISABLED=true or
+ * OTEL_TRACES_EXPORTER=none. The SDK and the OTLP exporter read the other
+ * OTEL_* variables themselves (headers, timeout, sampler, resource attributes).
+ */
+function tracingSettings(env: NodeJS.ProcessEnv): TracingSettings | undefined {
+  const disabled = text(env, 'OTEL_SDK_DISABLED', 'false').trim().toLowerCase() === 'true';
+  const exporter = optional(env, 'OTEL_TRACES_EXPORTER')?.trim().toLowerCase();
+  const endpoints = [optional(env, 'OTEL_EXPORTER_OTLP_ENDPOINT'), optional(env, 'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT')];
+  const protocols = [optional(env, 'OTEL_EXPORTER_OTLP_PROTOCOL'), optional(env, 'OTEL_EXPORTER_OTLP_TRACES_PROTOCOL')];
+  const serviceName = text(env, 'OTEL_SERVICE_NAME', 'dispatch');
+  if (exporter !== undefined && !['otlp', 'console', 'none'].includes(exporter)) {
+    throw new ConfigError(`OTEL_TRACES_EXPORTER must be otlp, console or none, got ${JSON.stringify(exporter)}`);
+  }
+  for (const endpoint of endpoints) {
+    if (endpoint === undefined) continue;
+    try {
+      new URL(endpoint);
+    } catch {
+      throw new ConfigError(
+        `an OTLP endpoint must be a URL such as http://collector:4318, got ${JSON.stringify(endpoint)}`,
+      );
+    }
+  }
+  if (disabled || exporter === 'none') return undefined;
+  const chosen = exporter ?? (endpoints.some((e) => e !== undefined) ? 'otlp' : undefined);
+  if (chosen === undefined) return undefined;
+  const protocol = protocols[1] ?? protocols[0];
+  if (chosen === 'otlp' && protocol !== undefined && !['http/protobuf', 'http/json'].includes(protocol)) {
+    throw new ConfigError(
+      `Dispatch exports traces as OTLP over HTTP (JSON): OTEL_EXPORTER_OTLP_PROTOCOL must be http/protobuf or http/json (the collector's HTTP port, 4318), got ${JSON.stringify(protocol)}`,
+    );
+  }
+  return { exporter: chosen as TracingSettings['exporter'], serviceName };
+}
+
 /** Every setting, parsed and validated once. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const port = int(env, 'PORT', 4000);
@@ -187,6 +228,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     corsOrigins: originList(env, 'DISPATCH_CORS_ORIGINS'),
     portalFrameAncestors: text(env, 'DISPATCH_PORTAL_FRAME_ANCESTORS', "'self'"),
     logLevel: oneOf(env, 'LOG_LEVEL', ['debug', 'info', 'warn', 'error', 'silent'] as const, 'info'),
+    tracing: tracingSettings(env),
   };
 }
 

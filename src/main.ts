@@ -8,6 +8,7 @@ import { createPortalRoutes } from './http/portal.ts';
 import { createHttpServer, type HttpServer } from './http/server.ts';
 import { createPgLiveBus, type PgLiveBus } from './live/pg-bus.ts';
 import { createLogger, type Logger } from './logger.ts';
+import { type SpanExporterLike, startTracing } from './tracing.ts';
 
 export interface Dispatch {
   config: Config;
@@ -24,16 +25,26 @@ export interface Dispatch {
 /** Start-up: config -> database -> migrations -> roles (api, worker). */
 export async function startDispatch(
   config: Config = loadConfig(),
-  options: { logger?: Logger } = {},
+  options: {
+    logger?: Logger /** Tests: record spans here (tracing on whatever the settings). */;
+    spanExporter?: SpanExporterLike;
+  } = {},
 ): Promise<Dispatch> {
   const logger = options.logger ?? createLogger(config.logLevel);
   // One Dispatch per embedded PostgreSQL: a second start on the same data folder says who runs there.
   const lock = config.databaseUrl ? undefined : await lockDataFolder(config.dataDir);
+  // Off (and the SDK not loaded) unless OTEL_* turn it on.
+  const tracing = await startTracing(config.tracing, {
+    ...(options.spanExporter ? { exporter: options.spanExporter } : {}),
+    attributes: { 'dispatch.role': config.role },
+  });
+  if (tracing) logger.info(`tracing: OpenTelemetry spans exported (${config.tracing?.exporter ?? 'test exporter'})`);
   let db: StartedDatabase;
   try {
     db = await startDatabase(config, { log: (line) => logger.info(line), orphanPid: lock?.orphanPostgresPid });
   } catch (error) {
     lock?.release();
+    await tracing?.stop();
     throw error;
   }
   await lock?.record({ postgresPid: db.embeddedPid });
@@ -49,6 +60,7 @@ export async function startDispatch(
     await live.close();
     await db.shutdown();
     lock?.release();
+    await tracing?.stop();
     throw error;
   }
   const hooks = engine.hooks;
@@ -72,6 +84,7 @@ export async function startDispatch(
     await live.close();
     await db.shutdown();
     lock?.release();
+    await tracing?.stop();
     throw error;
   }
   await lock?.record({ port });
@@ -106,6 +119,7 @@ export async function startDispatch(
         await live.close();
         await db.shutdown();
         lock?.release();
+        await tracing?.stop();
       })();
       return stopping;
     },

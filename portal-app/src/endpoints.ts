@@ -15,6 +15,7 @@ import {
   RotatePortalEndpointSecretDocument,
   UpdatePortalEndpointDocument,
 } from './generated.ts';
+import { healthPanel } from './health.ts';
 import {
   act,
   badge,
@@ -245,6 +246,7 @@ export function endpointPage(ctx: PortalContext, id: string, redraw: Redraw) {
   let dangerNotice: Notice | undefined;
   let recoverNotice: Notice | undefined;
   const deliveries = recentDeliveries(ctx, id, redraw);
+  const health = healthPanel(ctx, id, redraw);
   const data = resource(async () => {
     const [detail, catalog] = await Promise.all([
       gql(ctx.token, EndpointDetailDocument, { id }),
@@ -339,6 +341,9 @@ export function endpointPage(ctx: PortalContext, id: string, redraw: Redraw) {
           )
         : html`<h2 class="url">${endpoint.url}</h2>
             <p>${endpoint.disabled ? badge('disabled') : badge('enabled')} ${endpoint.disabledReason ? html`<span class="muted">${endpoint.disabledReason}</span>` : nothing}</p>
+            <div class="panel" data-testid="health-panel">
+              ${health()}
+            </div>
             <div class="panel">
               ${
                 endpoint.publicKey

@@ -1,3 +1,4 @@
+import type { Attributes, Span } from '@opentelemetry/api';
 import type pg from 'pg';
 import { createGroupCommit } from '../db/group-commit.ts';
 import { DEFAULT_ATTEMPT_TIMEOUT_MS } from '../domain/apps.ts';
@@ -7,6 +8,7 @@ import { newId } from '../domain/ids.ts';
 import { type OperationalQueue, recordOperationalEvent } from '../domain/operational-events.ts';
 import type { AttemptEvent, LiveBus } from '../live/bus.ts';
 import type { Logger } from '../logger.ts';
+import { failed, SpanKind, SpanStatusCode, startSpan, tracingOn, withSpan } from '../tracing.ts';
 import { nextRetryDelayMs, parseRetryAfterMs, retryAfterDelayMs, scheduleOf } from '../webhooks/retry.ts';
 import { signatureHeaders } from '../webhooks/signing.ts';
 import { advanceFifo, applyControls, hasControls, pauseEndpoint } from './controls.ts';
@@ -344,6 +346,55 @@ async function sendStarted(
 ): Promise<void> {
   const { job } = claimed;
   const { loaded, attemptId } = started;
+  // The try's span continues the trace of the request that sent the message (its job carries it).
+  const span = tracingOn()
+    ? startSpan('dispatch.attempt', {
+        kind: SpanKind.CLIENT,
+        traceparent: job.traceparent,
+        root: true,
+        attributes: tryAttributes(loaded, attemptId, job.trigger),
+      })
+    : undefined;
+  try {
+    await withSpan(span, () => sendAndRecord(deps, job, loaded, attemptId, span));
+  } catch (error) {
+    failed(span, error);
+    throw error;
+  } finally {
+    span?.end();
+  }
+}
+
+function tryAttributes(loaded: Loaded, attemptId: string, trigger: Trigger): Attributes {
+  let host: string | undefined;
+  try {
+    host = new URL(loaded.url).host;
+  } catch {
+    host = undefined;
+  }
+  return {
+    'dispatch.attempt.id': attemptId,
+    'dispatch.attempt.number': loaded.attemptCount + 1,
+    'dispatch.attempt.trigger': trigger,
+    'dispatch.delivery.id': loaded.deliveryId,
+    'dispatch.endpoint.id': loaded.endpointId,
+    'dispatch.app.id': loaded.appId,
+    'dispatch.message.id': loaded.messageId,
+    'dispatch.event_type': loaded.eventType,
+    'dispatch.webhook.id': loaded.messageUid,
+    'http.request.method': 'POST',
+    // The host only: an endpoint's path and query may hold its own secrets.
+    ...(host ? { 'server.address': host } : {}),
+  };
+}
+
+async function sendAndRecord(
+  deps: DeliverDeps,
+  job: DeliveryJob,
+  loaded: Loaded,
+  attemptId: string,
+  span: Span | undefined,
+): Promise<void> {
   const timestamp = Math.floor(Date.now() / 1000);
   const body = webhookBody(loaded);
   const result = await deps.sender.send({
@@ -358,6 +409,15 @@ async function sendStarted(
   });
   attemptDuration.observe(result.durationMs / 1000);
   attemptsTotal.inc({ outcome: result.ok ? 'succeeded' : (result.errorKind ?? 'failed'), trigger: job.trigger });
+  if (span) {
+    span.setAttribute('dispatch.attempt.outcome', result.ok ? 'succeeded' : 'failed');
+    span.setAttribute('dispatch.attempt.duration_ms', result.durationMs);
+    if (result.statusCode != null) span.setAttribute('http.response.status_code', result.statusCode);
+    if (!result.ok) {
+      span.setAttribute('error.type', result.errorKind ?? 'failed');
+      span.setStatus({ code: SpanStatusCode.ERROR, message: result.error ?? result.errorKind ?? 'failed' });
+    }
+  }
 
   const outcome: FinishInput = { job, fence: fenceOf(job), loaded, attemptId, trigger: job.trigger, result };
   const finished =
@@ -583,6 +643,7 @@ async function finishAttempt(deps: DeliverDeps, sql: SqlExecutor, input: FinishI
         startAfter: nextAttemptAt,
         tenant: loaded.appId,
         ordered: loaded.ordering === 'FIFO',
+        traceparent: job.traceparent,
       };
     }
   } else {

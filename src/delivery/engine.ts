@@ -6,6 +6,7 @@ import type { DeliveryHooks } from '../domain/context.ts';
 import type { LiveBus } from '../live/bus.ts';
 import type { Logger } from '../logger.ts';
 import { registry } from '../metrics.ts';
+import { untraced } from '../tracing.ts';
 import { createAddressPolicy } from '../webhooks/outbound-safety.ts';
 import {
   type ClaimedTry,
@@ -74,6 +75,7 @@ export async function startDeliveryEngine({ config, db, logger, live, work }: En
       queue.enqueueRecover(sql, { endpointId, since: since.toISOString(), until: (until ?? new Date()).toISOString() }),
     replayRequested: (sql, replayId) => queue.enqueueReplay(sql, { replayId }),
     scheduledCanceled: (sql, deliveryIds) => queue.deleteScheduled(sql, deliveryIds),
+    nextScheduledTries: (endpointIds) => queue.nextScheduledTries(endpointIds),
   };
 
   let deliveryWorker: QueueWorker | undefined;
@@ -122,7 +124,7 @@ export async function startDeliveryEngine({ config, db, logger, live, work }: En
   const recoveries = startWorker<Job<RecoverJob>>({
     name: 'recover',
     source: {
-      take: (max) => queue.boss.fetch<RecoverJob>(RECOVER_QUEUE, { batchSize: max }),
+      take: (max) => untraced(() => queue.boss.fetch<RecoverJob>(RECOVER_QUEUE, { batchSize: max })),
       key: (job) => job.id,
       fail: async (job, error) => {
         await queue.boss.fail(

@@ -4,6 +4,7 @@ import { type Db, type JobInsert, PgBoss } from 'pg-boss';
 import { notifyChannelSql, restoreJobs } from 'pg-boss/dist/plans.js';
 import type { NewDelivery, SqlExecutor } from '../domain/context.ts';
 import type { Logger } from '../logger.ts';
+import { currentTraceparent, untraced } from '../tracing.ts';
 
 /**
  * The delivery queue: pg-boss, in the `pgboss` schema.
@@ -152,6 +153,8 @@ interface TryData {
   n?: number;
   /** Runs before this job existed (a try moved in by an upgrade while it was running). */
   r?: number;
+  /** The W3C traceparent of the request that sent the message (tracing on). */
+  p?: string;
 }
 
 export interface DeliveryJob {
@@ -168,6 +171,8 @@ export interface DeliveryJob {
   retryCount: number;
   /** Queued in FIFO_TIER (one active per endpoint). */
   ordered: boolean;
+  /** The W3C traceparent of the request that sent the message (tracing on). */
+  traceparent: string | undefined;
 }
 
 /** Who holds a job: its id and the run that fetched it (a job fetched again has a higher retry count). */
@@ -204,6 +209,8 @@ export interface QueuedTry {
   tenant?: string;
   /** A try of a FIFO endpoint: queued in FIFO_TIER. */
   ordered?: boolean;
+  /** The W3C traceparent its try's span continues (tracing on). */
+  traceparent?: string | undefined;
 }
 
 const statementNames = new Map<string, string>();
@@ -295,6 +302,12 @@ export interface DeliveryQueue {
   /** A run that failed without recording its try (the database was unavailable): pg-boss runs it again after a backoff. */
   release(fence: JobFence, error: string): Promise<void>;
   depth(): Promise<QueueDepth>;
+  /**
+   * When each endpoint's oldest delivery waiting for a retry is
+   * tried next (endpoints with none are absent): one probe of
+   * WAITING_INDEX per endpoint, whatever the size of the queue.
+   */
+  nextScheduledTries(endpointIds: string[]): Promise<Map<string, Date>>;
   stop(): Promise<void>;
 }
 
@@ -302,6 +315,7 @@ const tryJob = (t: QueuedTry, priority = 0): JobInsert<TryData> => {
   const data: TryData = { d: t.deliveryId, t: t.trigger === 'MANUAL' ? 'M' : 'S' };
   if (t.try != null) data.n = t.try;
   if (t.runs) data.r = t.runs;
+  if (t.traceparent) data.p = t.traceparent;
   return {
     ...(t.jobId ? { id: t.jobId } : {}),
     data,
@@ -393,6 +407,7 @@ export async function startQueue(options: QueueOptions): Promise<DeliveryQueue> 
   const bossChannel = rows[0].channel as string;
   const fairPriority = createFairPriority();
   const deliveryTable = ((await boss.getQueue(DELIVERY_QUEUE)) as unknown as { table: string }).table;
+  await ensureWaitingIndex(options.pool, deliveryTable);
   const analyzer = createAnalyzer(
     async (churn) => {
       // Other processes (and autovacuum) insert, delete and analyze too:
@@ -444,12 +459,15 @@ export async function startQueue(options: QueueOptions): Promise<DeliveryQueue> 
     },
     async claim(sql, max, endpointLimit, skip) {
       await sql.query({ name: 'dispatch_fetch_lock', text: 'SELECT pg_advisory_xact_lock($1)', values: [FETCH_LOCK] });
-      const jobs = await boss.fetch<TryData>(DELIVERY_QUEUE, {
-        batchSize: max,
-        groupConcurrency: { default: endpointLimit, tiers: { [FIFO_TIER]: 1 } },
-        ...(skip?.length ? { ignoreGroups: skip } : {}),
-        db: asBossDb(sql),
-      });
+      // A poll is no one's request: pg-boss's span of it would be a trace of its own each time.
+      const jobs = await untraced(() =>
+        boss.fetch<TryData>(DELIVERY_QUEUE, {
+          batchSize: max,
+          groupConcurrency: { default: endpointLimit, tiers: { [FIFO_TIER]: 1 } },
+          ...(skip?.length ? { ignoreGroups: skip } : {}),
+          db: asBossDb(sql),
+        }),
+      );
       return jobs.map((job) => ({
         id: job.id,
         deliveryId: job.data.d,
@@ -459,6 +477,7 @@ export async function startQueue(options: QueueOptions): Promise<DeliveryQueue> 
         runs: job.retryCount + 1 + (job.data.r ?? 0),
         retryCount: job.retryCount,
         ordered: job.groupTier === FIFO_TIER,
+        traceparent: job.data.p,
       }));
     },
     async putBack(sql, jobs) {
@@ -508,11 +527,76 @@ export async function startQueue(options: QueueOptions): Promise<DeliveryQueue> 
       if (!stats) return { ready: 0, deferred: 0, active: 0 };
       return { ready: stats.readyCount, deferred: stats.deferredCount, active: stats.activeCount };
     },
+    async nextScheduledTries(endpointIds) {
+      if (endpointIds.length === 0) return new Map();
+      const { rows } = await options.pool.query<{ endpointId: string; at: Date }>({
+        name: 'dispatch_next_scheduled_tries',
+        text: nextScheduledTriesSql(deliveryTable),
+        values: [endpointIds],
+      });
+      return new Map(rows.map((r) => [r.endpointId, r.at]));
+    },
     async stop() {
       await analyzer.stop();
       await boss.stop({ graceful: false, close: true });
     },
   };
+}
+
+/**
+ * Scheduled retries not yet running (pg-boss's created and retry states;
+ * a retry is a scheduled try after the first). Their job data's `d` is the
+ * delivery.
+ */
+const WAITING_RETRIES = `state < 'active' AND data->>'t' = 'S' AND data->>'n' <> '1'`;
+/**
+ * The waiting retries of each endpoint, by delivery id (ids sort by time, so
+ * the first is the oldest delivery): what Endpoint.health's nextRetryAt
+ * reads. Partial, so a first try (most of what is queued) costs it nothing;
+ * a retry costs one index entry when queued, none when fetched or deleted
+ * (docs/benchmarks.md).
+ */
+export const WAITING_INDEX = 'dispatch_try_retries_by_endpoint';
+
+/**
+ * The statement of nextScheduledTries on the queue's partition `table` ($1:
+ * the endpoints' ids): the oldest delivery with a waiting retry, and
+ * the time its row says it is tried next (pg-boss's start_after is the same
+ * time, corrected for the clock skew between this process and PostgreSQL).
+ */
+export const nextScheduledTriesSql = (table: string) =>
+  `SELECT e.id AS "endpointId", w."nextAttemptAt" AS at FROM unnest($1::text[]) AS e(id)
+   CROSS JOIN LATERAL (
+     SELECT d."nextAttemptAt" FROM ${QUEUE_SCHEMA}.${table} j JOIN "Delivery" d ON d.id = j.data->>'d'
+     WHERE j.group_id = e.id AND ${WAITING_RETRIES.replace(/\b(state|data)\b/g, 'j.$1')}
+       AND d.status = 'PENDING' AND d."nextAttemptAt" IS NOT NULL
+     ORDER BY j.data->>'d' LIMIT 1) w`;
+
+/**
+ * Adds WAITING_INDEX to the queue's partition once (pg-boss creates the
+ * table). Under the fetch lock, so processes starting together build it once;
+ * inserts wait for the build, once, on the first start after an upgrade.
+ */
+async function ensureWaitingIndex(pool: pg.Pool, table: string): Promise<void> {
+  const present = await pool.query(`SELECT to_regclass($1) IS NOT NULL AS present`, [
+    `${QUEUE_SCHEMA}.${WAITING_INDEX}`,
+  ]);
+  if (present.rows[0].present) return;
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN');
+    await client.query('SELECT pg_advisory_xact_lock($1)', [FETCH_LOCK]);
+    await client.query(
+      `CREATE INDEX IF NOT EXISTS ${WAITING_INDEX} ON ${QUEUE_SCHEMA}.${table} (group_id, (data->>'d'))
+       WHERE ${WAITING_RETRIES}`,
+    );
+    await client.query('COMMIT');
+  } catch (error) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw error;
+  } finally {
+    client.release();
+  }
 }
 
 type QueueSettings = Parameters<PgBoss['createQueue']>[1];
@@ -588,6 +672,8 @@ export function triesOf(deliveries: NewDelivery[], manual: boolean): QueuedTry[]
     trigger: manual ? 'MANUAL' : 'SCHEDULED',
     ...(manual ? {} : { try: 1 }),
     ...(d.deliverAt && !manual ? { startAfter: d.deliverAt, jobId: scheduledTryJobId(d.id) } : {}),
+    // A resend or an operational event continues the trace of what made it.
+    traceparent: d.traceparent ?? currentTraceparent(),
   }));
 }
 

@@ -27,6 +27,8 @@ export interface NewDelivery {
   recipientId: string;
   /** A scheduled message's deliverAt, still ahead: its first try waits for it. */
   deliverAt?: Date;
+  /** The W3C traceparent of the request that sent its message (tracing on): its tries continue that trace. */
+  traceparent?: string | undefined;
 }
 
 /**
@@ -45,6 +47,8 @@ export interface DeliveryHooks {
   replayRequested?(sql: SqlExecutor, replayId: string): Promise<void>;
   /** Delete the not yet started first tries of these scheduled deliveries (cancelScheduledMessage); returns how many. */
   scheduledCanceled?(sql: SqlExecutor, deliveryIds: string[]): Promise<number>;
+  /** When each endpoint's oldest delivery waiting for a retry is tried next (endpoints with none are absent). */
+  nextScheduledTries?(endpointIds: string[]): Promise<Map<string, Date>>;
 }
 
 /**

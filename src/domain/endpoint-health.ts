@@ -1,8 +1,7 @@
 import type { Endpoint, Prisma } from '../db/client.ts';
-import { scheduleOf } from '../webhooks/retry.ts';
 import { visible } from './access.ts';
-import { DEFAULT_ATTEMPT_TIMEOUT_MS, requireApp } from './apps.ts';
-import type { DomainContext, SqlExecutor } from './context.ts';
+import { requireApp } from './apps.ts';
+import type { DeliveryHooks, DomainContext, SqlExecutor } from './context.ts';
 import { badInput } from './errors.ts';
 import { idFloorAt } from './ids.ts';
 import { type FeedScope, recipientScope } from './live-feed.ts';
@@ -27,82 +26,73 @@ export const MAX_STATS_BUCKETS = 1000;
 
 export type HealthStatus = 'HEALTHY' | 'FAILING' | 'DISABLED';
 
+type HealthOf = Pick<Endpoint, 'id' | 'disabled' | 'disabledAt' | 'disabledReason' | 'failingSince'>;
+
 export interface EndpointHealth {
+  /** The endpoint's id. */
+  endpointId: string;
   status: HealthStatus;
   /** Start of the current run of failures (FAILING, and DISABLED after failing). */
   failingSince: Date | null;
   disabledAt: Date | null;
   disabledReason: string | null;
-  /** The newest failed attempt of the current run of failures. */
-  lastError: {
-    attemptId: string;
-    at: Date;
-    responseStatusCode: number | null;
-    error: string | null;
-    errorKind: string | null;
-  } | null;
-  /** While FAILING: when the oldest delivery waiting for a retry is tried next. */
-  nextRetryAt: Date | null;
+}
+
+export interface EndpointLastError {
+  attemptId: string;
+  at: Date;
+  responseStatusCode: number | null;
+  error: string | null;
+  errorKind: string | null;
 }
 
 /**
  * HEALTHY (nothing failed since the last success), FAILING (every attempt
- * since failingSince failed) or DISABLED, from the endpoint's row plus two
- * index probes: the newest failed attempt (walking the endpoint's attempts
- * back from the newest, which while failing are failures) and the oldest
- * delivery waiting for a retry (walking its deliveries from the oldest one
- * its app's retry schedule could still be retrying).
+ * since failingSince failed) or DISABLED, from the endpoint's row alone; the
+ * last error and the next retry are read only when asked for
+ * (endpointLastError, nextRetries).
  */
-export async function endpointHealth(
-  sql: SqlExecutor,
-  endpoint: Pick<Endpoint, 'id' | 'appId' | 'disabled' | 'disabledAt' | 'disabledReason' | 'failingSince'>,
-): Promise<EndpointHealth> {
-  const status: HealthStatus = endpoint.disabled ? 'DISABLED' : endpoint.failingSince ? 'FAILING' : 'HEALTHY';
-  const health: EndpointHealth = {
-    status,
+export function endpointHealth(endpoint: HealthOf): EndpointHealth {
+  return {
+    endpointId: endpoint.id,
+    status: endpoint.disabled ? 'DISABLED' : endpoint.failingSince ? 'FAILING' : 'HEALTHY',
     failingSince: endpoint.failingSince,
     disabledAt: endpoint.disabledAt,
     disabledReason: endpoint.disabledReason,
-    lastError: null,
-    nextRetryAt: null,
   };
-  if (!endpoint.failingSince) return health;
-  // An attempt starts before it fails, by at most its timeout.
-  const runStart = new Date(endpoint.failingSince.getTime() - 10 * 60_000);
-  const lastError = await sql.query<NonNullable<EndpointHealth['lastError']>>(
-    `SELECT id AS "attemptId", "createdAt" AS at, "responseStatusCode", error, "errorKind" FROM "Attempt"
-     WHERE "endpointId" = $1 AND id >= $2 AND status = 'FAILED' ORDER BY id DESC LIMIT 1`,
-    [endpoint.id, idFloorAt('Attempt', runStart)],
-  );
-  health.lastError = lastError.rows[0] ?? null;
-  if (status === 'FAILING') {
-    const { rows } = await sql.query<{ retrySchedule: number[]; attemptTimeoutMs: number | null }>(
-      `SELECT "retrySchedule", "attemptTimeoutMs" FROM "App" WHERE id = $1`,
-      [endpoint.appId],
-    );
-    const app = rows[0];
-    if (app) {
-      const next = await sql.query<{ nextAttemptAt: Date }>(
-        `SELECT "nextAttemptAt" FROM "Delivery"
-         WHERE "endpointId" = $1 AND id >= $2 AND status = 'PENDING' AND "nextAttemptAt" IS NOT NULL
-         ORDER BY id LIMIT 1`,
-        [endpoint.id, idFloorAt('Delivery', new Date(Date.now() - retryHorizonMs(app)))],
-      );
-      health.nextRetryAt = next.rows[0]?.nextAttemptAt ?? null;
-    }
-  }
-  return health;
 }
 
 /**
- * How old a delivery still waiting for a scheduled retry can be: its whole
- * schedule, each delay stretched by jitter (+20 %) and Retry-After (up to
- * twice), plus every try taking its timeout.
+ * The newest failed attempt of the current run of failures (none without
+ * one): one index probe, walking the endpoint's attempts back from the
+ * newest, which while failing are failures.
  */
-export function retryHorizonMs(app: { retrySchedule: number[]; attemptTimeoutMs: number | null }): number {
-  const schedule = scheduleOf(app.retrySchedule);
-  const delays = schedule.reduce((sum, seconds) => sum + seconds, 0) * 1000 * 2.4;
-  return delays + (schedule.length + 1) * (app.attemptTimeoutMs ?? DEFAULT_ATTEMPT_TIMEOUT_MS) + 60_000;
+export async function endpointLastError(
+  sql: SqlExecutor,
+  health: Pick<EndpointHealth, 'endpointId' | 'failingSince'>,
+): Promise<EndpointLastError | null> {
+  if (!health.failingSince) return null;
+  // An attempt starts before it fails, by at most its timeout.
+  const runStart = new Date(health.failingSince.getTime() - 10 * 60_000);
+  const { rows } = await sql.query<EndpointLastError>(
+    `SELECT id AS "attemptId", "createdAt" AS at, "responseStatusCode", error, "errorKind" FROM "Attempt"
+     WHERE "endpointId" = $1 AND id >= $2 AND status = 'FAILED' ORDER BY id DESC LIMIT 1`,
+    [health.endpointId, idFloorAt('Attempt', runStart)],
+  );
+  return rows[0] ?? null;
+}
+
+/**
+ * For FAILING endpoints: when the oldest delivery of each waiting for a
+ * retry is tried next, from the queue (one index probe per endpoint,
+ * all in one statement); endpoints with none are absent.
+ */
+export async function nextRetries(
+  hooks: Pick<DeliveryHooks, 'nextScheduledTries'>,
+  endpointIds: string[],
+): Promise<Map<string, Date>> {
+  if (!hooks.nextScheduledTries || endpointIds.length === 0) return new Map();
+  return hooks.nextScheduledTries(endpointIds);
 }
 
 export interface StatsBucketRow {

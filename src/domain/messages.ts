@@ -1,7 +1,9 @@
 import { createHash, hash } from 'node:crypto';
+import type { Span } from '@opentelemetry/api';
 import type pg from 'pg';
 import type { Message, Prisma } from '../db/client.ts';
 import { createGroupCommit } from '../db/group-commit.ts';
+import { currentTraceparent, traced, tracingOn } from '../tracing.ts';
 import { visible } from './access.ts';
 import { requireOperator } from './apps.ts';
 import { canonicalJson } from './canonical-json.ts';
@@ -156,6 +158,8 @@ async function send(
   const uid = givenUid ?? id;
 
   let deliveryIds = GUESSED_DELIVERIES;
+  // Tries are sent later, by any worker: their spans continue this request's trace.
+  const traceparent = currentTraceparent();
   for (let round = 0; ; round++) {
     if (round === 4) throw new Error(`sendMessage of ${uid} did not settle after ${round} rounds`);
     const stored = await storeMessage(ctx, {
@@ -165,6 +169,7 @@ async function send(
       mode,
       message: { id, uid, serialized, dataHash, deliverAt },
       deliveryIdCount: deliveryIds,
+      traceparent,
     });
     if (!stored.eventTypeOk) {
       // The event type changed since it was cached (archived, created again
@@ -286,6 +291,10 @@ interface ToStore {
   mode: SendMode;
   message: { id: string; uid: string; serialized: string; dataHash: string; deliverAt: Date | null };
   deliveryIdCount: number;
+  /** The sending request's trace, carried by its deliveries' jobs to each try. */
+  traceparent?: string | undefined;
+  /** Its span in the group commit (tracing on). */
+  span?: Span | undefined;
 }
 
 /** Most messages stored by one statement. */
@@ -308,8 +317,9 @@ function storeMessage(ctx: DomainContext, item: ToStore): Promise<Stored> {
     const { pool, hooks } = ctx;
     const write = (items: ToStore[]) =>
       inTransaction(pool, async (sql) => {
+        for (const item of items) item.span?.setAttribute('dispatch.group_commit.messages', items.length);
         const stored = await storeMessages(sql, items);
-        await hooks.deliveriesCreated(sql, deliveriesOf(stored), { manual: false });
+        await hooks.deliveriesCreated(sql, deliveriesOf(stored, items), { manual: false });
         return stored;
       });
     store = createGroupCommit<ToStore, Stored>({
@@ -319,14 +329,20 @@ function storeMessage(ctx: DomainContext, item: ToStore): Promise<Stored> {
     });
     byHooks.set(ctx.hooks, store);
   }
-  return store(item);
+  if (!tracingOn()) return store(item);
+  const commit = store;
+  return traced(
+    'dispatch.message.group_commit',
+    { attributes: { 'dispatch.app.id': item.input.appId, 'dispatch.message.id': item.message.id } },
+    (span) => commit({ ...item, span }),
+  );
 }
 
 const storeBatchers = new WeakMap<pg.Pool, WeakMap<DeliveryHooks, (item: ToStore) => Promise<Stored>>>();
 
-function deliveriesOf(stored: Stored[]): NewDelivery[] {
+function deliveriesOf(stored: Stored[], items: ToStore[] = []): NewDelivery[] {
   const now = Date.now();
-  return stored.flatMap(({ message, deliveries }) =>
+  return stored.flatMap(({ message, deliveries }, i) =>
     message
       ? deliveries.map((d) => ({
           id: d.id,
@@ -335,6 +351,7 @@ function deliveriesOf(stored: Stored[]): NewDelivery[] {
           appId: message.appId,
           recipientId: message.recipientId,
           ...(message.deliverAt && message.deliverAt.getTime() > now ? { deliverAt: message.deliverAt } : {}),
+          traceparent: items[i]?.traceparent,
         }))
       : [],
   );

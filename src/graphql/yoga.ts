@@ -12,7 +12,9 @@ import { authenticate } from '../domain/auth.ts';
 import type { DeliveryHooks, DomainSettings } from '../domain/context.ts';
 import { createLocalLiveBus, type LiveBus, type MessageEvent } from '../live/bus.ts';
 import { createLiveFeed } from '../live/feed.ts';
+import { createPgLiveBus } from '../live/pg-bus.ts';
 import type { Logger } from '../logger.ts';
+import { tracingOn } from '../tracing.ts';
 import type { GraphQLContext } from './context.ts';
 import {
   CACHED_DOCUMENT_CHARS,
@@ -27,6 +29,7 @@ import { hasVariableInScalarLiteral } from './json-literals.ts';
 import { graphqlErrors, graphqlOperations } from './metrics.ts';
 import { RateLimiter } from './rate-limit.ts';
 import { sharedSubscriptionExecution } from './shared-execution.ts';
+import { tracingPlugin } from './tracing.ts';
 
 export interface GraphQLAppDeps {
   config: Config;
@@ -61,6 +64,8 @@ export interface GraphQLApp {
   countErrors(result: unknown): void;
   /** The base of portal URLs, once the server knows the port it listens on (PORT=0). */
   setPublicUrl(url: string): void;
+  /** Closes what it opened itself (the in-process bus's LISTEN connection, when it was given no bus). */
+  close(): Promise<void>;
 }
 
 export class UnauthenticatedError extends GraphQLError {
@@ -205,8 +210,10 @@ export function createGraphQLApp(deps: GraphQLAppDeps): GraphQLApp {
     allowNetworks: config.allowNetworks,
   };
 
-  // Every process Dispatch starts has a bus across processes; without one, the feed is this process's own.
-  const live = deps.live ?? createLocalLiveBus();
+  // Every process Dispatch starts has a bus across processes; without one, the feed is this process's own,
+  // plus what PostgreSQL announces (endpoint health, operational events) through a LISTEN of its own.
+  const live = deps.live ?? createLocalLiveBus({ database: createPgLiveBus({ url: db.url, pool: db.pool, logger }) });
+  const ownBus = deps.live ? undefined : live;
   const events = { messageCreated: (message: MessageEvent) => void live.publishMessage(message) };
   const feed = createLiveFeed({
     bus: live,
@@ -297,6 +304,8 @@ export function createGraphQLApp(deps: GraphQLAppDeps): GraphQLApp {
             !hasVariableInScalarLiteral(args.schema, args.document),
         },
       ),
+      // Last, so the execution it wraps is the compiled one.
+      ...(tracingOn() ? [tracingPlugin()] : []),
     ],
   });
 
@@ -308,6 +317,9 @@ export function createGraphQLApp(deps: GraphQLAppDeps): GraphQLApp {
     countErrors,
     setPublicUrl: (url) => {
       settings.publicUrl = url;
+    },
+    close: async () => {
+      await ownBus?.close();
     },
   };
 }

@@ -12,6 +12,7 @@ import { createGraphQLApp, type DispatchYoga } from '../graphql/yoga.ts';
 import type { LiveBus } from '../live/bus.ts';
 import type { Logger } from '../logger.ts';
 import { registry } from '../metrics.ts';
+import { inRequestContext } from '../tracing.ts';
 import { hasNulCharacter, NUL_MESSAGE } from './errors.ts';
 import { createFastLane, regularMediaType } from './fast-lane.ts';
 import { httpDuration, httpRequests } from './metrics.ts';
@@ -234,7 +235,8 @@ export function createHttpServer(deps: HttpDeps): HttpServer {
 
   const server = createServer((req, res) => {
     const end = httpDuration.startTimer();
-    handle(req, res)
+    // With tracing on, the request's spans continue the caller's trace (its traceparent header).
+    inRequestContext(req.headers, () => handle(req, res))
       .then((route) => {
         end({ route });
         httpRequests.inc({ route, status: String(res.statusCode) });
@@ -285,6 +287,7 @@ export function createHttpServer(deps: HttpDeps): HttpServer {
         server.closeIdleConnections();
         setTimeout(() => server.closeAllConnections(), 2000).unref();
       });
+      await app?.close();
     },
   };
 }

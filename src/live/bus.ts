@@ -3,7 +3,9 @@
  * API processes fan them out to subscribers. Implemented over PostgreSQL
  * LISTEN/NOTIFY (pg-bus.ts) by every process Dispatch starts; in-process
  * (createLocalLiveBus) when none is configured, e.g. the API built without
- * one: its subscribers then see what this process publishes.
+ * one: its subscribers then see what this process publishes, and what
+ * PostgreSQL announces (endpoint health, operational events) when it is
+ * given the database's announcements (createDatabaseAnnouncements).
  */
 export interface AttemptEvent {
   attemptId: string;
@@ -45,36 +47,66 @@ export interface LiveBus {
 }
 
 /**
- * A bus within one process: what is published reaches this process's
- * listeners at once, in order. It never loses a connection, so it is always
- * listening and never interrupted.
+ * What PostgreSQL announces itself, for a bus within one process: endpoint
+ * health changes (a trigger on "Endpoint") and operational events (messages
+ * recorded with a NOTIFY in their transaction). Without it the bus hears only
+ * what this process publishes.
  */
-export function createLocalLiveBus(): LiveBus {
+export interface DatabaseAnnouncements {
+  subscribeMessages(listener: (event: MessageEvent) => void): () => void;
+  subscribeEndpoints(listener: (event: EndpointEvent) => void): () => void;
+  readonly isListening: boolean;
+  subscribeInterruptions(listener: (reason: string) => void): () => void;
+  close(): Promise<void>;
+}
+
+/**
+ * A bus within one process: what is published reaches this process's
+ * listeners at once, in order. With `database` it also passes on what
+ * PostgreSQL announces (endpoint health, operational events), as the
+ * PostgreSQL bus does, and is listening and interrupted as that connection
+ * is; without it it never loses a connection.
+ */
+export function createLocalLiveBus(options: { database?: DatabaseAnnouncements } = {}): LiveBus {
+  const { database } = options;
   const attempts = new Set<(event: AttemptEvent) => void>();
   const messages = new Set<(event: MessageEvent) => void>();
+  const endpoints = new Set<(event: EndpointEvent) => void>();
   const listen = <E>(listeners: Set<(event: E) => void>, listener: (event: E) => void) => {
     // A wrapper per subscription, so the same function subscribed twice is two listeners.
     const own = (event: E) => listener(event);
     listeners.add(own);
     return () => void listeners.delete(own);
   };
+  const fanOut = <E>(listeners: Set<(event: E) => void>, event: E) => {
+    for (const listener of listeners) listener(event);
+  };
+  const fromDatabase = database
+    ? [
+        database.subscribeMessages((event) => fanOut(messages, event)),
+        database.subscribeEndpoints((event) => fanOut(endpoints, event)),
+      ]
+    : [];
   return {
     async publishAttempt(event) {
-      for (const listener of attempts) listener(event);
+      fanOut(attempts, event);
     },
     async publishMessage(event) {
-      for (const listener of messages) listener(event);
+      fanOut(messages, event);
     },
     subscribeAttempts: (listener) => listen(attempts, listener),
     subscribeMessages: (listener) => listen(messages, listener),
-    // Endpoint health changes (and operational events) are announced by
-    // PostgreSQL NOTIFY, which only the PostgreSQL bus hears: none come here.
-    subscribeEndpoints: () => () => undefined,
-    isListening: true,
-    subscribeInterruptions: () => () => undefined,
+    subscribeEndpoints: (listener) => listen(endpoints, listener),
+    get isListening() {
+      return database?.isListening ?? true;
+    },
+    subscribeInterruptions: (listener) => database?.subscribeInterruptions(listener) ?? (() => undefined),
     async close() {
+      for (const off of fromDatabase) off();
+      await database?.close();
       attempts.clear();
       messages.clear();
+      endpoints.clear();
     },
   };
 }

@@ -13,6 +13,7 @@ import {
   SendMessageDocument,
 } from '../../packages/client/src/index.ts';
 import { startTestDispatch, type TestDispatch } from '../support/dispatch.ts';
+import { liveSubscribers } from '../support/live.ts';
 import { type Receiver, startReceiver } from '../support/receiver.ts';
 
 // Screenshots of the new screens, for the eye; not committed.
@@ -188,6 +189,64 @@ describe('the portal and dashboard features of issue 14, in a real browser', () 
       .evaluateAll((els) => els.map((e) => Date.parse(e.getAttribute('datetime')!)));
     expect(times).toEqual([...times].sort((a, b) => b - a));
     await page.close();
+  }, 90_000);
+
+  it("an endpoint's health chart shows its real attempts per hour, live, with a text twin, over 24 hours or 7 days", async () => {
+    // Two successes, then 410 Gone: a failure that disables the endpoint at once (no retry to wait for).
+    const receiver = await startReceiver([{ status: 200 }, { status: 200 }, { status: 410 }]);
+    try {
+      const endpointId = await endpointFor('chart', receiver.url);
+      // The pages of earlier tests are closed: once the server has let their subscriptions go, count ours.
+      await expect.poll(() => liveSubscribers(t.url, 'attemptUpdated'), { timeout: 15_000 }).toBe(0);
+      await expect.poll(() => liveSubscribers(t.url, 'endpointHealthChanged'), { timeout: 15_000 }).toBe(0);
+      const page = await portal('chart', `#/endpoints/${endpointId}`);
+      const summary = page.getByTestId('health-summary');
+      await expect.poll(() => summary.textContent()).toBe('Last 24 hours: no attempts.');
+      // The page follows the endpoint's attempts (recent deliveries and the chart) and its health.
+      await expect.poll(() => liveSubscribers(t.url, 'attemptUpdated')).toBe(2);
+      await expect.poll(() => liveSubscribers(t.url, 'endpointHealthChanged')).toBe(1);
+
+      for (let i = 1; i <= 3; i++) {
+        await t.client.request(SendMessageDocument, {
+          input: { appId, recipientId: 'chart', eventType: 'invoice.voided', data: { i } },
+        });
+        await receiver.nth(i);
+      }
+      // No reload: the chart reads its stats again as the attempts finish.
+      await expect
+        .poll(() => summary.textContent(), { timeout: 15_000 })
+        .toMatch(/^Last 24 hours: 2 succeeded, 1 failed \(66\.7 % succeeded\)\. Busiest hour: .+ with 3\./);
+      const chart = page.getByTestId('health-chart');
+      expect(await chart.getAttribute('data-succeeded')).toBe('2');
+      expect(await chart.getAttribute('data-failed')).toBe('1');
+      const drawn = (kind: string) =>
+        chart
+          .locator(`rect.${kind}`)
+          .evaluateAll((rects) => rects.reduce((n, r) => n + Number(r.getAttribute('data-count')), 0));
+      expect(await drawn('chart-ok')).toBe(2);
+      expect(await drawn('chart-bad')).toBe(1);
+      expect(await chart.locator('.chart-bucket').count()).toBeGreaterThanOrEqual(24);
+      // Accessible: an image named by its title and described by the same summary.
+      expect(await chart.getAttribute('role')).toBe('img');
+      expect(await chart.locator('title').first().textContent()).toBe('Attempts per hour, last 24 hours');
+      expect(await chart.locator('desc').textContent()).toBe(await summary.textContent());
+      // 410 disabled it: the health line follows.
+      await expect
+        .poll(() => page.getByTestId('health-status').textContent(), { timeout: 15_000 })
+        .toContain('disabled');
+      await page.screenshot({ path: `${SHOTS}/endpoint-health-chart-desktop.png`, fullPage: true });
+
+      await page.getByRole('button', { name: 'Last 7 days' }).click();
+      await expect.poll(() => summary.textContent()).toMatch(/^Last 7 days: 2 succeeded, 1 failed/);
+      expect(await page.getByRole('button', { name: 'Last 7 days' }).getAttribute('aria-pressed')).toBe('true');
+      expect(await chart.locator('.chart-bucket').count()).toBeGreaterThanOrEqual(168);
+      await page.setViewportSize(PHONE);
+      expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(PHONE.width);
+      await page.screenshot({ path: `${SHOTS}/endpoint-health-chart-7d-phone.png`, fullPage: true });
+      await page.close();
+    } finally {
+      await receiver.close();
+    }
   }, 90_000);
 
   it('copies the signing secret and the portal link; a failure says in words what the receiver did; each page has a title', async () => {

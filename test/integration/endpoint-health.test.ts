@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DELIVERY_QUEUE, nextScheduledTriesSql, QUEUE_SCHEMA, WAITING_INDEX } from '../../src/delivery/queue.ts';
 import { LATENCY_BOUNDS_MS } from '../../src/domain/endpoint-health.ts';
-import { createDeliveryApp, createEndpoint, send, settled } from '../support/delivery.ts';
+import { createDeliveryApp, createEndpoint, deliveriesOf, send, settled } from '../support/delivery.ts';
 import { startTestDispatch, type TestDispatch } from '../support/dispatch.ts';
 import { subscribeWs, wsClient } from '../support/live.ts';
 import { eventually, startReceiver } from '../support/receiver.ts';
@@ -157,6 +158,70 @@ describe('Endpoint.health and endpointHealthChanged', () => {
     } finally {
       await ws.dispose();
       await receiver.close();
+      await failingReceiver.close();
+    }
+  });
+
+  it('nextRetryAt of each FAILING endpoint in a list is its own, read from the queue by one index probe per endpoint', async () => {
+    const failingReceiver = await startReceiver([], { status: 503 });
+    try {
+      const appId = await createDeliveryApp(t.client, { retrySchedule: [3600], eventTypes: ['a.done', 'b.done'] });
+      const recipientId = 'customer_next_retry';
+      const endpoints = [
+        await createEndpoint(t.client, { appId, recipientId, url: `${failingReceiver.url}/a`, eventTypes: ['a.done'] }),
+        await createEndpoint(t.client, { appId, recipientId, url: `${failingReceiver.url}/b`, eventTypes: ['b.done'] }),
+      ];
+      const waiting = [];
+      for (const [i, eventType] of ['a.done', 'b.done', 'a.done'].entries()) {
+        const message = await send(t.client, { appId, recipientId, messageId: `next-${i}`, eventType });
+        // Pending after its first try failed (before it, it is pending too, due now).
+        waiting.push(
+          await eventually(async () => {
+            const [row] = await deliveriesOf(t.dispatch.db.pool, message.id);
+            return row?.status === 'PENDING' && row.attemptCount === 1 ? row : undefined;
+          }),
+        );
+      }
+      const result = await t.client.raw<{
+        recipient: { endpoints: { nodes: { id: string; health: { status: string; nextRetryAt: string | null } }[] } };
+      }>(
+        `query($a: ID!, $r: String!) { recipient(appId: $a, recipientId: $r) {
+          endpoints(first: 10) { nodes { id health { status nextRetryAt } } } } }`,
+        { a: appId, r: recipientId },
+      );
+      expect(result.errors).toBeUndefined();
+      const byId = new Map(result.data!.recipient.endpoints.nodes.map((n) => [n.id, n.health]));
+      // The oldest delivery waiting on each endpoint: a's first message, b's only one.
+      expect(byId.get(endpoints[0]!.id)).toEqual({
+        status: 'FAILING',
+        nextRetryAt: waiting[0]!.nextAttemptAt!.toISOString(),
+      });
+      expect(byId.get(endpoints[1]!.id)).toEqual({
+        status: 'FAILING',
+        nextRetryAt: waiting[1]!.nextAttemptAt!.toISOString(),
+      });
+
+      // The probe is an index scan of the queue's waiting tries, whatever the planner thinks of a small table.
+      const pool = t.dispatch.db.pool;
+      const { rows } = await pool.query<{ table_name: string }>(
+        `SELECT table_name FROM ${QUEUE_SCHEMA}.queue WHERE name = $1`,
+        [DELIVERY_QUEUE],
+      );
+      const client = await pool.connect();
+      try {
+        await client.query('BEGIN');
+        await client.query('SET LOCAL enable_seqscan = off');
+        await client.query('SET LOCAL enable_bitmapscan = off');
+        const plan = await client.query<{ 'QUERY PLAN': string }>(
+          `EXPLAIN ${nextScheduledTriesSql(rows[0]!.table_name)}`,
+          [endpoints.map((e) => e.id)],
+        );
+        expect(plan.rows.map((r) => r['QUERY PLAN']).join('\n')).toContain(WAITING_INDEX);
+        await client.query('ROLLBACK');
+      } finally {
+        client.release();
+      }
+    } finally {
       await failingReceiver.close();
     }
   });

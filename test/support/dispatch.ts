@@ -23,7 +23,10 @@ let counter = 0;
  * Dispatch on its own fresh database, on a free port of 127.0.0.1, with
  * loopback deliveries allowed (the receivers of tests live there).
  */
-export async function startTestDispatch(env: Record<string, string> = {}): Promise<TestDispatch> {
+export async function startTestDispatch(
+  env: Record<string, string> = {},
+  options: Pick<NonNullable<Parameters<typeof startDispatch>[1]>, 'spanExporter'> = {},
+): Promise<TestDispatch> {
   const db = await createTestDatabase();
   const config: Config = loadConfig({
     DATABASE_URL: db.url,
@@ -33,7 +36,7 @@ export async function startTestDispatch(env: Record<string, string> = {}): Promi
     LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn',
     ...env,
   });
-  const dispatch = await startDispatch(config, { logger: createLogger(config.logLevel, 'test-dispatch') });
+  const dispatch = await startDispatch(config, { logger: createLogger(config.logLevel, 'test-dispatch'), ...options });
   const clientFor = (token: string) => createDispatchClient({ url: dispatch.url, apiKey: token });
   const newWorkspace = async (name = `workspace-${process.pid}-${++counter}`) => {
     const created = await createApiKey(dispatch.db.prisma, { workspaceName: name });

@@ -1,11 +1,37 @@
+import DataLoader from 'dataloader';
+import type { DomainContext } from '../../domain/context.ts';
 import {
   type EndpointHealth,
+  type EndpointLastError,
   type EndpointStats,
   endpointHealth,
+  endpointLastError,
   endpointStats,
+  nextRetries,
   type StatsBucketRow,
 } from '../../domain/endpoint-health.ts';
 import { builder } from '../builder.ts';
+
+/**
+ * nextRetryAt of every FAILING endpoint a request (or one event of a
+ * subscription) resolves in the same tick, read in one statement. No cache:
+ * a subscription's context lives long, and each event must read afresh.
+ */
+const nextRetryLoaders = new WeakMap<DomainContext, DataLoader<string, Date | null>>();
+function nextRetryLoader(domain: DomainContext): DataLoader<string, Date | null> {
+  let loader = nextRetryLoaders.get(domain);
+  if (!loader) {
+    loader = new DataLoader(
+      async (ids: readonly string[]) => {
+        const found = await nextRetries(domain.hooks, [...ids]);
+        return ids.map((id) => found.get(id) ?? null);
+      },
+      { cache: false },
+    );
+    nextRetryLoaders.set(domain, loader);
+  }
+  return loader;
+}
 
 const HealthStatusEnum = builder.enumType('EndpointHealthStatus', {
   values: {
@@ -19,7 +45,7 @@ const StatsBucketEnum = builder.enumType('EndpointStatsBucket', {
   values: ['FIVE_MINUTES', 'HOUR', 'DAY'] as const,
 });
 
-const LastErrorRef = builder.objectRef<NonNullable<EndpointHealth['lastError']>>('EndpointLastError').implement({
+const LastErrorRef = builder.objectRef<EndpointLastError>('EndpointLastError').implement({
   description: 'The newest failed attempt of the current run of failures.',
   fields: (t) => ({
     attemptId: t.exposeID('attemptId'),
@@ -40,11 +66,16 @@ const HealthRef = builder.objectRef<EndpointHealth>('EndpointHealth').implement(
     }),
     disabledAt: t.expose('disabledAt', { type: 'DateTime', nullable: true }),
     disabledReason: t.exposeString('disabledReason', { nullable: true }),
-    lastError: t.field({ type: LastErrorRef, nullable: true, resolve: (h) => h.lastError }),
-    nextRetryAt: t.expose('nextRetryAt', {
+    lastError: t.field({
+      type: LastErrorRef,
+      nullable: true,
+      resolve: (h, _args, ctx) => endpointLastError(ctx.domain.pool, h),
+    }),
+    nextRetryAt: t.field({
       type: 'DateTime',
       nullable: true,
       description: 'While FAILING: when its oldest delivery waiting for a retry is tried next.',
+      resolve: (h, _args, ctx) => (h.status === 'FAILING' ? nextRetryLoader(ctx.domain).load(h.endpointId) : null),
     }),
   }),
 });
@@ -82,8 +113,8 @@ const StatsRef = builder.objectRef<EndpointStats>('EndpointStats').implement({
 builder.prismaObjectFields('Endpoint', (t) => ({
   health: t.field({
     type: HealthRef,
-    select: { id: true, appId: true, disabled: true, disabledAt: true, disabledReason: true, failingSince: true },
-    resolve: (endpoint, _args, ctx) => endpointHealth(ctx.domain.pool, endpoint),
+    select: { id: true, disabled: true, disabledAt: true, disabledReason: true, failingSince: true },
+    resolve: (endpoint) => endpointHealth(endpoint),
   }),
   stats: t.field({
     type: StatsRef,
