@@ -142,7 +142,7 @@ export async function startDeliveryEngine({ config, db, logger, live, work }: En
   const replays = startWorker<Job<ReplayJob>>({
     name: 'replay',
     source: {
-      take: (max) => queue.boss.fetch<ReplayJob>(REPLAY_QUEUE, { batchSize: max }),
+      take: (max) => untraced(() => queue.boss.fetch<ReplayJob>(REPLAY_QUEUE, { batchSize: max })),
       key: (job) => job.id,
       fail: async (job, error) => {
         await queue.boss.fail(
