@@ -13,33 +13,15 @@
  *   npx tsx bench/controls-cost.ts            (JOBS=20000 BATCH=100 GROUPS=50)
  */
 
-import fs from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import pg from 'pg';
-import { PgBoss } from 'pg-boss';
-import { startEmbeddedPostgres } from '../src/db/embedded.ts';
+import { withBenchQueue } from './measure.ts';
 
 const JOBS = Number(process.env.JOBS ?? 20_000);
 const BATCH = Number(process.env.BATCH ?? 100);
 const GROUPS = Number(process.env.GROUPS ?? 50);
 const ENDPOINT_LIMIT = 8;
 
-const tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'dispatch-controls-cost-'));
-await fs.chmod(tmp, 0o755);
-const embedded = await startEmbeddedPostgres({ dir: path.join(tmp, 'pg'), database: 'controls_cost' });
-try {
-  const boss = new PgBoss({
-    connectionString: embedded.url,
-    schema: 'pgboss',
-    supervise: false,
-    schedule: false,
-    max: 4,
-  });
-  boss.on('error', () => undefined);
-  await boss.start();
-  const pool = new pg.Pool({ connectionString: embedded.url, max: 4 });
+await withBenchQueue('controls-cost', async ({ boss, pool }) => {
   const settings = { heartbeatSeconds: 10, expireInSeconds: 900, retryLimit: 10_000, partition: true };
   const variants = {
     before: ENDPOINT_LIMIT,
@@ -97,9 +79,4 @@ try {
     );
   }
   console.log(`after / before, median: ${(median(samples.after) / median(samples.before)).toFixed(3)}`);
-  await pool.end();
-  await boss.stop({ graceful: false, close: true });
-} finally {
-  await embedded.stop();
-  await fs.rm(tmp, { recursive: true, force: true });
-}
+});

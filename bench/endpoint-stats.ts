@@ -14,23 +14,9 @@ import { type EmbeddedDatabase, startEmbeddedPostgres } from '../src/db/embedded
 import { migrate } from '../src/db/migrate.ts';
 import { endpointHealth, endpointLastError, endpointStats } from '../src/domain/endpoint-health.ts';
 import { idFloorAt } from '../src/domain/ids.ts';
+import { DAY, log, median, timed } from './measure.ts';
 
 const ATTEMPTS = Number(process.env.STATS_ATTEMPTS ?? 1_000_000);
-const DAY = 86_400_000;
-const log = (line: string) => process.stdout.write(`${line}\n`);
-
-async function timed<T>(work: () => Promise<T>): Promise<[T, number]> {
-  const start = performance.now();
-  const value = await work();
-  return [value, performance.now() - start];
-}
-
-async function median(runs: number, work: () => Promise<unknown>): Promise<number> {
-  const times: number[] = [];
-  for (let i = 0; i < runs; i++) times.push((await timed(work))[1]);
-  times.sort((a, b) => a - b);
-  return times[Math.floor(times.length / 2)]!;
-}
 
 async function main() {
   const tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'dispatch-stats-'));

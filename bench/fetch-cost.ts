@@ -10,32 +10,14 @@
  *   npx tsx bench/fetch-cost.ts            (JOBS=20000 BATCH=100 GROUPS=50)
  */
 
-import fs from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import pg from 'pg';
-import { PgBoss } from 'pg-boss';
-import { startEmbeddedPostgres } from '../src/db/embedded.ts';
+import { withBenchQueue } from './measure.ts';
 
 const JOBS = Number(process.env.JOBS ?? 20_000);
 const BATCH = Number(process.env.BATCH ?? 100);
 const GROUPS = Number(process.env.GROUPS ?? 50);
 
-const tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'dispatch-fetch-cost-'));
-await fs.chmod(tmp, 0o755);
-const embedded = await startEmbeddedPostgres({ dir: path.join(tmp, 'pg'), database: 'fetch_cost' });
-try {
-  const boss = new PgBoss({
-    connectionString: embedded.url,
-    schema: 'pgboss',
-    supervise: false,
-    schedule: false,
-    max: 4,
-  });
-  boss.on('error', () => undefined);
-  await boss.start();
-  const pool = new pg.Pool({ connectionString: embedded.url, max: 4 });
+await withBenchQueue('fetch-cost', async ({ boss, pool }) => {
   const settings = { heartbeatSeconds: 10, expireInSeconds: 900, retryLimit: 10_000, partition: true };
   const names = ['stale', 'analyzed'];
   for (const name of names) await boss.createQueue(name, settings);
@@ -105,9 +87,4 @@ try {
   console.log(
     `touch: ${fences.length} jobs ${touchAll.toFixed(1)} ms a call, 2 jobs ${touchFew.toFixed(1)} ms a call (none: no call)`,
   );
-  await pool.end();
-  await boss.stop({ graceful: false, close: true });
-} finally {
-  await embedded.stop();
-  await fs.rm(tmp, { recursive: true, force: true });
-}
+});

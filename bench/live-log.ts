@@ -14,10 +14,10 @@ import path from 'node:path';
 import pg from 'pg';
 import { type EmbeddedDatabase, startEmbeddedPostgres } from '../src/db/embedded.ts';
 import { migrate } from '../src/db/migrate.ts';
+import { log } from './measure.ts';
 
 const ROWS = Number(process.env.LOG_ROWS ?? 10_000);
 const ROUNDS = Number(process.env.LOG_ROUNDS ?? 5);
-const log = (line: string) => process.stdout.write(`${line}\n`);
 const TRIGGERS = ['Attempt_live_inserted', 'Attempt_live_updated'];
 
 async function main() {

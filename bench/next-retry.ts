@@ -26,24 +26,10 @@ import {
 import { nextRetries } from '../src/domain/endpoint-health.ts';
 import { idFloorAt } from '../src/domain/ids.ts';
 import { createLogger } from '../src/logger.ts';
+import { DAY, log, median, timed } from './measure.ts';
 
 const DELIVERIES = Number(process.env.NEXT_RETRY_DELIVERIES ?? 1_000_000);
 const BACKLOG = Number(process.env.NEXT_RETRY_BACKLOG ?? 200_000);
-const DAY = 86_400_000;
-const log = (line: string) => process.stdout.write(`${line}\n`);
-
-async function timed<T>(work: () => Promise<T>): Promise<[T, number]> {
-  const start = performance.now();
-  const value = await work();
-  return [value, performance.now() - start];
-}
-
-async function median(runs: number, work: () => Promise<unknown>): Promise<number> {
-  const times: number[] = [];
-  for (let i = 0; i < runs; i++) times.push((await timed(work))[1]);
-  times.sort((a, b) => a - b);
-  return times[Math.floor(times.length / 2)]!;
-}
 
 /** The default schedule's horizon as Endpoint.health computed it before (~66 h). */
 const OLD_HORIZON_MS = (5 + 300 + 1800 + 7200 + 18000 + 36000 + 36000) * 1000 * 2.4 + 8 * 15_000 + 60_000;
