@@ -3,7 +3,7 @@ import { repeat } from 'lit-html/directives/repeat.js';
 import { gql } from './api.ts';
 import type { PortalContext } from './endpoints.ts';
 import { EndpointDeliveriesDocument, type EndpointDeliveriesQuery, LiveAttemptsDocument } from './generated.ts';
-import { follow } from './live.ts';
+import { coalesced, follow } from './live.ts';
 import { badge, type Redraw, resource, show, time } from './ui.ts';
 
 type Row = NonNullable<EndpointDeliveriesQuery['endpoint']>['deliveries']['nodes'][number];
@@ -21,21 +21,7 @@ export function recentDeliveries(ctx: PortalContext, endpointId: string, redraw:
       (await gql(ctx.token, EndpointDeliveriesDocument, { id: endpointId })).endpoint?.deliveries.nodes ?? [];
     return [...rows].sort((a, b) => Date.parse(when(b)) - Date.parse(when(a)));
   }, redraw);
-  // Events come in bursts (start, end): one reread at a time, and one more if any came meanwhile.
-  let reading = false;
-  let again = false;
-  const reread = async () => {
-    if (reading) {
-      again = true;
-      return;
-    }
-    reading = true;
-    do {
-      again = false;
-      await list.reload();
-    } while (again);
-    reading = false;
-  };
+  const reread = coalesced(() => list.reload());
   const stop = follow(
     ctx.token,
     LiveAttemptsDocument,

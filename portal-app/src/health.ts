@@ -7,7 +7,7 @@ import {
   type EndpointHealthChartQuery,
   EndpointHealthLiveDocument,
 } from './generated.ts';
-import { follow } from './live.ts';
+import { coalesced, follow } from './live.ts';
 import { badge, errorKindText, type Redraw, resource, show, time } from './ui.ts';
 
 type Chart = NonNullable<EndpointHealthChartQuery['endpoint']>;
@@ -111,20 +111,7 @@ export function healthPanel(ctx: PortalContext, endpointId: string, redraw: Redr
       endpoint: (await gql(ctx.token, EndpointHealthChartDocument, { id: endpointId, since })).endpoint,
     };
   }, redraw);
-  let reading = false;
-  let again = false;
-  const reread = async () => {
-    if (reading) {
-      again = true;
-      return;
-    }
-    reading = true;
-    do {
-      again = false;
-      await data.reload();
-    } while (again);
-    reading = false;
-  };
+  const reread = coalesced(() => data.reload());
   const quiet = { error: () => undefined, interrupted: () => undefined, resumed: () => void reread() };
   const stops = [
     follow(

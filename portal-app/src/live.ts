@@ -253,3 +253,27 @@ export function livePage(
     }
   </section>`;
 }
+
+/**
+ * Runs `work` for events that come in bursts (an attempt's start and end):
+ * one run at a time, and one more if any came while it ran.
+ */
+export function coalesced(work: () => Promise<void>): () => Promise<void> {
+  let running = false;
+  let again = false;
+  return async () => {
+    if (running) {
+      again = true;
+      return;
+    }
+    running = true;
+    try {
+      do {
+        again = false;
+        await work();
+      } while (again);
+    } finally {
+      running = false;
+    }
+  };
+}

@@ -4,6 +4,7 @@ import {
   ReplayDocument,
   ReplayMessagesDocument,
 } from '../../packages/client/src/index.ts';
+import type { ReplayProgress } from '../../src/domain/replay.ts';
 import { MAX_REPLAY_DELIVERIES } from '../../src/domain/replay.ts';
 import { purgeExpired } from '../../src/domain/retention.ts';
 import { createEndpoint, send, settled, useDeliveryApp } from '../support/delivery.ts';
@@ -16,16 +17,8 @@ const REPLAY = 'mutation ($input: ReplayMessagesInput!) { replayMessages(input: 
 const PROGRESS =
   'subscription ($jobId: ID!) { replayProgress(jobId: $jobId) { jobId total queued skipped sent succeeded failed done } }';
 
-interface Progress {
-  jobId: string;
-  total: number;
-  queued: number;
-  skipped: number;
-  sent: number;
-  succeeded: number;
-  failed: number;
-  done: boolean;
-}
+/** replayProgress as the subscription selects it: every field. */
+type Progress = ReplayProgress;
 
 const bodies = (r: Receiver) => r.received.map((x) => JSON.parse(x.body).data as { n: number });
 

@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDeliveryApp, createEndpoint, send } from '../support/delivery.ts';
 import { startTestDispatch, type TestDispatch } from '../support/dispatch.ts';
-import { type DispatchProcess, spawnDispatch } from '../support/process.ts';
+import { type DispatchProcess, startWorkerProcess } from '../support/process.ts';
 import { eventually, type Receiver, startReceiver } from '../support/receiver.ts';
 
 const MESSAGES = 200;
@@ -23,17 +23,7 @@ describe('a FIFO endpoint', () => {
   let mostOpen = 0;
   const failedOnce = new Set<number>();
 
-  const startWorker = () =>
-    spawnDispatch({
-      DATABASE_URL: t.dispatch.db.url,
-      DISPATCH_ROLE: 'worker',
-      DISPATCH_ALLOW_NETWORKS: '127.0.0.0/8',
-      // Look for lost jobs every second; a dead worker's job is lost once its heartbeat (10 s) lapses.
-      DISPATCH_QUEUE_SUPERVISE_SECONDS: '1',
-    }).then((worker) => {
-      workers.push(worker);
-      return worker;
-    });
+  const startWorker = () => startWorkerProcess(t.dispatch.db.url, workers);
 
   beforeAll(async () => {
     server = createServer((req, res) => {

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDeliveryApp, createEndpoint, send } from '../support/delivery.ts';
 import { startTestDispatch, type TestDispatch } from '../support/dispatch.ts';
-import { type DispatchProcess, spawnDispatch } from '../support/process.ts';
+import { type DispatchProcess, startWorkerProcess } from '../support/process.ts';
 import { eventually, type Receiver, startReceiver } from '../support/receiver.ts';
 
 const MESSAGES = 500;
@@ -14,17 +14,7 @@ describe('a worker process killed with SIGKILL during a 500-message run', () => 
   let receiver: Receiver;
   const workers: DispatchProcess[] = [];
 
-  const startWorker = () =>
-    spawnDispatch({
-      DATABASE_URL: t.dispatch.db.url,
-      DISPATCH_ROLE: 'worker',
-      DISPATCH_ALLOW_NETWORKS: '127.0.0.0/8',
-      // Look for lost jobs every second (default 15 s); a dead worker's jobs are lost once their heartbeat (10 s) lapses.
-      DISPATCH_QUEUE_SUPERVISE_SECONDS: '1',
-    }).then((worker) => {
-      workers.push(worker);
-      return worker;
-    });
+  const startWorker = () => startWorkerProcess(t.dispatch.db.url, workers);
 
   beforeAll(async () => {
     // The API in this process takes the messages; worker processes send them.

@@ -79,3 +79,19 @@ export function runNode(
     child.on('close', (code) => resolve({ code, output }));
   });
 }
+
+/**
+ * A worker process (DISPATCH_ROLE worker) on the database at `databaseUrl`
+ * that looks for lost jobs every second (default 15 s), so a killed worker's
+ * jobs are taken up once their heartbeat (10 s) lapses; added to `workers`.
+ */
+export async function startWorkerProcess(databaseUrl: string, workers: DispatchProcess[]): Promise<DispatchProcess> {
+  const worker = await spawnDispatch({
+    DATABASE_URL: databaseUrl,
+    DISPATCH_ROLE: 'worker',
+    DISPATCH_ALLOW_NETWORKS: '127.0.0.0/8',
+    DISPATCH_QUEUE_SUPERVISE_SECONDS: '1',
+  });
+  workers.push(worker);
+  return worker;
+}
