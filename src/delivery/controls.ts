@@ -189,9 +189,12 @@ export async function advanceFifo(queue: DeliveryQueue, sql: SqlExecutor, endpoi
   if (!first.parked) return null;
   const woken = await sql.query({
     name: 'dispatch_fifo_wake',
-    text: `UPDATE "Delivery" SET "nextAttemptAt" = now(), "updatedAt" = now()
-           WHERE id = $1 AND status = 'PENDING' AND "nextAttemptAt" IS NULL`,
-    values: [first.id],
+    // It waited last for the delivery right before it (parked earlier, it named the first one unfinished then).
+    text: `UPDATE "Delivery" d SET "nextAttemptAt" = now(), "updatedAt" = now(),
+             "heldById" = COALESCE((SELECT p.id FROM "Delivery" p WHERE p."endpointId" = $2 AND p.id < $1
+                                    ORDER BY p.id DESC LIMIT 1), d."heldById")
+           WHERE d.id = $1 AND d.status = 'PENDING' AND d."nextAttemptAt" IS NULL`,
+    values: [first.id, endpointId],
   });
   if (!woken.rowCount) return null;
   await queue.enqueue(sql, [

@@ -105,7 +105,7 @@ export const DeliveryRef = builder.prismaNode('Delivery', {
     heldBy: t.relation('heldBy', {
       nullable: true,
       description:
-        'FIFO endpoints: the earlier delivery this one was held back behind, until that one succeeded or failed for good. Kept after this one proceeds, to show why it came late. While it waits, the status is PENDING with no nextAttemptAt.',
+        'FIFO endpoints: the earlier delivery this one was held back behind. While it waits (PENDING with no nextAttemptAt), the first unfinished delivery before it; once its turn comes, the delivery right before it, whose turn it waited for. Kept after this one proceeds, to show why it came late.',
     }),
     attempts: t.relatedConnection('attempts', attemptsNewestFirst, AttemptConnection),
   }),
