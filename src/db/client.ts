@@ -54,6 +54,7 @@ const UNAVAILABLE_CODES = new Set([
   'P1008', // socket timeout
   'P1017', // the server closed the connection
   'P2024', // timed out waiting for a pooled connection
+  'P2028', // transaction API error: its connection was lost (terminated, restarted) or it timed out under load
   'P2037', // too many connections
   'ECONNREFUSED',
   'ECONNRESET',
