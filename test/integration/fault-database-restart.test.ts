@@ -190,6 +190,8 @@ describe('PostgreSQL restarted during a run', () => {
       expect(feed.ended).toBeUndefined();
       // The live bus listens again: a message sent now shows up on a feed subscribed again on the same socket.
       await expect.poll(liveReconnects, { timeout: 10_000, interval: 200 }).toBeGreaterThan(reconnectsBefore);
+      feed.unsubscribe();
+      await expect.poll(() => liveSubscribers(dispatch.url, 'attemptUpdated'), { timeout: 5_000 }).toBe(0);
       const again = subscribeWs<AttemptData>(socket, ATTEMPTS, { appId });
       await expect.poll(() => liveSubscribers(dispatch.url, 'attemptUpdated'), { timeout: 5_000 }).toBe(1);
       const marker = 'restart-live-marker';
