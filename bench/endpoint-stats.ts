@@ -13,8 +13,7 @@ import pg from 'pg';
 import { type EmbeddedDatabase, startEmbeddedPostgres } from '../src/db/embedded.ts';
 import { migrate } from '../src/db/migrate.ts';
 import { endpointHealth, endpointLastError, endpointStats } from '../src/domain/endpoint-health.ts';
-import { idFloorAt } from '../src/domain/ids.ts';
-import { DAY, log, median, timed } from './measure.ts';
+import { DAY, insertHistory, log, median, timed } from './measure.ts';
 
 const ATTEMPTS = Number(process.env.STATS_ATTEMPTS ?? 1_000_000);
 
@@ -43,38 +42,8 @@ async function main() {
       `INSERT INTO "Endpoint" (id, "appId", "recipientId", url, "updatedAt") VALUES ('ep_b', 'app_b', 'rcp_b', 'http://x', now()), ('ep_c', 'app_b', 'rcp_b', 'http://y', now())`,
     );
 
-    // Ids as Dispatch makes them, sorting by time (src/domain/ids.ts): the time part, then a serial here.
-    const base = Date.now() - 7 * DAY;
-    const idAt = (type: 'Message' | 'Delivery' | 'Attempt', at: number, i: number) =>
-      idFloorAt(type, new Date(at)).slice(0, -16) + String(i).padStart(16, '0');
     log(`inserting ${ATTEMPTS} messages, deliveries and SENDING attempts over 7 days…`);
-    const [, insertMs] = await timed(async () => {
-      const CHUNK = 50_000;
-      for (let from = 1; from <= ATTEMPTS; from += CHUNK) {
-        const n = Math.min(CHUNK, ATTEMPTS - from + 1);
-        const at = Array.from({ length: n }, (_, k) => base + ((from + k) * 7 * DAY) / ATTEMPTS);
-        const ids = (type: 'Message' | 'Delivery' | 'Attempt') => at.map((t, k) => idAt(type, t, from + k));
-        const [msg, dlv, atm] = [ids('Message'), ids('Delivery'), ids('Attempt')];
-        const when = `to_timestamp(t.at / 1000) AT TIME ZONE 'UTC'`;
-        await pool.query(
-          `INSERT INTO "Message" (id, "appId", "recipientId", uid, "eventType", data, "dataHash", "createdAt")
-           SELECT t.id, 'app_b', 'rcp_b', t.id, 'e', '{}', '', ${when} FROM unnest($1::text[], $2::float8[]) AS t(id, at)`,
-          [msg, at],
-        );
-        await pool.query(
-          `INSERT INTO "Delivery" (id, "appId", "recipientId", "messageId", "endpointId", status, "createdAt", "updatedAt")
-           SELECT t.id, 'app_b', 'rcp_b', t.m, 'ep_b', 'SUCCEEDED', ${when}, ${when}
-           FROM unnest($1::text[], $2::text[], $3::float8[]) AS t(id, m, at)`,
-          [dlv, msg, at],
-        );
-        await pool.query(
-          `INSERT INTO "Attempt" (id, "appId", "recipientId", "messageId", "endpointId", "deliveryId", status, url, "createdAt")
-           SELECT t.id, 'app_b', 'rcp_b', t.m, 'ep_b', t.d, 'SENDING', 'http://x', ${when}
-           FROM unnest($1::text[], $2::text[], $3::text[], $4::float8[]) AS t(id, m, d, at)`,
-          [atm, msg, dlv, at],
-        );
-      }
-    });
+    const [, insertMs] = await timed(() => insertHistory(pool, ATTEMPTS, { attempts: true }));
     log(`  ${(insertMs / 1000).toFixed(1)} s`);
 
     // Finishing them, 1000 per statement, through the trigger: 1 in 10 fails; durations 5 ms to ~2 s.

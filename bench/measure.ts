@@ -10,6 +10,7 @@ import { performance } from 'node:perf_hooks';
 import pg from 'pg';
 import { PgBoss } from 'pg-boss';
 import { startEmbeddedPostgres } from '../src/db/embedded.ts';
+import { idFloorAt } from '../src/domain/ids.ts';
 
 export const DAY = 86_400_000;
 
@@ -64,5 +65,44 @@ export async function withBenchQueue<T>(name: string, work: (queue: BenchQueue) 
   } finally {
     await embedded.stop();
     await fs.rm(tmp, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Fills app_b's endpoint ep_b (recipient rcp_b, made by the caller) with
+ * `count` messages and SUCCEEDED deliveries spread over the last 7 days, with
+ * ids as Dispatch makes them (sorting by time: src/domain/ids.ts), 50,000 per
+ * statement; with `attempts`, a SENDING attempt for each too.
+ */
+export async function insertHistory(pool: pg.Pool, count: number, { attempts = false } = {}): Promise<void> {
+  const base = Date.now() - 7 * DAY;
+  const CHUNK = 50_000;
+  for (let from = 1; from <= count; from += CHUNK) {
+    const n = Math.min(CHUNK, count - from + 1);
+    const at = Array.from({ length: n }, (_, k) => base + ((from + k) * 7 * DAY) / count);
+    // The time part of an id, then a serial.
+    const ids = (type: 'Message' | 'Delivery' | 'Attempt') =>
+      at.map((t, k) => idFloorAt(type, new Date(t)).slice(0, -16) + String(from + k).padStart(16, '0'));
+    const [msg, dlv] = [ids('Message'), ids('Delivery')];
+    const when = `to_timestamp(t.at / 1000) AT TIME ZONE 'UTC'`;
+    await pool.query(
+      `INSERT INTO "Message" (id, "appId", "recipientId", uid, "eventType", data, "dataHash", "createdAt")
+       SELECT t.id, 'app_b', 'rcp_b', t.id, 'e', '{}', '', ${when} FROM unnest($1::text[], $2::float8[]) AS t(id, at)`,
+      [msg, at],
+    );
+    await pool.query(
+      `INSERT INTO "Delivery" (id, "appId", "recipientId", "messageId", "endpointId", status, "createdAt", "updatedAt")
+       SELECT t.id, 'app_b', 'rcp_b', t.m, 'ep_b', 'SUCCEEDED', ${when}, ${when}
+       FROM unnest($1::text[], $2::text[], $3::float8[]) AS t(id, m, at)`,
+      [dlv, msg, at],
+    );
+    if (attempts) {
+      await pool.query(
+        `INSERT INTO "Attempt" (id, "appId", "recipientId", "messageId", "endpointId", "deliveryId", status, url, "createdAt")
+         SELECT t.id, 'app_b', 'rcp_b', t.m, 'ep_b', t.d, 'SENDING', 'http://x', ${when}
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::float8[]) AS t(id, m, d, at)`,
+        [ids('Attempt'), msg, dlv, at],
+      );
+    }
   }
 }

@@ -26,7 +26,7 @@ import {
 import { nextRetries } from '../src/domain/endpoint-health.ts';
 import { idFloorAt } from '../src/domain/ids.ts';
 import { createLogger } from '../src/logger.ts';
-import { DAY, log, median, timed } from './measure.ts';
+import { insertHistory, log, median, timed } from './measure.ts';
 
 const DELIVERIES = Number(process.env.NEXT_RETRY_DELIVERIES ?? 1_000_000);
 const BACKLOG = Number(process.env.NEXT_RETRY_BACKLOG ?? 200_000);
@@ -70,29 +70,8 @@ async function main() {
        VALUES ('ep_b', 'app_b', 'rcp_b', 'http://x', now(), now() - interval '30 minutes')`,
     );
 
-    const base = Date.now() - 7 * DAY;
-    const idAt = (type: 'Message' | 'Delivery', at: number, i: number) =>
-      idFloorAt(type, new Date(at)).slice(0, -16) + String(i).padStart(16, '0');
     const [, insertMs] = await timed(async () => {
-      const CHUNK = 50_000;
-      for (let from = 1; from <= DELIVERIES; from += CHUNK) {
-        const n = Math.min(CHUNK, DELIVERIES - from + 1);
-        const at = Array.from({ length: n }, (_, k) => base + ((from + k) * 7 * DAY) / DELIVERIES);
-        const msg = at.map((t, k) => idAt('Message', t, from + k));
-        const dlv = at.map((t, k) => idAt('Delivery', t, from + k));
-        const when = `to_timestamp(t.at / 1000) AT TIME ZONE 'UTC'`;
-        await pool.query(
-          `INSERT INTO "Message" (id, "appId", "recipientId", uid, "eventType", data, "dataHash", "createdAt")
-           SELECT t.id, 'app_b', 'rcp_b', t.id, 'e', '{}', '', ${when} FROM unnest($1::text[], $2::float8[]) AS t(id, at)`,
-          [msg, at],
-        );
-        await pool.query(
-          `INSERT INTO "Delivery" (id, "appId", "recipientId", "messageId", "endpointId", status, "createdAt", "updatedAt")
-           SELECT t.id, 'app_b', 'rcp_b', t.m, 'ep_b', 'SUCCEEDED', ${when}, ${when}
-           FROM unnest($1::text[], $2::text[], $3::float8[]) AS t(id, m, at)`,
-          [dlv, msg, at],
-        );
-      }
+      await insertHistory(pool, DELIVERIES);
       // The newest 100 wait for a retry in an hour, each with its try queued.
       const { rows: waiting } = await pool.query<{ id: string }>(
         `UPDATE "Delivery" SET status = 'PENDING', "nextAttemptAt" = now() + interval '1 hour'
