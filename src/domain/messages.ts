@@ -229,15 +229,20 @@ async function lookupEventType(
   workspaceId: string,
   input: SendMessageInput,
 ): Promise<KnownEventType> {
-  const { rows } = await ctx.pool.query<{ eventTypeId: string | null; schema: object | null; archivedAt: Date | null }>(
-    {
-      name: 'dispatch_send_lookup',
-      text: `SELECT et.id AS "eventTypeId", et.schema, et."archivedAt"
+  const { rows } = await ctx.pool.query<{
+    eventTypeId: string | null;
+    schema: object | null;
+    schemaText: string | null;
+    archivedAt: Date | null;
+  }>({
+    name: 'dispatch_send_lookup',
+    // The schema's text as PostgreSQL prints it: sent back to check it is still the stored one, it
+    // compares equal (JSON.stringify of the parsed value need not: numbers beyond a double's precision).
+    text: `SELECT et.id AS "eventTypeId", et.schema, et.schema::text AS "schemaText", et."archivedAt"
      FROM "App" a LEFT JOIN "EventType" et ON et."appId" = a.id AND et.name = $2
      WHERE a.id = $1 AND a."workspaceId" = $3`,
-      values: [input.appId, input.eventType, workspaceId],
-    },
-  );
+    values: [input.appId, input.eventType, workspaceId],
+  });
   const found = rows[0];
   if (!found) throw notFound('app');
   if (!found.eventTypeId || found.archivedAt) {
@@ -246,7 +251,7 @@ async function lookupEventType(
       `event type ${input.eventType} does not exist${found.archivedAt ? ' (it is archived)' : ''}`,
     );
   }
-  const schemaText = found.schema ? JSON.stringify(found.schema) : null;
+  const schemaText = found.schemaText;
   const known: KnownEventType = {
     eventTypeId: found.eventTypeId,
     schema: found.schema,
