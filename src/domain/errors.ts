@@ -17,7 +17,11 @@ export const ERROR_CODES = [
   'DELIVER_AT_TOO_LATE',
   /** cancelScheduledMessage: the message has no try left to cancel (they started, or it was not scheduled). */
   'NOT_CANCELABLE',
-  /** The database is unreachable or restarting (HTTP 503): nothing was done; try again shortly. */
+  /**
+   * The database is unreachable or restarting, or what a send depends on (its
+   * event type, the recipient's endpoints) kept changing under it (HTTP 503):
+   * nothing was done; try again shortly.
+   */
   'SERVICE_UNAVAILABLE',
   /**
    * A live-feed subscription ended because events may have been missed (the

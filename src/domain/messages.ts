@@ -116,6 +116,9 @@ export async function sendMessage(ctx: DomainContext, input: SendMessageInput): 
   return send(ctx, operator.workspaceId, input, { test: false, endpointId: null });
 }
 
+/** A send stores its message at most this many times while its event type or endpoints change under it. */
+const SEND_ROUNDS = 4;
+
 /** How a message is sent besides its content: a test (sendTestMessage) and, for one, to one endpoint only. */
 interface SendMode {
   test: boolean;
@@ -161,7 +164,14 @@ async function send(
   // Tries are sent later, by any worker: their spans continue this request's trace.
   const traceparent = currentTraceparent();
   for (let round = 0; ; round++) {
-    if (round === 4) throw new Error(`sendMessage of ${uid} did not settle after ${round} rounds`);
+    if (round === SEND_ROUNDS)
+      // Something it depends on changed under each of its tries: answered
+      // like a database that is unavailable for a moment, since the client
+      // does the same (sends again, with the same messageId).
+      throw new DispatchError(
+        'SERVICE_UNAVAILABLE',
+        `the event type ${input.eventType} or the recipient's endpoints changed while the message was being stored, ${round} times in a row; nothing was stored: send it again`,
+      );
     const stored = await storeMessage(ctx, {
       workspaceId,
       known,

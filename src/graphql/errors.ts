@@ -25,7 +25,11 @@ export function maskError(error: unknown, log: (message: string, error: unknown)
   if (original instanceof DispatchError) {
     return new GraphQLError(original.message, {
       ...at,
-      extensions: { code: original.code, ...(original.details ?? {}) },
+      extensions: {
+        code: original.code,
+        ...(original.details ?? {}),
+        ...(original.code === 'SERVICE_UNAVAILABLE' ? { http: { status: 503, headers: { 'retry-after': '1' } } } : {}),
+      },
     });
   }
   if (original instanceof PothosValidationError) {
