@@ -101,6 +101,30 @@ export class WorkspaceShares {
     for (const n of this.running.values()) if (n < this.limit) room = Math.min(room, this.limit - n);
     return room;
   }
+  /** The workspaces at their share now, as one key ('' when none). */
+  atShare(): string {
+    let key = '';
+    for (const [workspace, n] of this.running) if (n >= this.limit) key += `${workspace} `;
+    return key;
+  }
+  private emptyKey = '';
+  private emptyUntil = 0;
+  /**
+   * A fetch skipping the endpoints of the workspaces at their share found
+   * nothing: no other workspace has work ready. Until `until`, while the
+   * same workspaces are at their share, fetches are held off (holdingOff):
+   * each such fetch reads every ready try of those workspaces only to skip
+   * it (5-14 ms each with a few thousand ready, docs/benchmarks.md), and
+   * every NOTIFY of a new message would run one.
+   */
+  foundNothing(until: number): void {
+    this.emptyKey = this.atShare();
+    this.emptyUntil = until;
+  }
+  /** Whether to hold off fetching now (see foundNothing). */
+  holdingOff(now: number): boolean {
+    return this.emptyUntil > now && this.emptyKey !== '' && this.emptyKey === this.atShare();
+  }
   seen(workspace: string, endpointId: string): void {
     let set = this.endpoints.get(workspace);
     if (!set) {
@@ -127,6 +151,13 @@ export class WorkspaceShares {
     else this.running.delete(workspace);
   }
 }
+
+/**
+ * How long fetches pause after one that skipped the workspaces at their
+ * share found nothing else ready: another workspace's new try waits at most
+ * this much longer for a slot.
+ */
+const SKIPPING_PAUSE_MS = 100;
 
 /** Endpoints WorkspaceShares remembers the workspace of; past this it starts again. */
 const MAX_KNOWN_ENDPOINTS = 100_000;
@@ -197,10 +228,20 @@ export async function claimTries(deps: DeliverDeps, max: number): Promise<Claime
   // workspaces now all at their share is not followed by another round,
   // which would mostly meet their endpoints not seen yet and put them back.
   const { shares } = deps;
+  if (shares?.holdingOff(Date.now())) return claimed;
   for (let round = 0; round < 4 && claimed.length < max; round++) {
     const want = Math.min(max - claimed.length, shares?.headroom() ?? max);
+    const skipping = shares !== undefined && shares.atShare() !== '';
     const { tries, fetched, putBack, paced } = await claimRound(deps, want);
     claimed.push(...tries);
+    if (skipping && fetched === 0 && shares) {
+      // Only the workspaces at their share have work ready: try again after
+      // a pause (a slot of theirs freeing ends it sooner).
+      const until = Date.now() + SKIPPING_PAUSE_MS;
+      shares.foundNothing(until);
+      deps.onRetryQueued?.(new Date(until));
+      break;
+    }
     // Rate-limited tries were granted for now: send them now, not after more rounds.
     if (paced) break;
     if (putBack > 0) continue;

@@ -37,6 +37,32 @@ describe('a fetch is capped at the workspaces headroom', () => {
   });
 });
 
+describe('fetches pause while only workspaces at their share have work', () => {
+  it('holds off after a skipping fetch found nothing, until the pause ends or the workspaces at their share change', () => {
+    const shares = new WorkspaceShares(2);
+    shares.start('ws_a', 'ep_1');
+    shares.start('ws_a', 'ep_1');
+    expect(shares.holdingOff(1_000)).toBe(false);
+    shares.foundNothing(1_100);
+    expect(shares.holdingOff(1_050)).toBe(true);
+    expect(shares.holdingOff(1_100)).toBe(false);
+    // A slot of theirs freeing: fetch again at once.
+    shares.end('ws_a');
+    expect(shares.holdingOff(1_050)).toBe(false);
+    // Another workspace reaching its share too: the old finding says nothing of it.
+    shares.start('ws_a', 'ep_1');
+    shares.start('ws_b', 'ep_2');
+    shares.start('ws_b', 'ep_2');
+    expect(shares.holdingOff(1_050)).toBe(false);
+  });
+
+  it('never holds off with no workspace at its share', () => {
+    const shares = new WorkspaceShares(2);
+    shares.foundNothing(10_000);
+    expect(shares.holdingOff(0)).toBe(false);
+  });
+});
+
 describe('the queue partition is analyzed after many jobs', () => {
   it('once per 5,000 jobs, after a short delay, at most every 5 s, never two at once', async () => {
     vi.useFakeTimers();
