@@ -11,7 +11,15 @@ import { DispatchError } from '../domain/errors.ts';
 import { attemptAtEvent, type FeedScope, inScope } from '../domain/live-feed.ts';
 import type { EndpointEvent, LiveBus } from './bus.ts';
 import { decodeCursor, type Position } from './cursor.ts';
-import { checkNotExpired, createLogTail, type LogEvent, type LogFilter, type LogKind, readRange } from './log.ts';
+import {
+  checkNotExpired,
+  createLogTail,
+  type LogEvent,
+  type LogFilter,
+  type LogKind,
+  readCommitSnapshot,
+  readRange,
+} from './log.ts';
 import { LogQueue } from './log-queue.ts';
 import { liveEventsDelivered, liveEventsDropped, liveSubscribers, liveSubscriptionsInterrupted } from './metrics.ts';
 import { SubscriberQueue } from './subscriber-queue.ts';
@@ -454,11 +462,14 @@ export function createLiveFeed(options: LiveFeedOptions): LiveFeed {
         queue?.end(error);
         request.cutOff?.(error.message, 'UNAUTHENTICATED');
       });
+      // From now: the transactions that have committed by now are not this subscription's (LogQueue's since).
+      const since = after ? undefined : await readCommitSnapshot(pool);
       liveSubscribers.inc({ field });
       queue = new LogQueue<FeedRow | DispatchError>({
         tail,
         capacity: SUBSCRIBER_BUFFER,
         ...(after ? { after } : {}),
+        ...(since ? { since } : {}),
         accept: (event) =>
           event.kind === spec.kind &&
           inScope(scope, { ...event, endpointId: spec.kind === 'attempt' ? event.endpointId : undefined }),

@@ -1,5 +1,5 @@
 import { comparePositions, type Position } from './cursor.ts';
-import type { LogEvent, LogTail } from './log.ts';
+import { type CommitSnapshot, endedBefore, type LogEvent, type LogTail } from './log.ts';
 
 /**
  * One subscriber of a feed with cursors: the log tail's events in memory
@@ -22,6 +22,14 @@ export interface LogQueueOptions<R> {
   capacity: number;
   /** Start after this position (a cursor); absent: at the tail's position, i.e. from now on. */
   after?: Position;
+  /**
+   * Without `after`: the moment the subscription began. The tail's position
+   * can lag behind transactions that have already committed (it waits for
+   * every older transaction of the server to end), so events of
+   * transactions that had ended by then are not handed over: the feed
+   * starts with what commits after it was asked for.
+   */
+  since?: CommitSnapshot;
   /** Cheap, synchronous: whether a live event concerns this subscriber. */
   accept(event: LogEvent): boolean;
   /** The subscriber's events in (after, upTo] from the database, in order, at most `limit`. */
@@ -163,7 +171,9 @@ export class LogQueue<R> implements AsyncIterableIterator<R> {
           await this.wait();
           continue;
         }
-        values = taken.events.length ? await this.options.load(taken.events) : [];
+        const { since } = this.options;
+        const fresh = since ? taken.events.filter((event) => !endedBefore(event.xid, since)) : taken.events;
+        values = fresh.length ? await this.options.load(fresh) : [];
         this.failures = 0;
       } catch (error) {
         // The database is restarting: try again from the same position.

@@ -78,6 +78,30 @@ function toEvent(row: Row): LogEvent {
 /** The snapshot's xmin as a position: every event below it is settled, and none will ever join them. */
 const XMIN = `pg_snapshot_xmin(pg_current_snapshot())::text::bigint`;
 
+/** A snapshot of which transactions had committed (pg_current_snapshot). */
+export interface CommitSnapshot {
+  xmin: bigint;
+  xmax: bigint;
+  /** In progress when it was taken. */
+  running: Set<bigint>;
+}
+
+/** Which transactions have committed now. */
+export async function readCommitSnapshot(pool: pg.Pool): Promise<CommitSnapshot> {
+  const { rows } = await pool.query<{ xmin: string; xmax: string; running: string[] }>(
+    `SELECT pg_snapshot_xmin(s)::text AS xmin, pg_snapshot_xmax(s)::text AS xmax,
+            ARRAY(SELECT x::text FROM pg_snapshot_xip(s) AS x) AS running
+     FROM pg_current_snapshot() AS s`,
+  );
+  const row = rows[0]!;
+  return { xmin: BigInt(row.xmin), xmax: BigInt(row.xmax), running: new Set(row.running.map(BigInt)) };
+}
+
+/** Whether the transaction `xid` had committed (or ended) when `snapshot` was taken. */
+export function endedBefore(xid: bigint, snapshot: CommitSnapshot): boolean {
+  return xid < snapshot.xmin || (xid < snapshot.xmax && !snapshot.running.has(xid));
+}
+
 /** The head of the log now: the position just past every settled event. */
 export async function readHead(pool: pg.Pool): Promise<Position> {
   const { rows } = await pool.query<{ xmin: string }>(`SELECT ${XMIN}::text AS xmin`);

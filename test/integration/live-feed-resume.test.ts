@@ -95,6 +95,31 @@ describe('live feed cursors', () => {
     }
   });
 
+  it('without a cursor starts from now, even while an older open transaction holds the tail back', async () => {
+    // A transaction of the server left open: the tail reads only below it, so
+    // what commits meanwhile sits past the tail's position.
+    const holder = await t.dispatch.db.pool.connect();
+    const socket = wsClient(t.url, t.apiKey);
+    try {
+      await holder.query('BEGIN');
+      await holder.query('SELECT pg_current_xact_id()');
+      const committedBefore = await attempts(3);
+      const before = t.dispatch.live.listenersAdded();
+      const feed = subscribeWs<AttemptData>(socket, ATTEMPTS, { appId });
+      await t.dispatch.live.whenListenersAdded(before + 1);
+      await holder.query('COMMIT');
+      const after = await attempts(2);
+      await feed.until((f) => f.data.some((d) => d.attemptUpdated.id === after[1]), 5_000, 'the attempts after');
+      expect(feed.data.map((d) => d.attemptUpdated.id)).toEqual(after);
+      expect(committedBefore.some((id) => feed.data.some((d) => d.attemptUpdated.id === id))).toBe(false);
+      feed.unsubscribe();
+    } finally {
+      await holder.query('ROLLBACK').catch(() => undefined);
+      holder.release();
+      await socket.dispose();
+    }
+  });
+
   it('answers BAD_USER_INPUT for a cursor that is not one, and CURSOR_EXPIRED for one older than retention kept', async () => {
     const socket = wsClient(t.url, t.apiKey);
     try {
