@@ -2,7 +2,7 @@ import type { Attributes, Span } from '@opentelemetry/api';
 import type pg from 'pg';
 import { createGroupCommit } from '../db/group-commit.ts';
 import { DEFAULT_ATTEMPT_TIMEOUT_MS } from '../domain/apps.ts';
-import { inTransaction, type SqlExecutor } from '../domain/context.ts';
+import { CUSTOM_PLANS, inTransaction, type SqlExecutor } from '../domain/context.ts';
 import { activeSecretsSql } from '../domain/endpoints.ts';
 import { newId } from '../domain/ids.ts';
 import { type OperationalQueue, recordOperationalEvent } from '../domain/operational-events.ts';
@@ -263,66 +263,68 @@ async function claimRound(
   let fetchedCount = 0;
   let wakeAt: Date | undefined;
   let paced = false;
-  const claimed = await inTransaction(deps.pool, async (sql) => {
-    const fetched = await deps.queue.claim(sql, max, deps.endpointConcurrency, shares?.skipped());
-    fetchedCount = fetched.length;
-    if (fetched.length === 0) return [];
-    const { rows } = await sql.query<Loaded>({
-      name: 'dispatch_delivery_load_batch',
-      text: `${LOAD_SELECT} WHERE d.id = ANY($1::text[]) ORDER BY d.id FOR UPDATE OF d`,
-      values: [fetched.map((job) => job.deliveryId)],
-    });
-    const loadedById = new Map(rows.map((row) => [row.deliveryId, row]));
-    let jobs = fetched;
-    if (shares) {
-      const taken = new Map<string, number>();
-      const back: DeliveryJob[] = [];
-      jobs = [];
-      for (const job of fetched) {
-        const workspace = loadedById.get(job.deliveryId)?.workspaceId;
-        const n = workspace === undefined ? 0 : (shares.running.get(workspace) ?? 0) + (taken.get(workspace) ?? 0);
-        if (workspace !== undefined && n >= shares.limit) {
-          back.push(job);
-          over.push({ workspace, endpointId: job.endpointId });
+  const claimed = await inTransaction(
+    deps.pool,
+    async (sql) => {
+      const fetched = await deps.queue.claim(sql, max, deps.endpointConcurrency, shares?.skipped());
+      fetchedCount = fetched.length;
+      if (fetched.length === 0) return [];
+      const { rows } = await sql.query<Loaded>({
+        name: 'dispatch_delivery_load_batch',
+        text: `${LOAD_SELECT} WHERE d.id = ANY($1::text[]) ORDER BY d.id FOR UPDATE OF d`,
+        values: [fetched.map((job) => job.deliveryId)],
+      });
+      const loadedById = new Map(rows.map((row) => [row.deliveryId, row]));
+      let jobs = fetched;
+      if (shares) {
+        const taken = new Map<string, number>();
+        const back: DeliveryJob[] = [];
+        jobs = [];
+        for (const job of fetched) {
+          const workspace = loadedById.get(job.deliveryId)?.workspaceId;
+          const n = workspace === undefined ? 0 : (shares.running.get(workspace) ?? 0) + (taken.get(workspace) ?? 0);
+          if (workspace !== undefined && n >= shares.limit) {
+            back.push(job);
+            over.push({ workspace, endpointId: job.endpointId });
+          } else {
+            jobs.push(job);
+            if (workspace !== undefined) taken.set(workspace, (taken.get(workspace) ?? 0) + 1);
+          }
+        }
+        await deps.queue.putBack(sql, back);
+      }
+      let advance: string[] = [];
+      if (jobs.some((job) => controlled(loadedById.get(job.deliveryId)))) {
+        const controls = await applyControls(deps, sql, jobs, loadedById);
+        jobs = controls.go;
+        advance = controls.advance;
+        paced = jobs.some((job) => loadedById.get(job.deliveryId)?.rateLimit != null);
+        if (controls.wakeAt) wakeAt = controls.wakeAt;
+      }
+      const seen = new Map<string, number>();
+      for (const job of jobs) seen.set(job.deliveryId, (seen.get(job.deliveryId) ?? 0) + 1);
+      const plain: { job: DeliveryJob; loaded: Loaded; attemptId: string }[] = [];
+      const alone: DeliveryJob[] = [];
+      for (const job of jobs) {
+        const loaded = loadedById.get(job.deliveryId);
+        const waiting = loaded && isWaiting(loaded);
+        if (
+          loaded &&
+          job.runs === 1 &&
+          !loaded.disabled &&
+          (job.trigger === 'MANUAL' || waiting) &&
+          seen.get(job.deliveryId) === 1
+        ) {
+          plain.push({ job, loaded, attemptId: newId('Attempt') });
         } else {
-          jobs.push(job);
-          if (workspace !== undefined) taken.set(workspace, (taken.get(workspace) ?? 0) + 1);
+          alone.push(job);
         }
       }
-      await deps.queue.putBack(sql, back);
-    }
-    let advance: string[] = [];
-    if (jobs.some((job) => controlled(loadedById.get(job.deliveryId)))) {
-      const controls = await applyControls(deps, sql, jobs, loadedById);
-      jobs = controls.go;
-      advance = controls.advance;
-      paced = jobs.some((job) => loadedById.get(job.deliveryId)?.rateLimit != null);
-      if (controls.wakeAt) wakeAt = controls.wakeAt;
-    }
-    const seen = new Map<string, number>();
-    for (const job of jobs) seen.set(job.deliveryId, (seen.get(job.deliveryId) ?? 0) + 1);
-    const plain: { job: DeliveryJob; loaded: Loaded; attemptId: string }[] = [];
-    const alone: DeliveryJob[] = [];
-    for (const job of jobs) {
-      const loaded = loadedById.get(job.deliveryId);
-      const waiting = loaded && isWaiting(loaded);
-      if (
-        loaded &&
-        job.runs === 1 &&
-        !loaded.disabled &&
-        (job.trigger === 'MANUAL' || waiting) &&
-        seen.get(job.deliveryId) === 1
-      ) {
-        plain.push({ job, loaded, attemptId: newId('Attempt') });
-      } else {
-        alone.push(job);
-      }
-    }
-    const result: ClaimedTry[] = [];
-    if (plain.length) {
-      await sql.query({
-        name: 'dispatch_attempts_start',
-        text: `WITH attempt AS (
+      const result: ClaimedTry[] = [];
+      if (plain.length) {
+        await sql.query({
+          name: 'dispatch_attempts_start',
+          text: `WITH attempt AS (
                  INSERT INTO "Attempt" (id, "appId", "recipientId", "messageId", "endpointId", "deliveryId", status, trigger, url)
                  SELECT id, "appId", "recipientId", "messageId", "endpointId", "deliveryId", 'SENDING', trigger::"AttemptTrigger", url
                  FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[])
@@ -330,33 +332,35 @@ async function claimRound(
                )
                UPDATE "Delivery" SET status = 'SENDING', "attemptCount" = "attemptCount" + 1, "lastAttemptAt" = now(), "updatedAt" = now()
                WHERE id = ANY($6::text[])`,
-        values: [
-          plain.map((p) => p.attemptId),
-          plain.map((p) => p.loaded.appId),
-          plain.map((p) => p.loaded.recipientId),
-          plain.map((p) => p.loaded.messageId),
-          plain.map((p) => p.loaded.endpointId),
-          plain.map((p) => p.loaded.deliveryId),
-          plain.map((p) => p.job.trigger),
-          plain.map((p) => p.loaded.url),
-        ],
-      });
-      for (const p of plain) {
-        events.push(attemptEvent(p.loaded, p.attemptId, 'SENDING'));
-        result.push({ job: p.job, send: { loaded: p.loaded, attemptId: p.attemptId } });
+          values: [
+            plain.map((p) => p.attemptId),
+            plain.map((p) => p.loaded.appId),
+            plain.map((p) => p.loaded.recipientId),
+            plain.map((p) => p.loaded.messageId),
+            plain.map((p) => p.loaded.endpointId),
+            plain.map((p) => p.loaded.deliveryId),
+            plain.map((p) => p.job.trigger),
+            plain.map((p) => p.loaded.url),
+          ],
+        });
+        for (const p of plain) {
+          events.push(attemptEvent(p.loaded, p.attemptId, 'SENDING'));
+          result.push({ job: p.job, send: { loaded: p.loaded, attemptId: p.attemptId } });
+        }
       }
-    }
-    for (const job of alone) {
-      const started = await startAttempt(deps, sql, job);
-      events.push(...started.events);
-      result.push({ job, ...(started.send ? { send: started.send } : {}) });
-    }
-    for (const endpointId of advance) {
-      const at = await advanceFifo(deps.queue, sql, endpointId);
-      if (at && (!wakeAt || at < wakeAt)) wakeAt = at;
-    }
-    return result;
-  });
+      for (const job of alone) {
+        const started = await startAttempt(deps, sql, job);
+        events.push(...started.events);
+        result.push({ job, ...(started.send ? { send: started.send } : {}) });
+      }
+      for (const endpointId of advance) {
+        const at = await advanceFifo(deps.queue, sql, endpointId);
+        if (at && (!wakeAt || at < wakeAt)) wakeAt = at;
+      }
+      return result;
+    },
+    CUSTOM_PLANS,
+  );
   if (wakeAt) deps.onRetryQueued?.(wakeAt);
   for (const c of claimed) {
     if (c.send) shares?.start(c.send.loaded.workspaceId, c.send.loaded.endpointId);
@@ -465,7 +469,7 @@ async function sendAndRecord(
     // A FIFO delivery's finish passes the turn on (advanceFifo): not batched.
     result.ok && deps.settler && loaded.ordering !== 'FIFO'
       ? await deps.settler.succeeded(outcome)
-      : await inTransaction(deps.pool, (sql) => finishAttempt(deps, sql, outcome));
+      : await inTransaction(deps.pool, (sql) => finishAttempt(deps, sql, outcome), CUSTOM_PLANS);
   if (finished.retryAt) deps.onRetryQueued?.(finished.retryAt);
   publish(deps, attemptEvent(loaded, attemptId, result.ok ? 'SUCCEEDED' : 'FAILED'));
 }
@@ -742,16 +746,18 @@ const SETTLE_BATCH = 100;
  */
 export function createSuccessSettler(deps: DeliverDeps): SuccessSettler {
   async function settleBatch(batch: FinishInput[]): Promise<{ retryAt?: Date }[]> {
-    await inTransaction(deps.pool, async (sql) => {
-      const settled = new Set(
-        await deps.queue.complete(
-          sql,
-          batch.map((b) => b.fence),
-        ),
-      );
-      await sql.query({
-        name: 'dispatch_tries_succeeded',
-        text: `WITH attempt AS (
+    await inTransaction(
+      deps.pool,
+      async (sql) => {
+        const settled = new Set(
+          await deps.queue.complete(
+            sql,
+            batch.map((b) => b.fence),
+          ),
+        );
+        await sql.query({
+          name: 'dispatch_tries_succeeded',
+          text: `WITH attempt AS (
                  UPDATE "Attempt" a SET status = 'SUCCEEDED', "responseStatusCode" = r.code, "responseBody" = r.body, "durationMs" = r.ms,
                    error = NULL, "errorKind" = NULL, "finishedAt" = now()
                  FROM unnest($1::text[], $2::int[], $3::text[], $4::int[]) AS r(id, code, body, ms)
@@ -761,16 +767,18 @@ export function createSuccessSettler(deps: DeliverDeps): SuccessSettler {
                )
                UPDATE "Delivery" SET status = 'SUCCEEDED', "nextAttemptAt" = NULL, "updatedAt" = now()
                WHERE id = ANY($5::text[])`,
-        values: [
-          batch.map((b) => b.attemptId),
-          batch.map((b) => b.result.statusCode ?? null),
-          batch.map((b) => b.result.responseBody ?? null),
-          batch.map((b) => b.result.durationMs),
-          batch.filter((b) => settled.has(b.fence.id)).map((b) => b.loaded.deliveryId),
-          [...new Set(batch.filter((b) => b.loaded.failingSince).map((b) => b.loaded.endpointId))],
-        ],
-      });
-    });
+          values: [
+            batch.map((b) => b.attemptId),
+            batch.map((b) => b.result.statusCode ?? null),
+            batch.map((b) => b.result.responseBody ?? null),
+            batch.map((b) => b.result.durationMs),
+            batch.filter((b) => settled.has(b.fence.id)).map((b) => b.loaded.deliveryId),
+            [...new Set(batch.filter((b) => b.loaded.failingSince).map((b) => b.loaded.endpointId))],
+          ],
+        });
+      },
+      CUSTOM_PLANS,
+    );
     return batch.map(() => ({}));
   }
 
@@ -778,7 +786,7 @@ export function createSuccessSettler(deps: DeliverDeps): SuccessSettler {
     succeeded: createGroupCommit<FinishInput, { retryAt?: Date }>({
       maxBatch: SETTLE_BATCH,
       writeBatch: settleBatch,
-      writeAlone: (input) => inTransaction(deps.pool, (sql) => finishAttempt(deps, sql, input)),
+      writeAlone: (input) => inTransaction(deps.pool, (sql) => finishAttempt(deps, sql, input), CUSTOM_PLANS),
       onBatchFailed: (error, size) =>
         deps.logger.warn(
           `delivery: settling ${size} successful tries together failed; settling each alone`,

@@ -75,11 +75,35 @@ export interface DomainContext {
   events?: DomainEvents;
 }
 
-/** Runs `work` in a transaction on one pooled connection. */
-export async function inTransaction<T>(pool: pg.Pool, work: (sql: SqlExecutor) => Promise<T>): Promise<T> {
+/**
+ * The start of a transaction whose statements are planned for their
+ * parameters on every call (see inTransaction), in BEGIN's round trip.
+ */
+const BEGIN_CUSTOM = 'BEGIN; SET LOCAL plan_cache_mode = force_custom_plan';
+
+/** inTransaction's option for the hot paths. */
+export const CUSTOM_PLANS = { customPlans: true } as const;
+
+/**
+ * Runs `work` in a transaction on one pooled connection.
+ *
+ * `customPlans`: the delivery path's named statements (claiming, starting
+ * and settling tries, pg-boss's fetch and deleteJob) are parsed once per
+ * connection but planned for their parameters on every call. Left to
+ * itself, PostgreSQL switches a named statement to a generic plan after
+ * five calls when that plan looks no dearer, and keeps it: made while
+ * "Attempt" and "Delivery" were small (a new database, or statistics not
+ * yet refreshed by autovacuum), it scanned them whole as they grew: 20 to
+ * 60 ms a settle instead of 1 to 4 (docs/benchmarks.md, round four).
+ */
+export async function inTransaction<T>(
+  pool: pg.Pool,
+  work: (sql: SqlExecutor) => Promise<T>,
+  options: { customPlans?: boolean } = {},
+): Promise<T> {
   const client = await pool.connect();
   try {
-    await client.query('BEGIN');
+    await client.query(options.customPlans ? BEGIN_CUSTOM : 'BEGIN');
     const result = await work(client);
     await client.query('COMMIT');
     return result;

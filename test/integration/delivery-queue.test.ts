@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { Database } from '../../src/db/client.ts';
 import { DELIVERY_QUEUE, type DeliveryQueue, type QueuedTry, startQueue } from '../../src/delivery/queue.ts';
-import { inTransaction } from '../../src/domain/context.ts';
+import { CUSTOM_PLANS, inTransaction } from '../../src/domain/context.ts';
 import { createLogger } from '../../src/logger.ts';
 import { openTestDatabase } from '../support/database.ts';
 
@@ -54,6 +54,19 @@ describe('the delivery queue', () => {
     );
     return Object.fromEntries(rows.map((r) => [r.endpointId, r.n]));
   };
+
+  it("the delivery path's transactions plan their statements for their parameters on every call, the others as PostgreSQL chooses", async () => {
+    const mode = (options?: typeof CUSTOM_PLANS) =>
+      inTransaction(
+        db.pool,
+        async (sql) => (await sql.query<{ plan_cache_mode: string }>('SHOW plan_cache_mode')).rows[0]!.plan_cache_mode,
+        options,
+      );
+    expect(await mode(CUSTOM_PLANS)).toBe('force_custom_plan');
+    expect(await mode()).toBe('auto');
+    // Only for that transaction: the connection goes back to the pool as it was.
+    expect((await db.pool.query('SHOW plan_cache_mode')).rows[0].plan_cache_mode).toBe('auto');
+  });
 
   it('takes ready jobs, marks them active, and leaves jobs due later alone', async () => {
     await enqueue('ep_a', 3);
