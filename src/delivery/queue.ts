@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import { type Db, type JobInsert, PgBoss } from 'pg-boss';
 import { notifyChannelSql, restoreJobs } from 'pg-boss/dist/plans.js';
-import type { NewDelivery, SqlExecutor } from '../domain/context.ts';
+import { inTransaction, type NewDelivery, type SqlExecutor } from '../domain/context.ts';
 import type { Logger } from '../logger.ts';
 import { currentTraceparent, untraced } from '../tracing.ts';
 
@@ -582,21 +582,13 @@ async function ensureWaitingIndex(pool: pg.Pool, table: string): Promise<void> {
     `${QUEUE_SCHEMA}.${WAITING_INDEX}`,
   ]);
   if (present.rows[0].present) return;
-  const client = await pool.connect();
-  try {
-    await client.query('BEGIN');
-    await client.query('SELECT pg_advisory_xact_lock($1)', [FETCH_LOCK]);
-    await client.query(
+  await inTransaction(pool, async (sql) => {
+    await sql.query('SELECT pg_advisory_xact_lock($1)', [FETCH_LOCK]);
+    await sql.query(
       `CREATE INDEX IF NOT EXISTS ${WAITING_INDEX} ON ${QUEUE_SCHEMA}.${table} (group_id, (data->>'d'))
        WHERE ${WAITING_RETRIES}`,
     );
-    await client.query('COMMIT');
-  } catch (error) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw error;
-  } finally {
-    client.release();
-  }
+  });
 }
 
 type QueueSettings = Parameters<PgBoss['createQueue']>[1];
@@ -620,17 +612,15 @@ async function ensureQueue(boss: PgBoss, name: string, settings: QueueSettings, 
 async function moveUpgradedTries(boss: PgBoss, pool: pg.Pool, logger: Logger): Promise<void> {
   const present = await pool.query(`SELECT to_regclass('dispatch_upgrade.queued_try') IS NOT NULL AS present`);
   if (!present.rows[0].present) return;
-  const client = await pool.connect();
-  try {
-    await client.query('BEGIN');
-    await client.query('SELECT pg_advisory_xact_lock($1)', [FETCH_LOCK]);
+  await inTransaction(pool, async (sql) => {
+    await sql.query('SELECT pg_advisory_xact_lock($1)', [FETCH_LOCK]);
     // Read from the catalog through a snapshot, not the cache behind
     // to_regclass, which may not have seen another process drop it.
-    const still = await client.query(
+    const still = await sql.query(
       `SELECT EXISTS (SELECT 1 FROM pg_tables WHERE schemaname = 'dispatch_upgrade' AND tablename = 'queued_try') AS present`,
     );
     if (still.rows[0].present) {
-      const { rows } = await client.query<{
+      const { rows } = await sql.query<{
         deliveryId: string;
         endpointId: string;
         trigger: Trigger;
@@ -638,7 +628,7 @@ async function moveUpgradedTries(boss: PgBoss, pool: pg.Pool, logger: Logger): P
         runAt: Date;
         runs: number;
       }>(`SELECT "deliveryId", "endpointId", trigger, try, "runAt", runs FROM dispatch_upgrade.queued_try`);
-      const db = asBossDb(client);
+      const db = asBossDb(sql);
       for (let i = 0; i < rows.length; i += 1000) {
         const tries = rows.slice(i, i + 1000).map((r) => ({
           deliveryId: r.deliveryId,
@@ -650,17 +640,11 @@ async function moveUpgradedTries(boss: PgBoss, pool: pg.Pool, logger: Logger): P
         }));
         await boss.insert(DELIVERY_QUEUE, tries.map(tryJob), { db, returnId: false });
       }
-      await client.query('DROP TABLE dispatch_upgrade.queued_try');
-      await client.query('DROP SCHEMA IF EXISTS dispatch_upgrade');
+      await sql.query('DROP TABLE dispatch_upgrade.queued_try');
+      await sql.query('DROP SCHEMA IF EXISTS dispatch_upgrade');
       if (rows.length) logger.info(`queue: moved ${rows.length} queued tries of the earlier engine into pg-boss`);
     }
-    await client.query('COMMIT');
-  } catch (error) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw error;
-  } finally {
-    client.release();
-  }
+  });
 }
 
 /** The tries of deliveries just created: now, or at a scheduled message's deliverAt. */
