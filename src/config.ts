@@ -30,7 +30,7 @@ export interface Config {
   apiKeyRateLimit: number;
   /** Most deliveries a worker process sends at once. */
   workerConcurrency: number;
-  /** Tries of one workspace a worker process has in flight at once (its fair share of the slots); 0: the default. */
+  /** Tries of one workspace a worker process has waiting on endpoints at once (its fair share of the slots); 0: the default. */
   workspaceConcurrency: number;
   /** Most attempts in flight to one endpoint at once, counted across all worker processes. */
   endpointConcurrency: number;

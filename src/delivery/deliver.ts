@@ -62,15 +62,22 @@ export interface DeliverDeps {
   settler?: SuccessSettler;
   /** Each workspace's share of this process's slots; without it, none is counted. */
   shares?: WorkspaceShares;
+  /** Called when a workspace at its share has a try answered: the worker may fetch for it again. */
+  onShareFreed?: () => void;
 }
 
 /**
  * A workspace's fair share of a worker process's slots: at most `limit`
- * tries of one workspace in flight at once here, so endpoints of one
- * customer that hang (or answer slowly) cannot hold the slots every other
- * customer needs. A fetch skips the endpoints of workspaces at their share
- * (pg-boss ignoreGroups); a fetched try over its workspace's share goes back
- * to the queue, ready, in the transaction that fetched it.
+ * tries of one workspace waiting on its endpoints at once here, so
+ * endpoints of one customer that hang (or answer slowly) cannot hold the
+ * slots every other customer needs. A try counts from its claim until its
+ * endpoint answers (or the request fails); recording the answer holds the
+ * try's worker slot a little longer, but not its workspace's share, so a
+ * busy workspace with fast endpoints is not held to a share by the wait
+ * for its own settle batches (docs/benchmarks.md, round five). A fetch
+ * skips the endpoints of workspaces at their share (pg-boss ignoreGroups);
+ * a fetched try over its workspace's share goes back to the queue, ready,
+ * in the transaction that fetched it.
  */
 export class WorkspaceShares {
   readonly running = new Map<string, number>();
@@ -145,10 +152,13 @@ export class WorkspaceShares {
     this.running.set(workspace, (this.running.get(workspace) ?? 0) + 1);
     this.seen(workspace, endpointId);
   }
-  end(workspace: string): void {
-    const n = (this.running.get(workspace) ?? 1) - 1;
+  /** A try of `workspace` ended; whether the workspace was at its share. */
+  end(workspace: string): boolean {
+    const before = this.running.get(workspace) ?? 1;
+    const n = before - 1;
     if (n > 0) this.running.set(workspace, n);
     else this.running.delete(workspace);
+    return before >= this.limit;
   }
 }
 
@@ -377,10 +387,19 @@ const controlled = (loaded: Loaded | undefined): boolean => loaded !== undefined
 /** Sends a started try and records its outcome. */
 export async function sendTry(deps: DeliverDeps, claimed: ClaimedTry): Promise<void> {
   if (!claimed.send) return;
+  const workspace = claimed.send.loaded.workspaceId;
+  let answered = false;
+  // The try leaves its workspace's share once the endpoint has answered (or
+  // failed to); recording it is not waiting on the customer's endpoint.
+  const answer = () => {
+    if (answered) return;
+    answered = true;
+    if (deps.shares?.end(workspace)) deps.onShareFreed?.();
+  };
   try {
-    await sendStarted(deps, claimed, claimed.send);
+    await sendStarted(deps, claimed, claimed.send, answer);
   } finally {
-    deps.shares?.end(claimed.send.loaded.workspaceId);
+    answer();
   }
 }
 
@@ -388,6 +407,7 @@ async function sendStarted(
   deps: DeliverDeps,
   claimed: ClaimedTry,
   started: NonNullable<ClaimedTry['send']>,
+  answered: () => void,
 ): Promise<void> {
   const { job } = claimed;
   const { loaded, attemptId } = started;
@@ -401,7 +421,7 @@ async function sendStarted(
       })
     : undefined;
   try {
-    await withSpan(span, () => sendAndRecord(deps, job, loaded, attemptId, span));
+    await withSpan(span, () => sendAndRecord(deps, job, loaded, attemptId, span, answered));
   } catch (error) {
     failed(span, error);
     throw error;
@@ -439,6 +459,7 @@ async function sendAndRecord(
   loaded: Loaded,
   attemptId: string,
   span: Span | undefined,
+  answered: () => void,
 ): Promise<void> {
   const timestamp = Math.floor(Date.now() / 1000);
   const body = webhookBody(loaded);
@@ -452,6 +473,7 @@ async function sendAndRecord(
     body,
     timeoutMs: loaded.attemptTimeoutMs ?? DEFAULT_ATTEMPT_TIMEOUT_MS,
   });
+  answered();
   attemptDuration.observe(result.durationMs / 1000);
   attemptsTotal.inc({ outcome: result.ok ? 'succeeded' : (result.errorKind ?? 'failed'), trigger: job.trigger });
   if (span) {

@@ -100,6 +100,7 @@ export async function startDeliveryEngine({ config, db, logger, live, work }: En
     endpointConcurrency: config.endpointConcurrency,
     rateLimitMarginMs: config.rateLimitMarginMs,
     onRetryQueued: (at) => deliveryWorker?.wakeAt(at),
+    onShareFreed: () => deliveryWorker?.wake(),
   };
   deliverDeps.settler = createSuccessSettler(deliverDeps);
   deliverDeps.shares = new WorkspaceShares(

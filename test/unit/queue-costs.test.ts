@@ -1,8 +1,9 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { WorkspaceShares } from '../../src/delivery/deliver.ts';
+import { type ClaimedTry, type DeliverDeps, sendTry, WorkspaceShares } from '../../src/delivery/deliver.ts';
 import { createAnalyzer, statisticsStale } from '../../src/delivery/queue.ts';
 import { startWorker } from '../../src/delivery/worker.ts';
 import { createLogger } from '../../src/logger.ts';
+import { generateSecret } from '../../src/webhooks/signing.ts';
 
 afterEach(() => {
   vi.useRealTimers();
@@ -34,6 +35,79 @@ describe('a fetch is capped at the workspaces headroom', () => {
     shares.start('ws_a', 'ep_1');
     shares.start('ws_a', 'ep_1');
     expect(shares.skipped()).toEqual(['ep_1', 'ep_2']);
+  });
+});
+
+describe("a try holds its workspace's share while it waits on the endpoint, not while it is recorded", () => {
+  it('leaves the share when the endpoint answers, before the settle, and says when the workspace was at its share', async () => {
+    const shares = new WorkspaceShares(2);
+    shares.start('ws_a', 'ep_1');
+    shares.start('ws_a', 'ep_1');
+    let answer!: () => void;
+    const answered = new Promise<void>((resolve) => {
+      answer = resolve;
+    });
+    let settle!: () => void;
+    const settled = new Promise<void>((resolve) => {
+      settle = resolve;
+    });
+    let settling = false;
+    const freed = vi.fn();
+    const deps = {
+      shares,
+      onShareFreed: freed,
+      logger: createLogger('silent'),
+      sender: {
+        send: async () => {
+          await answered;
+          return { ok: true, statusCode: 200, responseBody: '', durationMs: 1 };
+        },
+        close: async () => undefined,
+      },
+      settler: {
+        succeeded: async () => {
+          settling = true;
+          await settled;
+          return {};
+        },
+      },
+    } as unknown as DeliverDeps;
+    const loaded = {
+      deliveryId: 'dlv_1',
+      workspaceId: 'ws_a',
+      appId: 'app_1',
+      recipientId: 'rcp_1',
+      messageId: 'msg_1',
+      endpointId: 'ep_1',
+      messageUid: 'uid_1',
+      eventType: 'user.created',
+      dataJson: '{}',
+      messageCreatedMs: Date.now(),
+      url: 'http://127.0.0.1:9/hook',
+      headers: null,
+      secrets: [generateSecret()],
+      attemptTimeoutMs: 1000,
+      ordering: 'NONE',
+    };
+    const claimed = {
+      job: { id: 'job_1', retryCount: 0, trigger: 'SCHEDULED' },
+      send: { loaded, attemptId: 'att_1' },
+    } as unknown as ClaimedTry;
+    const sent = sendTry(deps, claimed);
+    await Promise.resolve();
+    // Waiting on the endpoint: counted.
+    expect(shares.running.get('ws_a')).toBe(2);
+    answer();
+    await vi.waitFor(() => expect(settling).toBe(true));
+    // Answered, being recorded: no longer the workspace's, and the worker was told.
+    expect(shares.running.get('ws_a')).toBe(1);
+    expect(freed).toHaveBeenCalledTimes(1);
+    settle();
+    await sent;
+    // Counted once.
+    expect(shares.running.get('ws_a')).toBe(1);
+    expect(shares.end('ws_a')).toBe(false);
+    expect(shares.running.has('ws_a')).toBe(false);
   });
 });
 
