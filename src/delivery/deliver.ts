@@ -116,23 +116,56 @@ export class WorkspaceShares {
   }
   private emptyKey = '';
   private emptyUntil = 0;
+  /** Skipping fetches in a row that found nothing. */
+  private emptyStreak = 0;
   /**
    * A fetch skipping the endpoints of the workspaces at their share found
-   * nothing: no other workspace has work ready. Until `until`, while the
+   * nothing: no other workspace has work ready. For a pause, while the
    * same workspaces are at their share, fetches are held off (holdingOff):
    * each such fetch reads every ready try of those workspaces only to skip
    * it (5-14 ms each with a few thousand ready, docs/benchmarks.md), and
-   * every NOTIFY of a new message would run one.
+   * every NOTIFY of a new message would run one. The pause doubles with
+   * each such fetch in a row, from SKIPPING_PAUSE_MS to
+   * SKIPPING_PAUSE_MAX_MS; new work of another workspace committed in this
+   * process ends it at once (newWork). Returns when it ends.
    */
-  foundNothing(until: number): void {
+  foundNothing(now: number): number {
     this.emptyKey = this.atShare();
-    this.emptyUntil = until;
+    this.emptyUntil = now + Math.min(SKIPPING_PAUSE_MAX_MS, SKIPPING_PAUSE_MS * 2 ** this.emptyStreak);
+    if (this.emptyUntil - now < SKIPPING_PAUSE_MAX_MS) this.emptyStreak++;
+    return this.emptyUntil;
+  }
+  /** A fetch skipping the workspaces at their share found work of others: the next pause starts short. */
+  foundWork(): void {
+    this.emptyStreak = 0;
   }
   /** Whether to hold off fetching now (see foundNothing). */
   holdingOff(now: number): boolean {
     return this.emptyUntil > now && this.emptyKey !== '' && this.emptyKey === this.atShare();
   }
-  seen(workspace: string, endpointId: string): void {
+  /**
+   * Deliveries of these apps were committed in this process. If one is not
+   * of a workspace at its share (or of an app not seen here), the pause
+   * ends: there is work for the others. Returns whether it ended.
+   */
+  newWork(appIds: Iterable<string>, now: number): boolean {
+    if (this.emptyUntil <= now) return false;
+    for (const appId of appIds) {
+      const workspace = this.appWorkspaces.get(appId);
+      if (workspace === undefined || (this.running.get(workspace) ?? 0) < this.limit) {
+        this.emptyUntil = 0;
+        this.emptyStreak = 0;
+        return true;
+      }
+    }
+    return false;
+  }
+  private readonly appWorkspaces = new Map<string, string>();
+  seen(workspace: string, endpointId: string, appId?: string): void {
+    if (appId !== undefined && this.appWorkspaces.get(appId) !== workspace) {
+      if (this.appWorkspaces.size >= MAX_KNOWN_ENDPOINTS) this.appWorkspaces.clear();
+      this.appWorkspaces.set(appId, workspace);
+    }
     let set = this.endpoints.get(workspace);
     if (!set) {
       set = new Set();
@@ -148,9 +181,9 @@ export class WorkspaceShares {
     set.add(endpointId);
     this.known++;
   }
-  start(workspace: string, endpointId: string): void {
+  start(workspace: string, endpointId: string, appId?: string): void {
     this.running.set(workspace, (this.running.get(workspace) ?? 0) + 1);
-    this.seen(workspace, endpointId);
+    this.seen(workspace, endpointId, appId);
   }
   /** A try of `workspace` ended; whether the workspace was at its share. */
   end(workspace: string): boolean {
@@ -164,10 +197,13 @@ export class WorkspaceShares {
 
 /**
  * How long fetches pause after one that skipped the workspaces at their
- * share found nothing else ready: another workspace's new try waits at most
- * this much longer for a slot.
+ * share found nothing else ready, doubling with each such fetch in a row up
+ * to SKIPPING_PAUSE_MAX_MS: another workspace's new try, committed by
+ * another process, waits at most this much longer for a slot (one committed
+ * in this process ends the pause).
  */
 const SKIPPING_PAUSE_MS = 100;
+const SKIPPING_PAUSE_MAX_MS = 400;
 
 /** Endpoints WorkspaceShares remembers the workspace of; past this it starts again. */
 const MAX_KNOWN_ENDPOINTS = 100_000;
@@ -246,12 +282,12 @@ export async function claimTries(deps: DeliverDeps, max: number): Promise<Claime
     claimed.push(...tries);
     if (skipping && fetched === 0 && shares) {
       // Only the workspaces at their share have work ready: try again after
-      // a pause (a slot of theirs freeing ends it sooner).
-      const until = Date.now() + SKIPPING_PAUSE_MS;
-      shares.foundNothing(until);
-      deps.onRetryQueued?.(new Date(until));
+      // a pause (a slot of theirs freeing, or new work of another workspace
+      // committed here, ends it sooner).
+      deps.onRetryQueued?.(new Date(shares.foundNothing(Date.now())));
       break;
     }
+    if (skipping && fetched > 0) shares?.foundWork();
     // Rate-limited tries were granted for now: send them now, not after more rounds.
     if (paced) break;
     if (putBack > 0) continue;
@@ -373,7 +409,7 @@ async function claimRound(
   );
   if (wakeAt) deps.onRetryQueued?.(wakeAt);
   for (const c of claimed) {
-    if (c.send) shares?.start(c.send.loaded.workspaceId, c.send.loaded.endpointId);
+    if (c.send) shares?.start(c.send.loaded.workspaceId, c.send.loaded.endpointId, c.send.loaded.appId);
     if (c.send && c.send.loaded.attemptCount === 0)
       firstAttemptLatency.observe((Date.now() - c.send.loaded.deliveryCreatedMs) / 1000);
   }

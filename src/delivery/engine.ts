@@ -57,6 +57,8 @@ export interface EngineOptions {
 
 /** The fallback poll when no NOTIFY arrives: retries queued by other processes, missed notifications. */
 const POLL_INTERVAL_MS = 2_000;
+/** Apps remembered between commits for WorkspaceShares.newWork (past this, the set stops growing until the next commit). */
+const MAX_FRESH_APPS = 10_000;
 
 export async function startDeliveryEngine({ config, db, logger, live, work }: EngineOptions): Promise<DeliveryEngine> {
   const queue = await startQueue({
@@ -67,10 +69,22 @@ export async function startDeliveryEngine({ config, db, logger, live, work }: En
     superviseIntervalSeconds: config.queueSuperviseSeconds,
   });
 
+  // Apps with deliveries created since the last commit here: new work of
+  // another workspace ends a fetch pause of the workspace shares at once.
+  let freshApps = new Set<string>();
   const hooks: DeliveryHooks = {
-    deliveriesCreated: (sql, deliveries, { manual }) => queue.enqueue(sql, triesOf(deliveries, manual)),
+    deliveriesCreated: (sql, deliveries, { manual }) => {
+      if (work && freshApps.size < MAX_FRESH_APPS) for (const d of deliveries) freshApps.add(d.appId);
+      return queue.enqueue(sql, triesOf(deliveries, manual));
+    },
     // Other processes' workers wake by pg-boss's NOTIFY, sent by the insert at commit.
-    deliveriesCommitted: () => deliveryWorker?.wake(),
+    deliveriesCommitted: () => {
+      if (freshApps.size > 0) {
+        deliverDeps?.shares?.newWork(freshApps, Date.now());
+        freshApps = new Set();
+      }
+      deliveryWorker?.wake();
+    },
     recoverRequested: (sql, { endpointId, since, until }) =>
       queue.enqueueRecover(sql, { endpointId, since: since.toISOString(), until: (until ?? new Date()).toISOString() }),
     replayRequested: (sql, replayId) => queue.enqueueReplay(sql, { replayId }),
@@ -79,6 +93,7 @@ export async function startDeliveryEngine({ config, db, logger, live, work }: En
   };
 
   let deliveryWorker: QueueWorker | undefined;
+  let deliverDeps: DeliverDeps | undefined;
   if (!work) {
     return { hooks, readiness: async () => null, stop: () => queue.stop() };
   }
@@ -88,7 +103,7 @@ export async function startDeliveryEngine({ config, db, logger, live, work }: En
     connectionsPerOrigin: config.workerConcurrency,
     proxy: config.outboundProxy,
   });
-  const deliverDeps: DeliverDeps = {
+  deliverDeps = {
     pool: db.pool,
     queue,
     sender,

@@ -117,7 +117,7 @@ describe('fetches pause while only workspaces at their share have work', () => {
     shares.start('ws_a', 'ep_1');
     shares.start('ws_a', 'ep_1');
     expect(shares.holdingOff(1_000)).toBe(false);
-    shares.foundNothing(1_100);
+    expect(shares.foundNothing(1_000)).toBe(1_100);
     expect(shares.holdingOff(1_050)).toBe(true);
     expect(shares.holdingOff(1_100)).toBe(false);
     // A slot of theirs freeing: fetch again at once.
@@ -133,7 +133,38 @@ describe('fetches pause while only workspaces at their share have work', () => {
   it('never holds off with no workspace at its share', () => {
     const shares = new WorkspaceShares(2);
     shares.foundNothing(10_000);
-    expect(shares.holdingOff(0)).toBe(false);
+    expect(shares.holdingOff(10_000)).toBe(false);
+  });
+
+  it('pauses longer after each skipping fetch in a row that found nothing, up to 400 ms, and from the start again after one that found work', () => {
+    const shares = new WorkspaceShares(1);
+    shares.start('ws_a', 'ep_1');
+    const pauses = [0, 1, 2, 3, 4].map((i) => shares.foundNothing(i * 1_000) - i * 1_000);
+    expect(pauses).toEqual([100, 200, 400, 400, 400]);
+    shares.foundWork();
+    expect(shares.foundNothing(10_000)).toBe(10_100);
+  });
+
+  it('ends the pause when another workspace commits work in this process, not when the workspace at its share does', () => {
+    const shares = new WorkspaceShares(1);
+    shares.start('ws_a', 'ep_1', 'app_a');
+    shares.foundNothing(1_000);
+    shares.foundNothing(2_000);
+    expect(shares.holdingOff(2_100)).toBe(true);
+    // Its own new messages: the pause holds.
+    expect(shares.newWork(['app_a'], 2_100)).toBe(false);
+    expect(shares.holdingOff(2_100)).toBe(true);
+    // An app not seen here (another workspace's, or one whose workspace is not known yet): fetch now.
+    expect(shares.newWork(['app_a', 'app_b'], 2_100)).toBe(true);
+    expect(shares.holdingOff(2_100)).toBe(false);
+    // And the next pause starts short again.
+    expect(shares.foundNothing(3_000)).toBe(3_100);
+    // A known app of a workspace below its share ends it too.
+    shares.start('ws_b', 'ep_2', 'app_c');
+    shares.end('ws_b');
+    expect(shares.newWork(['app_c'], 3_050)).toBe(true);
+    // No pause: nothing to end.
+    expect(shares.newWork(['app_b'], 3_050)).toBe(false);
   });
 });
 
