@@ -108,20 +108,24 @@ export class WorkspaceShares {
     for (const n of this.running.values()) if (n < this.limit) room = Math.min(room, this.limit - n);
     return room;
   }
-  /** The workspaces at their share now, as one key ('' when none). */
-  atShare(): string {
-    let key = '';
-    for (const [workspace, n] of this.running) if (n >= this.limit) key += `${workspace} `;
-    return key;
+  /** The workspaces at their share now. */
+  atShare(): string[] {
+    const at: string[] = [];
+    for (const [workspace, n] of this.running) if (n >= this.limit) at.push(workspace);
+    return at;
   }
   private emptyKey = '';
   private emptyUntil = 0;
+  /** The workspaces at their share when a skipping fetch last found nothing. */
+  private emptyWorkspaces = new Set<string>();
   /** Skipping fetches in a row that found nothing. */
   private emptyStreak = 0;
   /**
-   * A fetch skipping the endpoints of the workspaces at their share found
-   * nothing: no other workspace has work ready. For a pause, while the
-   * same workspaces are at their share, fetches are held off (holdingOff):
+   * A fetch skipping the endpoints of the workspaces at their share
+   * (`skipped`, as they were when it began: tries answered meanwhile may have
+   * taken them below it) found nothing: no other workspace has work ready.
+   * For a pause, while the same workspaces are at their share, fetches are
+   * held off (holdingOff):
    * each such fetch reads every ready try of those workspaces only to skip
    * it (5-14 ms each with a few thousand ready, docs/benchmarks.md), and
    * every NOTIFY of a new message would run one. The pause doubles with
@@ -129,8 +133,9 @@ export class WorkspaceShares {
    * SKIPPING_PAUSE_MAX_MS; new work of another workspace committed in this
    * process ends it at once (newWork). Returns when it ends.
    */
-  foundNothing(now: number): number {
-    this.emptyKey = this.atShare();
+  foundNothing(now: number, skipped: string[]): number {
+    this.emptyKey = skipped.join(' ');
+    this.emptyWorkspaces = new Set(skipped);
     this.emptyUntil = now + Math.min(SKIPPING_PAUSE_MAX_MS, SKIPPING_PAUSE_MS * 2 ** this.emptyStreak);
     if (this.emptyUntil - now < SKIPPING_PAUSE_MAX_MS) this.emptyStreak++;
     return this.emptyUntil;
@@ -141,18 +146,19 @@ export class WorkspaceShares {
   }
   /** Whether to hold off fetching now (see foundNothing). */
   holdingOff(now: number): boolean {
-    return this.emptyUntil > now && this.emptyKey !== '' && this.emptyKey === this.atShare();
+    return this.emptyUntil > now && this.emptyKey !== '' && this.emptyKey === this.atShare().join(' ');
   }
   /**
    * Deliveries of these apps were committed in this process. If one is not
-   * of a workspace at its share (or of an app not seen here), the pause
+   * of the workspaces the pause is for (those at their share when the
+   * skipping fetch found nothing), or of an app not seen here, the pause
    * ends: there is work for the others. Returns whether it ended.
    */
   newWork(appIds: Iterable<string>, now: number): boolean {
     if (this.emptyUntil <= now) return false;
     for (const appId of appIds) {
       const workspace = this.appWorkspaces.get(appId);
-      if (workspace === undefined || (this.running.get(workspace) ?? 0) < this.limit) {
+      if (workspace === undefined || !this.emptyWorkspaces.has(workspace)) {
         this.emptyUntil = 0;
         this.emptyStreak = 0;
         return true;
@@ -277,17 +283,19 @@ export async function claimTries(deps: DeliverDeps, max: number): Promise<Claime
   if (shares?.holdingOff(Date.now())) return claimed;
   for (let round = 0; round < 4 && claimed.length < max; round++) {
     const want = Math.min(max - claimed.length, shares?.headroom() ?? max);
-    const skipping = shares !== undefined && shares.atShare() !== '';
+    const skipped = shares?.atShare() ?? [];
+    const skipping = skipped.length > 0;
     const { tries, fetched, putBack, paced } = await claimRound(deps, want);
     claimed.push(...tries);
     if (skipping && fetched === 0 && shares) {
       // Only the workspaces at their share have work ready: try again after
       // a pause (a slot of theirs freeing, or new work of another workspace
       // committed here, ends it sooner).
-      deps.onRetryQueued?.(new Date(shares.foundNothing(Date.now())));
+      deps.onRetryQueued?.(new Date(shares.foundNothing(Date.now(), skipped)));
       break;
     }
-    if (skipping && fetched > 0) shares?.foundWork();
+    // Tries claimed by a skipping fetch are other workspaces' (a fetched try over its share went back).
+    if (skipping && tries.length > 0) shares?.foundWork();
     // Rate-limited tries were granted for now: send them now, not after more rounds.
     if (paced) break;
     if (putBack > 0) continue;

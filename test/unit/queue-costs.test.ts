@@ -117,7 +117,7 @@ describe('fetches pause while only workspaces at their share have work', () => {
     shares.start('ws_a', 'ep_1');
     shares.start('ws_a', 'ep_1');
     expect(shares.holdingOff(1_000)).toBe(false);
-    expect(shares.foundNothing(1_000)).toBe(1_100);
+    expect(shares.foundNothing(1_000, shares.atShare())).toBe(1_100);
     expect(shares.holdingOff(1_050)).toBe(true);
     expect(shares.holdingOff(1_100)).toBe(false);
     // A slot of theirs freeing: fetch again at once.
@@ -130,36 +130,58 @@ describe('fetches pause while only workspaces at their share have work', () => {
     expect(shares.holdingOff(1_050)).toBe(false);
   });
 
+  it('pauses for the workspaces that were at their share when the fetch began, though tries answered meanwhile took them below it', () => {
+    const shares = new WorkspaceShares(2);
+    shares.start('ws_a', 'ep_1', 'app_a');
+    shares.start('ws_a', 'ep_1', 'app_a');
+    const skipped = shares.atShare();
+    expect(skipped).toEqual(['ws_a']);
+    // During the fetch both tries were answered.
+    shares.end('ws_a');
+    shares.end('ws_a');
+    shares.foundNothing(1_000, skipped);
+    // Below its share: the next fetch skips nothing and goes ahead.
+    expect(shares.holdingOff(1_050)).toBe(false);
+    // At its share again within the pause: held off, and its own new work does not end that.
+    shares.start('ws_a', 'ep_1', 'app_a');
+    shares.start('ws_a', 'ep_1', 'app_a');
+    expect(shares.holdingOff(1_050)).toBe(true);
+    expect(shares.newWork(['app_a'], 1_050)).toBe(false);
+  });
+
   it('never holds off with no workspace at its share', () => {
     const shares = new WorkspaceShares(2);
-    shares.foundNothing(10_000);
+    shares.foundNothing(10_000, shares.atShare());
     expect(shares.holdingOff(10_000)).toBe(false);
   });
 
   it('pauses longer after each skipping fetch in a row that found nothing, up to 400 ms, and from the start again after one that found work', () => {
     const shares = new WorkspaceShares(1);
     shares.start('ws_a', 'ep_1');
-    const pauses = [0, 1, 2, 3, 4].map((i) => shares.foundNothing(i * 1_000) - i * 1_000);
+    const pauses = [0, 1, 2, 3, 4].map((i) => shares.foundNothing(i * 1_000, shares.atShare()) - i * 1_000);
     expect(pauses).toEqual([100, 200, 400, 400, 400]);
     shares.foundWork();
-    expect(shares.foundNothing(10_000)).toBe(10_100);
+    expect(shares.foundNothing(10_000, shares.atShare())).toBe(10_100);
   });
 
   it('ends the pause when another workspace commits work in this process, not when the workspace at its share does', () => {
     const shares = new WorkspaceShares(1);
     shares.start('ws_a', 'ep_1', 'app_a');
-    shares.foundNothing(1_000);
-    shares.foundNothing(2_000);
+    shares.foundNothing(1_000, shares.atShare());
+    shares.foundNothing(2_000, shares.atShare());
     expect(shares.holdingOff(2_100)).toBe(true);
-    // Its own new messages: the pause holds.
+    // Its own new messages: the pause holds, even while a slot of its own is free for a moment.
     expect(shares.newWork(['app_a'], 2_100)).toBe(false);
+    shares.end('ws_a');
+    expect(shares.newWork(['app_a'], 2_100)).toBe(false);
+    shares.start('ws_a', 'ep_1', 'app_a');
     expect(shares.holdingOff(2_100)).toBe(true);
     // An app not seen here (another workspace's, or one whose workspace is not known yet): fetch now.
     expect(shares.newWork(['app_a', 'app_b'], 2_100)).toBe(true);
     expect(shares.holdingOff(2_100)).toBe(false);
     // And the next pause starts short again.
-    expect(shares.foundNothing(3_000)).toBe(3_100);
-    // A known app of a workspace below its share ends it too.
+    expect(shares.foundNothing(3_000, shares.atShare())).toBe(3_100);
+    // A known app of a workspace that was not at its share ends it too.
     shares.start('ws_b', 'ep_2', 'app_c');
     shares.end('ws_b');
     expect(shares.newWork(['app_c'], 3_050)).toBe(true);
