@@ -114,9 +114,8 @@ export class WorkspaceShares {
     for (const [workspace, n] of this.running) if (n >= this.limit) at.push(workspace);
     return at;
   }
-  private emptyKey = '';
   private emptyUntil = 0;
-  /** The workspaces at their share when a skipping fetch last found nothing. */
+  /** The workspaces at their share when a skipping fetch last found nothing: those the pause is for. */
   private emptyWorkspaces = new Set<string>();
   /** Skipping fetches in a row that found nothing. */
   private emptyStreak = 0;
@@ -125,16 +124,14 @@ export class WorkspaceShares {
    * (`skipped`, as they were when it began: tries answered meanwhile may have
    * taken them below it) found nothing: no other workspace has work ready.
    * For a pause, while the same workspaces are at their share, fetches are
-   * held off (holdingOff):
-   * each such fetch reads every ready try of those workspaces only to skip
-   * it (5-14 ms each with a few thousand ready, docs/benchmarks.md), and
-   * every NOTIFY of a new message would run one. The pause doubles with
-   * each such fetch in a row, from SKIPPING_PAUSE_MS to
-   * SKIPPING_PAUSE_MAX_MS; new work of another workspace committed in this
-   * process ends it at once (newWork). Returns when it ends.
+   * held off (holdingOff): each such fetch reads every ready try of those
+   * workspaces only to skip it (5-14 ms each with a few thousand ready,
+   * docs/benchmarks.md), and every NOTIFY of a new message would run one.
+   * The pause doubles with each such fetch in a row, from SKIPPING_PAUSE_MS
+   * to SKIPPING_PAUSE_MAX_MS; new work of another workspace committed in
+   * this process ends it at once (newWork). Returns when it ends.
    */
   foundNothing(now: number, skipped: string[]): number {
-    this.emptyKey = skipped.join(' ');
     this.emptyWorkspaces = new Set(skipped);
     this.emptyUntil = now + Math.min(SKIPPING_PAUSE_MAX_MS, SKIPPING_PAUSE_MS * 2 ** this.emptyStreak);
     if (this.emptyUntil - now < SKIPPING_PAUSE_MAX_MS) this.emptyStreak++;
@@ -146,7 +143,9 @@ export class WorkspaceShares {
   }
   /** Whether to hold off fetching now (see foundNothing). */
   holdingOff(now: number): boolean {
-    return this.emptyUntil > now && this.emptyKey !== '' && this.emptyKey === this.atShare().join(' ');
+    if (this.emptyUntil <= now || this.emptyWorkspaces.size === 0) return false;
+    const at = this.atShare();
+    return at.length === this.emptyWorkspaces.size && at.every((w) => this.emptyWorkspaces.has(w));
   }
   /**
    * Deliveries of these apps were committed in this process. If one is not
@@ -211,7 +210,7 @@ export class WorkspaceShares {
 const SKIPPING_PAUSE_MS = 100;
 const SKIPPING_PAUSE_MAX_MS = 400;
 
-/** Endpoints WorkspaceShares remembers the workspace of; past this it starts again. */
+/** Endpoints (and, apart, apps) WorkspaceShares remembers the workspace of; past this it starts again. */
 const MAX_KNOWN_ENDPOINTS = 100_000;
 
 interface Loaded {

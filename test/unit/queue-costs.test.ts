@@ -149,6 +149,18 @@ describe('fetches pause while only workspaces at their share have work', () => {
     expect(shares.newWork(['app_a'], 1_050)).toBe(false);
   });
 
+  it('holds off for the same workspaces at their share whatever order they reached it in', () => {
+    const shares = new WorkspaceShares(1);
+    shares.start('ws_a', 'ep_1');
+    shares.start('ws_b', 'ep_2');
+    shares.foundNothing(1_000, shares.atShare());
+    // ws_a's try ends and another starts: the same two are at their share, ws_a now listed last.
+    shares.end('ws_a');
+    shares.start('ws_a', 'ep_1');
+    expect(shares.atShare()).toEqual(['ws_b', 'ws_a']);
+    expect(shares.holdingOff(1_050)).toBe(true);
+  });
+
   it('never holds off with no workspace at its share', () => {
     const shares = new WorkspaceShares(2);
     shares.foundNothing(10_000, shares.atShare());
